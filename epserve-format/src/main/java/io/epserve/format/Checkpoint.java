@@ -1,0 +1,180 @@
+package io.epserve.format;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.epserve.tensor.Tensor;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeSet;
+import java.util.function.Predicate;
+import java.util.stream.Stream;
+
+/**
+ * A Hugging Face model directory: {@code config.json} plus {@code model.safetensors}, or shards
+ * listed by {@code model.safetensors.index.json}, or (without an index) every
+ * {@code *.safetensors} file in the folder. Shards are mapped when first needed, so a process
+ * that reads only some tensors (an expert worker) maps only the files that hold them.
+ */
+public final class Checkpoint implements AutoCloseable {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final Path dir;
+    private final JsonNode config;
+    /** tensor name -> shard file name. */
+    private final Map<String, String> weightMap;
+    private final Map<String, SafetensorsFile> opened = new LinkedHashMap<>();
+
+    private Checkpoint(Path dir, JsonNode config, Map<String, String> weightMap) {
+        this.dir = dir;
+        this.config = config;
+        this.weightMap = weightMap;
+    }
+
+    public static Checkpoint open(Path dir) {
+        if (!Files.isDirectory(dir)) {
+            throw new CheckpointException(dir + ": model directory not found");
+        }
+        JsonNode config = readJson(dir.resolve("config.json"));
+        Map<String, String> weightMap = new LinkedHashMap<>();
+        Path index = dir.resolve("model.safetensors.index.json");
+        if (Files.exists(index)) {
+            JsonNode wm = readJson(index).get("weight_map");
+            if (wm == null || !wm.isObject()) {
+                throw new CheckpointException("model.safetensors.index.json: no weight_map object");
+            }
+            for (Iterator<Map.Entry<String, JsonNode>> it = wm.fields(); it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                weightMap.put(e.getKey(), e.getValue().asText());
+            }
+            for (String shard : new TreeSet<>(weightMap.values())) {
+                if (!Files.exists(dir.resolve(shard))) {
+                    throw new CheckpointException(shard + ": file not found (listed in model.safetensors.index.json)");
+                }
+            }
+        } else {
+            List<String> files;
+            try (Stream<Path> s = Files.list(dir)) {
+                files = s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".safetensors")).sorted().toList();
+            } catch (IOException e) {
+                throw new CheckpointException(dir + ": cannot list: " + e.getMessage(), e);
+            }
+            if (files.isEmpty()) {
+                throw new CheckpointException(dir.resolve("model.safetensors") + ": file not found (no *.safetensors in the model directory)");
+            }
+            Checkpoint probe = new Checkpoint(dir, config, weightMap);
+            for (String f : files) {
+                for (String name : probe.file(f).entries().keySet()) {
+                    String prev = weightMap.putIfAbsent(name, f);
+                    if (prev != null) {
+                        probe.close();
+                        throw new CheckpointException(f + ": tensor '" + name + "' also in " + prev);
+                    }
+                }
+            }
+            return probe;
+        }
+        return new Checkpoint(dir, config, weightMap);
+    }
+
+    /** Parses a JSON file of the model directory, with errors that name it. */
+    public static JsonNode readJson(Path file) {
+        try {
+            JsonNode n = JSON.readTree(Files.readString(file));
+            if (n == null || !n.isObject()) {
+                throw new CheckpointException(file.getFileName() + ": not a JSON object");
+            }
+            return n;
+        } catch (NoSuchFileException e) {
+            throw new CheckpointException(file.getFileName() + ": file not found (" + file + ")");
+        } catch (JsonProcessingException e) {
+            throw new CheckpointException(file.getFileName() + ": malformed JSON: " + e.getOriginalMessage()
+                    + " at line " + e.getLocation().getLineNr());
+        } catch (IOException e) {
+            throw new CheckpointException(file.getFileName() + ": cannot read: " + e.getMessage(), e);
+        }
+    }
+
+    public Path dir() {
+        return dir;
+    }
+
+    /** The parsed config.json. */
+    public JsonNode config() {
+        return config;
+    }
+
+    public boolean has(String name) {
+        return weightMap.containsKey(name);
+    }
+
+    /** All tensor names, in index order. */
+    public List<String> names() {
+        return Collections.unmodifiableList(new ArrayList<>(weightMap.keySet()));
+    }
+
+    /** The shard file name holding a tensor. */
+    public String fileOf(String name) {
+        String f = weightMap.get(name);
+        if (f == null) {
+            throw new CheckpointException(describeFiles() + ": missing tensor '" + name + "'");
+        }
+        return f;
+    }
+
+    public SafetensorsFile.Entry entry(String name) {
+        String f = fileOf(name);
+        SafetensorsFile.Entry e = file(f).entries().get(name);
+        if (e == null) {
+            throw new CheckpointException(f + ": missing tensor '" + name + "' (listed in model.safetensors.index.json)");
+        }
+        return e;
+    }
+
+    public Tensor tensor(String name) {
+        return file(fileOf(name)).tensor(name);
+    }
+
+    /** The tensor, refused unless its shape is exactly {@code expected}. */
+    public Tensor tensor(String name, long... expected) {
+        Tensor t = tensor(name);
+        if (!t.hasShape(expected)) {
+            throw new CheckpointException(fileOf(name) + ": tensor '" + name + "' has shape " + Arrays.toString(t.shape())
+                    + ", expected " + Arrays.toString(expected));
+        }
+        return t;
+    }
+
+    /** Opens (maps) a shard on first use. */
+    public synchronized SafetensorsFile file(String fileName) {
+        return opened.computeIfAbsent(fileName, f -> SafetensorsFile.open(dir.resolve(f)));
+    }
+
+    /** The shard files holding tensors that match the filter. */
+    public List<String> filesFor(Predicate<String> tensorFilter) {
+        return weightMap.entrySet().stream().filter(e -> tensorFilter.test(e.getKey())).map(Map.Entry::getValue)
+                .distinct().sorted().toList();
+    }
+
+    private String describeFiles() {
+        TreeSet<String> files = new TreeSet<>(weightMap.values());
+        return files.size() == 1 ? files.first() : dir.getFileName() + "/*.safetensors";
+    }
+
+    @Override
+    public synchronized void close() {
+        for (SafetensorsFile f : opened.values()) {
+            f.close();
+        }
+        opened.clear();
+    }
+}

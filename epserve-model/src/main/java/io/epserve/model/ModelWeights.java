@@ -1,0 +1,230 @@
+package io.epserve.model;
+
+import io.epserve.format.Checkpoint;
+import io.epserve.format.CheckpointException;
+import io.epserve.moe.ExpertStore;
+import io.epserve.moe.ExpertWeights;
+import io.epserve.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Every weight of a model resolved by name and checked for shape, once, at load. Names follow
+ * the HF checkpoints; for routed experts both layouts are accepted:
+ * <pre>
+ *   per expert:  {prefix}.experts.{e}.{w1|gate_proj}.weight [I, H]
+ *                {prefix}.experts.{e}.{w3|up_proj}.weight   [I, H]
+ *                {prefix}.experts.{e}.{w2|down_proj}.weight [H, I]
+ *   stacked:     {prefix}.experts.gate_up_proj [E, 2I, H]   (rows 0..I-1 gate, I..2I-1 up)
+ *                {prefix}.experts.down_proj    [E, H, I]    (transformers 5)
+ * </pre>
+ * with {prefix} = model.layers.L.block_sparse_moe (Mixtral) or model.layers.L.mlp.
+ */
+public final class ModelWeights implements ExpertStore {
+    private final ModelConfig cfg;
+    private final Checkpoint ckpt;
+    private final Tensor embed;
+    private final Tensor finalNorm;
+    private final Tensor lmHead;
+    private final List<LayerWeights> layers;
+    private final String[] moePrefix;
+    private final ExpertWeights[][] experts;
+
+    private ModelWeights(ModelConfig cfg, Checkpoint ckpt) {
+        this.cfg = cfg;
+        this.ckpt = ckpt;
+        int h = cfg.hidden();
+        embed = ckpt.tensor("model.embed_tokens.weight", cfg.vocabSize(), h);
+        finalNorm = ckpt.tensor("model.norm.weight", h);
+        if (ckpt.has("lm_head.weight")) {
+            lmHead = ckpt.tensor("lm_head.weight", cfg.vocabSize(), h);
+        } else if (cfg.tieEmbeddings()) {
+            lmHead = embed;
+        } else {
+            throw new CheckpointException(ckpt.fileOf("model.embed_tokens.weight")
+                    + ": missing tensor 'lm_head.weight' (and tie_word_embeddings is false)");
+        }
+        layers = new ArrayList<>();
+        moePrefix = new String[cfg.layers()];
+        experts = new ExpertWeights[cfg.layers()][];
+        for (int l = 0; l < cfg.layers(); l++) {
+            layers.add(loadLayer(l));
+        }
+    }
+
+    /** Resolves and shape-checks all non-expert weights; experts are resolved on first use. */
+    public static ModelWeights load(ModelConfig cfg, Checkpoint ckpt) {
+        return new ModelWeights(cfg, ckpt);
+    }
+
+    private LayerWeights loadLayer(int l) {
+        String p = "model.layers." + l + ".";
+        int h = cfg.hidden();
+        Tensor inNorm = ckpt.tensor(p + "input_layernorm.weight", h);
+        Tensor postNorm = ckpt.tensor(p + "post_attention_layernorm.weight", h);
+        LayerWeights.Attention attn = cfg.mla() != null ? loadMla(p + "self_attn.") : loadGqa(p + "self_attn.");
+        LayerWeights.Ffn ffn;
+        if (cfg.isSparse(l)) {
+            String prefix = ckpt.has(p + "block_sparse_moe.gate.weight") ? p + "block_sparse_moe" : p + "mlp";
+            moePrefix[l] = prefix;
+            Tensor gate = ckpt.tensor(prefix + ".gate.weight", cfg.numExperts(), h);
+            float[] bias = null;
+            if (cfg.routerKind() == ModelConfig.RouterKind.SIGMOID_GROUPED_TOPK && ckpt.has(prefix + ".gate.e_score_correction_bias")) {
+                bias = ckpt.tensor(prefix + ".gate.e_score_correction_bias", cfg.numExperts()).toFloatArray();
+            }
+            ExpertWeights shared = null;
+            Tensor sharedGate = null;
+            if (cfg.sharedIntermediate() > 0) {
+                String sp = cfg.architecture() == Architecture.DEEPSEEK_V3 ? prefix + ".shared_experts." : prefix + ".shared_expert.";
+                shared = swiglu(sp, cfg.sharedIntermediate());
+                if (cfg.sharedExpertGate()) {
+                    sharedGate = ckpt.tensor(prefix + ".shared_expert_gate.weight", 1, h);
+                }
+            }
+            ffn = new LayerWeights.Moe(gate, bias, shared, sharedGate);
+            experts[l] = new ExpertWeights[cfg.numExperts()];
+        } else {
+            ffn = new LayerWeights.Dense(swiglu(p + "mlp.", cfg.denseIntermediate()));
+        }
+        return new LayerWeights(inNorm, attn, postNorm, ffn);
+    }
+
+    private LayerWeights.Gqa loadGqa(String p) {
+        int h = cfg.hidden();
+        int qDim = cfg.heads() * cfg.headDim();
+        int kvDim = cfg.kvHeads() * cfg.headDim();
+        Tensor q = ckpt.tensor(p + "q_proj.weight", qDim, h);
+        Tensor k = ckpt.tensor(p + "k_proj.weight", kvDim, h);
+        Tensor v = ckpt.tensor(p + "v_proj.weight", kvDim, h);
+        Tensor o = ckpt.tensor(p + "o_proj.weight", h, qDim);
+        float[] qb = null;
+        float[] kb = null;
+        float[] vb = null;
+        if (cfg.qkvBias()) {
+            qb = ckpt.tensor(p + "q_proj.bias", qDim).toFloatArray();
+            kb = ckpt.tensor(p + "k_proj.bias", kvDim).toFloatArray();
+            vb = ckpt.tensor(p + "v_proj.bias", kvDim).toFloatArray();
+        }
+        Tensor qn = null;
+        Tensor kn = null;
+        switch (cfg.qkNorm()) {
+            case PER_HEAD -> {
+                qn = ckpt.tensor(p + "q_norm.weight", cfg.headDim());
+                kn = ckpt.tensor(p + "k_norm.weight", cfg.headDim());
+            }
+            case WHOLE -> {
+                qn = ckpt.tensor(p + "q_norm.weight", qDim);
+                kn = ckpt.tensor(p + "k_norm.weight", kvDim);
+            }
+            case NONE -> { }
+        }
+        return new LayerWeights.Gqa(q, k, v, o, qb, kb, vb, qn, kn);
+    }
+
+    private LayerWeights.Mla loadMla(String p) {
+        ModelConfig.Mla m = cfg.mla();
+        int h = cfg.hidden();
+        int qOut = cfg.heads() * m.qkHeadDim();
+        Tensor qA = null;
+        Tensor qANorm = null;
+        Tensor qB = null;
+        Tensor q = null;
+        if (m.qLoraRank() > 0) {
+            qA = ckpt.tensor(p + "q_a_proj.weight", m.qLoraRank(), h);
+            qANorm = ckpt.tensor(p + "q_a_layernorm.weight", m.qLoraRank());
+            qB = ckpt.tensor(p + "q_b_proj.weight", qOut, m.qLoraRank());
+        } else {
+            q = ckpt.tensor(p + "q_proj.weight", qOut, h);
+        }
+        Tensor kvA = ckpt.tensor(p + "kv_a_proj_with_mqa.weight", m.kvLoraRank() + m.qkRopeDim(), h);
+        Tensor kvANorm = ckpt.tensor(p + "kv_a_layernorm.weight", m.kvLoraRank());
+        Tensor kvB = ckpt.tensor(p + "kv_b_proj.weight", (long) cfg.heads() * (m.qkNopeDim() + m.vHeadDim()), m.kvLoraRank());
+        Tensor o = ckpt.tensor(p + "o_proj.weight", h, (long) cfg.heads() * m.vHeadDim());
+        return new LayerWeights.Mla(qA, qANorm, qB, q, kvA, kvANorm, kvB, o);
+    }
+
+    private ExpertWeights swiglu(String p, int inter) {
+        int h = cfg.hidden();
+        return new ExpertWeights(ckpt.tensor(p + "gate_proj.weight", inter, h), ckpt.tensor(p + "up_proj.weight", inter, h),
+                ckpt.tensor(p + "down_proj.weight", h, inter));
+    }
+
+    /** Names of the tensors of one routed expert (for per-worker mapping and validation). */
+    public List<String> expertTensorNames(int layer, int e) {
+        String ep = moePrefix[layer] + ".experts.";
+        if (ckpt.has(ep + "gate_up_proj")) {
+            return List.of(ep + "gate_up_proj", ep + "down_proj");
+        }
+        String pe = ep + e + ".";
+        if (ckpt.has(pe + "w1.weight")) {
+            return List.of(pe + "w1.weight", pe + "w3.weight", pe + "w2.weight");
+        }
+        return List.of(pe + "gate_proj.weight", pe + "up_proj.weight", pe + "down_proj.weight");
+    }
+
+    @Override
+    public ExpertWeights expert(int layer, int e) {
+        ExpertWeights[] le = experts[layer];
+        if (le == null) {
+            throw new IllegalArgumentException("layer " + layer + " has no routed experts");
+        }
+        ExpertWeights w = le[e];
+        if (w == null) {
+            w = resolveExpert(layer, e);
+            le[e] = w;
+        }
+        return w;
+    }
+
+    private ExpertWeights resolveExpert(int layer, int e) {
+        int h = cfg.hidden();
+        int inter = cfg.moeIntermediate();
+        String ep = moePrefix[layer] + ".experts.";
+        if (ckpt.has(ep + "gate_up_proj")) {
+            Tensor gu = ckpt.tensor(ep + "gate_up_proj", cfg.numExperts(), 2L * inter, h).select(e);
+            Tensor down = ckpt.tensor(ep + "down_proj", cfg.numExperts(), h, inter).select(e);
+            return new ExpertWeights(gu.rowSlice(0, inter), gu.rowSlice(inter, 2L * inter), down);
+        }
+        String pe = ep + e + ".";
+        if (ckpt.has(pe + "w1.weight")) {
+            return new ExpertWeights(ckpt.tensor(pe + "w1.weight", inter, h), ckpt.tensor(pe + "w3.weight", inter, h),
+                    ckpt.tensor(pe + "w2.weight", h, inter));
+        }
+        return swiglu(pe, inter);
+    }
+
+    /** Resolves every routed expert now, so a missing or misshapen expert fails the load, not a request. */
+    public void resolveAllExperts() {
+        for (int l = 0; l < cfg.layers(); l++) {
+            if (cfg.isSparse(l)) {
+                for (int e = 0; e < cfg.numExperts(); e++) {
+                    expert(l, e);
+                }
+            }
+        }
+    }
+
+    public ModelConfig config() {
+        return cfg;
+    }
+
+    public Checkpoint checkpoint() {
+        return ckpt;
+    }
+
+    public Tensor embed() {
+        return embed;
+    }
+
+    public Tensor finalNorm() {
+        return finalNorm;
+    }
+
+    public Tensor lmHead() {
+        return lmHead;
+    }
+
+    public LayerWeights layer(int l) {
+        return layers.get(l);
+    }
+}

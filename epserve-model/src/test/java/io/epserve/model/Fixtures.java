@@ -1,0 +1,44 @@
+package io.epserve.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+/** The golden fixtures of ../shared/fixtures (see its README). */
+public final class Fixtures {
+    private Fixtures() {}
+
+    public static final List<String> MODELS = List.of("mixtral", "mixtral_f32", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3");
+
+    public static Path root() {
+        String p = System.getProperty("epserve.fixtures");
+        Path dir = p != null ? Path.of(p) : Path.of("../../shared/fixtures");
+        if (!Files.isDirectory(dir)) {
+            dir = Path.of("../shared/fixtures");
+        }
+        return dir.toAbsolutePath().normalize();
+    }
+
+    public static Path model(String name) {
+        return root().resolve(name).resolve("model");
+    }
+
+    public static JsonNode expected(String name) {
+        try {
+            return new ObjectMapper().readTree(Files.readString(root().resolve(name).resolve("expected.json")));
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    public static int[] ints(JsonNode arr) {
+        int[] r = new int[arr.size()];
+        for (int i = 0; i < r.length; i++) {
+            r[i] = arr.get(i).asInt();
+        }
+        return r;
+    }
+}

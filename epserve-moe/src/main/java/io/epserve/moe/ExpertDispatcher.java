@@ -1,0 +1,20 @@
+package io.epserve.moe;
+
+/**
+ * Dispatch and combine for one MoE layer (DESIGN.md §3.7): sends each token to the experts the
+ * router chose and adds their outputs back, weighted. Implementations: in-process now, gRPC to
+ * expert workers later; both must give the same numbers.
+ */
+public interface ExpertDispatcher extends AutoCloseable {
+
+    /**
+     * {@code out[t] = Σ_j weight(t, j) · expert(t, j)(hidden[t])} for each token t of the routing
+     * result; rows of {@code hidden} and {@code out} are {@code hiddenSize} long. Overwrites out.
+     * Slots are added in ascending expert id, so the sum does not depend on where or in which
+     * order the experts ran.
+     */
+    void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out);
+
+    @Override
+    default void close() {}
+}

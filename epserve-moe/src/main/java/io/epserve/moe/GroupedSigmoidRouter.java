@@ -1,0 +1,84 @@
+package io.epserve.moe;
+
+/**
+ * DeepSeek-V3's router ("noaux_tc"): sigmoid scores; a per-expert correction bias is added for
+ * the <em>choice</em> only; experts are split into {@code nGroup} groups, each group scored by the
+ * sum of its two best biased scores, only the best {@code topkGroup} groups stay eligible
+ * (others' scores are set to 0, as the reference's masked_fill does), and the k best biased
+ * scores among them are chosen. The weights are the unbiased sigmoid scores of the chosen
+ * experts, divided by their sum when {@code normalize}, times {@code scalingFactor}.
+ * (DeepSeek-V3 technical report §2.1.2; HF DeepseekV3TopkRouter.)
+ */
+public record GroupedSigmoidRouter(int numExperts, int k, int nGroup, int topkGroup, float[] correctionBias,
+                                   boolean normalize, float scalingFactor) implements Router {
+    public GroupedSigmoidRouter {
+        if (nGroup < 1 || numExperts % nGroup != 0) {
+            throw new IllegalArgumentException("n_group " + nGroup + " must divide the " + numExperts + " experts");
+        }
+        if (topkGroup < 1 || topkGroup > nGroup) {
+            throw new IllegalArgumentException("topk_group " + topkGroup + " must be in [1, n_group=" + nGroup + "]");
+        }
+        if (k < 1 || k > topkGroup * (numExperts / nGroup)) {
+            throw new IllegalArgumentException("top-k " + k + " exceeds the experts of topk_group groups");
+        }
+        if (correctionBias != null && correctionBias.length != numExperts) {
+            throw new IllegalArgumentException("e_score_correction_bias has " + correctionBias.length + " values for "
+                    + numExperts + " experts");
+        }
+    }
+
+    @Override
+    public RoutingResult route(float[] logits, int[] tokenIds, int tokens) {
+        int perGroup = numExperts / nGroup;
+        int[] experts = new int[tokens * k];
+        float[] weights = new float[tokens * k];
+        float[] scores = new float[numExperts];
+        float[] choice = new float[numExperts];
+        float[] groupScore = new float[nGroup];
+        int[] groups = new int[topkGroup];
+        boolean[] keep = new boolean[nGroup];
+        for (int t = 0; t < tokens; t++) {
+            for (int e = 0; e < numExperts; e++) {
+                float s = (float) (1.0 / (1.0 + Math.exp(-logits[t * numExperts + e])));
+                scores[e] = s;
+                choice[e] = s + (correctionBias == null ? 0f : correctionBias[e]);
+            }
+            for (int g = 0; g < nGroup; g++) {
+                float best = Float.NEGATIVE_INFINITY;
+                float second = Float.NEGATIVE_INFINITY;
+                for (int e = g * perGroup; e < (g + 1) * perGroup; e++) {
+                    float v = choice[e];
+                    if (v > best) {
+                        second = best;
+                        best = v;
+                    } else if (v > second) {
+                        second = v;
+                    }
+                }
+                groupScore[g] = perGroup == 1 ? best : best + second;
+            }
+            TopK.select(groupScore, 0, nGroup, topkGroup, groups, 0);
+            java.util.Arrays.fill(keep, false);
+            for (int g : groups) {
+                keep[g] = true;
+            }
+            for (int e = 0; e < numExperts; e++) {
+                if (!keep[e / perGroup]) {
+                    choice[e] = 0f;
+                }
+            }
+            TopK.select(choice, 0, numExperts, k, experts, t * k);
+            float sum = 0f;
+            for (int j = 0; j < k; j++) {
+                float w = scores[experts[t * k + j]];
+                weights[t * k + j] = w;
+                sum += w;
+            }
+            float denom = normalize ? sum + 1e-20f : 1f;
+            for (int j = 0; j < k; j++) {
+                weights[t * k + j] = weights[t * k + j] / denom * scalingFactor;
+            }
+        }
+        return new RoutingResult(tokens, k, experts, weights);
+    }
+}
