@@ -60,7 +60,8 @@ public final class KvCache {
         capacity = cap;
     }
 
-    void advance(int n) {
+    /** Marks n more positions as cached (after their keys/values were written). */
+    public void advance(int n) {
         length += n;
     }
 

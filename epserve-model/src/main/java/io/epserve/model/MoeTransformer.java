@@ -113,16 +113,10 @@ public final class MoeTransformer {
         for (int l = 0; l < cfg.layers(); l++) {
             LayerWeights lw = w.layer(l);
             Kernels.rmsnorm(x, 0, n, h, lw.inputNorm(), cfg.rmsEps(), xn, 0);
-            switch (lw.attention()) {
-                case LayerWeights.Gqa g -> gqa(l, g, cache, start, n, xn, delta);
-                case LayerWeights.Mla m -> mla(l, m, cache, start, n, xn, delta);
-            }
+            attention(l, cache, start, n, xn, delta);
             Kernels.axpy(1f, delta, 0, x, 0, n * h);
             Kernels.rmsnorm(x, 0, n, h, lw.postAttentionNorm(), cfg.rmsEps(), xn, 0);
-            switch (lw.ffn()) {
-                case LayerWeights.Dense d -> SwiGlu.forward(d.mlp(), xn, 0, n, delta, 0, new float[2 * n * d.mlp().intermediate()]);
-                case LayerWeights.Moe m -> moe(l, m, tokens, n, xn, delta, listener);
-            }
+            feedForward(l, tokens, n, xn, delta, listener);
             Kernels.axpy(1f, delta, 0, x, 0, n * h);
         }
         cache.advance(n);
@@ -132,6 +126,28 @@ public final class MoeTransformer {
         float[] logits = new float[rows * cfg.vocabSize()];
         Kernels.matmul(xn, 0, rows, w.lmHead(), logits, 0);
         return logits;
+    }
+
+    /**
+     * One layer's attention block (after its input norm): {@code out = o_proj(attn(xn))} for n
+     * tokens at positions {@code start..start+n-1}; writes their keys/values into the cache
+     * (the caller advances it).
+     */
+    public void attention(int layer, KvCache cache, int start, int n, float[] xn, float[] out) {
+        cache.ensureCapacity(start + n);
+        rope.ensure(start + n);
+        switch (w.layer(layer).attention()) {
+            case LayerWeights.Gqa g -> gqa(layer, g, cache, start, n, xn, out);
+            case LayerWeights.Mla m -> mla(layer, m, cache, start, n, xn, out);
+        }
+    }
+
+    /** One layer's feed-forward block (after its post-attention norm): dense SwiGLU or MoE + shared expert. */
+    public void feedForward(int layer, int[] tokens, int n, float[] xn, float[] out, RoutingListener listener) {
+        switch (w.layer(layer).ffn()) {
+            case LayerWeights.Dense d -> SwiGlu.forward(d.mlp(), xn, 0, n, out, 0, new float[2 * n * d.mlp().intermediate()]);
+            case LayerWeights.Moe m -> moe(layer, m, tokens, n, xn, out, listener);
+        }
     }
 
     private void gqa(int layer, LayerWeights.Gqa a, KvCache cache, int start, int n, float[] xn, float[] out) {
