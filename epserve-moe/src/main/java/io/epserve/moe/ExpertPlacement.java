@@ -1,0 +1,205 @@
+package io.epserve.moe;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * Which worker holds which experts, per sparse layer: a pure function of the layer set, the
+ * expert count, the worker list and the policy (DESIGN.md §3.8). A <em>logical</em> expert has one
+ * or more <em>physical replicas</em>, each on one worker; the first replica is the primary.
+ * Placements are values: a new placement is a new object with a higher {@link #epoch()}.
+ *
+ * <p>{@link #localIndex} is vLLM's expert_map: the global → local id on one worker, with
+ * {@link #NOT_HERE} for experts the worker does not hold.
+ */
+public final class ExpertPlacement {
+    public static final int NOT_HERE = -1;
+
+    /** How logical experts are spread over workers. */
+    public enum Policy {
+        /** Worker w holds experts [w·E/W, (w+1)·E/W): neighbours together (DeepSeek's EP layout). */
+        CONTIGUOUS,
+        /** Expert e lives on worker e mod W. */
+        ROUND_ROBIN
+    }
+
+    private final long epoch;
+    private final int numExperts;
+    private final List<String> workers;
+    private final Policy policy;
+    private final boolean[] sparse;
+    /** [layer][expert] -> worker indices of its replicas (primary first); null for dense layers. */
+    private final int[][][] replicas;
+    /** [worker][layer][expert] -> local index or NOT_HERE. */
+    private final int[][][] local;
+
+    private ExpertPlacement(long epoch, int numExperts, List<String> workers, Policy policy, boolean[] sparse, int[][][] replicas) {
+        this.epoch = epoch;
+        this.numExperts = numExperts;
+        this.workers = List.copyOf(workers);
+        this.policy = policy;
+        this.sparse = sparse.clone();
+        this.replicas = replicas;
+        this.local = new int[workers.size()][sparse.length][];
+        for (int w = 0; w < workers.size(); w++) {
+            for (int l = 0; l < sparse.length; l++) {
+                if (!sparse[l]) {
+                    continue;
+                }
+                int[] map = new int[numExperts];
+                Arrays.fill(map, NOT_HERE);
+                int next = 0;
+                for (int e = 0; e < numExperts; e++) {
+                    for (int r : replicas[l][e]) {
+                        if (r == w) {
+                            map[e] = next++;
+                        }
+                    }
+                }
+                local[w][l] = map;
+            }
+        }
+    }
+
+    /**
+     * Places every expert of every sparse layer on exactly one worker.
+     *
+     * @param sparseLayers which layers have routed experts
+     */
+    public static ExpertPlacement create(boolean[] sparseLayers, int numExperts, List<String> workers, Policy policy, long epoch) {
+        if (workers.isEmpty()) {
+            throw new IllegalArgumentException("a placement needs at least one worker");
+        }
+        if (numExperts < 1) {
+            throw new IllegalArgumentException("a placement needs at least one expert");
+        }
+        if (new java.util.HashSet<>(workers).size() != workers.size()) {
+            throw new IllegalArgumentException("duplicate worker in " + workers);
+        }
+        int w = workers.size();
+        int[][][] replicas = new int[sparseLayers.length][][];
+        for (int l = 0; l < sparseLayers.length; l++) {
+            if (!sparseLayers[l]) {
+                continue;
+            }
+            replicas[l] = new int[numExperts][];
+            for (int e = 0; e < numExperts; e++) {
+                int owner = switch (policy) {
+                    case CONTIGUOUS -> (int) ((long) e * w / numExperts);
+                    case ROUND_ROBIN -> e % w;
+                };
+                replicas[l][e] = new int[] {owner};
+            }
+        }
+        return new ExpertPlacement(epoch, numExperts, workers, policy, sparseLayers, replicas);
+    }
+
+    public long epoch() {
+        return epoch;
+    }
+
+    public int numExperts() {
+        return numExperts;
+    }
+
+    public int layers() {
+        return sparse.length;
+    }
+
+    public boolean isSparse(int layer) {
+        return sparse[layer];
+    }
+
+    public List<String> workers() {
+        return workers;
+    }
+
+    public int workerCount() {
+        return workers.size();
+    }
+
+    public Policy policy() {
+        return policy;
+    }
+
+    /** Worker indices holding a replica of the expert, primary first. */
+    public int[] replicasOf(int layer, int expert) {
+        return replicas[layer][expert].clone();
+    }
+
+    public int primary(int layer, int expert) {
+        return replicas[layer][expert][0];
+    }
+
+    public boolean holds(int worker, int layer, int expert) {
+        return local[worker][layer] != null && local[worker][layer][expert] != NOT_HERE;
+    }
+
+    /** The expert's index among the worker's experts of that layer, or {@link #NOT_HERE}. */
+    public int localIndex(int worker, int layer, int expert) {
+        return local[worker][layer] == null ? NOT_HERE : local[worker][layer][expert];
+    }
+
+    /** The experts of one layer a worker holds, ascending. */
+    public int[] expertsOn(int worker, int layer) {
+        if (!sparse[layer]) {
+            return new int[0];
+        }
+        int[] map = local[worker][layer];
+        return java.util.stream.IntStream.range(0, numExperts).filter(e -> map[e] != NOT_HERE).toArray();
+    }
+
+    /** Number of (layer, expert) replicas on a worker. */
+    public int expertCountOn(int worker) {
+        int n = 0;
+        for (int l = 0; l < sparse.length; l++) {
+            n += expertsOn(worker, l).length;
+        }
+        return n;
+    }
+
+    /** A readable table: one line per worker with its experts per layer, ranges compressed. */
+    public List<String> describe() {
+        List<String> lines = new ArrayList<>();
+        lines.add("placement epoch " + epoch + ", policy " + policy.name().toLowerCase() + ", " + workers.size()
+                + " worker(s), " + numExperts + " experts per sparse layer");
+        for (int w = 0; w < workers.size(); w++) {
+            StringBuilder sb = new StringBuilder();
+            String prev = null;
+            int from = -1;
+            for (int l = 0; l <= sparse.length; l++) {
+                String cur = l < sparse.length && sparse[l] ? ranges(expertsOn(w, l)) : null;
+                if (cur == null || !cur.equals(prev)) {
+                    if (prev != null) {
+                        sb.append(sb.isEmpty() ? "" : "; ").append(from == l - 1 ? "layer " + from : "layers " + from + "-" + (l - 1))
+                                .append(": ").append(prev);
+                    }
+                    prev = cur;
+                    from = l;
+                }
+            }
+            lines.add("  worker " + w + " (" + workers.get(w) + "): " + expertCountOn(w) + " experts — " + (sb.isEmpty() ? "none" : sb));
+        }
+        return Collections.unmodifiableList(lines);
+    }
+
+    static String ranges(int[] ids) {
+        if (ids.length == 0) {
+            return "none";
+        }
+        StringBuilder sb = new StringBuilder();
+        int start = ids[0];
+        for (int i = 1; i <= ids.length; i++) {
+            if (i == ids.length || ids[i] != ids[i - 1] + 1) {
+                int end = ids[i - 1];
+                sb.append(sb.isEmpty() ? "" : ",").append(start == end ? String.valueOf(start) : start + "-" + end);
+                if (i < ids.length) {
+                    start = ids[i];
+                }
+            }
+        }
+        return sb.toString();
+    }
+}
