@@ -56,7 +56,7 @@ public final class LoadedModel implements AutoCloseable {
             if (options.validate()) {
                 Validation.requireFinite(ckpt, ckpt.names(), options.progress());
             }
-            ExpertDispatcher d = new InProcessDispatcher(w, cfg.numExperts());
+            ExpertDispatcher d = InProcessDispatcher.single(w, cfg.sparseLayers(), cfg.numExperts());
             return new LoadedModel(ckpt, cfg, w, d, new MoeTransformer(w, d, options.router()));
         } catch (RuntimeException e) {
             ckpt.close();

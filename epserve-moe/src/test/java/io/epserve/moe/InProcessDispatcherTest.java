@@ -63,7 +63,7 @@ class InProcessDispatcherTest {
         }
         RoutingResult r = new SoftmaxTopKRouter(E, 3, true).route(logits, new int[tokens], tokens);
         float[] out = new float[tokens * H];
-        new InProcessDispatcher(s, E).dispatch(0, x, H, r, out);
+        InProcessDispatcher.single(s, new boolean[] {true}, E).dispatch(0, x, H, r, out);
         float[] want = naive(s, x, r);
         for (int i = 0; i < out.length; i++) {
             assertThat(out[i]).as("element %d", i).isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-4f));
@@ -71,33 +71,33 @@ class InProcessDispatcherTest {
     }
 
     @Test
-    void combineDoesNotDependOnSlotOrder() {
-        int tokens = 3;
-        int k = 3;
-        float[] slotOut = new float[tokens * k * H];
-        SplittableRandom rnd = new SplittableRandom(5);
-        for (int i = 0; i < slotOut.length; i++) {
-            slotOut[i] = (float) rnd.nextGaussian() * 1e3f;
+    void resultIsTheSameForOneTwoAndFourWorkersAndBothPolicies() {
+        ExpertStore s = store(3);
+        SplittableRandom rnd = new SplittableRandom(4);
+        int tokens = 9;
+        float[] x = new float[tokens * H];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
         }
-        int[] experts = {4, 1, 2, 0, 5, 3, 2, 3, 1};
-        float[] weights = {0.1f, 0.7f, 0.2f, 0.3f, 0.3f, 0.4f, 0.5f, 0.25f, 0.25f};
-        float[] a = new float[tokens * H];
-        Combine.weightedSum(new RoutingResult(tokens, k, experts, weights), slotOut, H, a);
-        // the same routing with the slots of every token permuted
-        int[] experts2 = new int[9];
-        float[] weights2 = new float[9];
-        float[] slotOut2 = new float[slotOut.length];
-        int[] perm = {2, 0, 1};
-        for (int t = 0; t < tokens; t++) {
-            for (int j = 0; j < k; j++) {
-                int src = t * k + perm[j];
-                experts2[t * k + j] = experts[src];
-                weights2[t * k + j] = weights[src];
-                System.arraycopy(slotOut, src * H, slotOut2, (t * k + j) * H, H);
+        float[] logits = new float[tokens * E];
+        for (int i = 0; i < logits.length; i++) {
+            logits[i] = (float) rnd.nextGaussian();
+        }
+        RoutingResult r = new SoftmaxTopKRouter(E, 3, true).route(logits, new int[tokens], tokens);
+        float[] one = new float[tokens * H];
+        InProcessDispatcher.single(s, new boolean[] {true}, E).dispatch(0, x, H, r, one);
+        for (var policy : ExpertPlacement.Policy.values()) {
+            for (int w : new int[] {2, 4}) {
+                java.util.List<String> names = java.util.stream.IntStream.range(0, w).mapToObj(i -> "w" + i).toList();
+                ExpertPlacement p = ExpertPlacement.create(new boolean[] {true}, E, names, policy, 0);
+                java.util.List<ExpertWorker> workers = names.stream().map(n -> new ExpertWorker(n, s, E)).toList();
+                float[] out = new float[tokens * H];
+                new InProcessDispatcher(p, workers).dispatch(0, x, H, r, out);
+                for (int i = 0; i < out.length; i++) {
+                    assertThat(out[i]).as("%s %d workers element %d", policy, w, i)
+                            .isCloseTo(one[i], org.assertj.core.data.Offset.offset(1e-5f));
+                }
             }
         }
-        float[] b = new float[tokens * H];
-        Combine.weightedSum(new RoutingResult(tokens, k, experts2, weights2), slotOut2, H, b);
-        assertThat(b).containsExactly(a);
     }
 }
