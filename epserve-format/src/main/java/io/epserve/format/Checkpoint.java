@@ -33,14 +33,21 @@ public final class Checkpoint implements AutoCloseable {
     /** tensor name -> shard file name. */
     private final Map<String, String> weightMap;
     private final Map<String, SafetensorsFile> opened = new LinkedHashMap<>();
+    private final SafetensorsFile.Mapping mapping;
 
-    private Checkpoint(Path dir, JsonNode config, Map<String, String> weightMap) {
+    private Checkpoint(Path dir, JsonNode config, Map<String, String> weightMap, SafetensorsFile.Mapping mapping) {
         this.dir = dir;
         this.config = config;
         this.weightMap = weightMap;
+        this.mapping = mapping;
     }
 
     public static Checkpoint open(Path dir) {
+        return open(dir, SafetensorsFile.Mapping.WHOLE_FILE);
+    }
+
+    /** Opens a model directory; {@code PER_TENSOR} maps only the tensors asked for (expert workers). */
+    public static Checkpoint open(Path dir, SafetensorsFile.Mapping mapping) {
         if (!Files.isDirectory(dir)) {
             throw new CheckpointException(dir + ": model directory not found");
         }
@@ -71,7 +78,7 @@ public final class Checkpoint implements AutoCloseable {
             if (files.isEmpty()) {
                 throw new CheckpointException(dir.resolve("model.safetensors") + ": file not found (no *.safetensors in the model directory)");
             }
-            Checkpoint probe = new Checkpoint(dir, config, weightMap);
+            Checkpoint probe = new Checkpoint(dir, config, weightMap, mapping);
             for (String f : files) {
                 for (String name : probe.file(f).entries().keySet()) {
                     String prev = weightMap.putIfAbsent(name, f);
@@ -83,7 +90,7 @@ public final class Checkpoint implements AutoCloseable {
             }
             return probe;
         }
-        return new Checkpoint(dir, config, weightMap);
+        return new Checkpoint(dir, config, weightMap, mapping);
     }
 
     /** Parses a JSON file of the model directory, with errors that name it. */
@@ -156,7 +163,12 @@ public final class Checkpoint implements AutoCloseable {
 
     /** Opens (maps) a shard on first use. */
     public synchronized SafetensorsFile file(String fileName) {
-        return opened.computeIfAbsent(fileName, f -> SafetensorsFile.open(dir.resolve(f)));
+        return opened.computeIfAbsent(fileName, f -> SafetensorsFile.open(dir.resolve(f), mapping));
+    }
+
+    /** Bytes of checkpoint data mapped by this process so far. */
+    public synchronized long mappedBytes() {
+        return opened.values().stream().mapToLong(SafetensorsFile::mappedBytes).sum();
     }
 
     /** The shard files holding tensors that match the filter. */

@@ -53,31 +53,60 @@ public final class SafetensorsFile implements AutoCloseable {
         }
     }
 
+    /** How a file is mapped. */
+    public enum Mapping {
+        /** One mapping of the whole file (a frontend, a single process). */
+        WHOLE_FILE,
+        /**
+         * Only the header is read at open; each tensor's byte range is mapped when first asked for.
+         * An expert worker maps its own experts and nothing else.
+         */
+        PER_TENSOR
+    }
+
     private final Path path;
     private final Arena arena;
     private final MemorySegment data;
+    private final FileChannel channel;
+    private final long dataStart;
     private final Map<String, Entry> entries;
     private final Map<String, String> metadata;
+    private final Map<String, MemorySegment> mapped = new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.concurrent.atomic.AtomicLong mappedBytes = new java.util.concurrent.atomic.AtomicLong();
 
-    private SafetensorsFile(Path path, Arena arena, MemorySegment data, Map<String, Entry> entries, Map<String, String> metadata) {
+    private SafetensorsFile(Path path, Arena arena, MemorySegment data, FileChannel channel, long dataStart,
+                            Map<String, Entry> entries, Map<String, String> metadata) {
         this.path = path;
         this.arena = arena;
         this.data = data;
+        this.channel = channel;
+        this.dataStart = dataStart;
         this.entries = entries;
         this.metadata = metadata;
+        if (data != null) {
+            mappedBytes.set(data.byteSize());
+        }
     }
 
-    /** Maps and validates the header of a safetensors file. */
+    /** Maps the whole file and validates its header. */
     public static SafetensorsFile open(Path path) {
+        return open(path, Mapping.WHOLE_FILE);
+    }
+
+    /** Opens a safetensors file and validates its header; maps it as {@code mapping} says. */
+    public static SafetensorsFile open(Path path, Mapping mapping) {
         String file = path.getFileName().toString();
         Arena arena = Arena.ofShared();
-        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+        FileChannel ch = null;
+        try {
+            ch = FileChannel.open(path, StandardOpenOption.READ);
             long size = ch.size();
             if (size < 8) {
                 throw new CheckpointException(file + ": truncated safetensors file (" + size + " bytes, no header length)");
             }
-            MemorySegment all = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-            long headerLen = all.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
+            java.nio.ByteBuffer lenBuf = java.nio.ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+            readFully(ch, lenBuf, 0);
+            long headerLen = lenBuf.getLong(0);
             if (headerLen < 2 || headerLen > MAX_HEADER_BYTES) {
                 throw new CheckpointException(file + ": not a safetensors file (header length " + headerLen + ")");
             }
@@ -85,7 +114,9 @@ public final class SafetensorsFile implements AutoCloseable {
                 throw new CheckpointException(file + ": truncated safetensors file (header of " + headerLen
                         + " bytes, file has " + size + ")");
             }
-            byte[] hb = all.asSlice(8, headerLen).toArray(ValueLayout.JAVA_BYTE);
+            java.nio.ByteBuffer hbuf = java.nio.ByteBuffer.allocate((int) headerLen);
+            readFully(ch, hbuf, 8);
+            byte[] hb = hbuf.array();
             JsonNode header;
             try {
                 header = JSON.readTree(new String(hb, StandardCharsets.UTF_8));
@@ -95,19 +126,45 @@ public final class SafetensorsFile implements AutoCloseable {
             if (header == null || !header.isObject()) {
                 throw new CheckpointException(file + ": malformed safetensors header: not a JSON object");
             }
-            MemorySegment data = all.asSlice(8 + headerLen);
             Map<String, String> metadata = new LinkedHashMap<>();
-            Map<String, Entry> entries = parseEntries(file, header, data.byteSize(), metadata);
-            return new SafetensorsFile(path, arena, data, Collections.unmodifiableMap(entries), Collections.unmodifiableMap(metadata));
+            Map<String, Entry> entries = parseEntries(file, header, size - 8 - headerLen, metadata);
+            MemorySegment data = null;
+            if (mapping == Mapping.WHOLE_FILE) {
+                data = ch.map(FileChannel.MapMode.READ_ONLY, 8 + headerLen, size - 8 - headerLen, arena);
+                ch.close();
+                ch = null;
+            }
+            return new SafetensorsFile(path, arena, data, ch, 8 + headerLen, Collections.unmodifiableMap(entries),
+                    Collections.unmodifiableMap(metadata));
         } catch (NoSuchFileException e) {
-            arena.close();
+            closeQuietly(arena, ch);
             throw new CheckpointException(file + ": file not found (" + path + ")");
         } catch (IOException e) {
-            arena.close();
+            closeQuietly(arena, ch);
             throw new CheckpointException(file + ": cannot read: " + e.getMessage(), e);
         } catch (RuntimeException e) {
-            arena.close();
+            closeQuietly(arena, ch);
             throw e;
+        }
+    }
+
+    private static void readFully(FileChannel ch, java.nio.ByteBuffer buf, long pos) throws IOException {
+        while (buf.hasRemaining()) {
+            int n = ch.read(buf, pos + buf.position());
+            if (n < 0) {
+                throw new IOException("unexpected end of file");
+            }
+        }
+    }
+
+    private static void closeQuietly(Arena arena, FileChannel ch) {
+        arena.close();
+        if (ch != null) {
+            try {
+                ch.close();
+            } catch (IOException ignored) {
+                // already failing
+            }
         }
     }
 
@@ -203,16 +260,31 @@ public final class SafetensorsFile implements AutoCloseable {
             throw new CheckpointException(path.getFileName() + ": tensor '" + name + "' has dtype " + e.dtypeName()
                     + ", which epserve does not compute on (supported: F32, BF16, F16)");
         }
-        return new Tensor(name, data.asSlice(e.begin(), e.end() - e.begin()), dtype, e.shape());
+        return new Tensor(name, segment(e), dtype, e.shape());
     }
 
-    /** Bytes of the data region, for progress reporting. */
-    public long dataBytes() {
-        return data.byteSize();
+    private MemorySegment segment(Entry e) {
+        if (data != null) {
+            return data.asSlice(e.begin(), e.end() - e.begin());
+        }
+        return mapped.computeIfAbsent(e.name(), n -> {
+            try {
+                MemorySegment s = channel.map(FileChannel.MapMode.READ_ONLY, dataStart + e.begin(), e.end() - e.begin(), arena);
+                mappedBytes.addAndGet(s.byteSize());
+                return s;
+            } catch (IOException ex) {
+                throw new CheckpointException(path.getFileName() + ": tensor '" + n + "': cannot map: " + ex.getMessage(), ex);
+            }
+        });
+    }
+
+    /** Bytes mapped so far: the whole data region, or the sum of the tensors asked for. */
+    public long mappedBytes() {
+        return mappedBytes.get();
     }
 
     @Override
     public void close() {
-        arena.close();
+        closeQuietly(arena, channel);
     }
 }

@@ -66,6 +66,23 @@ class SafetensorsFileTest {
     }
 
     @Test
+    void perTensorMappingMapsOnlyWhatIsAskedFor() throws IOException {
+        Path f = writeSample();
+        try (SafetensorsFile s = SafetensorsFile.open(f, SafetensorsFile.Mapping.PER_TENSOR)) {
+            assertThat(s.mappedBytes()).isZero();
+            assertThat(s.tensor("b").toFloatArray()).containsExactly(10, 11, 12, 13);
+            assertThat(s.mappedBytes()).isEqualTo(8);
+            s.tensor("b");
+            assertThat(s.mappedBytes()).isEqualTo(8);
+            assertThat(s.tensor("a").toFloatArray()).containsExactly(0, 1, 2, 3, 4, 5);
+            assertThat(s.mappedBytes()).isEqualTo(8 + 24);
+        }
+        try (SafetensorsFile s = SafetensorsFile.open(f)) {
+            assertThat(s.mappedBytes()).isEqualTo(24 + 8 + 4);
+        }
+    }
+
+    @Test
     void missingFileNamesIt() {
         assertThatThrownBy(() -> SafetensorsFile.open(dir.resolve("nope.safetensors")))
                 .isInstanceOf(CheckpointException.class).hasMessageContaining("nope.safetensors").hasMessageContaining("not found");
