@@ -9,16 +9,8 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Every weight of a model resolved by name and checked for shape, once, at load. Names follow
- * the HF checkpoints; for routed experts both layouts are accepted:
- * <pre>
- *   per expert:  {prefix}.experts.{e}.{w1|gate_proj}.weight [I, H]
- *                {prefix}.experts.{e}.{w3|up_proj}.weight   [I, H]
- *                {prefix}.experts.{e}.{w2|down_proj}.weight [H, I]
- *   stacked:     {prefix}.experts.gate_up_proj [E, 2I, H]   (rows 0..I-1 gate, I..2I-1 up)
- *                {prefix}.experts.down_proj    [E, H, I]    (transformers 5)
- * </pre>
- * with {prefix} = model.layers.L.block_sparse_moe (Mixtral) or model.layers.L.mlp.
+ * Every weight of a model resolved by name and checked for shape, once, at load; the routed
+ * experts through {@link CheckpointExperts}.
  */
 public final class ModelWeights implements ExpertStore {
     private final ModelConfig cfg;
@@ -27,8 +19,7 @@ public final class ModelWeights implements ExpertStore {
     private final Tensor finalNorm;
     private final Tensor lmHead;
     private final List<LayerWeights> layers;
-    private final String[] moePrefix;
-    private final ExpertWeights[][] experts;
+    private final CheckpointExperts experts;
 
     private ModelWeights(ModelConfig cfg, Checkpoint ckpt) {
         this.cfg = cfg;
@@ -45,8 +36,7 @@ public final class ModelWeights implements ExpertStore {
                     + ": missing tensor 'lm_head.weight' (and tie_word_embeddings is false)");
         }
         layers = new ArrayList<>();
-        moePrefix = new String[cfg.layers()];
-        experts = new ExpertWeights[cfg.layers()][];
+        experts = new CheckpointExperts(cfg, ckpt);
         for (int l = 0; l < cfg.layers(); l++) {
             layers.add(loadLayer(l));
         }
@@ -65,8 +55,7 @@ public final class ModelWeights implements ExpertStore {
         LayerWeights.Attention attn = cfg.mla() != null ? loadMla(p + "self_attn.") : loadGqa(p + "self_attn.");
         LayerWeights.Ffn ffn;
         if (cfg.isSparse(l)) {
-            String prefix = ckpt.has(p + "block_sparse_moe.gate.weight") ? p + "block_sparse_moe" : p + "mlp";
-            moePrefix[l] = prefix;
+            String prefix = CheckpointExperts.moePrefix(ckpt, l);
             Tensor gate = ckpt.tensor(prefix + ".gate.weight", cfg.numExperts(), h);
             float[] bias = null;
             if (cfg.routerKind() == ModelConfig.RouterKind.SIGMOID_GROUPED_TOPK && ckpt.has(prefix + ".gate.e_score_correction_bias")) {
@@ -82,7 +71,6 @@ public final class ModelWeights implements ExpertStore {
                 }
             }
             ffn = new LayerWeights.Moe(gate, bias, shared, sharedGate);
-            experts[l] = new ExpertWeights[cfg.numExperts()];
         } else {
             ffn = new LayerWeights.Dense(swiglu(p + "mlp.", cfg.denseIntermediate()));
         }
@@ -149,48 +137,14 @@ public final class ModelWeights implements ExpertStore {
                 ckpt.tensor(p + "down_proj.weight", h, inter));
     }
 
-    /** Names of the tensors of one routed expert (for per-worker mapping and validation). */
-    public List<String> expertTensorNames(int layer, int e) {
-        String ep = moePrefix[layer] + ".experts.";
-        if (ckpt.has(ep + "gate_up_proj")) {
-            return List.of(ep + "gate_up_proj", ep + "down_proj");
-        }
-        String pe = ep + e + ".";
-        if (ckpt.has(pe + "w1.weight")) {
-            return List.of(pe + "w1.weight", pe + "w3.weight", pe + "w2.weight");
-        }
-        return List.of(pe + "gate_proj.weight", pe + "up_proj.weight", pe + "down_proj.weight");
-    }
-
     @Override
     public ExpertWeights expert(int layer, int e) {
-        ExpertWeights[] le = experts[layer];
-        if (le == null) {
-            throw new IllegalArgumentException("layer " + layer + " has no routed experts");
-        }
-        ExpertWeights w = le[e];
-        if (w == null) {
-            w = resolveExpert(layer, e);
-            le[e] = w;
-        }
-        return w;
+        return experts.expert(layer, e);
     }
 
-    private ExpertWeights resolveExpert(int layer, int e) {
-        int h = cfg.hidden();
-        int inter = cfg.moeIntermediate();
-        String ep = moePrefix[layer] + ".experts.";
-        if (ckpt.has(ep + "gate_up_proj")) {
-            Tensor gu = ckpt.tensor(ep + "gate_up_proj", cfg.numExperts(), 2L * inter, h).select(e);
-            Tensor down = ckpt.tensor(ep + "down_proj", cfg.numExperts(), h, inter).select(e);
-            return new ExpertWeights(gu.rowSlice(0, inter), gu.rowSlice(inter, 2L * inter), down);
-        }
-        String pe = ep + e + ".";
-        if (ckpt.has(pe + "w1.weight")) {
-            return new ExpertWeights(ckpt.tensor(pe + "w1.weight", inter, h), ckpt.tensor(pe + "w3.weight", inter, h),
-                    ckpt.tensor(pe + "w2.weight", h, inter));
-        }
-        return swiglu(pe, inter);
+    /** The routed experts, resolved on demand from the checkpoint. */
+    public CheckpointExperts experts() {
+        return experts;
     }
 
     /** Resolves every routed expert now, so a missing or misshapen expert fails the load, not a request. */
