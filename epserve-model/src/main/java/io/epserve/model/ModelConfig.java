@@ -108,10 +108,13 @@ public record ModelConfig(
         int headDim = r.optInt("head_dim", hidden / heads);
         int vocab = r.positive("vocab_size");
         float eps = (float) r.optDouble("rms_norm_eps", 1e-6);
-        double theta = r.optDouble("rope_theta", 10000.0);
+        // transformers 5 writes rope_theta and the scaling inside rope_parameters
+        JsonNode ropeParams = c.get("rope_parameters");
+        double theta = ropeParams != null && ropeParams.hasNonNull("rope_theta") ? ropeParams.get("rope_theta").asDouble()
+                : r.optDouble("rope_theta", 10000.0);
         int maxPos = r.optInt("max_position_embeddings", 4096);
         boolean tie = r.optBool("tie_word_embeddings", false);
-        RopeScaling scaling = ropeScaling(c.get("rope_scaling"));
+        RopeScaling scaling = ropeScaling(c.hasNonNull("rope_scaling") ? c.get("rope_scaling") : ropeParams);
 
         boolean qkvBias = false;
         QkNorm qkNorm = QkNorm.NONE;
@@ -228,7 +231,7 @@ public record ModelConfig(
             return null;
         }
         String type = s.hasNonNull("rope_type") ? s.get("rope_type").asText() : s.path("type").asText("");
-        if (type.equals("default")) {
+        if (type.equals("default") || (type.isEmpty() && !s.hasNonNull("factor"))) {
             return null;
         }
         if (!type.equals("yarn")) {

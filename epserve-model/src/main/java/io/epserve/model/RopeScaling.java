@@ -24,9 +24,13 @@ public record RopeScaling(double factor, int originalMaxPositions, double betaFa
         return yarnMscale(f, 1.0);
     }
 
-    /** HF uses max_position_embeddings / original_max_position_embeddings when the latter is given. */
+    /**
+     * The scaling factor as configured. (HF 4.5x replaced it by max_position_embeddings /
+     * original_max_position_embeddings; HF 5 and DeepSeek's own inference code use {@code factor}
+     * as given. The two agree for DeepSeek-V3: 163840 / 4096 = 40.)
+     */
     double effectiveFactor(int maxPositions) {
-        return originalMaxPositions > 0 ? (double) maxPositions / originalMaxPositions : factor;
+        return factor;
     }
 
     /** Inverse frequencies for a rotary dimension {@code dim}. */

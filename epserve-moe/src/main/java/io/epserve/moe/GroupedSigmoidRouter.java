@@ -4,9 +4,11 @@ package io.epserve.moe;
  * DeepSeek-V3's router ("noaux_tc"): sigmoid scores; a per-expert correction bias is added for
  * the <em>choice</em> only; experts are split into {@code nGroup} groups, each group scored by the
  * sum of its two best biased scores, only the best {@code topkGroup} groups stay eligible
- * (others' scores are set to 0, as the reference's masked_fill does), and the k best biased
- * scores among them are chosen. The weights are the unbiased sigmoid scores of the chosen
- * experts, divided by their sum when {@code normalize}, times {@code scalingFactor}.
+ * (the others' experts are excluded: -inf, as DeepSeek-V3's inference/model.py and HF
+ * transformers 5 mask them; HF 4.52 filled 0, which lets a dropped group's expert beat a kept one
+ * whose biased score is negative), and the k best biased scores among them are chosen. The
+ * weights are the unbiased sigmoid scores of the chosen experts, divided by their sum when
+ * {@code normalize}, times {@code scalingFactor}.
  * (DeepSeek-V3 technical report §2.1.2; HF DeepseekV3TopkRouter.)
  */
 public record GroupedSigmoidRouter(int numExperts, int k, int nGroup, int topkGroup, float[] correctionBias,
@@ -64,7 +66,7 @@ public record GroupedSigmoidRouter(int numExperts, int k, int nGroup, int topkGr
             }
             for (int e = 0; e < numExperts; e++) {
                 if (!keep[e / perGroup]) {
-                    choice[e] = 0f;
+                    choice[e] = Float.NEGATIVE_INFINITY;
                 }
             }
             TopK.select(choice, 0, numExperts, k, experts, t * k);
