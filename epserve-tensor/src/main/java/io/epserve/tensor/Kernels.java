@@ -2,49 +2,92 @@ package io.epserve.tensor;
 
 /**
  * The kernels the model calls. Every method here has a scalar twin in {@link ScalarKernels};
- * this facade picks the fast implementation. Model code never touches the Vector API itself.
+ * this facade picks the fast implementation, {@link VectorKernels}. Model code never touches the
+ * Vector API itself.
  *
  * <p>Contract for the batched kernels: the result for one row (token) is bitwise the same
  * whatever the number of rows in the call and however work is split across threads, so a
  * token's logits do not depend on what else is in its batch.
+ *
+ * <p>Parallel kernels (matmul, large attention) run on {@link KernelPool#common()}; its size is
+ * the system property {@code epserve.threads} (default: available processors). Setting
+ * {@code -Depserve.kernels=scalar} routes every call to {@link ScalarKernels} (debugging only:
+ * slow, single-threaded).
  */
 public final class Kernels {
     private Kernels() {}
 
+    private static final boolean SCALAR = "scalar".equals(System.getProperty("epserve.kernels"));
+
     /** {@code y[i, n] = sum_k x[i, k] * w[n, k]}: x is [m, K] at xOff, y is [m, N] at yOff, w is [N, K]. */
     public static void matmul(float[] x, int xOff, int m, Tensor w, float[] y, int yOff) {
-        ScalarKernels.matmul(x, xOff, m, w, y, yOff);
+        if (SCALAR) {
+            ScalarKernels.matmul(x, xOff, m, w, y, yOff);
+        } else {
+            VectorKernels.matmul(x, xOff, m, w, y, yOff);
+        }
     }
 
     public static void rmsnorm(float[] x, int xOff, int m, int n, Tensor weight, float eps, float[] out, int outOff) {
-        ScalarKernels.rmsnorm(x, xOff, m, n, weight, eps, out, outOff);
+        if (SCALAR) {
+            ScalarKernels.rmsnorm(x, xOff, m, n, weight, eps, out, outOff);
+        } else {
+            VectorKernels.rmsnorm(x, xOff, m, n, weight, eps, out, outOff);
+        }
     }
 
     public static void softmax(float[] x, int off, int n) {
-        ScalarKernels.softmax(x, off, n);
+        if (SCALAR) {
+            ScalarKernels.softmax(x, off, n);
+        } else {
+            VectorKernels.softmax(x, off, n);
+        }
     }
 
+    /** {@code out = silu(gate) * up}; out may be gate or up at the same offset. */
     public static void siluMul(float[] gate, int gOff, float[] up, int uOff, float[] out, int outOff, int n) {
-        ScalarKernels.siluMul(gate, gOff, up, uOff, out, outOff, n);
+        if (SCALAR) {
+            ScalarKernels.siluMul(gate, gOff, up, uOff, out, outOff, n);
+        } else {
+            VectorKernels.siluMul(gate, gOff, up, uOff, out, outOff, n);
+        }
     }
 
     public static void axpy(float a, float[] x, int xOff, float[] y, int yOff, int n) {
-        ScalarKernels.axpy(a, x, xOff, y, yOff, n);
+        if (SCALAR) {
+            ScalarKernels.axpy(a, x, xOff, y, yOff, n);
+        } else {
+            VectorKernels.axpy(a, x, xOff, y, yOff, n);
+        }
     }
 
     public static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        return ScalarKernels.dot(a, aOff, b, bOff, n);
+        return SCALAR ? ScalarKernels.dot(a, aOff, b, bOff, n) : VectorKernels.dot(a, aOff, b, bOff, n);
     }
 
     public static void rope(float[] x, int off, int nHeads, int headDim, int rotaryDim,
                             float[] cos, float[] sin, int csOff, RopeStyle style) {
-        ScalarKernels.rope(x, off, nHeads, headDim, rotaryDim, cos, sin, csOff, style);
+        if (SCALAR) {
+            ScalarKernels.rope(x, off, nHeads, headDim, rotaryDim, cos, sin, csOff, style);
+        } else {
+            VectorKernels.rope(x, off, nHeads, headDim, rotaryDim, cos, sin, csOff, style);
+        }
     }
 
+    /**
+     * One query token against nKeys cached positions (see {@link ScalarKernels#attention}).
+     * {@code scores} (nKeys floats) is scratch; when heads run in parallel, per-thread buffers
+     * are used instead and it is left untouched.
+     */
     public static void attention(float[] q, int qOff, float[] keys, int kOff, float[] values, int vOff,
                                  int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
                                  int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores) {
-        ScalarKernels.attention(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
-                headDimK, headDimV, scale, out, outOff, scores);
+        if (SCALAR) {
+            ScalarKernels.attention(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                    headDimK, headDimV, scale, out, outOff, scores);
+        } else {
+            VectorKernels.attention(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                    headDimK, headDimV, scale, out, outOff, scores);
+        }
     }
 }

@@ -1,0 +1,960 @@
+package io.epserve.tensor;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+import java.util.Objects;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * The fast twin of {@link ScalarKernels}: the one place the Vector API appears (DESIGN.md §3.1).
+ * Weights are read where they lie (a {@link MemorySegment}, usually a mapped file, little-endian,
+ * any alignment) and widened to float in registers; activations are heap {@code float[]}.
+ *
+ * <h2>One accumulation scheme for every dot product (batch invariance)</h2>
+ * Every {@code y[i, n] = w[n, :] · x[i, :]} of {@link #matmul} is computed as
+ * <pre>
+ *   acc  = 0 (one vector of L = {@value #LANES_DOC} lanes, L = preferred species length)
+ *   for c in 0, L, 2L, ... while c + L &lt;= K:  acc = fma(w[n, c:c+L], x[i, c:c+L], acc)   (lane-wise)
+ *   s    = hsum(acc)                      fixed pairwise tree over lanes, see {@link #hsum}
+ *   for k in K - K % L ... K-1:          s = fma(w[n, k], x[i, k], s)                    (scalar)
+ * </pre>
+ * whatever m is, whichever register tile (4 rows × 3 tokens, 4 × 1, 1 × 1) or thread computes
+ * it, and wherever x and y start. Only IEEE-exact operations are used (fma, add, exact dtype
+ * widening), never {@code reduceLanes(ADD)}, whose order the JIT may change; so the result is
+ * bitwise the same in the interpreter and in compiled code, and a token's output never depends
+ * on its batch. The lane count is fixed per JVM (it is the CPU's preferred vector size), so
+ * results may differ between machines with different vector widths, never within one.
+ *
+ * <h2>Shapes of the matmul</h2>
+ * m = 1 (decode, memory-bound): four weight rows at a time, converted in registers, one x load
+ * shared by four FMAs. m &gt; 1 (prefill, compute-bound): four weight rows are widened once into a
+ * small per-thread float tile (4 × K floats, L2-resident; never the whole matrix), then every
+ * group of three tokens runs a 4 × 3 register tile: per K chunk 4 weight loads + 3 x loads feed
+ * 12 independent FMA chains, so each loaded weight vector serves three tokens.
+ */
+public final class VectorKernels {
+    private VectorKernels() {}
+
+    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final int L = F.length();
+    /** Shorts for L lanes: half the bit size of F (BF16/F16 loads). */
+    static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
+    static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    /** For the javadoc only. */
+    private static final String LANES_DOC = "L";
+
+    /** Below this many multiply-adds a matmul runs on the caller alone: hand-off would cost more. */
+    static final long SERIAL_MACS = 1L << 15;
+    /** Smallest chunk of a parallel matmul, in multiply-adds. */
+    static final long MIN_CHUNK_MACS = 1L << 14;
+    /** Rows per register tile. Chunk boundaries are multiples of RB (see batched). */
+    static final int ROWS = 4;
+    /** Tokens per register tile. */
+    static final int TOKENS = 3;
+
+    /** Preferred vector lanes of float on this JVM. */
+    public static int lanes() {
+        return L;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // dtype widening
+    // ---------------------------------------------------------------------------------------
+
+    static FloatVector loadF32(MemorySegment s, long byteOff) {
+        return FloatVector.fromMemorySegment(F, s, byteOff, LE);
+    }
+
+    /** BF16 is the top half of a float: widen short to int, shift left 16. */
+    static FloatVector loadBF16(MemorySegment s, long byteOff) {
+        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, s, byteOff, LE).convertShape(VectorOperators.S2I, I, 0);
+        return h.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    /**
+     * F16 to float without a table: move exponent+mantissa into float position (bits << 13),
+     * which reads as 2^-112 times the value, and multiply by 2^112 (exact, also for subnormal
+     * halves); infinities and NaNs (exponent 31) get the float exponent 255 instead. Bitwise
+     * equal to {@link #f16ToFloat} and to the Java definition of {@link Float#float16ToFloat} for
+     * all 65,536 inputs (tested); a signalling NaN keeps its payload unquieted, like that Java
+     * code and unlike the CPU instruction the JIT substitutes for it.
+     */
+    static FloatVector loadF16(MemorySegment s, long byteOff) {
+        // h is sign-extended: bit 31 is the sign, bits 13..27 of h << 13 are exponent+mantissa.
+        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, s, byteOff, LE).convertShape(VectorOperators.S2I, I, 0);
+        IntVector shifted = h.lanewise(VectorOperators.LSHL, 13).and(0x0FFFE000);
+        IntVector bits = shifted.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+        VectorMask<Integer> special = shifted.compare(VectorOperators.GT, 0x0F7FFFFF);
+        bits = bits.blend(shifted.or(0x7F800000), special);
+        return bits.or(h.and(0x80000000)).reinterpretAsFloats();
+    }
+
+    /** One element widened to float, as the vector loads do. */
+    static float at(MemorySegment s, DType dt, long elem) {
+        return switch (dt) {
+            case F32 -> s.get(Tensor.F32_LE, elem * 4);
+            case BF16 -> Numerics.bf16ToFloat(s.get(Tensor.I16_LE, elem * 2));
+            case F16 -> f16ToFloat(s.get(Tensor.I16_LE, elem * 2));
+        };
+    }
+
+    /** The scalar form of {@link #loadF16}; same bits in every JIT tier (see there). */
+    static float f16ToFloat(short b) {
+        int h = b;
+        int shifted = (h << 13) & 0x0FFFE000;
+        int bits = Float.floatToRawIntBits(Float.intBitsToFloat(shifted) * 0x1p112f);
+        if (shifted > 0x0F7FFFFF) {
+            bits = shifted | 0x7F800000;
+        }
+        return Float.intBitsToFloat(bits | (h & 0x80000000));
+    }
+
+    /** Widens {@code len} elements from element {@code elem} of {@code s} into {@code dst[dOff...]}. */
+    static void widen(MemorySegment s, DType dt, long elem, float[] dst, int dOff, int len) {
+        int lv = F.loopBound(len);
+        int k = 0;
+        switch (dt) {
+            case F32 -> {
+                for (; k < lv; k += L) {
+                    loadF32(s, (elem + k) * 4).intoArray(dst, dOff + k);
+                }
+            }
+            case BF16 -> {
+                for (; k < lv; k += L) {
+                    loadBF16(s, (elem + k) * 2).intoArray(dst, dOff + k);
+                }
+            }
+            case F16 -> {
+                for (; k < lv; k += L) {
+                    loadF16(s, (elem + k) * 2).intoArray(dst, dOff + k);
+                }
+            }
+        }
+        for (; k < len; k++) {
+            dst[dOff + k] = at(s, dt, elem + k);
+        }
+    }
+
+    /**
+     * The lane sum of every dot product: accumulators are stored to a float[] and summed by a
+     * fixed pairwise tree ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))..., in scalar code, so compiled
+     * and interpreted code agree bit for bit. (Going through an array also keeps vectors from
+     * crossing a call boundary, where C2 would box them when it does not inline.)
+     */
+    static float hsum(float[] a, int o) {
+        if (L == 8) {
+            return ((a[o] + a[o + 1]) + (a[o + 2] + a[o + 3])) + ((a[o + 4] + a[o + 5]) + (a[o + 6] + a[o + 7]));
+        }
+        if (L == 16) {
+            return (((a[o] + a[o + 1]) + (a[o + 2] + a[o + 3])) + ((a[o + 4] + a[o + 5]) + (a[o + 6] + a[o + 7])))
+                    + (((a[o + 8] + a[o + 9]) + (a[o + 10] + a[o + 11])) + ((a[o + 12] + a[o + 13]) + (a[o + 14] + a[o + 15])));
+        }
+        if (L == 4) {
+            return (a[o] + a[o + 1]) + (a[o + 2] + a[o + 3]);
+        }
+        return hsumGeneric(a, o, L);
+    }
+
+    private static float hsumGeneric(float[] a, int o, int len) {
+        if (len == 1) {
+            return a[o];
+        }
+        int h = len / 2;
+        return hsumGeneric(a, o, h) + hsumGeneric(a, o + h, h);
+    }
+
+    /** Per-thread scratch: widened weight tile and accumulator spill. */
+    static final class Scratch {
+        float[] tile = new float[0];
+        final float[] acc = new float[16 * L];
+
+        float[] scores = new float[0];
+        float[] state = new float[0];
+
+        float[] state(int size) {
+            if (state.length < size) {
+                state = new float[Math.max(size, state.length * 2)];
+            }
+            return state;
+        }
+
+        float[] tile(int size) {
+            if (tile.length < size) {
+                tile = new float[Math.max(size, tile.length * 2)];
+            }
+            return tile;
+        }
+
+        float[] scores(int size) {
+            if (scores.length < size) {
+                scores = new float[Math.max(size, scores.length * 2)];
+            }
+            return scores;
+        }
+    }
+
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    static Scratch scratch() {
+        return SCRATCH.get();
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // matmul
+    // ---------------------------------------------------------------------------------------
+
+    /** {@code y[i, n] = sum_k x[i, k] * w[n, k]} on the common kernel pool. */
+    public static void matmul(float[] x, int xOff, int m, Tensor w, float[] y, int yOff) {
+        matmul(x, xOff, m, w, y, yOff, KernelPool.common());
+    }
+
+    /** As {@link #matmul(float[], int, int, Tensor, float[], int)}, on the given pool. */
+    public static void matmul(float[] x, int xOff, int m, Tensor w, float[] y, int yOff, KernelPool pool) {
+        int n = w.rows();
+        int k = w.cols();
+        if (m < 0) {
+            throw new IllegalArgumentException("m < 0: " + m);
+        }
+        Objects.checkFromIndexSize(xOff, Math.multiplyExact(m, k), x.length);
+        Objects.checkFromIndexSize(yOff, Math.multiplyExact(m, n), y.length);
+        if (m == 0 || n == 0) {
+            return;
+        }
+        MemorySegment seg = w.data();
+        DType dt = w.dtype();
+        long macs = (long) m * n * k;
+        int chunk;
+        if (macs < SERIAL_MACS || pool.threads() == 1) {
+            chunk = n;
+        } else {
+            int target = pool.threads() * 4;
+            long rows = Math.max((n + target - 1) / target, (MIN_CHUNK_MACS + (long) m * k - 1) / ((long) m * k));
+            chunk = (int) Math.min(n, roundUp(rows, m == 1 ? ROWS : RB));
+        }
+        if (m == 1) {
+            pool.parallelFor(n, chunk, (r0, r1) -> matvec(x, xOff, seg, dt, k, y, yOff, r0, r1));
+        } else {
+            pool.parallelFor(n, chunk, (r0, r1) -> batched(x, xOff, m, seg, dt, n, k, y, yOff, r0, r1));
+        }
+    }
+
+    private static long roundUp(long v, int q) {
+        return (v + q - 1) / q * q;
+    }
+
+    /** The scalar tail of one dot product, after the lane sum. */
+    private static float tail(float s, float[] x, int xOff, MemorySegment seg, DType dt, long rowElem, int kv, int k) {
+        for (int c = kv; c < k; c++) {
+            s = Math.fma(at(seg, dt, rowElem + c), x[xOff + c], s);
+        }
+        return s;
+    }
+
+    /** Rows {@code [r0, r1)} of {@code y = w x}, one token; weights widened in registers. */
+    static void matvec(float[] x, int xOff, MemorySegment seg, DType dt, int k, float[] y, int yOff, int r0, int r1) {
+        int kv = F.loopBound(k);
+        long rowBytes = dt.bytesFor(k);
+        float[] acc = scratch().acc;
+        int r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            long b0 = r * rowBytes;
+            switch (dt) {
+                case F32 -> acc4F32(x, xOff, seg, b0, rowBytes, kv, acc);
+                case BF16 -> acc4BF16(x, xOff, seg, b0, rowBytes, kv, acc);
+                case F16 -> acc4F16(x, xOff, seg, b0, rowBytes, kv, acc);
+            }
+            long e = (long) r * k;
+            for (int j = 0; j < 4; j++) {
+                y[yOff + r + j] = tail(hsum(acc, j * L), x, xOff, seg, dt, e + (long) j * k, kv, k);
+            }
+        }
+        for (; r < r1; r++) {
+            long b0 = r * rowBytes;
+            switch (dt) {
+                case F32 -> acc1F32(x, xOff, seg, b0, kv, acc);
+                case BF16 -> acc1BF16(x, xOff, seg, b0, kv, acc);
+                case F16 -> acc1F16(x, xOff, seg, b0, kv, acc);
+            }
+            y[yOff + r] = tail(hsum(acc, 0), x, xOff, seg, dt, (long) r * k, kv, k);
+        }
+    }
+
+    // One small method per loop, so that C2 inlines every vector operation in it (vectors
+    // crossing a call that is not inlined get boxed); results leave through acc[].
+
+    private static void acc4F32(float[] x, int xOff, MemorySegment seg, long b0, long rb, int kv, float[] acc) {
+        long b1 = b0 + rb;
+        long b2 = b1 + rb;
+        long b3 = b2 + rb;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int c = 0; c < kv; c += L) {
+            FloatVector xv = FloatVector.fromArray(F, x, xOff + c);
+            long o = (long) c * 4;
+            a0 = loadF32(seg, b0 + o).fma(xv, a0);
+            a1 = loadF32(seg, b1 + o).fma(xv, a1);
+            a2 = loadF32(seg, b2 + o).fma(xv, a2);
+            a3 = loadF32(seg, b3 + o).fma(xv, a3);
+        }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+    }
+
+    private static void acc4BF16(float[] x, int xOff, MemorySegment seg, long b0, long rb, int kv, float[] acc) {
+        long b1 = b0 + rb;
+        long b2 = b1 + rb;
+        long b3 = b2 + rb;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int c = 0; c < kv; c += L) {
+            FloatVector xv = FloatVector.fromArray(F, x, xOff + c);
+            long o = (long) c * 2;
+            a0 = loadBF16(seg, b0 + o).fma(xv, a0);
+            a1 = loadBF16(seg, b1 + o).fma(xv, a1);
+            a2 = loadBF16(seg, b2 + o).fma(xv, a2);
+            a3 = loadBF16(seg, b3 + o).fma(xv, a3);
+        }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+    }
+
+    /**
+     * F16 takes two rows per call, not four: four inlined {@link #loadF16} exceed C2's node budget
+     * for one compilation and the fourth would not be inlined (its vector would be boxed).
+     */
+    private static void acc4F16(float[] x, int xOff, MemorySegment seg, long b0, long rb, int kv, float[] acc) {
+        acc2F16(x, xOff, seg, b0, rb, kv, acc, 0);
+        acc2F16(x, xOff, seg, b0 + 2 * rb, rb, kv, acc, 2 * L);
+    }
+
+    private static void acc2F16(float[] x, int xOff, MemorySegment seg, long b0, long rb, int kv, float[] acc, int ao) {
+        long b1 = b0 + rb;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        for (int c = 0; c < kv; c += L) {
+            FloatVector xv = FloatVector.fromArray(F, x, xOff + c);
+            long o = (long) c * 2;
+            a0 = loadF16(seg, b0 + o).fma(xv, a0);
+            a1 = loadF16(seg, b1 + o).fma(xv, a1);
+        }
+        a0.intoArray(acc, ao);
+        a1.intoArray(acc, ao + L);
+    }
+
+    private static void acc1F32(float[] x, int xOff, MemorySegment seg, long b0, int kv, float[] acc) {
+        FloatVector a0 = FloatVector.zero(F);
+        for (int c = 0; c < kv; c += L) {
+            a0 = loadF32(seg, b0 + (long) c * 4).fma(FloatVector.fromArray(F, x, xOff + c), a0);
+        }
+        a0.intoArray(acc, 0);
+    }
+
+    private static void acc1BF16(float[] x, int xOff, MemorySegment seg, long b0, int kv, float[] acc) {
+        FloatVector a0 = FloatVector.zero(F);
+        for (int c = 0; c < kv; c += L) {
+            a0 = loadBF16(seg, b0 + (long) c * 2).fma(FloatVector.fromArray(F, x, xOff + c), a0);
+        }
+        a0.intoArray(acc, 0);
+    }
+
+    private static void acc1F16(float[] x, int xOff, MemorySegment seg, long b0, int kv, float[] acc) {
+        FloatVector a0 = FloatVector.zero(F);
+        for (int c = 0; c < kv; c += L) {
+            a0 = loadF16(seg, b0 + (long) c * 2).fma(FloatVector.fromArray(F, x, xOff + c), a0);
+        }
+        a0.intoArray(acc, 0);
+    }
+
+    /**
+     * Rows {@code [r0, r1)} of y for all m tokens, blocked for the caches (Goto's GEMM layout,
+     * in the dot-product form the accumulation scheme requires):
+     * <pre>
+     *   for each block of RB rows:                       accumulators of RB rows × m tokens in st[]
+     *     for each K block of KC columns (in order):     widen w[rows, kblock] → wp (RB × KC floats, L1)
+     *       for each group of 4 rows, 3 tokens:          4×3 register tile over the K block,
+     *                                                    x[tokens, kblock] read from L2
+     *   then per (row, token): lane sum, scalar tail.
+     * </pre>
+     * Every accumulator lane sees the same fma sequence over K as in {@link #matvec}; between K
+     * blocks it rests in st[] (a store and a load, exact), so the bits do not change.
+     */
+    static void batched(float[] x, int xOff, int m, MemorySegment seg, DType dt, int n, int k,
+                        float[] y, int yOff, int r0, int r1) {
+        int kv = F.loopBound(k);
+        Scratch sc = scratch();
+        float[] wp = sc.tile(RB * KC);
+        int ss = m * L; // state stride between rows
+        float[] st = sc.state(RB * ss);
+        for (int rb0 = r0; rb0 < r1; rb0 += RB) {
+            int rbN = Math.min(RB, r1 - rb0);
+            java.util.Arrays.fill(st, 0, rbN * ss, 0f);
+            for (int c0 = 0; c0 < kv; c0 += KC) {
+                int kc = Math.min(KC, kv - c0);
+                for (int j = 0; j < rbN; j++) {
+                    widen(seg, dt, (long) (rb0 + j) * k + c0, wp, j * KC, kc);
+                }
+                int j = 0;
+                for (; j + ROWS <= rbN; j += ROWS) {
+                    int i = 0;
+                    for (; i + TOKENS <= m; i += TOKENS) {
+                        tile4x3(wp, j * KC, KC, kc, x, xOff + i * k + c0, k, st, j * ss + i * L, ss);
+                    }
+                    for (; i < m; i++) {
+                        tile4x1(wp, j * KC, KC, kc, x, xOff + i * k + c0, st, j * ss + i * L, ss);
+                    }
+                }
+                for (; j < rbN; j++) {
+                    for (int i = 0; i < m; i++) {
+                        tile1x1(wp, j * KC, kc, x, xOff + i * k + c0, st, j * ss + i * L);
+                    }
+                }
+            }
+            for (int j = 0; j < rbN; j++) {
+                long rowElem = (long) (rb0 + j) * k;
+                for (int i = 0; i < m; i++) {
+                    y[yOff + i * n + rb0 + j] = tail(hsum(st, j * ss + i * L), x, xOff + i * k, seg, dt, rowElem, kv, k);
+                }
+            }
+        }
+    }
+
+    /** Rows per cache block of {@link #batched}. */
+    static final int RB = 16;
+    /** Columns per K block of {@link #batched}; a multiple of every vector length. */
+    static final int KC = 256;
+
+    /** One dot product of the scheme above, both operands on the heap. */
+    static float dot1(float[] a, int aOff, float[] b, int bOff, int k, int kv, float[] acc) {
+        acc1Heap(a, aOff, b, bOff, kv, acc);
+        return tailHeap(hsum(acc, 0), a, aOff, b, bOff, kv, k);
+    }
+
+    private static void acc1Heap(float[] a, int aOff, float[] b, int bOff, int kv, float[] acc) {
+        FloatVector s = FloatVector.zero(F);
+        for (int c = 0; c < kv; c += L) {
+            s = FloatVector.fromArray(F, a, aOff + c).fma(FloatVector.fromArray(F, b, bOff + c), s);
+        }
+        s.intoArray(acc, 0);
+    }
+
+    private static float tailHeap(float s, float[] w, int wOff, float[] x, int x0, int kv, int k) {
+        for (int c = kv; c < k; c++) {
+            s = Math.fma(w[wOff + c], x[x0 + c], s);
+        }
+        return s;
+    }
+
+    /** 1 row (wp at w0) × 1 token over {@code kc} columns; accumulator state at st[s0]. */
+    private static void tile1x1(float[] wp, int w0, int kc, float[] x, int x0, float[] st, int s0) {
+        FloatVector a = FloatVector.fromArray(F, st, s0);
+        for (int c = 0; c < kc; c += L) {
+            a = FloatVector.fromArray(F, wp, w0 + c).fma(FloatVector.fromArray(F, x, x0 + c), a);
+        }
+        a.intoArray(st, s0);
+    }
+
+    /** 4 rows (wp at w0, stride ws) × 1 token; state of row j at st[s0 + j ss]. */
+    private static void tile4x1(float[] wp, int w0, int ws, int kc, float[] x, int x0, float[] st, int s0, int ss) {
+        FloatVector a0 = FloatVector.fromArray(F, st, s0);
+        FloatVector a1 = FloatVector.fromArray(F, st, s0 + ss);
+        FloatVector a2 = FloatVector.fromArray(F, st, s0 + 2 * ss);
+        FloatVector a3 = FloatVector.fromArray(F, st, s0 + 3 * ss);
+        int w1 = w0 + ws;
+        int w2 = w1 + ws;
+        int w3 = w2 + ws;
+        for (int c = 0; c < kc; c += L) {
+            FloatVector xv = FloatVector.fromArray(F, x, x0 + c);
+            a0 = FloatVector.fromArray(F, wp, w0 + c).fma(xv, a0);
+            a1 = FloatVector.fromArray(F, wp, w1 + c).fma(xv, a1);
+            a2 = FloatVector.fromArray(F, wp, w2 + c).fma(xv, a2);
+            a3 = FloatVector.fromArray(F, wp, w3 + c).fma(xv, a3);
+        }
+        a0.intoArray(st, s0);
+        a1.intoArray(st, s0 + ss);
+        a2.intoArray(st, s0 + 2 * ss);
+        a3.intoArray(st, s0 + 3 * ss);
+    }
+
+    /**
+     * 4 rows (wp at w0, stride ws) × 3 tokens (x at x0, stride xs) over {@code kc} columns: 12
+     * FMA chains, each weight vector used three times. State of (row j, token u) at
+     * st[s0 + j ss + u L].
+     */
+    private static void tile4x3(float[] wp, int w0, int ws, int kc, float[] x, int x0, int xs,
+                                float[] st, int s0, int ss) {
+        int s1 = s0 + ss;
+        int s2 = s1 + ss;
+        int s3 = s2 + ss;
+        FloatVector a00 = FloatVector.fromArray(F, st, s0);
+        FloatVector a01 = FloatVector.fromArray(F, st, s0 + L);
+        FloatVector a02 = FloatVector.fromArray(F, st, s0 + 2 * L);
+        FloatVector a10 = FloatVector.fromArray(F, st, s1);
+        FloatVector a11 = FloatVector.fromArray(F, st, s1 + L);
+        FloatVector a12 = FloatVector.fromArray(F, st, s1 + 2 * L);
+        FloatVector a20 = FloatVector.fromArray(F, st, s2);
+        FloatVector a21 = FloatVector.fromArray(F, st, s2 + L);
+        FloatVector a22 = FloatVector.fromArray(F, st, s2 + 2 * L);
+        FloatVector a30 = FloatVector.fromArray(F, st, s3);
+        FloatVector a31 = FloatVector.fromArray(F, st, s3 + L);
+        FloatVector a32 = FloatVector.fromArray(F, st, s3 + 2 * L);
+        int w1 = w0 + ws;
+        int w2 = w1 + ws;
+        int w3 = w2 + ws;
+        int x1 = x0 + xs;
+        int x2 = x1 + xs;
+        for (int c = 0; c < kc; c += L) {
+            FloatVector v0 = FloatVector.fromArray(F, wp, w0 + c);
+            FloatVector v1 = FloatVector.fromArray(F, wp, w1 + c);
+            FloatVector v2 = FloatVector.fromArray(F, wp, w2 + c);
+            FloatVector v3 = FloatVector.fromArray(F, wp, w3 + c);
+            FloatVector xv = FloatVector.fromArray(F, x, x0 + c);
+            a00 = v0.fma(xv, a00);
+            a10 = v1.fma(xv, a10);
+            a20 = v2.fma(xv, a20);
+            a30 = v3.fma(xv, a30);
+            xv = FloatVector.fromArray(F, x, x1 + c);
+            a01 = v0.fma(xv, a01);
+            a11 = v1.fma(xv, a11);
+            a21 = v2.fma(xv, a21);
+            a31 = v3.fma(xv, a31);
+            xv = FloatVector.fromArray(F, x, x2 + c);
+            a02 = v0.fma(xv, a02);
+            a12 = v1.fma(xv, a12);
+            a22 = v2.fma(xv, a22);
+            a32 = v3.fma(xv, a32);
+        }
+        a00.intoArray(st, s0);
+        a01.intoArray(st, s0 + L);
+        a02.intoArray(st, s0 + 2 * L);
+        a10.intoArray(st, s1);
+        a11.intoArray(st, s1 + L);
+        a12.intoArray(st, s1 + 2 * L);
+        a20.intoArray(st, s2);
+        a21.intoArray(st, s2 + L);
+        a22.intoArray(st, s2 + 2 * L);
+        a30.intoArray(st, s3);
+        a31.intoArray(st, s3 + L);
+        a32.intoArray(st, s3 + 2 * L);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // elementwise and small kernels
+    // ---------------------------------------------------------------------------------------
+
+    /** Same as {@link ScalarKernels#rmsnorm}; the sum of squares is a float vector sum (see tests for tolerance). */
+    public static void rmsnorm(float[] x, int xOff, int m, int n, Tensor weight, float eps, float[] out, int outOff) {
+        Objects.checkFromIndexSize(xOff, Math.multiplyExact(m, n), x.length);
+        Objects.checkFromIndexSize(outOff, Math.multiplyExact(m, n), out.length);
+        if (weight != null && weight.size() < n) {
+            throw new IllegalArgumentException(weight + ": rmsnorm needs " + n + " weights");
+        }
+        int nv = F.loopBound(n);
+        float[] acc = scratch().acc;
+        for (int i = 0; i < m; i++) {
+            int xb = xOff + i * n;
+            int ob = outOff + i * n;
+            sumSquares(x, xb, nv, acc);
+            double ss = hsum(acc, 0);
+            for (int j = nv; j < n; j++) {
+                float v = x[xb + j];
+                ss += v * v;
+            }
+            float inv = (float) (1.0 / Math.sqrt(ss / n + eps));
+            if (weight == null) {
+                scale(x, xb, inv, out, ob, nv);
+            } else {
+                switch (weight.dtype()) {
+                    case F32 -> scaleF32(x, xb, inv, weight.data(), out, ob, nv);
+                    case BF16 -> scaleBF16(x, xb, inv, weight.data(), out, ob, nv);
+                    case F16 -> scaleF16(x, xb, inv, weight.data(), out, ob, nv);
+                }
+            }
+            for (int j = nv; j < n; j++) {
+                out[ob + j] = weight == null ? x[xb + j] * inv : x[xb + j] * inv * weight.getFloat(j);
+            }
+        }
+    }
+
+    private static void sumSquares(float[] x, int xb, int nv, float[] acc) {
+        FloatVector a = FloatVector.zero(F);
+        for (int j = 0; j < nv; j += L) {
+            FloatVector v = FloatVector.fromArray(F, x, xb + j);
+            a = v.fma(v, a);
+        }
+        a.intoArray(acc, 0);
+    }
+
+    private static void scale(float[] x, int xb, float inv, float[] out, int ob, int nv) {
+        for (int j = 0; j < nv; j += L) {
+            FloatVector.fromArray(F, x, xb + j).mul(inv).intoArray(out, ob + j);
+        }
+    }
+
+    private static void scaleF32(float[] x, int xb, float inv, MemorySegment w, float[] out, int ob, int nv) {
+        for (int j = 0; j < nv; j += L) {
+            FloatVector.fromArray(F, x, xb + j).mul(inv).mul(loadF32(w, (long) j * 4)).intoArray(out, ob + j);
+        }
+    }
+
+    private static void scaleBF16(float[] x, int xb, float inv, MemorySegment w, float[] out, int ob, int nv) {
+        for (int j = 0; j < nv; j += L) {
+            FloatVector.fromArray(F, x, xb + j).mul(inv).mul(loadBF16(w, (long) j * 2)).intoArray(out, ob + j);
+        }
+    }
+
+    private static void scaleF16(float[] x, int xb, float inv, MemorySegment w, float[] out, int ob, int nv) {
+        for (int j = 0; j < nv; j += L) {
+            FloatVector.fromArray(F, x, xb + j).mul(inv).mul(loadF16(w, (long) j * 2)).intoArray(out, ob + j);
+        }
+    }
+
+    /** In-place softmax; exp is {@link #exp}, within 2 ulp of {@code Math.exp}. */
+    public static void softmax(float[] x, int off, int n) {
+        Objects.checkFromIndexSize(off, n, x.length);
+        softmax(x, off, n, scratch().acc);
+    }
+
+    static void softmax(float[] x, int off, int n, float[] acc) {
+        int nv = F.loopBound(n);
+        maxLanes(x, off, nv, acc);
+        float max = Float.NEGATIVE_INFINITY;
+        for (int l = 0; l < L; l++) {
+            max = Math.max(max, acc[l]);
+        }
+        for (int i = nv; i < n; i++) {
+            max = Math.max(max, x[off + i]);
+        }
+        expLanes(x, off, nv, max, acc);
+        float sum = hsum(acc, 0);
+        for (int i = nv; i < n; i++) {
+            float e = expScalar(x[off + i] - max);
+            x[off + i] = e;
+            sum += e;
+        }
+        float inv = 1f / sum;
+        int i = 0;
+        for (; i < nv; i += L) {
+            FloatVector.fromArray(F, x, off + i).mul(inv).intoArray(x, off + i);
+        }
+        for (; i < n; i++) {
+            x[off + i] *= inv;
+        }
+    }
+
+    private static void maxLanes(float[] x, int off, int nv, float[] acc) {
+        FloatVector mv = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        for (int i = 0; i < nv; i += L) {
+            mv = mv.max(FloatVector.fromArray(F, x, off + i));
+        }
+        mv.intoArray(acc, 0);
+    }
+
+    /** x[i] = exp(x[i] - max) over the vector part; lane sums of the results to acc. */
+    private static void expLanes(float[] x, int off, int nv, float max, float[] acc) {
+        FloatVector sum = FloatVector.zero(F);
+        for (int i = 0; i < nv; i += L) {
+            FloatVector e = exp(FloatVector.fromArray(F, x, off + i).sub(max));
+            e.intoArray(x, off + i);
+            sum = sum.add(e);
+        }
+        sum.intoArray(acc, 0);
+    }
+
+    /** {@code out = silu(gate) * up}; out may be gate or up at the same offset (in place). */
+    public static void siluMul(float[] gate, int gOff, float[] up, int uOff, float[] out, int outOff, int n) {
+        Objects.checkFromIndexSize(gOff, n, gate.length);
+        Objects.checkFromIndexSize(uOff, n, up.length);
+        Objects.checkFromIndexSize(outOff, n, out.length);
+        int nv = F.loopBound(n);
+        for (int i = 0; i < nv; i += L) {
+            FloatVector g = FloatVector.fromArray(F, gate, gOff + i);
+            FloatVector u = FloatVector.fromArray(F, up, uOff + i);
+            g.div(exp(g.neg()).add(1f)).mul(u).intoArray(out, outOff + i);
+        }
+        for (int i = nv; i < n; i++) {
+            float g = gate[gOff + i];
+            out[outOff + i] = g / (1f + expScalar(-g)) * up[uOff + i];
+        }
+    }
+
+    /** {@code y += a * x}; bitwise equal to the scalar twin (multiply, then add; no fma). */
+    public static void axpy(float a, float[] x, int xOff, float[] y, int yOff, int n) {
+        Objects.checkFromIndexSize(xOff, n, x.length);
+        Objects.checkFromIndexSize(yOff, n, y.length);
+        int nv = F.loopBound(n);
+        int i = 0;
+        for (; i < nv; i += L) {
+            FloatVector.fromArray(F, x, xOff + i).mul(a).add(FloatVector.fromArray(F, y, yOff + i))
+                    .intoArray(y, yOff + i);
+        }
+        for (; i < n; i++) {
+            y[yOff + i] += a * x[xOff + i];
+        }
+    }
+
+    /** Dot product with the matmul's accumulation scheme: equals a 1-row F32 matmul bit for bit. */
+    public static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
+        Objects.checkFromIndexSize(aOff, n, a.length);
+        Objects.checkFromIndexSize(bOff, n, b.length);
+        return dot1(a, aOff, b, bOff, n, F.loopBound(n), scratch().acc);
+    }
+
+    /** Rotary embedding; NEOX pairs are contiguous halves and vectorize, INTERLEAVED stays scalar. */
+    public static void rope(float[] x, int off, int nHeads, int headDim, int rotaryDim,
+                            float[] cos, float[] sin, int csOff, RopeStyle style) {
+        int half = rotaryDim / 2;
+        if (style != RopeStyle.NEOX || half < L) {
+            ScalarKernels.rope(x, off, nHeads, headDim, rotaryDim, cos, sin, csOff, style);
+            return;
+        }
+        Objects.checkFromIndexSize(off, Math.multiplyExact(nHeads, headDim), x.length);
+        Objects.checkFromIndexSize(csOff, half, cos.length);
+        Objects.checkFromIndexSize(csOff, half, sin.length);
+        int hv = F.loopBound(half);
+        for (int h = 0; h < nHeads; h++) {
+            int b = off + h * headDim;
+            int i = 0;
+            for (; i < hv; i += L) {
+                FloatVector c = FloatVector.fromArray(F, cos, csOff + i);
+                FloatVector s = FloatVector.fromArray(F, sin, csOff + i);
+                FloatVector x0 = FloatVector.fromArray(F, x, b + i);
+                FloatVector x1 = FloatVector.fromArray(F, x, b + half + i);
+                x0.mul(c).sub(x1.mul(s)).intoArray(x, b + i);
+                x1.mul(c).add(x0.mul(s)).intoArray(x, b + half + i);
+            }
+            for (; i < half; i++) {
+                float c = cos[csOff + i];
+                float s = sin[csOff + i];
+                float x0 = x[b + i];
+                float x1 = x[b + half + i];
+                x[b + i] = x0 * c - x1 * s;
+                x[b + half + i] = x1 * c + x0 * s;
+            }
+        }
+    }
+
+    /** Below this many multiply-adds (all heads) attention runs on the caller alone. */
+    static final long ATTENTION_SERIAL_MACS = 1L << 16;
+
+    /**
+     * Same contract as {@link ScalarKernels#attention}. Runs heads in parallel on the common pool
+     * when there is enough work; then {@code scores} is left untouched and per-thread buffers are
+     * used instead (it is scratch either way).
+     */
+    public static void attention(float[] q, int qOff, float[] keys, int kOff, float[] values, int vOff,
+                                 int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
+                                 int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores) {
+        attention(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                headDimK, headDimV, scale, out, outOff, scores, KernelPool.common());
+    }
+
+    public static void attention(float[] q, int qOff, float[] keys, int kOff, float[] values, int vOff,
+                                 int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
+                                 int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores,
+                                 KernelPool pool) {
+        if (nKvHeads <= 0 || nHeads % nKvHeads != 0) {
+            throw new IllegalArgumentException("nHeads " + nHeads + " is not a multiple of nKvHeads " + nKvHeads);
+        }
+        Objects.checkFromIndexSize(qOff, Math.multiplyExact(nHeads, headDimK), q.length);
+        Objects.checkFromIndexSize(outOff, Math.multiplyExact(nHeads, headDimV), out.length);
+        if (nKeys > 0) {
+            Objects.checkFromIndexSize(kOff, (long) (nKeys - 1) * kvStrideK + (long) nKvHeads * headDimK, keys.length);
+            Objects.checkFromIndexSize(vOff, (long) (nKeys - 1) * kvStrideV + (long) nKvHeads * headDimV, values.length);
+        }
+        long macs = (long) nHeads * nKeys * (headDimK + headDimV);
+        if (macs < ATTENTION_SERIAL_MACS || pool.threads() == 1 || nHeads == 1) {
+            if (scores.length < nKeys) {
+                throw new IllegalArgumentException("scores needs " + nKeys + " floats, has " + scores.length);
+            }
+            float[] acc = scratch().acc;
+            for (int h = 0; h < nHeads; h++) {
+                attentionHead(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                        headDimK, headDimV, scale, out, outOff, scores, acc, h);
+            }
+            return;
+        }
+        int group = nHeads / nKvHeads;
+        // Chunks of whole GQA groups when that still gives every thread work, so heads reading the
+        // same KV head run together and share it in cache.
+        int chunk = nKvHeads >= pool.threads() ? group : 1;
+        pool.parallelFor(nHeads, chunk, (h0, h1) -> {
+            Scratch sc = scratch();
+            float[] sco = sc.scores(nKeys);
+            for (int h = h0; h < h1; h++) {
+                attentionHead(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                        headDimK, headDimV, scale, out, outOff, sco, sc.acc, h);
+            }
+        });
+    }
+
+    private static void attentionHead(float[] q, int qOff, float[] keys, int kOff, float[] values, int vOff,
+                                      int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
+                                      int headDimK, int headDimV, float scale, float[] out, int outOff,
+                                      float[] scores, float[] acc, int h) {
+        int g = h / (nHeads / nKvHeads);
+        int qb = qOff + h * headDimK;
+        int dkv = F.loopBound(headDimK);
+        int t = 0;
+        // Scores: four keys at a time, each a dot product of the matmul's scheme.
+        for (; t + 4 <= nKeys; t += 4) {
+            int k0 = kOff + t * kvStrideK + g * headDimK;
+            scores4(q, qb, keys, k0, kvStrideK, dkv, acc);
+            for (int j = 0; j < 4; j++) {
+                int kj = k0 + j * kvStrideK;
+                scores[t + j] = tailHeap(hsum(acc, j * L), keys, kj, q, qb, dkv, headDimK) * scale;
+            }
+        }
+        for (; t < nKeys; t++) {
+            int k0 = kOff + t * kvStrideK + g * headDimK;
+            scores[t] = dot1(keys, k0, q, qb, headDimK, dkv, acc) * scale;
+        }
+        softmax(scores, 0, nKeys, acc);
+        int ob = outOff + h * headDimV;
+        int vb0 = vOff + g * headDimV;
+        int dvv = F.loopBound(headDimV);
+        int d = 0;
+        for (; d + 4 * L <= dvv; d += 4 * L) {
+            weightedValues4(scores, nKeys, values, vb0 + d, kvStrideV, out, ob + d);
+        }
+        for (; d < dvv; d += L) {
+            weightedValues1(scores, nKeys, values, vb0 + d, kvStrideV, out, ob + d);
+        }
+        for (; d < headDimV; d++) {
+            float o = 0f;
+            for (int s = 0; s < nKeys; s++) {
+                o = Math.fma(scores[s], values[vb0 + s * kvStrideV + d], o);
+            }
+            out[ob + d] = o;
+        }
+    }
+
+    /** Dot products of one query head with 4 consecutive keys (stride ks): accumulators to acc. */
+    private static void scores4(float[] q, int qb, float[] keys, int k0, int ks, int dkv, float[] acc) {
+        int k1 = k0 + ks;
+        int k2 = k1 + ks;
+        int k3 = k2 + ks;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int d = 0; d < dkv; d += L) {
+            FloatVector qv = FloatVector.fromArray(F, q, qb + d);
+            a0 = FloatVector.fromArray(F, keys, k0 + d).fma(qv, a0);
+            a1 = FloatVector.fromArray(F, keys, k1 + d).fma(qv, a1);
+            a2 = FloatVector.fromArray(F, keys, k2 + d).fma(qv, a2);
+            a3 = FloatVector.fromArray(F, keys, k3 + d).fma(qv, a3);
+        }
+        a0.intoArray(acc, 0);
+        a1.intoArray(acc, L);
+        a2.intoArray(acc, 2 * L);
+        a3.intoArray(acc, 3 * L);
+    }
+
+    /** out[o .. o+4L) = sum_s p[s] * values[vb + s vs .. +4L), keys in order. */
+    private static void weightedValues4(float[] p, int nKeys, float[] values, int vb, int vs, float[] out, int o) {
+        FloatVector o0 = FloatVector.zero(F);
+        FloatVector o1 = o0;
+        FloatVector o2 = o0;
+        FloatVector o3 = o0;
+        for (int s = 0; s < nKeys; s++) {
+            int b = vb + s * vs;
+            FloatVector ps = FloatVector.broadcast(F, p[s]);
+            o0 = FloatVector.fromArray(F, values, b).fma(ps, o0);
+            o1 = FloatVector.fromArray(F, values, b + L).fma(ps, o1);
+            o2 = FloatVector.fromArray(F, values, b + 2 * L).fma(ps, o2);
+            o3 = FloatVector.fromArray(F, values, b + 3 * L).fma(ps, o3);
+        }
+        o0.intoArray(out, o);
+        o1.intoArray(out, o + L);
+        o2.intoArray(out, o + 2 * L);
+        o3.intoArray(out, o + 3 * L);
+    }
+
+    private static void weightedValues1(float[] p, int nKeys, float[] values, int vb, int vs, float[] out, int o) {
+        FloatVector o0 = FloatVector.zero(F);
+        for (int s = 0; s < nKeys; s++) {
+            o0 = FloatVector.fromArray(F, values, vb + s * vs).fma(FloatVector.broadcast(F, p[s]), o0);
+        }
+        o0.intoArray(out, o);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // exp
+    // ---------------------------------------------------------------------------------------
+
+    private static final float LOG2E = 1.44269504088896341f;
+    /** ln 2 split so that n * LN2_HI is exact for |n| < 2^15 (Cephes expf). */
+    private static final float LN2_HI = 0.693359375f;
+    private static final float LN2_LO = -2.12194440e-4f;
+    /** 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits. */
+    private static final float ROUND_MAGIC = 0x1.8p23f;
+    private static final float EXP_LO = -104f;
+    private static final float EXP_HI = 89f;
+    private static final float P0 = 1.9875691500e-4f;
+    private static final float P1 = 1.3981999507e-3f;
+    private static final float P2 = 8.3334519073e-3f;
+    private static final float P3 = 4.1665795894e-2f;
+    private static final float P4 = 1.6666665459e-1f;
+    private static final float P5 = 5.0000001201e-1f;
+
+    /**
+     * e^x lane-wise, within 2 ulp of {@code Math.exp} (Cephes expf: x = n ln2 + r, |r| &lt;= ln2/2,
+     * degree-6 polynomial, scale by 2^n in two halves so that results down to the subnormal
+     * range round once). Built from fma/mul/add and bit moves only, so it gives the same bits
+     * in compiled and interpreted code, unlike {@code lanewise(EXP)}.
+     */
+    static FloatVector exp(FloatVector x) {
+        FloatVector xc = x.max(EXP_LO).min(EXP_HI);
+        FloatVector t = xc.mul(LOG2E).add(ROUND_MAGIC);
+        IntVector n = t.reinterpretAsInts().sub(0x4B400000);
+        FloatVector nf = t.sub(ROUND_MAGIC);
+        FloatVector r = nf.fma(FloatVector.broadcast(F, -LN2_HI), xc);
+        r = nf.fma(FloatVector.broadcast(F, -LN2_LO), r);
+        FloatVector p = r.fma(P0, P1);
+        p = p.fma(r, FloatVector.broadcast(F, P2));
+        p = p.fma(r, FloatVector.broadcast(F, P3));
+        p = p.fma(r, FloatVector.broadcast(F, P4));
+        p = p.fma(r, FloatVector.broadcast(F, P5));
+        p = p.fma(r.mul(r), r).add(1f);
+        IntVector n1 = n.lanewise(VectorOperators.ASHR, 1);
+        IntVector n2 = n.sub(n1);
+        FloatVector s1 = n1.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        FloatVector s2 = n2.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        return p.mul(s1).mul(s2);
+    }
+
+    /** The scalar form of {@link #exp}, same operations in the same order, for tails. */
+    static float expScalar(float x) {
+        float xc = Math.min(Math.max(x, EXP_LO), EXP_HI);
+        float t = xc * LOG2E + ROUND_MAGIC;
+        int n = Float.floatToRawIntBits(t) - 0x4B400000;
+        float nf = t - ROUND_MAGIC;
+        float r = Math.fma(nf, -LN2_HI, xc);
+        r = Math.fma(nf, -LN2_LO, r);
+        float p = Math.fma(r, P0, P1);
+        p = Math.fma(p, r, P2);
+        p = Math.fma(p, r, P3);
+        p = Math.fma(p, r, P4);
+        p = Math.fma(p, r, P5);
+        p = Math.fma(p, r * r, r) + 1f;
+        int n1 = n >> 1;
+        int n2 = n - n1;
+        return p * Float.intBitsToFloat((n1 + 127) << 23) * Float.intBitsToFloat((n2 + 127) << 23);
+    }
+}
