@@ -9,6 +9,9 @@ import io.epserve.moe.SoftmaxTopKRouter;
 import io.epserve.moe.SwiGlu;
 import io.epserve.tensor.Kernels;
 import io.epserve.tensor.Tensor;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * The decoder-only MoE transformer forward pass, for every supported architecture:
@@ -20,9 +23,19 @@ import io.epserve.tensor.Tensor;
  *                                                          + shared expert)
  *   logits = lm_head(RMSNorm(x))
  * </pre>
- * The routed experts run behind an {@link ExpertDispatcher}, so the same code drives in-process
- * experts and remote expert workers. Immutable after construction; per-sequence state is the
- * {@link KvCache}.
+ * A step runs any number of sequences at once ({@link SequenceChunk}s: a prefill chunk or one
+ * decode token each); every matrix product runs over all the step's tokens, and each MoE layer is
+ * one dispatch. The routed experts run behind an {@link ExpertDispatcher}, so the same code drives
+ * in-process experts and remote expert workers.
+ *
+ * <p><b>Two-batch overlap.</b> With {@code overlap} on and at least two tokens, the step's tokens
+ * are split into micro-batches A and B, pipelined so that one micro-batch's expert dispatch is in
+ * flight while the other computes attention and the shared expert (as DeepSeek's and SGLang's
+ * two-batch overlap):
+ * <pre>
+ *   layer l:  attn(A,l) · start(A,l) · finish(B,l-1) · attn(B,l) · start(B,l) · finish(A,l)
+ * </pre>
+ * Each token's result does not depend on the split or on the other tokens of the step.
  */
 public final class MoeTransformer {
 
@@ -34,12 +47,28 @@ public final class MoeTransformer {
         HASH
     }
 
+    /** Which logits a chunk wants back. */
+    public enum Logits { NONE, LAST, ALL }
+
+    /**
+     * One sequence's part of a step: {@code count} tokens from {@code tokens[offset]}, continuing
+     * the sequence cached in {@code cache} (positions {@code cache.length()} on).
+     */
+    public record SequenceChunk(KvCache cache, int[] tokens, int offset, int count, Logits logits) {
+        public SequenceChunk {
+            if (count < 1 || offset < 0 || offset + count > tokens.length) {
+                throw new IllegalArgumentException("chunk of " + count + " tokens at " + offset + " outside " + tokens.length);
+            }
+        }
+    }
+
     private final ModelConfig cfg;
     private final ModelWeights w;
     private final Router[] routers;
     private final ExpertDispatcher dispatcher;
     private final RopeTable rope;
     private final float attentionScale;
+    private volatile boolean overlap;
 
     public MoeTransformer(ModelWeights weights, ExpertDispatcher dispatcher, RouterChoice routerChoice) {
         this.cfg = weights.config();
@@ -77,68 +106,293 @@ public final class MoeTransformer {
         return w;
     }
 
+    public ExpertDispatcher dispatcher() {
+        return dispatcher;
+    }
+
+    /** Switches two-batch overlap (see the class comment); off by default. */
+    public void setOverlap(boolean on) {
+        this.overlap = on;
+    }
+
+    public boolean overlap() {
+        return overlap;
+    }
+
     public KvCache newCache(int capacity) {
-        return new KvCache(cfg, capacity);
+        return new ContiguousKvCache(cfg, capacity);
     }
 
     /**
      * Runs {@code n} tokens that continue the sequence in {@code cache} (prefill when n > 1,
-     * decode when n = 1) and appends their keys/values to it. Returns logits {@code [n, vocab]}
-     * when {@code allLogits}, else the last position's {@code [vocab]}.
+     * decode when n = 1). Returns logits {@code [n, vocab]} when {@code allLogits}, else the last
+     * position's {@code [vocab]}.
      */
     public float[] forward(KvCache cache, int[] tokens, int n, boolean allLogits, RoutingListener listener) {
-        int h = cfg.hidden();
-        int start = cache.length();
-        if (start + n > cfg.maxPositions()) {
-            throw new IllegalArgumentException("sequence of " + (start + n) + " tokens exceeds max_position_embeddings "
-                    + cfg.maxPositions());
-        }
-        for (int i = 0; i < n; i++) {
-            if (tokens[i] < 0 || tokens[i] >= cfg.vocabSize()) {
-                throw new IllegalArgumentException("token id " + tokens[i] + " outside the vocabulary [0, " + cfg.vocabSize() + ")");
-            }
-        }
-        cache.ensureCapacity(start + n);
-        rope.ensure(start + n);
-        float[] x = new float[n * h];
-        Tensor embed = w.embed();
-        for (int i = 0; i < n; i++) {
-            long base = (long) tokens[i] * h;
-            for (int j = 0; j < h; j++) {
-                x[i * h + j] = embed.getFloat(base + j);
-            }
-        }
-        float[] xn = new float[n * h];
-        float[] delta = new float[n * h];
-        for (int l = 0; l < cfg.layers(); l++) {
-            LayerWeights lw = w.layer(l);
-            Kernels.rmsnorm(x, 0, n, h, lw.inputNorm(), cfg.rmsEps(), xn, 0);
-            attention(l, cache, start, n, xn, delta);
-            Kernels.axpy(1f, delta, 0, x, 0, n * h);
-            Kernels.rmsnorm(x, 0, n, h, lw.postAttentionNorm(), cfg.rmsEps(), xn, 0);
-            feedForward(l, tokens, n, xn, delta, listener);
-            Kernels.axpy(1f, delta, 0, x, 0, n * h);
-        }
-        cache.advance(n);
-        int from = allLogits ? 0 : n - 1;
-        int rows = n - from;
-        Kernels.rmsnorm(x, from * h, rows, h, w.finalNorm(), cfg.rmsEps(), xn, 0);
-        float[] logits = new float[rows * cfg.vocabSize()];
-        Kernels.matmul(xn, 0, rows, w.lmHead(), logits, 0);
-        return logits;
+        return step(List.of(new SequenceChunk(cache, tokens, 0, n, allLogits ? Logits.ALL : Logits.LAST)), listener)[0];
     }
 
     /**
-     * One layer's attention block (after its input norm): {@code out = o_proj(attn(xn))} for n
-     * tokens at positions {@code start..start+n-1}; writes their keys/values into the cache
-     * (the caller advances it).
+     * One step over several sequences: appends each chunk's keys/values to its cache and returns,
+     * per chunk, its logits ({@code [rows, vocab]}, rows = 1 for LAST) or null for NONE.
+     */
+    public float[][] step(List<SequenceChunk> chunks, RoutingListener listener) {
+        Step s = new Step(chunks);
+        int mbs = overlap && s.n >= 2 ? 2 : 1;
+        MicroBatch[] mb = new MicroBatch[mbs];
+        for (int i = 0; i < mbs; i++) {
+            mb[i] = new MicroBatch(s, i * s.n / mbs, (i + 1) * s.n / mbs);
+        }
+        try {
+            for (int l = 0; l < cfg.layers(); l++) {
+                attentionBlock(l, s, mb[0]);
+                startFfn(l, s, mb[0], listener);
+                if (mbs == 2) {
+                    if (l > 0) {
+                        finishFfn(s, mb[1]);
+                    }
+                    attentionBlock(l, s, mb[1]);
+                    startFfn(l, s, mb[1], listener);
+                }
+                finishFfn(s, mb[0]);
+            }
+            if (mbs == 2) {
+                finishFfn(s, mb[1]);
+            }
+        } catch (RuntimeException e) {
+            for (MicroBatch m : mb) {
+                m.abandon();
+            }
+            throw e;
+        }
+        for (SequenceChunk c : chunks) {
+            c.cache().advance(c.count());
+        }
+        return s.logits(chunks);
+    }
+
+    /** The tokens of one step, flattened; row i of every activation buffer is token i. */
+    private final class Step {
+        final int n;
+        final int[] tokens;
+        final int[] pos;
+        final KvCache[] cacheOf;
+        final float[] x;
+
+        Step(List<SequenceChunk> chunks) {
+            int total = 0;
+            for (SequenceChunk c : chunks) {
+                total += c.count();
+            }
+            if (total == 0) {
+                throw new IllegalArgumentException("a step needs at least one token");
+            }
+            n = total;
+            tokens = new int[n];
+            pos = new int[n];
+            cacheOf = new KvCache[n];
+            int i = 0;
+            for (SequenceChunk c : chunks) {
+                int start = c.cache().length();
+                if (start + c.count() > cfg.maxPositions()) {
+                    throw new IllegalArgumentException("sequence of " + (start + c.count()) + " tokens exceeds max_position_embeddings "
+                            + cfg.maxPositions());
+                }
+                c.cache().reserve(start + c.count());
+                for (int j = 0; j < c.count(); j++, i++) {
+                    int t = c.tokens()[c.offset() + j];
+                    if (t < 0 || t >= cfg.vocabSize()) {
+                        throw new IllegalArgumentException("token id " + t + " outside the vocabulary [0, " + cfg.vocabSize() + ")");
+                    }
+                    tokens[i] = t;
+                    pos[i] = start + j;
+                    cacheOf[i] = c.cache();
+                }
+                rope.ensure(start + c.count());
+            }
+            int h = cfg.hidden();
+            x = new float[n * h];
+            Tensor embed = w.embed();
+            for (i = 0; i < n; i++) {
+                long base = (long) tokens[i] * h;
+                for (int j = 0; j < h; j++) {
+                    x[i * h + j] = embed.getFloat(base + j);
+                }
+            }
+        }
+
+        float[][] logits(List<SequenceChunk> chunks) {
+            int h = cfg.hidden();
+            int v = cfg.vocabSize();
+            int rows = 0;
+            for (SequenceChunk c : chunks) {
+                rows += switch (c.logits()) {
+                    case NONE -> 0;
+                    case LAST -> 1;
+                    case ALL -> c.count();
+                };
+            }
+            float[][] out = new float[chunks.size()][];
+            if (rows == 0) {
+                return out;
+            }
+            float[] sel = new float[rows * h];
+            int r = 0;
+            int i = 0;
+            for (SequenceChunk c : chunks) {
+                int from = switch (c.logits()) {
+                    case NONE -> c.count();
+                    case LAST -> c.count() - 1;
+                    case ALL -> 0;
+                };
+                for (int j = from; j < c.count(); j++) {
+                    System.arraycopy(x, (i + j) * h, sel, r++ * h, h);
+                }
+                i += c.count();
+            }
+            Kernels.rmsnorm(sel, 0, rows, h, w.finalNorm(), cfg.rmsEps(), sel, 0);
+            float[] all = new float[rows * v];
+            Kernels.matmul(sel, 0, rows, w.lmHead(), all, 0);
+            r = 0;
+            for (int c = 0; c < chunks.size(); c++) {
+                SequenceChunk ch = chunks.get(c);
+                int k = switch (ch.logits()) {
+                    case NONE -> 0;
+                    case LAST -> 1;
+                    case ALL -> ch.count();
+                };
+                if (k > 0) {
+                    out[c] = java.util.Arrays.copyOfRange(all, r * v, (r + k) * v);
+                    r += k;
+                }
+            }
+            return out;
+        }
+    }
+
+    /** Rows [from, to) of a step, with their own scratch buffers and in-flight dispatch. */
+    private final class MicroBatch {
+        final int from;
+        final int n;
+        final float[] xn;
+        final float[] delta;
+        CompletableFuture<Void> inFlight;
+        float[] moeOut;
+        float[] sharedOut;
+
+        MicroBatch(Step s, int from, int to) {
+            this.from = from;
+            this.n = to - from;
+            this.xn = new float[n * cfg.hidden()];
+            this.delta = new float[n * cfg.hidden()];
+        }
+
+        void abandon() {
+            if (inFlight != null) {
+                inFlight.cancel(true);
+                inFlight = null;
+            }
+        }
+    }
+
+    private void attentionBlock(int layer, Step s, MicroBatch m) {
+        int h = cfg.hidden();
+        LayerWeights lw = w.layer(layer);
+        Kernels.rmsnorm(s.x, m.from * h, m.n, h, lw.inputNorm(), cfg.rmsEps(), m.xn, 0);
+        attention(layer, s, m.from, m.n, m.xn, m.delta);
+        Kernels.axpy(1f, m.delta, 0, s.x, m.from * h, m.n * h);
+    }
+
+    /** Post-attention norm, then a dense FFN (done at once) or router + async dispatch + shared expert. */
+    private void startFfn(int layer, Step s, MicroBatch m, RoutingListener listener) {
+        int h = cfg.hidden();
+        LayerWeights lw = w.layer(layer);
+        Kernels.rmsnorm(s.x, m.from * h, m.n, h, lw.postAttentionNorm(), cfg.rmsEps(), m.xn, 0);
+        switch (lw.ffn()) {
+            case LayerWeights.Dense d -> {
+                SwiGlu.forward(d.mlp(), m.xn, 0, m.n, m.delta, 0, new float[2 * m.n * d.mlp().intermediate()]);
+                m.moeOut = null;
+            }
+            case LayerWeights.Moe moe -> {
+                int[] tokens = java.util.Arrays.copyOfRange(s.tokens, m.from, m.from + m.n);
+                Router router = routers[layer];
+                float[] logits = null;
+                if (router.needsLogits()) {
+                    logits = new float[m.n * cfg.numExperts()];
+                    Kernels.matmul(m.xn, 0, m.n, moe.gate(), logits, 0);
+                }
+                RoutingResult routing = router.route(logits, tokens, m.n);
+                listener.onRouting(layer, routing);
+                // xn must stay untouched while the dispatch reads it: the shared expert only reads it too
+                m.moeOut = m.delta;
+                m.inFlight = dispatcher.dispatchAsync(layer, m.xn, h, routing, m.moeOut);
+                m.sharedOut = moe.shared() == null ? null : sharedExpert(moe, m.xn, m.n);
+            }
+        }
+    }
+
+    private void finishFfn(Step s, MicroBatch m) {
+        int h = cfg.hidden();
+        if (m.inFlight != null) {
+            try {
+                m.inFlight.join();
+            } catch (CompletionException e) {
+                if (e.getCause() instanceof RuntimeException re) {
+                    throw re;
+                }
+                throw e;
+            } finally {
+                m.inFlight = null;
+            }
+            if (m.sharedOut != null) {
+                Kernels.axpy(1f, m.sharedOut, 0, m.delta, 0, m.n * h);
+            }
+        }
+        Kernels.axpy(1f, m.delta, 0, s.x, m.from * h, m.n * h);
+    }
+
+    /** The shared expert's output, times Qwen2-MoE's sigmoid gate where the model has one. */
+    private float[] sharedExpert(LayerWeights.Moe m, float[] xn, int n) {
+        int h = cfg.hidden();
+        float[] shared = new float[n * h];
+        SwiGlu.forward(m.shared(), xn, 0, n, shared, 0, new float[2 * n * m.shared().intermediate()]);
+        if (m.sharedGate() != null) {
+            float[] g = new float[n];
+            Kernels.matmul(xn, 0, n, m.sharedGate(), g, 0);
+            for (int i = 0; i < n; i++) {
+                float sg = (float) (1.0 / (1.0 + Math.exp(-g[i])));
+                for (int j = 0; j < h; j++) {
+                    shared[i * h + j] *= sg;
+                }
+            }
+        }
+        return shared;
+    }
+
+    /**
+     * One layer's attention block (after its input norm) for a single sequence's n tokens at
+     * positions {@code start..start+n-1}: {@code out = o_proj(attn(xn))}; writes their keys/values
+     * into the cache (the caller advances it).
      */
     public void attention(int layer, KvCache cache, int start, int n, float[] xn, float[] out) {
-        cache.ensureCapacity(start + n);
+        cache.reserve(start + n);
         rope.ensure(start + n);
+        int[] pos = new int[n];
+        KvCache[] caches = new KvCache[n];
+        for (int i = 0; i < n; i++) {
+            pos[i] = start + i;
+            caches[i] = cache;
+        }
         switch (w.layer(layer).attention()) {
-            case LayerWeights.Gqa g -> gqa(layer, g, cache, start, n, xn, out);
-            case LayerWeights.Mla m -> mla(layer, m, cache, start, n, xn, out);
+            case LayerWeights.Gqa g -> gqa(layer, g, caches, pos, 0, n, xn, out);
+            case LayerWeights.Mla m -> mla(layer, m, caches, pos, 0, n, xn, out);
+        }
+    }
+
+    private void attention(int layer, Step s, int from, int n, float[] xn, float[] out) {
+        switch (w.layer(layer).attention()) {
+            case LayerWeights.Gqa g -> gqa(layer, g, s.cacheOf, s.pos, from, n, xn, out);
+            case LayerWeights.Mla m -> mla(layer, m, s.cacheOf, s.pos, from, n, xn, out);
         }
     }
 
@@ -146,11 +400,25 @@ public final class MoeTransformer {
     public void feedForward(int layer, int[] tokens, int n, float[] xn, float[] out, RoutingListener listener) {
         switch (w.layer(layer).ffn()) {
             case LayerWeights.Dense d -> SwiGlu.forward(d.mlp(), xn, 0, n, out, 0, new float[2 * n * d.mlp().intermediate()]);
-            case LayerWeights.Moe m -> moe(layer, m, tokens, n, xn, out, listener);
+            case LayerWeights.Moe m -> {
+                Router router = routers[layer];
+                float[] logits = null;
+                if (router.needsLogits()) {
+                    logits = new float[n * cfg.numExperts()];
+                    Kernels.matmul(xn, 0, n, m.gate(), logits, 0);
+                }
+                RoutingResult routing = router.route(logits, tokens, n);
+                listener.onRouting(layer, routing);
+                dispatcher.dispatch(layer, xn, cfg.hidden(), routing, out);
+                if (m.shared() != null) {
+                    Kernels.axpy(1f, sharedExpert(m, xn, n), 0, out, 0, n * cfg.hidden());
+                }
+            }
         }
     }
 
-    private void gqa(int layer, LayerWeights.Gqa a, KvCache cache, int start, int n, float[] xn, float[] out) {
+    /** Tokens [from, from+n) of the step arrays; xn and out are micro-batch local (row 0 = token from). */
+    private void gqa(int layer, LayerWeights.Gqa a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out) {
         int hd = cfg.headDim();
         int qDim = cfg.heads() * hd;
         int kvDim = cfg.kvHeads() * hd;
@@ -181,21 +449,21 @@ public final class MoeTransformer {
             clamp(k, cfg.clipQkv());
             clamp(v, cfg.clipQkv());
         }
-        float[] keys = cache.keys(layer);
-        float[] values = cache.values(layer);
         for (int i = 0; i < n; i++) {
-            int pos = start + i;
-            Kernels.rope(q, i * qDim, cfg.heads(), hd, hd, rope.cos(), rope.sin(), rope.offset(pos), cfg.ropeStyle());
-            Kernels.rope(k, i * kvDim, cfg.kvHeads(), hd, hd, rope.cos(), rope.sin(), rope.offset(pos), cfg.ropeStyle());
-            System.arraycopy(k, i * kvDim, keys, pos * kvDim, kvDim);
-            System.arraycopy(v, i * kvDim, values, pos * kvDim, kvDim);
+            int p = pos[from + i];
+            KvCache c = caches[from + i];
+            Kernels.rope(q, i * qDim, cfg.heads(), hd, hd, rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
+            Kernels.rope(k, i * kvDim, cfg.kvHeads(), hd, hd, rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
+            int row = c.row(p);
+            System.arraycopy(k, i * kvDim, c.keys(layer), row * kvDim, kvDim);
+            System.arraycopy(v, i * kvDim, c.values(layer), row * kvDim, kvDim);
         }
         float[] attn = new float[n * qDim];
-        attend(keys, values, kvDim, kvDim, cfg.kvHeads(), hd, hd, start, n, q, qDim, attn);
+        attend(layer, caches, pos, from, n, cfg.kvHeads(), hd, hd, q, qDim, attn);
         Kernels.matmul(attn, 0, n, a.o(), out, 0);
     }
 
-    private void mla(int layer, LayerWeights.Mla a, KvCache cache, int start, int n, float[] xn, float[] out) {
+    private void mla(int layer, LayerWeights.Mla a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out) {
         ModelConfig.Mla m = cfg.mla();
         int heads = cfg.heads();
         int qkHead = m.qkHeadDim();
@@ -222,67 +490,60 @@ public final class MoeTransformer {
         Kernels.matmul(latent, 0, n, a.kvB(), kv, 0);
         int keyStride = heads * qkHead;
         int valueStride = heads * m.vHeadDim();
-        float[] keys = cache.keys(layer);
-        float[] values = cache.values(layer);
         for (int i = 0; i < n; i++) {
-            int pos = start + i;
+            int p = pos[from + i];
+            KvCache c = caches[from + i];
             // rope on the last qk_rope dims of each query head, and on the one shared rope key
             for (int hh = 0; hh < heads; hh++) {
                 Kernels.rope(q, i * qDim + hh * qkHead + m.qkNopeDim(), 1, m.qkRopeDim(), m.qkRopeDim(),
-                        rope.cos(), rope.sin(), rope.offset(pos), cfg.ropeStyle());
+                        rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
             }
             int pe = i * kvaDim + m.kvLoraRank();
-            Kernels.rope(kva, pe, 1, m.qkRopeDim(), m.qkRopeDim(), rope.cos(), rope.sin(), rope.offset(pos), cfg.ropeStyle());
+            Kernels.rope(kva, pe, 1, m.qkRopeDim(), m.qkRopeDim(), rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
+            int row = c.row(p);
+            float[] keys = c.keys(layer);
+            float[] values = c.values(layer);
             for (int hh = 0; hh < heads; hh++) {
                 int src = i * kvbDim + hh * (m.qkNopeDim() + m.vHeadDim());
-                int kd = pos * keyStride + hh * qkHead;
+                int kd = row * keyStride + hh * qkHead;
                 System.arraycopy(kv, src, keys, kd, m.qkNopeDim());
                 System.arraycopy(kva, pe, keys, kd + m.qkNopeDim(), m.qkRopeDim());
-                System.arraycopy(kv, src + m.qkNopeDim(), values, pos * valueStride + hh * m.vHeadDim(), m.vHeadDim());
+                System.arraycopy(kv, src + m.qkNopeDim(), values, row * valueStride + hh * m.vHeadDim(), m.vHeadDim());
             }
         }
         float[] attn = new float[n * valueStride];
-        attend(keys, values, keyStride, valueStride, heads, qkHead, m.vHeadDim(), start, n, q, qDim, attn);
+        attend(layer, caches, pos, from, n, heads, qkHead, m.vHeadDim(), q, qDim, attn);
         Kernels.matmul(attn, 0, n, a.o(), out, 0);
     }
 
-    /** Causal attention of n new queries (positions start..start+n-1) over the cache. */
-    private void attend(float[] keys, float[] values, int keyStride, int valueStride, int kvHeads, int hdK, int hdV,
-                        int start, int n, float[] q, int qStride, float[] out) {
-        float[] scores = new float[start + n];
+    /** Causal attention of each token over its own sequence's cached positions up to its own. */
+    private void attend(int layer, KvCache[] caches, int[] pos, int from, int n, int kvHeads, int hdK, int hdV,
+                        float[] q, int qStride, float[] out) {
         int heads = cfg.heads();
+        float[] scores = null;
+        int[] rows = null;
         for (int i = 0; i < n; i++) {
-            int pos = start + i;
-            int first = cfg.slidingWindow() > 0 ? Math.max(0, pos - cfg.slidingWindow() + 1) : 0;
-            Kernels.attention(q, i * qStride, keys, first * keyStride, values, first * valueStride, keyStride, valueStride,
-                    pos + 1 - first, heads, kvHeads, hdK, hdV, attentionScale, out, i * heads * hdV, scores);
-        }
-    }
-
-    private void moe(int layer, LayerWeights.Moe m, int[] tokens, int n, float[] xn, float[] out, RoutingListener listener) {
-        int h = cfg.hidden();
-        int e = cfg.numExperts();
-        Router router = routers[layer];
-        float[] logits = null;
-        if (router.needsLogits()) {
-            logits = new float[n * e];
-            Kernels.matmul(xn, 0, n, m.gate(), logits, 0);
-        }
-        RoutingResult routing = router.route(logits, tokens, n);
-        listener.onRouting(layer, routing);
-        dispatcher.dispatch(layer, xn, h, routing, out);
-        if (m.shared() != null) {
-            float[] shared = new float[n * h];
-            SwiGlu.forward(m.shared(), xn, 0, n, shared, 0, new float[2 * n * m.shared().intermediate()]);
-            if (m.sharedGate() != null) {
-                float[] g = new float[n];
-                Kernels.matmul(xn, 0, n, m.sharedGate(), g, 0);
-                for (int i = 0; i < n; i++) {
-                    float s = (float) (1.0 / (1.0 + Math.exp(-g[i])));
-                    Kernels.axpy(s, shared, i * h, out, i * h, h);
-                }
+            int p = pos[from + i];
+            KvCache c = caches[from + i];
+            int first = cfg.slidingWindow() > 0 ? Math.max(0, p - cfg.slidingWindow() + 1) : 0;
+            int nKeys = p + 1 - first;
+            if (scores == null || scores.length < nKeys) {
+                scores = new float[Math.max(nKeys, 16)];
+            }
+            int ks = c.keyStride();
+            int vs = c.valueStride();
+            if (c.contiguous()) {
+                Kernels.attention(q, i * qStride, c.keys(layer), first * ks, c.values(layer), first * vs, ks, vs,
+                        nKeys, heads, kvHeads, hdK, hdV, attentionScale, out, i * heads * hdV, scores);
             } else {
-                Kernels.axpy(1f, shared, 0, out, 0, n * h);
+                if (rows == null || rows.length < nKeys) {
+                    rows = new int[scores.length];
+                }
+                for (int t = 0; t < nKeys; t++) {
+                    rows[t] = c.row(first + t);
+                }
+                Kernels.attentionRows(q, i * qStride, c.keys(layer), c.values(layer), rows, ks, vs, nKeys, heads, kvHeads,
+                        hdK, hdV, attentionScale, out, i * heads * hdV, scores);
             }
         }
     }

@@ -15,6 +15,22 @@ public interface ExpertDispatcher extends AutoCloseable {
      */
     void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out);
 
+    /**
+     * Starts {@link #dispatch} and returns at once where the transport allows (remote workers), so
+     * the caller can compute something else meanwhile (two-batch overlap); {@code out} is complete
+     * when the future is. The default runs synchronously. hidden and out must not be touched until
+     * then.
+     */
+    default java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
+                                                                     RoutingResult routing, float[] out) {
+        try {
+            dispatch(layer, hidden, hiddenSize, routing, out);
+            return java.util.concurrent.CompletableFuture.completedFuture(null);
+        } catch (RuntimeException e) {
+            return java.util.concurrent.CompletableFuture.failedFuture(e);
+        }
+    }
+
     @Override
     default void close() {}
 }

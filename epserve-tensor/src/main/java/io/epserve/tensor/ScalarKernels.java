@@ -139,4 +139,37 @@ public final class ScalarKernels {
             }
         }
     }
+
+    /**
+     * {@link #attention} over keys/values at arbitrary rows (a paged KV cache): key t of the query
+     * is row {@code rows[t]} of {@code keys} (stride kvStrideK) and of {@code values}.
+     */
+    public static void attentionRows(float[] q, int qOff, float[] keys, float[] values, int[] rows,
+                                     int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
+                                     int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores) {
+        int group = nHeads / nKvHeads;
+        for (int h = 0; h < nHeads; h++) {
+            int g = h / group;
+            for (int t = 0; t < nKeys; t++) {
+                float s = 0f;
+                int kb = rows[t] * kvStrideK + g * headDimK;
+                for (int d = 0; d < headDimK; d++) {
+                    s += q[qOff + h * headDimK + d] * keys[kb + d];
+                }
+                scores[t] = s * scale;
+            }
+            softmax(scores, 0, nKeys);
+            int ob = outOff + h * headDimV;
+            for (int d = 0; d < headDimV; d++) {
+                out[ob + d] = 0f;
+            }
+            for (int t = 0; t < nKeys; t++) {
+                int vb = rows[t] * kvStrideV + g * headDimV;
+                float p = scores[t];
+                for (int d = 0; d < headDimV; d++) {
+                    out[ob + d] += p * values[vb + d];
+                }
+            }
+        }
+    }
 }

@@ -47,19 +47,19 @@ final class AddedTokenMatcher {
                     if (!text.startsWith(t.content(), i)) {
                         continue;
                     }
-                    if (t.singleWord() && ((i > 0 && isWordChar(text.charAt(i - 1)))
-                            || (end < len && isWordChar(text.charAt(end))))) {
+                    if (t.singleWord() && ((i > 0 && isWordChar(text.codePointBefore(i)))
+                            || (end < len && isWordChar(text.codePointAt(end))))) {
                         continue;
                     }
                     int mStart = i;
                     int mEnd = end;
                     if (t.lstrip()) {
-                        while (mStart > segStart && Character.isWhitespace(text.charAt(mStart - 1))) {
+                        while (mStart > segStart && isWhiteSpace(text.charAt(mStart - 1))) {
                             mStart--;
                         }
                     }
                     if (t.rstrip()) {
-                        while (mEnd < len && Character.isWhitespace(text.charAt(mEnd))) {
+                        while (mEnd < len && isWhiteSpace(text.charAt(mEnd))) {
                             mEnd++;
                         }
                     }
@@ -80,7 +80,27 @@ final class AddedTokenMatcher {
         return out;
     }
 
-    private static boolean isWordChar(char c) {
-        return Character.isLetterOrDigit(c) || c == '_';
+    /**
+     * Unicode {@code \w} as Rust's regex (and so HF's single_word check) defines it: alphabetic,
+     * marks, decimal digits, connector punctuation, joiners.
+     */
+    static boolean isWordChar(int cp) {
+        if (Character.isAlphabetic(cp)) {
+            return true;
+        }
+        return switch (Character.getType(cp)) {
+            case Character.NON_SPACING_MARK, Character.ENCLOSING_MARK, Character.COMBINING_SPACING_MARK,
+                 Character.DECIMAL_DIGIT_NUMBER, Character.CONNECTOR_PUNCTUATION -> true;
+            default -> cp == 0x200C || cp == 0x200D;
+        };
+    }
+
+    /**
+     * The Unicode White_Space property, as Rust's {@code char::is_whitespace} (used by HF for
+     * lstrip/rstrip and the Strip normalizer): unlike {@link Character#isWhitespace(char)} it
+     * includes no-break spaces and U+0085, and excludes U+001C..U+001F.
+     */
+    static boolean isWhiteSpace(char c) {
+        return (c >= '\t' && c <= '\r') || c == '\u0085' || Character.isSpaceChar(c);
     }
 }

@@ -51,10 +51,10 @@ sealed interface Normalizer {
         public String apply(String text) {
             int s = 0;
             int e = text.length();
-            while (left && s < e && Character.isWhitespace(text.charAt(s))) {
+            while (left && s < e && AddedTokenMatcher.isWhiteSpace(text.charAt(s))) {
                 s++;
             }
-            while (right && e > s && Character.isWhitespace(text.charAt(e - 1))) {
+            while (right && e > s && AddedTokenMatcher.isWhiteSpace(text.charAt(e - 1))) {
                 e--;
             }
             return text.substring(s, e);

@@ -111,7 +111,11 @@ public final class Tokenizer {
         Path file = Files.isDirectory(modelDir) ? modelDir.resolve("tokenizer.json") : modelDir;
         Path dir = file.toAbsolutePath().getParent();
         if (!Files.isRegularFile(file)) {
-            throw new TokenizerException("no tokenizer.json at " + file);
+            boolean spm = dir != null && Files.isRegularFile(dir.resolve("tokenizer.model"));
+            throw new TokenizerException("no tokenizer.json at " + file + (spm
+                    ? " (there is a sentencepiece tokenizer.model, which is not supported: convert it with"
+                      + " Hugging Face transformers, e.g. AutoTokenizer.from_pretrained(dir).save_pretrained(dir))"
+                    : ""));
         }
         JsonNode root = readJson(file);
         JsonNode config = dir == null ? null : readOptional(dir.resolve("tokenizer_config.json"));

@@ -194,7 +194,7 @@ class SamplerTest {
 
     @Test
     void nucleusOnALargeVocabularyMatchesASortedWalk() {
-        float[] l = randomLogits(50_000, 12);
+        float[] l = randomLogits(8_000, 12, 1.5);
         double temperature = 0.9;
         double topP = 0.6;
         // Reference: sort by (logit desc, id asc), walk until the mass reaches topP.
@@ -215,18 +215,17 @@ class SamplerTest {
                 break;
             }
         }
-        assertThat(nucleus.size()).isBetween(50, 5_000);
+        assertThat(nucleus.size()).isBetween(100, 3_000);
         Sampler s = new Sampler(l.length);
         RandomGenerator r = Sampler.newRandom(99);
         SamplingParams p = new SamplingParams(temperature, 0, topP, 0.0, 99);
         java.util.Set<Integer> seen = new java.util.HashSet<>();
-        for (int i = 0; i < 20_000; i++) {
-            int id = s.sample(l, p, r);
-            assertThat(nucleus).contains(id);
-            seen.add(id);
+        for (int i = 0; i < 5_000; i++) {
+            seen.add(s.sample(l, p, r));
         }
-        // Nearly all of the nucleus turns up (its least likely members may not, in 20k draws).
-        assertThat(seen.size()).isGreaterThan(nucleus.size() * 8 / 10);
+        assertThat(nucleus).containsAll(seen);
+        // Nearly all of the nucleus (673 tokens) turns up; its least likely members may not, in 5k draws.
+        assertThat(seen.size()).isGreaterThan(nucleus.size() * 9 / 10);
     }
 
     @Test
@@ -282,10 +281,14 @@ class SamplerTest {
     }
 
     private static float[] randomLogits(int n, long seed) {
+        return randomLogits(n, seed, 3.0);
+    }
+
+    private static float[] randomLogits(int n, long seed, double scale) {
         SplittableRandom r = new SplittableRandom(seed);
         float[] l = new float[n];
         for (int i = 0; i < n; i++) {
-            l[i] = (float) (r.nextGaussian() * 3.0);
+            l[i] = (float) (r.nextGaussian() * scale);
         }
         return l;
     }

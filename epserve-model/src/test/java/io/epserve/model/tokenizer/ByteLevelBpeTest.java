@@ -98,12 +98,16 @@ class ByteLevelBpeTest {
                 .put("lstrip", true).put("rstrip", true));
         assertThat(strip.encode("a <think> b")).containsExactly(97, 272, 98);
         assertThat(strip.encode("a  <think>  b")).containsExactly(97, 272, 98);
+        // Whitespace is Unicode White_Space, as in Rust: no-break space and U+0085 count.
+        assertThat(strip.encode("a\u00a0<think>\u0085b")).containsExactly(97, 272, 98);
 
         Tokenizer single = variant("gpt2-mini", root -> ((ObjectNode) root.get("added_tokens").get(3))
                 .put("single_word", true));
         // Inside a word: not matched, so "<think" and ">b" are BPE-encoded.
         assertThat(single.encode("a<think>b")).containsExactly(97, 60, 116, 104, 259, 107, 62, 98);
         assertThat(single.encode("a <think> b")).containsExactly(97, 32, 272, 32, 98);
+        // A combining mark is a word char (Unicode \w), so no match after "e\u0301"; NFC then makes "é".
+        assertThat(single.encode("e\u0301<think>")).containsExactly(267, 60, 116, 104, 259, 107, 62);
     }
 
     @Test
