@@ -95,7 +95,12 @@ public final class Kernels {
     public static void attentionRows(float[] q, int qOff, float[] keys, float[] values, int[] rows,
                                      int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
                                      int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores) {
-        ScalarKernels.attentionRows(q, qOff, keys, values, rows, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
-                headDimK, headDimV, scale, out, outOff, scores);
+        if (SCALAR) {
+            ScalarKernels.attentionRows(q, qOff, keys, values, rows, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                    headDimK, headDimV, scale, out, outOff, scores);
+        } else {
+            VectorKernels.attentionRows(q, qOff, keys, values, rows, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                    headDimK, headDimV, scale, out, outOff, scores);
+        }
     }
 }

@@ -25,19 +25,20 @@ import jdk.incubator.vector.VectorSpecies;
  *   s    = hsum(acc)                      fixed pairwise tree over lanes, see {@link #hsum}
  *   for k in K - K % L ... K-1:          s = fma(w[n, k], x[i, k], s)                    (scalar)
  * </pre>
- * whatever m is, whichever register tile (4 rows × 3 tokens, 4 × 1, 1 × 1) or thread computes
- * it, and wherever x and y start. Only IEEE-exact operations are used (fma, add, exact dtype
+ * whatever m is, whichever register tile (4 rows × 2 tokens, 4 × 1, 1 × 1), K block or thread
+ * computes it, and wherever x and y start. Only IEEE-exact operations are used (fma, add, exact dtype
  * widening), never {@code reduceLanes(ADD)}, whose order the JIT may change; so the result is
  * bitwise the same in the interpreter and in compiled code, and a token's output never depends
  * on its batch. The lane count is fixed per JVM (it is the CPU's preferred vector size), so
  * results may differ between machines with different vector widths, never within one.
  *
  * <h2>Shapes of the matmul</h2>
- * m = 1 (decode, memory-bound): four weight rows at a time, converted in registers, one x load
- * shared by four FMAs. m &gt; 1 (prefill, compute-bound): four weight rows are widened once into a
- * small per-thread float tile (4 × K floats, L2-resident; never the whole matrix), then every
- * group of three tokens runs a 4 × 3 register tile: per K chunk 4 weight loads + 3 x loads feed
- * 12 independent FMA chains, so each loaded weight vector serves three tokens.
+ * m = 1 (decode, memory-bound): four weight rows at a time (two for F16), converted in
+ * registers, one x load shared by four FMAs. m &gt; 1 (prefill, compute-bound): cache-blocked
+ * (see {@link #batched}); a block of 16 rows × one K block is widened into a small per-thread
+ * float tile (never the whole matrix), then every pair of tokens runs a 4 × 2 register tile:
+ * per K chunk 4 weight loads + 2 x loads feed 8 independent FMA chains, so each weight vector
+ * serves two tokens and each x vector four rows.
  */
 public final class VectorKernels {
     private VectorKernels() {}
@@ -55,10 +56,10 @@ public final class VectorKernels {
     static final long SERIAL_MACS = 1L << 15;
     /** Smallest chunk of a parallel matmul, in multiply-adds. */
     static final long MIN_CHUNK_MACS = 1L << 14;
-    /** Rows per register tile. Chunk boundaries are multiples of RB (see batched). */
+    /** Rows per register tile. Batched chunk boundaries are multiples of RB (see batched). */
     static final int ROWS = 4;
     /** Tokens per register tile. */
-    static final int TOKENS = 3;
+    static final int TOKENS = 2;
 
     /** Preferred vector lanes of float on this JVM. */
     public static int lanes() {
@@ -178,6 +179,20 @@ public final class VectorKernels {
 
         float[] scores = new float[0];
         float[] state = new float[0];
+
+        int[] identity = new int[0];
+
+        /** 0, 1, ..., size-1 (at least): the rows of a contiguous KV cache. */
+        int[] identity(int size) {
+            if (identity.length < size) {
+                int[] id = new int[Math.max(size, identity.length * 2)];
+                for (int i = 0; i < id.length; i++) {
+                    id[i] = i;
+                }
+                identity = id;
+            }
+            return identity;
+        }
 
         float[] state(int size) {
             if (state.length < size) {
@@ -382,46 +397,51 @@ public final class VectorKernels {
     }
 
     /**
-     * Rows {@code [r0, r1)} of y for all m tokens, blocked for the caches (Goto's GEMM layout,
-     * in the dot-product form the accumulation scheme requires):
+     * Rows {@code [r0, r1)} of y for all m tokens:
      * <pre>
-     *   for each block of RB rows:                       accumulators of RB rows × m tokens in st[]
-     *     for each K block of KC columns (in order):     widen w[rows, kblock] → wp (RB × KC floats, L1)
-     *       for each group of 4 rows, 3 tokens:          4×3 register tile over the K block,
-     *                                                    x[tokens, kblock] read from L2
+     *   for each block of RB = 8 rows:                   accumulators of 8 rows × m tokens in st[]
+     *     for each K block of up to 2048 columns:        widen w[rows, kblock] → wp (8 × KC floats)
+     *       for each pair of tokens, group of 4 rows:    4×2 register tile over the K block
      *   then per (row, token): lane sum, scalar tail.
      * </pre>
      * Every accumulator lane sees the same fma sequence over K as in {@link #matvec}; between K
-     * blocks it rests in st[] (a store and a load, exact), so the bits do not change.
+     * blocks it rests in st[] (a store and a load, exact), so the bits do not change. Measured on
+     * the 2-vCPU Zen test machine: shorter K blocks (256, 512) and larger row blocks were slower
+     * (short x streams defeat the prefetchers; C2 spills the 12 accumulators of a 4×3 tile).
      */
     static void batched(float[] x, int xOff, int m, MemorySegment seg, DType dt, int n, int k,
                         float[] y, int yOff, int r0, int r1) {
         int kv = F.loopBound(k);
         Scratch sc = scratch();
-        float[] wp = sc.tile(RB * KC);
+        int kcMax = KC_MAX;
+        float[] wp = sc.tile(RB * kcMax);
         int ss = m * L; // state stride between rows
         float[] st = sc.state(RB * ss);
         for (int rb0 = r0; rb0 < r1; rb0 += RB) {
             int rbN = Math.min(RB, r1 - rb0);
             java.util.Arrays.fill(st, 0, rbN * ss, 0f);
-            for (int c0 = 0; c0 < kv; c0 += KC) {
-                int kc = Math.min(KC, kv - c0);
+            for (int c0 = 0; c0 < kv; c0 += kcMax) {
+                int kc = Math.min(kcMax, kv - c0);
                 for (int j = 0; j < rbN; j++) {
-                    widen(seg, dt, (long) (rb0 + j) * k + c0, wp, j * KC, kc);
+                    widen(seg, dt, (long) (rb0 + j) * k + c0, wp, j * kcMax, kc);
                 }
-                int j = 0;
-                for (; j + ROWS <= rbN; j += ROWS) {
-                    int i = 0;
-                    for (; i + TOKENS <= m; i += TOKENS) {
-                        tile4x3(wp, j * KC, KC, kc, x, xOff + i * k + c0, k, st, j * ss + i * L, ss);
-                    }
-                    for (; i < m; i++) {
-                        tile4x1(wp, j * KC, KC, kc, x, xOff + i * k + c0, st, j * ss + i * L, ss);
+                // Token pairs outer, row groups inner: the widened block (RB × kc floats, <= 64 KiB)
+                // stays in L1/L2 and each pair's x slice is fetched once for both row groups.
+                int full = rbN - rbN % ROWS;
+                int i = 0;
+                for (; i + TOKENS <= m; i += TOKENS) {
+                    for (int j = 0; j < full; j += ROWS) {
+                        tile4x2(wp, j * kcMax, kcMax, kc, x, xOff + i * k + c0, k, st, j * ss + i * L, ss);
                     }
                 }
-                for (; j < rbN; j++) {
-                    for (int i = 0; i < m; i++) {
-                        tile1x1(wp, j * KC, kc, x, xOff + i * k + c0, st, j * ss + i * L);
+                for (; i < m; i++) {
+                    for (int j = 0; j < full; j += ROWS) {
+                        tile4x1(wp, j * kcMax, kcMax, kc, x, xOff + i * k + c0, st, j * ss + i * L, ss);
+                    }
+                }
+                for (int j = full; j < rbN; j++) {
+                    for (int t = 0; t < m; t++) {
+                        tile1x1(wp, j * kcMax, kc, x, xOff + t * k + c0, st, j * ss + t * L);
                     }
                 }
             }
@@ -434,10 +454,12 @@ public final class VectorKernels {
         }
     }
 
-    /** Rows per cache block of {@link #batched}. */
-    static final int RB = 16;
-    /** Columns per K block of {@link #batched}; a multiple of every vector length. */
-    static final int KC = 256;
+    /** Rows per block of {@link #batched} (two 4-row groups share each x slice). */
+    static final int RB = 8;
+    /** Largest K block of {@link #batched}: long blocks measured best (prefetchers stream x). */
+    static final int KC_MAX = 2048;
+    /** K blocks of {@link #batched} are multiples of this (and so of every vector length). */
+    static final int KC_UNIT = 64;
 
     /** One dot product of the scheme above, both operands on the heap. */
     static float dot1(float[] a, int aOff, float[] b, int bOff, int k, int kv, float[] acc) {
@@ -492,32 +514,28 @@ public final class VectorKernels {
     }
 
     /**
-     * 4 rows (wp at w0, stride ws) × 3 tokens (x at x0, stride xs) over {@code kc} columns: 12
-     * FMA chains, each weight vector used three times. State of (row j, token u) at
-     * st[s0 + j ss + u L].
+     * 4 rows (wp at w0, stride ws) × 2 tokens (x at x0, stride xs) over {@code kc} columns: 8
+     * FMA chains, each weight vector used twice, each x vector four times. State of (row j,
+     * token u) at st[s0 + j ss + u L]. (4×2 and 2×4 measured fastest on AVX2 with C2, whose
+     * unrolling spills the 12 accumulators of a 4×3 tile out of the 16 registers.)
      */
-    private static void tile4x3(float[] wp, int w0, int ws, int kc, float[] x, int x0, int xs,
+    private static void tile4x2(float[] wp, int w0, int ws, int kc, float[] x, int x0, int xs,
                                 float[] st, int s0, int ss) {
         int s1 = s0 + ss;
         int s2 = s1 + ss;
         int s3 = s2 + ss;
         FloatVector a00 = FloatVector.fromArray(F, st, s0);
         FloatVector a01 = FloatVector.fromArray(F, st, s0 + L);
-        FloatVector a02 = FloatVector.fromArray(F, st, s0 + 2 * L);
         FloatVector a10 = FloatVector.fromArray(F, st, s1);
         FloatVector a11 = FloatVector.fromArray(F, st, s1 + L);
-        FloatVector a12 = FloatVector.fromArray(F, st, s1 + 2 * L);
         FloatVector a20 = FloatVector.fromArray(F, st, s2);
         FloatVector a21 = FloatVector.fromArray(F, st, s2 + L);
-        FloatVector a22 = FloatVector.fromArray(F, st, s2 + 2 * L);
         FloatVector a30 = FloatVector.fromArray(F, st, s3);
         FloatVector a31 = FloatVector.fromArray(F, st, s3 + L);
-        FloatVector a32 = FloatVector.fromArray(F, st, s3 + 2 * L);
         int w1 = w0 + ws;
         int w2 = w1 + ws;
         int w3 = w2 + ws;
         int x1 = x0 + xs;
-        int x2 = x1 + xs;
         for (int c = 0; c < kc; c += L) {
             FloatVector v0 = FloatVector.fromArray(F, wp, w0 + c);
             FloatVector v1 = FloatVector.fromArray(F, wp, w1 + c);
@@ -533,24 +551,15 @@ public final class VectorKernels {
             a11 = v1.fma(xv, a11);
             a21 = v2.fma(xv, a21);
             a31 = v3.fma(xv, a31);
-            xv = FloatVector.fromArray(F, x, x2 + c);
-            a02 = v0.fma(xv, a02);
-            a12 = v1.fma(xv, a12);
-            a22 = v2.fma(xv, a22);
-            a32 = v3.fma(xv, a32);
         }
         a00.intoArray(st, s0);
         a01.intoArray(st, s0 + L);
-        a02.intoArray(st, s0 + 2 * L);
         a10.intoArray(st, s1);
         a11.intoArray(st, s1 + L);
-        a12.intoArray(st, s1 + 2 * L);
         a20.intoArray(st, s2);
         a21.intoArray(st, s2 + L);
-        a22.intoArray(st, s2 + 2 * L);
         a30.intoArray(st, s3);
         a31.intoArray(st, s3 + L);
-        a32.intoArray(st, s3 + 2 * L);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -768,24 +777,61 @@ public final class VectorKernels {
                                  int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
                                  int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores,
                                  KernelPool pool) {
+        if (nKeys > 0) {
+            Objects.checkFromIndexSize(kOff, (long) (nKeys - 1) * kvStrideK + (long) nKvHeads * headDimK, keys.length);
+            Objects.checkFromIndexSize(vOff, (long) (nKeys - 1) * kvStrideV + (long) nKvHeads * headDimV, values.length);
+        }
+        attention(q, qOff, keys, kOff, values, vOff, null, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                headDimK, headDimV, scale, out, outOff, scores, pool);
+    }
+
+    /**
+     * Same contract as {@link ScalarKernels#attentionRows}: key t is row {@code rows[t]} of
+     * keys/values (a paged KV cache). Same parallelism and scratch rules as {@link #attention}.
+     */
+    public static void attentionRows(float[] q, int qOff, float[] keys, float[] values, int[] rows,
+                                     int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
+                                     int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores) {
+        attentionRows(q, qOff, keys, values, rows, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                headDimK, headDimV, scale, out, outOff, scores, KernelPool.common());
+    }
+
+    public static void attentionRows(float[] q, int qOff, float[] keys, float[] values, int[] rows,
+                                     int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
+                                     int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores,
+                                     KernelPool pool) {
+        Objects.checkFromIndexSize(0, nKeys, rows.length);
+        long needK = (long) nKvHeads * headDimK;
+        long needV = (long) nKvHeads * headDimV;
+        for (int t = 0; t < nKeys; t++) {
+            int r = rows[t];
+            Objects.checkFromIndexSize((long) r * kvStrideK, needK, keys.length);
+            Objects.checkFromIndexSize((long) r * kvStrideV, needV, values.length);
+        }
+        attention(q, qOff, keys, 0, values, 0, rows, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                headDimK, headDimV, scale, out, outOff, scores, pool);
+    }
+
+    /** Both forms; rows == null means key t is row t. Bounds of keys/values checked by the caller. */
+    private static void attention(float[] q, int qOff, float[] keys, int kOff, float[] values, int vOff, int[] rows,
+                                  int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
+                                  int headDimK, int headDimV, float scale, float[] out, int outOff, float[] scores,
+                                  KernelPool pool) {
         if (nKvHeads <= 0 || nHeads % nKvHeads != 0) {
             throw new IllegalArgumentException("nHeads " + nHeads + " is not a multiple of nKvHeads " + nKvHeads);
         }
         Objects.checkFromIndexSize(qOff, Math.multiplyExact(nHeads, headDimK), q.length);
         Objects.checkFromIndexSize(outOff, Math.multiplyExact(nHeads, headDimV), out.length);
-        if (nKeys > 0) {
-            Objects.checkFromIndexSize(kOff, (long) (nKeys - 1) * kvStrideK + (long) nKvHeads * headDimK, keys.length);
-            Objects.checkFromIndexSize(vOff, (long) (nKeys - 1) * kvStrideV + (long) nKvHeads * headDimV, values.length);
-        }
         long macs = (long) nHeads * nKeys * (headDimK + headDimV);
         if (macs < ATTENTION_SERIAL_MACS || pool.threads() == 1 || nHeads == 1) {
             if (scores.length < nKeys) {
                 throw new IllegalArgumentException("scores needs " + nKeys + " floats, has " + scores.length);
             }
-            float[] acc = scratch().acc;
+            Scratch sc = scratch();
+            int[] rs = rows != null ? rows : sc.identity(nKeys);
             for (int h = 0; h < nHeads; h++) {
-                attentionHead(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
-                        headDimK, headDimV, scale, out, outOff, scores, acc, h);
+                attentionHead(q, qOff, keys, kOff, values, vOff, rs, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                        headDimK, headDimV, scale, out, outOff, scores, sc.acc, h);
             }
             return;
         }
@@ -796,59 +842,63 @@ public final class VectorKernels {
         pool.parallelFor(nHeads, chunk, (h0, h1) -> {
             Scratch sc = scratch();
             float[] sco = sc.scores(nKeys);
+            int[] rs = rows != null ? rows : sc.identity(nKeys);
             for (int h = h0; h < h1; h++) {
-                attentionHead(q, qOff, keys, kOff, values, vOff, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                attentionHead(q, qOff, keys, kOff, values, vOff, rs, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
                         headDimK, headDimV, scale, out, outOff, sco, sc.acc, h);
             }
         });
     }
 
-    private static void attentionHead(float[] q, int qOff, float[] keys, int kOff, float[] values, int vOff,
+    /**
+     * One query head: scores (dot products of the matmul's scheme, four keys at a time), softmax,
+     * then the probability-weighted sum of values, four output vectors at a time, keys in order.
+     */
+    private static void attentionHead(float[] q, int qOff, float[] keys, int kOff, float[] values, int vOff, int[] rows,
                                       int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads,
                                       int headDimK, int headDimV, float scale, float[] out, int outOff,
                                       float[] scores, float[] acc, int h) {
         int g = h / (nHeads / nKvHeads);
         int qb = qOff + h * headDimK;
+        int kb = kOff + g * headDimK;
         int dkv = F.loopBound(headDimK);
         int t = 0;
-        // Scores: four keys at a time, each a dot product of the matmul's scheme.
         for (; t + 4 <= nKeys; t += 4) {
-            int k0 = kOff + t * kvStrideK + g * headDimK;
-            scores4(q, qb, keys, k0, kvStrideK, dkv, acc);
-            for (int j = 0; j < 4; j++) {
-                int kj = k0 + j * kvStrideK;
-                scores[t + j] = tailHeap(hsum(acc, j * L), keys, kj, q, qb, dkv, headDimK) * scale;
-            }
+            int k0 = kb + rows[t] * kvStrideK;
+            int k1 = kb + rows[t + 1] * kvStrideK;
+            int k2 = kb + rows[t + 2] * kvStrideK;
+            int k3 = kb + rows[t + 3] * kvStrideK;
+            scores4(q, qb, keys, k0, k1, k2, k3, dkv, acc);
+            scores[t] = tailHeap(hsum(acc, 0), keys, k0, q, qb, dkv, headDimK) * scale;
+            scores[t + 1] = tailHeap(hsum(acc, L), keys, k1, q, qb, dkv, headDimK) * scale;
+            scores[t + 2] = tailHeap(hsum(acc, 2 * L), keys, k2, q, qb, dkv, headDimK) * scale;
+            scores[t + 3] = tailHeap(hsum(acc, 3 * L), keys, k3, q, qb, dkv, headDimK) * scale;
         }
         for (; t < nKeys; t++) {
-            int k0 = kOff + t * kvStrideK + g * headDimK;
-            scores[t] = dot1(keys, k0, q, qb, headDimK, dkv, acc) * scale;
+            scores[t] = dot1(keys, kb + rows[t] * kvStrideK, q, qb, headDimK, dkv, acc) * scale;
         }
         softmax(scores, 0, nKeys, acc);
         int ob = outOff + h * headDimV;
-        int vb0 = vOff + g * headDimV;
+        int vb = vOff + g * headDimV;
         int dvv = F.loopBound(headDimV);
         int d = 0;
         for (; d + 4 * L <= dvv; d += 4 * L) {
-            weightedValues4(scores, nKeys, values, vb0 + d, kvStrideV, out, ob + d);
+            weightedValues4(scores, nKeys, values, vb + d, rows, kvStrideV, out, ob + d);
         }
         for (; d < dvv; d += L) {
-            weightedValues1(scores, nKeys, values, vb0 + d, kvStrideV, out, ob + d);
+            weightedValues1(scores, nKeys, values, vb + d, rows, kvStrideV, out, ob + d);
         }
         for (; d < headDimV; d++) {
             float o = 0f;
             for (int s = 0; s < nKeys; s++) {
-                o = Math.fma(scores[s], values[vb0 + s * kvStrideV + d], o);
+                o = Math.fma(scores[s], values[vb + rows[s] * kvStrideV + d], o);
             }
             out[ob + d] = o;
         }
     }
 
-    /** Dot products of one query head with 4 consecutive keys (stride ks): accumulators to acc. */
-    private static void scores4(float[] q, int qb, float[] keys, int k0, int ks, int dkv, float[] acc) {
-        int k1 = k0 + ks;
-        int k2 = k1 + ks;
-        int k3 = k2 + ks;
+    /** Dot products of one query head with 4 keys at k0..k3: accumulators to acc. */
+    private static void scores4(float[] q, int qb, float[] keys, int k0, int k1, int k2, int k3, int dkv, float[] acc) {
         FloatVector a0 = FloatVector.zero(F);
         FloatVector a1 = a0;
         FloatVector a2 = a0;
@@ -866,14 +916,14 @@ public final class VectorKernels {
         a3.intoArray(acc, 3 * L);
     }
 
-    /** out[o .. o+4L) = sum_s p[s] * values[vb + s vs .. +4L), keys in order. */
-    private static void weightedValues4(float[] p, int nKeys, float[] values, int vb, int vs, float[] out, int o) {
+    /** out[o .. o+4L) = sum_s p[s] * values[vb + rows[s] vs .. +4L), keys in order. */
+    private static void weightedValues4(float[] p, int nKeys, float[] values, int vb, int[] rows, int vs, float[] out, int o) {
         FloatVector o0 = FloatVector.zero(F);
         FloatVector o1 = o0;
         FloatVector o2 = o0;
         FloatVector o3 = o0;
         for (int s = 0; s < nKeys; s++) {
-            int b = vb + s * vs;
+            int b = vb + rows[s] * vs;
             FloatVector ps = FloatVector.broadcast(F, p[s]);
             o0 = FloatVector.fromArray(F, values, b).fma(ps, o0);
             o1 = FloatVector.fromArray(F, values, b + L).fma(ps, o1);
@@ -886,10 +936,10 @@ public final class VectorKernels {
         o3.intoArray(out, o + 3 * L);
     }
 
-    private static void weightedValues1(float[] p, int nKeys, float[] values, int vb, int vs, float[] out, int o) {
+    private static void weightedValues1(float[] p, int nKeys, float[] values, int vb, int[] rows, int vs, float[] out, int o) {
         FloatVector o0 = FloatVector.zero(F);
         for (int s = 0; s < nKeys; s++) {
-            o0 = FloatVector.fromArray(F, values, vb + s * vs).fma(FloatVector.broadcast(F, p[s]), o0);
+            o0 = FloatVector.fromArray(F, values, vb + rows[s] * vs).fma(FloatVector.broadcast(F, p[s]), o0);
         }
         o0.intoArray(out, o);
     }

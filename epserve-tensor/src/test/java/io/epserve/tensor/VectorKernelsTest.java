@@ -310,6 +310,54 @@ class VectorKernelsTest {
         }
     }
 
+    @Test
+    void attentionRowsMatchesScalarAndContiguous() {
+        SplittableRandom r = new SplittableRandom(8);
+        for (int nKeys : new int[] {0, 1, 5, 33, 200}) {
+            for (int[] d : new int[][] {{64, 64}, {17, 9}}) {
+                int nHeads = 8;
+                int nKv = 2;
+                int dk = d[0];
+                int dv = d[1];
+                int strideK = nKv * dk;
+                int strideV = nKv * dv + 1;
+                int slots = nKeys * 2 + 3;
+                float[] q = TestTensors.gaussian(r, nHeads * dk, 1f);
+                float[] keys = TestTensors.gaussian(r, slots * strideK, 1f);
+                float[] values = TestTensors.gaussian(r, slots * strideV, 1f);
+                int[] rows = new int[nKeys + 2];
+                for (int t = 0; t < nKeys; t++) {
+                    rows[t] = (t * 7 + 3) % slots; // scattered pages
+                }
+                float scale = 0.125f;
+                float[] want = new float[nHeads * dv];
+                float[] got = new float[nHeads * dv];
+                float[] got1 = new float[nHeads * dv];
+                ScalarKernels.attentionRows(q, 0, keys, values, rows, strideK, strideV, nKeys, nHeads, nKv,
+                        dk, dv, scale, want, 0, new float[nKeys]);
+                VectorKernels.attentionRows(q, 0, keys, values, rows, strideK, strideV, nKeys, nHeads, nKv,
+                        dk, dv, scale, got, 0, new float[nKeys], pool2);
+                Kernels.attentionRows(q, 0, keys, values, rows, strideK, strideV, nKeys, nHeads, nKv,
+                        dk, dv, scale, got1, 0, new float[nKeys]);
+                String what = "attentionRows keys=" + nKeys + " dims=" + dk + "/" + dv;
+                assertClose(got, want, 0, 1e-5, what);
+                assertBitwise(got1, got, what + " (facade)");
+                // Identity rows give the contiguous kernel's bits.
+                int[] id = new int[nKeys];
+                for (int t = 0; t < nKeys; t++) {
+                    id[t] = t;
+                }
+                float[] viaRows = new float[nHeads * dv];
+                float[] contiguous = new float[nHeads * dv];
+                VectorKernels.attentionRows(q, 0, keys, values, id, strideK, strideV, nKeys, nHeads, nKv,
+                        dk, dv, scale, viaRows, 0, new float[nKeys], pool2);
+                VectorKernels.attention(q, 0, keys, 0, values, 0, strideK, strideV, nKeys, nHeads, nKv,
+                        dk, dv, scale, contiguous, 0, new float[nKeys], pool2);
+                assertBitwise(viaRows, contiguous, what + " (identity rows)");
+            }
+        }
+    }
+
     /** A one-thread pool needs no close. */
     static final class KernelPoolHolder {
         private static final KernelPool ONE = new KernelPool(1);
