@@ -130,6 +130,7 @@ final class GenerateCommand implements Callable<Integer> {
                         r.prompt().length, r.prefillTokensPerSecond(), r.generated().length, r.decodeTokensPerSecond());
             }
             out.flush();
+            model.printStats(m, System.err);
         }
         return 0;
     }

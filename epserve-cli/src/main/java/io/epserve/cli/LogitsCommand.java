@@ -68,6 +68,7 @@ final class LogitsCommand implements Callable<Integer> {
                 });
             }
             out.flush();
+            model.printStats(m, System.err);
         }
         return 0;
     }

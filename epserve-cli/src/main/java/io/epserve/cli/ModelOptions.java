@@ -3,11 +3,20 @@ package io.epserve.cli;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.demo.DemoModel;
+import io.epserve.moe.ExpertDispatcher;
+import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.InProcessDispatcher;
+import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.rpc.HostPort;
+import io.epserve.rpc.v1.WireDType;
+import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
 import picocli.CommandLine.Option;
 
-/** Options every model-running command shares. */
+/** Options every model-running command shares: the model, the router, and where the experts run. */
 final class ModelOptions {
     @Option(names = "--model", paramLabel = "DIR",
             description = "Hugging Face model directory (config.json + *.safetensors + tokenizer.json). "
@@ -24,6 +33,36 @@ final class ModelOptions {
 
     @Option(names = "--demo", hidden = true, defaultValue = "standard", description = "Demo model size: standard or tiny (tests).")
     String demo;
+
+    @Option(names = "--workers", split = ",", paramLabel = "HOST:PORT",
+            description = "Remote expert workers (started with `epserve worker`): the routed experts run there, "
+                    + "dispatched over gRPC. The workers must see the model directory at the same path.")
+    List<String> workers;
+
+    @Option(names = "--ep", paramLabel = "N", description = "Run the routed experts on N in-process expert workers "
+            + "(default: one, or the remote --workers).")
+    Integer ep;
+
+    @Option(names = "--policy", defaultValue = "contiguous", paramLabel = "POLICY",
+            description = "Expert placement over workers: contiguous (default) or round-robin.")
+    String policy;
+
+    @Option(names = "--overlap", description = "Two-batch overlap: split each step into two micro-batches so that one's "
+            + "expert dispatch is in flight while the other computes attention.")
+    boolean overlap;
+
+    @Option(names = "--worker-timeout", defaultValue = "10000", paramLabel = "MS",
+            description = "Deadline of every call to a remote worker, in ms (default ${DEFAULT-VALUE}).")
+    long workerTimeoutMs;
+
+    @Option(names = "--wire-dtype", defaultValue = "f32", paramLabel = "DTYPE",
+            description = "Hidden states on the wire to remote workers: f32 (default; same numbers as in-process) or bf16 "
+                    + "(half the bytes, rounds the experts' inputs and outputs to bfloat16).")
+    String wireDtype;
+
+    @Option(names = "--stats", description = "Print dispatch statistics at the end (per worker: calls, bytes, compute "
+            + "and round-trip time; per layer and expert: tokens routed) to stderr.")
+    boolean stats;
 
     Path resolveModelDir(TerminalProgress progress) {
         if (model != null) {
@@ -48,8 +87,73 @@ final class ModelOptions {
         };
     }
 
+    ExpertPlacement.Policy placementPolicy() {
+        return switch (policy) {
+            case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
+            case "round-robin" -> ExpertPlacement.Policy.ROUND_ROBIN;
+            default -> throw new Main.UsageError("--policy must be contiguous or round-robin, not '" + policy + "'");
+        };
+    }
+
+    /** Where the routed experts run: one in-process worker, N in-process workers, or remote workers. */
+    LoadedModel.Dispatchers dispatchers() {
+        ExpertPlacement.Policy pol = placementPolicy();
+        if (workers != null && !workers.isEmpty()) {
+            if (ep != null) {
+                throw new Main.UsageError("give either --workers (remote) or --ep (in-process), not both");
+            }
+            for (String w : workers) {
+                HostPort.parse(w, "--workers");
+            }
+            WireDType wire = switch (wireDtype) {
+                case "f32" -> WireDType.WIRE_DTYPE_F32;
+                case "bf16" -> WireDType.WIRE_DTYPE_BF16;
+                default -> throw new Main.UsageError("--wire-dtype must be f32 or bf16, not '" + wireDtype + "'");
+            };
+            if (workerTimeoutMs < 1) {
+                throw new Main.UsageError("--worker-timeout must be at least 1 ms");
+            }
+            GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
+                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withWireDType(wire);
+            List<String> addresses = List.copyOf(workers);
+            return new LoadedModel.Dispatchers() {
+                @Override
+                public ExpertDispatcher create(Path dir, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
+                    return GrpcExpertDispatcher.connect(dir, cfg, addresses, pol, config);
+                }
+
+                @Override
+                public boolean local() {
+                    return false;
+                }
+            };
+        }
+        int n = ep == null ? 1 : ep;
+        if (n < 1) {
+            throw new Main.UsageError("--ep must be at least 1");
+        }
+        return (dir, cfg, w) -> InProcessDispatcher.of(w, cfg.sparseLayers(), cfg.numExperts(), n, pol);
+    }
+
     LoadedModel load(Path dir, TerminalProgress progress) {
-        return LoadedModel.load(dir, LoadedModel.Options.defaults().withRouter(routerChoice()).withValidate(!noValidate)
-                .withProgress(progress));
+        LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withRouter(routerChoice()).withValidate(!noValidate)
+                .withProgress(progress).withDispatchers(dispatchers()));
+        m.transformer().setOverlap(overlap);
+        return m;
+    }
+
+    /** With --stats: the dispatcher's counters, to stderr. */
+    void printStats(LoadedModel m, PrintStream err) {
+        if (!stats) {
+            return;
+        }
+        List<String> lines = switch (m.dispatcher()) {
+            case GrpcExpertDispatcher g -> g.stats().describe();
+            case InProcessDispatcher d -> d.describeStats();
+            default -> List.of("no statistics for " + m.dispatcher().getClass().getSimpleName());
+        };
+        err.println("dispatch statistics:");
+        lines.forEach(err::println);
+        err.flush();
     }
 }

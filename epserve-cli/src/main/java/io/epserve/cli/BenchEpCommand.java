@@ -1,0 +1,180 @@
+package io.epserve.cli;
+
+import io.epserve.model.Generator;
+import io.epserve.model.KvCache;
+import io.epserve.model.LoadedModel;
+import io.epserve.model.MoeTransformer;
+import io.epserve.model.RoutingListener;
+import io.epserve.model.sampling.SamplingParams;
+import io.epserve.moe.ExpertPlacement;
+import io.epserve.rpc.DispatchStats;
+import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.rpc.LocalWorkerProcesses;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code epserve bench ep}: what expert parallelism costs and buys on this machine. The same
+ * model runs with its experts in this process, then on 2 worker processes on loopback over gRPC,
+ * each with two-batch overlap off and on; for each: prefill and single-sequence decode tokens/s,
+ * batched decode tokens/s (B sequences a step, where overlap can hide dispatch), and bytes per
+ * token on the wire.
+ */
+@Command(name = "ep", mixinStandardHelpOptions = true,
+        description = {"Compare single-process experts with 2 expert worker processes on loopback (gRPC),",
+                "with and without two-batch overlap: prefill, decode and batched-decode tokens/s, and the",
+                "bytes per token that cross the wire."})
+final class BenchEpCommand implements Callable<Integer> {
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--prompt-tokens", defaultValue = "128", description = "Prompt length (default ${DEFAULT-VALUE}).")
+    int promptTokens;
+
+    @Option(names = "--gen-tokens", defaultValue = "32", description = "Tokens to decode (default ${DEFAULT-VALUE}).")
+    int genTokens;
+
+    @Option(names = "--batch", defaultValue = "8", description = "Sequences per step in the batched decode (default ${DEFAULT-VALUE}).")
+    int batch;
+
+    @Option(names = "--runs", defaultValue = "3", description = "Measured runs per configuration, median reported (default ${DEFAULT-VALUE}).")
+    int runs;
+
+    @Option(names = "--ep-workers", defaultValue = "2", description = "Worker processes (default ${DEFAULT-VALUE}).")
+    int workers;
+
+    @Option(names = "--worker-threads", defaultValue = "1",
+            description = "Kernel threads per worker process (default ${DEFAULT-VALUE}: 2 workers × 1 thread = the 2 cores).")
+    int workerThreads;
+
+    record Figures(double prefill, double decode, double batchDecode, double bytesPerToken) {}
+
+    @Override
+    public Integer call() throws Exception {
+        if (promptTokens < 1 || genTokens < 2 || runs < 1 || batch < 2 || workers < 1 || workerThreads < 1) {
+            throw new Main.UsageError("--prompt-tokens >= 1, --gen-tokens >= 2, --runs >= 1, --batch >= 2, --ep-workers >= 1 "
+                    + "and --worker-threads >= 1 are required");
+        }
+        TerminalProgress progress = TerminalProgress.forStderr();
+        Path dir = model.resolveModelDir(progress).toAbsolutePath().normalize();
+        PrintStream out = System.out;
+        List<String[]> rows = new ArrayList<>();
+        try (LoadedModel single = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(!model.noValidate)
+                .withProgress(progress))) {
+            for (boolean overlap : new boolean[] {false, true}) {
+                Figures f = measure(single, overlap, null);
+                rows.add(row("single process", overlap, f));
+            }
+        }
+        try (LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", 0,
+                LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads), List.of("worker")),
+                System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT)) {
+            List<String> addresses = procs.addresses();
+            LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
+                @Override
+                public io.epserve.moe.ExpertDispatcher create(Path d, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
+                    return GrpcExpertDispatcher.connect(d, cfg, addresses, ExpertPlacement.Policy.CONTIGUOUS,
+                            GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60)));
+                }
+
+                @Override
+                public boolean local() {
+                    return false;
+                }
+            };
+            try (LoadedModel ep = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(false).withDispatchers(remote))) {
+                for (boolean overlap : new boolean[] {false, true}) {
+                    Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher());
+                    rows.add(row(workers + " workers, loopback", overlap, f));
+                }
+            }
+        }
+        out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs%n",
+                dir, promptTokens, genTokens, batch, runs);
+        out.printf(Locale.ROOT, "%-22s %-8s %12s %12s %16s %16s%n", "experts", "overlap", "prefill t/s", "decode t/s",
+                "batch decode t/s", "wire bytes/token");
+        for (String[] r : rows) {
+            out.printf(Locale.ROOT, "%-22s %-8s %12s %12s %16s %16s%n", (Object[]) r);
+        }
+        double base = Double.parseDouble(rows.get(0)[3]);
+        double twoWorkers = Double.parseDouble(rows.get(2)[3]);
+        out.printf(Locale.ROOT, "decode with %d worker processes / single process: %.2f%n", workers, twoWorkers / base);
+        return 0;
+    }
+
+    private static String[] row(String what, boolean overlap, Figures f) {
+        return new String[] {what, overlap ? "on" : "off", String.format(Locale.ROOT, "%.1f", f.prefill()),
+                String.format(Locale.ROOT, "%.1f", f.decode()), String.format(Locale.ROOT, "%.1f", f.batchDecode()),
+                Double.isNaN(f.bytesPerToken()) ? "-" : String.format(Locale.ROOT, "%.0f", f.bytesPerToken())};
+    }
+
+    private Figures measure(LoadedModel m, boolean overlap, GrpcExpertDispatcher grpc) {
+        MoeTransformer t = m.transformer();
+        t.setOverlap(overlap);
+        int vocab = m.config().vocabSize();
+        int[] prompt = new SplittableRandom(42).ints(promptTokens, 0, vocab).toArray();
+        // warm-up
+        Generator.generate(t, prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
+        batchDecode(t, vocab);
+        double[] prefill = new double[runs];
+        double[] decode = new double[runs];
+        double[] batched = new double[runs];
+        long bytes = 0;
+        long tokens = 0;
+        for (int i = 0; i < runs; i++) {
+            DispatchStats before = grpc == null ? null : grpc.stats();
+            Generator.Result r = Generator.generate(t, prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
+            if (grpc != null) {
+                bytes += wireBytes(grpc.stats()) - wireBytes(before);
+                tokens += prompt.length + r.decodeSteps();
+            }
+            prefill[i] = r.prefillTokensPerSecond();
+            decode[i] = r.decodeTokensPerSecond();
+            batched[i] = batchDecode(t, vocab);
+        }
+        t.setOverlap(false);
+        return new Figures(BenchCommand.median(prefill), BenchCommand.median(decode), BenchCommand.median(batched),
+                grpc == null ? Double.NaN : (double) bytes / tokens);
+    }
+
+    private static long wireBytes(DispatchStats s) {
+        long b = 0;
+        for (DispatchStats.Worker w : s.workers()) {
+            b += w.bytesSent() + w.bytesReceived();
+        }
+        return b;
+    }
+
+    /** B sequences with a short prompt each, then genTokens decode steps of all B at once; tokens/s of those steps. */
+    private double batchDecode(MoeTransformer t, int vocab) {
+        SplittableRandom r = new SplittableRandom(7);
+        List<KvCache> caches = new ArrayList<>();
+        List<MoeTransformer.SequenceChunk> prefill = new ArrayList<>();
+        for (int s = 0; s < batch; s++) {
+            KvCache c = t.newCache(16 + genTokens);
+            caches.add(c);
+            prefill.add(new MoeTransformer.SequenceChunk(c, r.ints(16, 0, vocab).toArray(), 0, 16, MoeTransformer.Logits.NONE));
+        }
+        t.step(prefill, RoutingListener.NONE);
+        long t0 = System.nanoTime();
+        for (int step = 0; step < genTokens; step++) {
+            List<MoeTransformer.SequenceChunk> chunks = new ArrayList<>();
+            for (int s = 0; s < batch; s++) {
+                chunks.add(new MoeTransformer.SequenceChunk(caches.get(s), new int[] {r.nextInt(vocab)}, 0, 1,
+                        MoeTransformer.Logits.LAST));
+            }
+            t.step(chunks, RoutingListener.NONE);
+        }
+        return (double) batch * genTokens * 1e9 / (System.nanoTime() - t0);
+    }
+}

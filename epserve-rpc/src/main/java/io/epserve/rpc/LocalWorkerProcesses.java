@@ -1,0 +1,237 @@
+package io.epserve.rpc;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * Expert workers as child processes on this host, for local clusters ({@code epserve cluster})
+ * and tests: starts them, reads the real port from each one's listening line
+ * ({@link WorkerProcessMain#LISTENING}), and destroys them on {@link #close()}. The children's
+ * output (stdout and stderr merged) goes to {@code log} line by line, prefixed with the worker.
+ */
+public final class LocalWorkerProcesses implements AutoCloseable {
+
+    /** Builds the command line of worker {@code index} that must listen on {@code listen}. */
+    @FunctionalInterface
+    public interface CommandLine {
+        List<String> command(int index, HostPort listen);
+    }
+
+    /** JVM flags the engine needs: the incubating Vector API and native access for mapped files. */
+    public static final List<String> JVM_FLAGS = List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED");
+    public static final Duration DEFAULT_START_TIMEOUT = Duration.ofSeconds(60);
+
+    private final CommandLine commandLine;
+    private final PrintStream log;
+    private final Duration startTimeout;
+    private final List<Worker> workers = new ArrayList<>();
+
+    private static final class Worker {
+        final int index;
+        final HostPort requested;
+        Process process;
+        HostPort address;
+
+        Worker(int index, HostPort requested) {
+            this.index = index;
+            this.requested = requested;
+        }
+    }
+
+    private LocalWorkerProcesses(CommandLine commandLine, PrintStream log, Duration startTimeout) {
+        this.commandLine = commandLine;
+        this.log = log;
+        this.startTimeout = startTimeout;
+    }
+
+    /**
+     * A command line that runs {@code mainClass} in a JVM like this one: the same java binary and
+     * class path, {@link #JVM_FLAGS}, then {@code extraJvmFlags} (e.g. -Depserve.threads=1), then
+     * {@code args} and {@code --listen HOST:PORT}.
+     */
+    public static CommandLine sameJvm(String mainClass, List<String> extraJvmFlags, List<String> args) {
+        String java = ProcessHandle.current().info().command()
+                .orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        String classPath = System.getProperty("java.class.path");
+        return (index, listen) -> {
+            List<String> cmd = new ArrayList<>();
+            cmd.add(java);
+            cmd.addAll(JVM_FLAGS);
+            cmd.addAll(extraJvmFlags);
+            cmd.add("-cp");
+            cmd.add(classPath);
+            cmd.add(mainClass);
+            cmd.addAll(args);
+            cmd.add("--listen");
+            cmd.add(listen.toString());
+            return cmd;
+        };
+    }
+
+    /**
+     * Starts {@code n} workers listening on {@code host}, on ports {@code basePort + i} (or free ports
+     * when basePort is 0), all at once, and waits until every one has printed its listening line.
+     * On any failure the ones started are destroyed and the exception names the worker.
+     */
+    public static LocalWorkerProcesses start(int n, String host, int basePort, CommandLine commandLine, PrintStream log,
+                                             Duration startTimeout) {
+        if (n < 1) {
+            throw new IllegalArgumentException("need at least one worker, got " + n);
+        }
+        if (basePort != 0 && (basePort < 1 || basePort + n - 1 > 65535)) {
+            throw new IllegalArgumentException("ports " + basePort + ".." + (basePort + n - 1) + " outside [1, 65535]");
+        }
+        LocalWorkerProcesses p = new LocalWorkerProcesses(commandLine, log, startTimeout);
+        try {
+            List<CompletableFuture<HostPort>> ready = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                Worker w = new Worker(i, new HostPort(host, basePort == 0 ? 0 : basePort + i));
+                p.workers.add(w);
+                ready.add(p.launch(w, w.requested));
+            }
+            for (int i = 0; i < n; i++) {
+                p.workers.get(i).address = p.await(p.workers.get(i), ready.get(i));
+            }
+            return p;
+        } catch (RuntimeException e) {
+            p.close();
+            throw e;
+        }
+    }
+
+    public int size() {
+        return workers.size();
+    }
+
+    /** host:port of each worker, in order. */
+    public List<String> addresses() {
+        return workers.stream().map(w -> w.address.toString()).toList();
+    }
+
+    public String address(int i) {
+        return workers.get(i).address.toString();
+    }
+
+    public Process process(int i) {
+        return workers.get(i).process;
+    }
+
+    /** Kills worker i at once (SIGKILL) and waits for it to be gone. */
+    public void kill(int i) {
+        Process proc = workers.get(i).process;
+        proc.destroyForcibly();
+        try {
+            if (!proc.waitFor(10, TimeUnit.SECONDS)) {
+                throw new IllegalStateException("worker " + i + " still alive 10 s after SIGKILL");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Starts worker i again on the port it had (kill it first); returns its address. */
+    public String restart(int i) {
+        Worker w = workers.get(i);
+        if (w.process != null && w.process.isAlive()) {
+            kill(i);
+        }
+        w.address = await(w, launch(w, w.address));
+        return w.address.toString();
+    }
+
+    private CompletableFuture<HostPort> launch(Worker w, HostPort listen) {
+        List<String> cmd = commandLine.command(w.index, listen);
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectInput(ProcessBuilder.Redirect.PIPE);
+        Process proc;
+        try {
+            proc = pb.start();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot start worker " + w.index + " (" + cmd.getFirst() + "): " + e.getMessage(), e);
+        }
+        w.process = proc;
+        CompletableFuture<HostPort> ready = new CompletableFuture<>();
+        Thread reader = new Thread(() -> pump(w.index, proc, ready), "epserve-worker-" + w.index + "-output");
+        reader.setDaemon(true);
+        reader.start();
+        return ready;
+    }
+
+    /** Reads the child's output: completes {@code ready} at the listening line, forwards the rest. */
+    private void pump(int index, Process proc, CompletableFuture<HostPort> ready) {
+        try (BufferedReader r = new BufferedReader(new InputStreamReader(proc.getInputStream(), StandardCharsets.UTF_8))) {
+            String line;
+            while ((line = r.readLine()) != null) {
+                if (!ready.isDone() && line.startsWith(WorkerProcessMain.LISTENING + " ")) {
+                    try {
+                        ready.complete(HostPort.parse(line.substring(WorkerProcessMain.LISTENING.length() + 1).trim(), "listening line"));
+                    } catch (IllegalArgumentException e) {
+                        ready.completeExceptionally(e);
+                    }
+                } else if (log != null) {
+                    log.println("[worker " + index + "] " + line);
+                }
+            }
+        } catch (IOException e) {
+            // the process went away; below
+        }
+        if (!ready.isDone()) {
+            String code;
+            try {
+                code = proc.waitFor(5, TimeUnit.SECONDS) ? String.valueOf(proc.exitValue()) : "unknown";
+            } catch (InterruptedException e) {
+                code = "unknown";
+            }
+            ready.completeExceptionally(new IllegalStateException("worker " + index + " exited (code " + code + ") before listening"));
+        }
+    }
+
+    private HostPort await(Worker w, CompletableFuture<HostPort> ready) {
+        try {
+            return ready.get(startTimeout.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (TimeoutException e) {
+            throw new IllegalStateException("worker " + w.index + " did not print its listening line within "
+                    + startTimeout.toSeconds() + " s");
+        } catch (ExecutionException e) {
+            throw e.getCause() instanceof RuntimeException re ? re : new IllegalStateException(e.getCause());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while starting worker " + w.index);
+        }
+    }
+
+    /** Destroys every worker (SIGTERM, then SIGKILL after 5 s) and waits for them. Idempotent. */
+    @Override
+    public void close() {
+        for (Worker w : workers) {
+            if (w.process != null && w.process.isAlive()) {
+                w.process.destroy();
+            }
+        }
+        for (Worker w : workers) {
+            if (w.process == null) {
+                continue;
+            }
+            try {
+                if (!w.process.waitFor(5, TimeUnit.SECONDS)) {
+                    w.process.destroyForcibly();
+                    w.process.waitFor(5, TimeUnit.SECONDS);
+                }
+            } catch (InterruptedException e) {
+                w.process.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}

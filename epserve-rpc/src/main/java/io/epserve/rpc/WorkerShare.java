@@ -1,0 +1,134 @@
+package io.epserve.rpc;
+
+import io.epserve.format.Checkpoint;
+import io.epserve.format.Progress;
+import io.epserve.format.SafetensorsFile;
+import io.epserve.format.Validation;
+import io.epserve.model.CheckpointExperts;
+import io.epserve.model.ModelConfig;
+import io.epserve.moe.ExpertStore;
+import io.epserve.moe.ExpertWeights;
+import io.epserve.moe.ExpertWorker;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.Set;
+
+/**
+ * What one Assign gave a worker: a checkpoint mapped per tensor, and exactly the experts of its
+ * placement, resolved (shape-checked) and validated finite. The store refuses every other expert,
+ * so a bug upstream cannot silently map more of the model (DESIGN.md §3.8).
+ */
+final class WorkerShare implements ExpertStore {
+    final Path modelDir;
+    final long epoch;
+    final Checkpoint checkpoint;
+    final ModelConfig config;
+    /** [layer][expert] -> weights, null where not held. */
+    private final ExpertWeights[][] held;
+    /** [layer] -> held experts ascending (empty for layers without any). */
+    final int[][] layers;
+    final int expertCount;
+    final ExpertWorker worker;
+
+    private WorkerShare(Path modelDir, long epoch, Checkpoint checkpoint, ModelConfig config, ExpertWeights[][] held,
+                        int[][] layers, int expertCount, String name) {
+        this.modelDir = modelDir;
+        this.epoch = epoch;
+        this.checkpoint = checkpoint;
+        this.config = config;
+        this.held = held;
+        this.layers = layers;
+        this.expertCount = expertCount;
+        this.worker = new ExpertWorker(name, this, config.numExperts());
+    }
+
+    /**
+     * Opens the model (or takes the pre-opened checkpoint) and resolves exactly the given experts.
+     * {@code wanted[layer]} are global expert ids (null or empty: none of that layer). Throws
+     * IllegalArgumentException for a bad layer/expert and CheckpointException for a bad model.
+     */
+    static WorkerShare open(Path modelDir, long epoch, int[][] wanted, String name, Checkpoint preopened) {
+        Checkpoint ckpt = preopened != null ? preopened : Checkpoint.open(modelDir, SafetensorsFile.Mapping.PER_TENSOR);
+        try {
+            ModelConfig cfg = ModelConfig.from(ckpt.config());
+            if (wanted.length > cfg.layers()) {
+                throw new IllegalArgumentException("layer " + (wanted.length - 1) + " outside [0, " + cfg.layers() + ")");
+            }
+            CheckpointExperts experts = new CheckpointExperts(cfg, ckpt);
+            ExpertWeights[][] held = new ExpertWeights[cfg.layers()][];
+            int[][] layers = new int[cfg.layers()][];
+            Set<String> tensors = new LinkedHashSet<>();
+            int count = 0;
+            for (int l = 0; l < cfg.layers(); l++) {
+                int[] ids = l < wanted.length && wanted[l] != null ? wanted[l].clone() : new int[0];
+                Arrays.sort(ids);
+                if (ids.length > 0 && !cfg.isSparse(l)) {
+                    throw new IllegalArgumentException("layer " + l + " has no routed experts");
+                }
+                for (int i = 0; i < ids.length; i++) {
+                    if (ids[i] < 0 || ids[i] >= cfg.numExperts()) {
+                        throw new IllegalArgumentException("expert " + ids[i] + " of layer " + l + " outside [0, " + cfg.numExperts() + ")");
+                    }
+                    if (i > 0 && ids[i] == ids[i - 1]) {
+                        throw new IllegalArgumentException("expert " + ids[i] + " of layer " + l + " listed twice");
+                    }
+                }
+                layers[l] = ids;
+                if (cfg.isSparse(l)) {
+                    held[l] = new ExpertWeights[cfg.numExperts()];
+                    for (int e : ids) {
+                        held[l][e] = experts.expert(l, e);
+                        tensors.addAll(experts.tensorNames(l, e));
+                        count++;
+                    }
+                }
+            }
+            Validation.requireFinite(ckpt, tensors, Progress.NONE);
+            return new WorkerShare(modelDir, epoch, ckpt, cfg, held, layers, count, name);
+        } catch (RuntimeException e) {
+            ckpt.close();
+            throw e;
+        }
+    }
+
+    /** The same share under a new placement epoch (same model, same experts): nothing is re-mapped. */
+    WorkerShare withEpoch(long newEpoch, String name) {
+        return new WorkerShare(modelDir, newEpoch, checkpoint, config, held, layers, expertCount, name);
+    }
+
+    boolean sameExperts(Path dir, int[][] wanted) {
+        if (!modelDir.equals(dir)) {
+            return false;
+        }
+        for (int l = 0; l < layers.length; l++) {
+            int[] ids = l < wanted.length && wanted[l] != null ? wanted[l].clone() : new int[0];
+            Arrays.sort(ids);
+            if (!Arrays.equals(ids, layers[l])) {
+                return false;
+            }
+        }
+        return wanted.length <= layers.length;
+    }
+
+    boolean holds(int layer, int expert) {
+        return layer >= 0 && layer < held.length && held[layer] != null && expert >= 0 && expert < held[layer].length
+                && held[layer][expert] != null;
+    }
+
+    @Override
+    public ExpertWeights expert(int layer, int expert) {
+        if (!holds(layer, expert)) {
+            throw new IllegalArgumentException("worker " + worker.name() + " does not hold expert " + expert + " of layer " + layer);
+        }
+        return held[layer][expert];
+    }
+
+    long mappedBytes() {
+        return checkpoint.mappedBytes();
+    }
+
+    void close() {
+        checkpoint.close();
+    }
+}
