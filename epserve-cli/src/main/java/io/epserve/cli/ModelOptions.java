@@ -60,6 +60,11 @@ final class ModelOptions {
                     + "(half the bytes, rounds the experts' inputs and outputs to bfloat16).")
     String wireDtype;
 
+    @Option(names = "--expert-shards", defaultValue = "1", paramLabel = "K",
+            description = "Split each expert's intermediate dimension into K slices held by K different in-process "
+                    + "workers (needs --ep >= K); their partial sums add up to the expert's output (default ${DEFAULT-VALUE}).")
+    int expertShards;
+
     @Option(names = "--stats", description = "Print dispatch statistics at the end (per worker: calls, bytes, compute "
             + "and round-trip time; per layer and expert: tokens routed) to stderr.")
     boolean stats;
@@ -102,6 +107,9 @@ final class ModelOptions {
             if (ep != null) {
                 throw new Main.UsageError("give either --workers (remote) or --ep (in-process), not both");
             }
+            if (expertShards != 1) {
+                throw new Main.UsageError("--expert-shards runs on in-process workers (--ep); remote workers hold whole experts");
+            }
             for (String w : workers) {
                 HostPort.parse(w, "--workers");
             }
@@ -131,6 +139,22 @@ final class ModelOptions {
         int n = ep == null ? 1 : ep;
         if (n < 1) {
             throw new Main.UsageError("--ep must be at least 1");
+        }
+        if (expertShards < 1 || expertShards > n) {
+            throw new Main.UsageError("--expert-shards must be between 1 and the number of in-process workers (--ep " + n + ")");
+        }
+        int k = expertShards;
+        if (k > 1) {
+            return (dir, cfg, w) -> {
+                if (k > cfg.moeIntermediate()) {
+                    throw new Main.UsageError("--expert-shards " + k + " exceeds the experts' intermediate size " + cfg.moeIntermediate());
+                }
+                List<String> names = java.util.stream.IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
+                ExpertPlacement p = ExpertPlacement.createSharded(cfg.sparseLayers(), cfg.numExperts(), k, names, pol, 0);
+                io.epserve.moe.ExpertStore store = io.epserve.moe.ExpertShards.store(w, cfg.layers(), cfg.numExperts(), k);
+                return io.epserve.moe.ExpertShards.dispatcher(new InProcessDispatcher(p,
+                        names.stream().map(nm -> new io.epserve.moe.ExpertWorker(nm, store, cfg.numExperts() * k)).toList()), k);
+            };
         }
         return (dir, cfg, w) -> InProcessDispatcher.of(w, cfg.sparseLayers(), cfg.numExperts(), n, pol);
     }

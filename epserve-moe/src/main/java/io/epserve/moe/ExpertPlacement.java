@@ -96,6 +96,37 @@ public final class ExpertPlacement {
         return new ExpertPlacement(epoch, numExperts, workers, policy, sparseLayers, replicas);
     }
 
+    /**
+     * Places K shards of every expert (as virtual experts {@code e·K + s}, see {@link ExpertShards})
+     * so that the shards of one expert sit on K different workers: shard s of expert e goes to
+     * worker {@code (owner(e) + s) mod W}, owner(e) as the policy places whole experts.
+     */
+    public static ExpertPlacement createSharded(boolean[] sparseLayers, int numExperts, int shards, List<String> workers,
+                                                Policy policy, long epoch) {
+        if (shards == 1) {
+            return create(sparseLayers, numExperts, workers, policy, epoch);
+        }
+        if (shards < 1 || shards > workers.size()) {
+            throw new IllegalArgumentException("--expert-shards " + shards + " needs between 1 and " + workers.size()
+                    + " workers' worth of shards (one shard per worker)");
+        }
+        ExpertPlacement whole = create(sparseLayers, numExperts, workers, policy, epoch);
+        int w = workers.size();
+        int[][][] replicas = new int[sparseLayers.length][][];
+        for (int l = 0; l < sparseLayers.length; l++) {
+            if (!sparseLayers[l]) {
+                continue;
+            }
+            replicas[l] = new int[numExperts * shards][];
+            for (int e = 0; e < numExperts; e++) {
+                for (int s = 0; s < shards; s++) {
+                    replicas[l][e * shards + s] = new int[] {(whole.primary(l, e) + s) % w};
+                }
+            }
+        }
+        return new ExpertPlacement(epoch, numExperts * shards, workers, policy, sparseLayers, replicas);
+    }
+
     public long epoch() {
         return epoch;
     }

@@ -1,0 +1,72 @@
+package io.epserve.model;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.ExpertShards;
+import io.epserve.moe.ExpertWorker;
+import io.epserve.moe.InProcessDispatcher;
+import java.util.List;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** Experts split into K shards over K different workers compute the same function as whole experts. */
+class ExpertShardingTest {
+    static java.util.stream.Stream<String> models() {
+        return Fixtures.MODELS.stream();
+    }
+
+    static LoadedModel.Dispatchers sharded(int workers, int shards, ExpertPlacement.Policy policy) {
+        return (dir, cfg, w) -> {
+            List<String> names = IntStream.range(0, workers).mapToObj(i -> "w" + i).toList();
+            ExpertPlacement p = ExpertPlacement.createSharded(cfg.sparseLayers(), cfg.numExperts(), shards, names, policy, 0);
+            var store = ExpertShards.store(w, cfg.layers(), cfg.numExperts(), shards);
+            List<ExpertWorker> ws = names.stream().map(n -> new ExpertWorker(n, store, cfg.numExperts() * shards)).toList();
+            return ExpertShards.dispatcher(new InProcessDispatcher(p, ws), shards);
+        };
+    }
+
+    @ParameterizedTest
+    @MethodSource("models")
+    void shardedEqualsUnsharded(String name) {
+        JsonNode exp = Fixtures.expected(name);
+        try (LoadedModel whole = LoadedModel.load(Fixtures.model(name), LoadedModel.Options.defaults())) {
+            for (int[] wk : new int[][] {{2, 2}, {4, 2}, {4, 4}, {3, 3}}) {
+                try (LoadedModel m = LoadedModel.load(Fixtures.model(name), LoadedModel.Options.defaults().withValidate(false)
+                        .withDispatchers(sharded(wk[0], wk[1], ExpertPlacement.Policy.CONTIGUOUS)))) {
+                    for (JsonNode c : exp.get("cases")) {
+                        int[] tokens = Fixtures.ints(c.get("tokens"));
+                        float[] want = whole.transformer().forward(whole.transformer().newCache(tokens.length), tokens, tokens.length,
+                                true, RoutingListener.NONE);
+                        float[] got = m.transformer().forward(m.transformer().newCache(tokens.length), tokens, tokens.length, true,
+                                RoutingListener.NONE);
+                        for (int i = 0; i < want.length; i++) {
+                            assertThat(got[i]).as("%s %d workers %d shards logit %d", name, wk[0], wk[1], i)
+                                    .isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-5f));
+                        }
+                        assertThat(Greedy.generate(m.transformer(), tokens, 16)).containsExactly(Fixtures.ints(c.get("generated")));
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void shardsOfOneExpertSitOnDifferentWorkers() {
+        boolean[] sparse = {true, true};
+        ExpertPlacement p = ExpertPlacement.createSharded(sparse, 8, 3, List.of("a", "b", "c", "d"), ExpertPlacement.Policy.ROUND_ROBIN, 0);
+        for (int e = 0; e < 8; e++) {
+            java.util.Set<Integer> owners = new java.util.HashSet<>();
+            for (int s = 0; s < 3; s++) {
+                owners.add(p.primary(1, e * 3 + s));
+            }
+            assertThat(owners).hasSize(3);
+        }
+        assertThatThrownBy(() -> ExpertPlacement.createSharded(sparse, 8, 5, List.of("a", "b"), ExpertPlacement.Policy.CONTIGUOUS, 0))
+                .hasMessageContaining("expert-shards");
+    }
+}

@@ -1,0 +1,113 @@
+package io.epserve.moe;
+
+import io.epserve.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Expert sharding (issue 5): each expert's intermediate dimension split into K slices held by K
+ * different workers. Shard s of an expert holds gate/up rows {@code [a, b)} and the matching
+ * down columns, and computes {@code down[:, a:b] · (silu(gate[a:b] x) ⊙ up[a:b] x)}; the K
+ * partial sums add up to the expert's output (SwiGLU is elementwise over the intermediate
+ * dimension, so the split is exact up to float rounding).
+ *
+ * <p>Shards travel as <em>virtual experts</em>: shard s of expert e is expert {@code e·K + s} of
+ * a model with E·K experts, so routing, dispatch, workers and combine need nothing new:
+ * {@link #expand} turns the router's choice of e into K choices with the same weight, and
+ * {@link #store} serves the shards' weights.
+ * <pre>
+ *   expert e:   gate [I, H]   up [I, H]   down [H, I]
+ *   shard s:    gate [a:b, H] up [a:b, H] down [H, a:b]   a = s·I/K, b = (s+1)·I/K
+ * </pre>
+ * gate and up slices are views of the checkpoint; the down slice is strided in the stored
+ * matrix, so it is copied once into memory of its own (1/K of the expert's down matrix).
+ */
+public final class ExpertShards {
+    private ExpertShards() {}
+
+    /** The router's choices of real experts as choices of virtual (expert, shard) experts. */
+    public static RoutingResult expand(RoutingResult r, int shards) {
+        if (shards == 1) {
+            return r;
+        }
+        int k = r.k() * shards;
+        int[] experts = new int[r.tokens() * k];
+        float[] weights = new float[r.tokens() * k];
+        for (int t = 0; t < r.tokens(); t++) {
+            for (int j = 0; j < r.k(); j++) {
+                for (int s = 0; s < shards; s++) {
+                    experts[t * k + j * shards + s] = r.expert(t, j) * shards + s;
+                    weights[t * k + j * shards + s] = r.weight(t, j);
+                }
+            }
+        }
+        return new RoutingResult(r.tokens(), k, experts, weights);
+    }
+
+    /** The weights of shard s of K of an expert. */
+    public static ExpertWeights shard(ExpertWeights w, int s, int shards) {
+        int inter = w.intermediate();
+        if (shards < 1 || shards > inter) {
+            throw new IllegalArgumentException("cannot split an intermediate size of " + inter + " into " + shards + " shards");
+        }
+        long a = (long) s * inter / shards;
+        long b = (long) (s + 1) * inter / shards;
+        return new ExpertWeights(w.gate().rowSlice(a, b), w.up().rowSlice(a, b), columns(w.down(), a, b));
+    }
+
+    /** Columns [a, b) of a 2-D tensor, copied into a contiguous tensor of its own. */
+    static Tensor columns(Tensor t, long a, long b) {
+        int rows = t.rows();
+        long cols = t.cols();
+        int el = t.dtype().bytes();
+        long width = (b - a) * el;
+        MemorySegment out = Arena.ofAuto().allocate(rows * width, 64);
+        for (long r = 0; r < rows; r++) {
+            MemorySegment.copy(t.data(), (r * cols + a) * el, out, r * width, width);
+        }
+        return new Tensor(t.name() + "[:, " + a + ":" + b + "]", out, t.dtype(), new long[] {rows, b - a});
+    }
+
+    /** Virtual expert v = e·K + s of a sharded model: shard s of expert e of {@code base}, built once. */
+    public static ExpertStore store(ExpertStore base, int layers, int numExperts, int shards) {
+        ExpertWeights[][] cache = new ExpertWeights[layers][numExperts * shards];
+        return (layer, v) -> {
+            ExpertWeights w = cache[layer][v];
+            if (w == null) {
+                synchronized (cache) {
+                    w = cache[layer][v];
+                    if (w == null) {
+                        w = shard(base.expert(layer, v / shards), v % shards, shards);
+                        cache[layer][v] = w;
+                    }
+                }
+            }
+            return w;
+        };
+    }
+
+    /**
+     * A dispatcher over virtual experts seen as one over real experts: expands each routing into
+     * its shards and hands it to {@code inner}, whose placement spreads the K shards of an expert
+     * over K different workers ({@link ExpertPlacement#createSharded}).
+     */
+    public static ExpertDispatcher dispatcher(ExpertDispatcher inner, int shards) {
+        return new ExpertDispatcher() {
+            @Override
+            public void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
+                inner.dispatch(layer, hidden, hiddenSize, expand(routing, shards), out);
+            }
+
+            @Override
+            public java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
+                                                                            RoutingResult routing, float[] out) {
+                return inner.dispatchAsync(layer, hidden, hiddenSize, expand(routing, shards), out);
+            }
+
+            @Override
+            public void close() {
+                inner.close();
+            }
+        };
+    }
+}
