@@ -236,7 +236,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     @Override
     public void info(InfoRequest req, StreamObserver<InfoResponse> out) {
         WorkerShare s = share;
-        InfoResponse.Builder b = InfoResponse.newBuilder().setWorkerName(name.get()).setResidentBytes(residentBytes())
+        InfoResponse.Builder b = InfoResponse.newBuilder().setWorkerName(name.get()).setResidentBytes(residentBytes()).setResidentFileBytes(status("RssFile:"))
                 .setCallsServed(callsServed.get());
         if (s != null) {
             b.setAssigned(true).setModelDir(s.modelDir.toString()).setEpoch(s.epoch).setExpertCount(s.expertCount)
@@ -276,10 +276,15 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
 
     /** VmRSS of /proc/self/status in bytes, or -1 where there is no such file (not Linux). */
     static long residentBytes() {
+        return status("VmRSS:");
+    }
+
+    /** A size field of /proc/self/status in bytes, or -1 where there is none. */
+    static long status(String field) {
         try {
             for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-                if (line.startsWith("VmRSS:")) {
-                    String[] f = line.substring(6).trim().split("\\s+");
+                if (line.startsWith(field)) {
+                    String[] f = line.substring(field.length()).trim().split("\\s+");
                     long v = Long.parseLong(f[0]);
                     return f.length > 1 && f[1].equalsIgnoreCase("kB") ? v * 1024 : v;
                 }
