@@ -15,8 +15,8 @@ import picocli.CommandLine.Command;
                 "MoE (640M parameters, BF16) written in Hugging Face format into the cache folder",
                 "($EPSERVE_CACHE, else ~/.cache/epserve) on first use. Its text is noise; it exists so that",
                 "everything runs out of the box."},
-        subcommands = {GenerateCommand.class, LogitsCommand.class, WorkerCommand.class, ClusterCommand.class, BenchCommand.class,
-                PlanCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ServeCommand.class, GenerateCommand.class, LogitsCommand.class, WorkerCommand.class, ClusterCommand.class,
+                LoadgenCommand.class, BenchCommand.class, PlanCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

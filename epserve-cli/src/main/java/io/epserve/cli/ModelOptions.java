@@ -40,7 +40,7 @@ final class ModelOptions {
     List<String> workers;
 
     @Option(names = "--ep", paramLabel = "N", description = "Run the routed experts on N in-process expert workers "
-            + "(default: one, or the remote --workers).")
+            + "(default: one; serve: 4; or the remote --workers).")
     Integer ep;
 
     @Option(names = "--policy", defaultValue = "contiguous", paramLabel = "POLICY",

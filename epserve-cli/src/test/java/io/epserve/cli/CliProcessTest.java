@@ -93,13 +93,17 @@ class CliProcessTest {
 
     @Test
     void everyCommandHasHelp() throws Exception {
-        for (String cmd : new String[] {"generate", "logits"}) {
+        for (String cmd : new String[] {"serve", "generate", "logits", "worker", "cluster", "loadgen", "bench", "plan"}) {
             CliRunner.Outcome o = CliRunner.inProcess(cmd, "--help");
             assertThat(o.exitCode()).isZero();
             assertThat(o.out()).contains("Usage: epserve " + cmd);
         }
         CliRunner.Outcome top = CliRunner.inProcess("--help");
-        assertThat(top.out()).contains("generate").contains("logits").contains("demo model");
+        assertThat(top.out()).contains("serve").contains("generate").contains("logits").contains("worker").contains("cluster")
+                .contains("loadgen").contains("bench").contains("plan").contains("demo model");
+        CliRunner.Outcome ep = CliRunner.inProcess("bench", "ep", "--help");
+        assertThat(ep.exitCode()).isZero();
+        assertThat(ep.out()).contains("Usage: epserve bench ep");
     }
 
     private Path copyFixture(String name) throws Exception {

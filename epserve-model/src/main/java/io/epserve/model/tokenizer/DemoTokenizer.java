@@ -71,7 +71,8 @@ public final class DemoTokenizer {
                   "bos_token": "<|bos|>",
                   "eos_token": "<|eos|>",
                   "clean_up_tokenization_spaces": false,
-                  "model_max_length": 4096
+                  "model_max_length": 4096,
+                  "chat_template": "{{ bos_token }}{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
                 }
                 """;
     }

@@ -1,0 +1,211 @@
+package io.epserve.cli;
+
+import io.epserve.engine.Engine;
+import io.epserve.engine.EngineConfig;
+import io.epserve.engine.EngineStats;
+import io.epserve.format.Checkpoint;
+import io.epserve.model.LoadedModel;
+import io.epserve.model.ModelConfig;
+import io.epserve.model.plan.ByteSize;
+import io.epserve.model.tokenizer.Tokenizer;
+import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.InProcessDispatcher;
+import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.server.EpServer;
+import io.epserve.server.ExpertLayout;
+import io.epserve.server.ServedModel;
+import io.epserve.server.WorkerStatsSource;
+import java.io.PrintStream;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code epserve serve}: the OpenAI-compatible server over the continuous-batching engine. */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = {"Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,",
+                "/v1/models; streaming with SSE), with Prometheus metrics at /metrics, /health and /ready, and a",
+                "live view of throughput, latency and expert load at /. Requests are batched continuously over",
+                "a paged KV cache; the routed experts run on --ep in-process expert workers (default 4) or on",
+                "remote --workers (`epserve worker`). Without --model,",
+                "serves the built-in demo model (as \"" + ServedModel.DEMO_NAME + "\"; its text is noise).",
+                "Prints the URLs once serving; runs until killed (SIGINT/SIGTERM: running requests get",
+                "--drain seconds to finish, then the server and engine close)."})
+final class ServeCommand implements Callable<Integer> {
+    static final int DEFAULT_EP = 4;
+
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--host", defaultValue = EpServer.Config.DEFAULT_HOST,
+            description = "Address to listen on (default ${DEFAULT-VALUE}; 0.0.0.0 for all interfaces).")
+    String host;
+
+    @Option(names = "--port", defaultValue = "" + EpServer.Config.DEFAULT_PORT,
+            description = "Port to listen on (default ${DEFAULT-VALUE}; 0 picks a free one).")
+    int port;
+
+    @Option(names = "--kv-memory", paramLabel = "SIZE", defaultValue = "256MiB",
+            description = "Memory of the paged KV cache, e.g. 512MiB, 4GiB (default ${DEFAULT-VALUE}); "
+                    + "requests beyond it wait, running ones are preempted and recomputed.")
+    String kvMemory;
+
+    @Option(names = "--block-size", paramLabel = "TOKENS", defaultValue = "" + EngineConfig.DEFAULT_BLOCK_SIZE,
+            description = "Positions per KV cache block (default ${DEFAULT-VALUE}).")
+    int blockSize;
+
+    @Option(names = "--max-batch-tokens", paramLabel = "N", defaultValue = "" + EngineConfig.DEFAULT_MAX_BATCH_TOKENS,
+            description = "Tokens one step runs at most: decodes (1 each) plus prefill chunks (default ${DEFAULT-VALUE}).")
+    int maxBatchTokens;
+
+    @Option(names = "--max-running", paramLabel = "N", defaultValue = "" + EngineConfig.DEFAULT_MAX_RUNNING,
+            description = "Sequences in the running batch at most (default ${DEFAULT-VALUE}).")
+    int maxRunning;
+
+    @Option(names = "--max-waiting", paramLabel = "N", defaultValue = "" + EngineConfig.DEFAULT_MAX_WAITING,
+            description = "Requests that may wait for a batch slot; beyond it requests get HTTP 429 with Retry-After "
+                    + "(default ${DEFAULT-VALUE}).")
+    int maxWaiting;
+
+    @Option(names = "--max-model-len", paramLabel = "TOKENS",
+            description = "Prompt + generated tokens one request may hold. Default: the model's context length, "
+                    + "or what the KV cache holds if less.")
+    Integer maxModelLen;
+
+    @Option(names = "--served-model-name", paramLabel = "NAME",
+            description = "The model's name in the API. Default: the model directory's name (the demo: "
+                    + ServedModel.DEMO_NAME + ").")
+    String servedName;
+
+    @Option(names = "--drain", paramLabel = "SECONDS", defaultValue = "5",
+            description = "On shutdown, how long running requests may finish before they are cancelled (default ${DEFAULT-VALUE}).")
+    double drainSeconds;
+
+    /** A running server: its engine, model and URLs; closing it shuts all down in order. */
+    record Running(EpServer server, Engine engine, LoadedModel model, ServedModel served, Runnable atClose) implements AutoCloseable {
+        URI base() {
+            return server.baseUri();
+        }
+
+        @Override
+        public void close() {
+            server.close(); // stops taking requests, drains, closes connections
+            engine.close();
+            atClose.run();
+            model.close();
+        }
+    }
+
+    @Override
+    public Integer call() throws InterruptedException {
+        Running running = start(System.out, TerminalProgress.forStderr());
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("epserve-shutdown").unstarted(() -> {
+            System.err.println("epserve: shutting down (draining running requests for up to " + drainSeconds + " s)");
+            running.close();
+            stopped.countDown();
+        }));
+        stopped.await();
+        return 0;
+    }
+
+    /** Binds the port, loads the model, starts the engine and serves; prints the URLs to {@code out}. */
+    Running start(PrintStream out, TerminalProgress progress) {
+        EngineConfig engineConfig = engineConfig();
+        if (maxModelLen != null && maxModelLen < 2) {
+            throw new Main.UsageError("--max-model-len must be at least 2, got " + maxModelLen);
+        }
+        if (!(drainSeconds >= 0) || Double.isInfinite(drainSeconds)) {
+            throw new Main.UsageError("--drain must be a number of seconds >= 0, got " + drainSeconds);
+        }
+        // Bind first: a busy port fails at once, and /health answers (and /ready says 503) while the model loads.
+        EpServer server = EpServer.builder().host(host).port(port).drainTime(Duration.ofMillis((long) (drainSeconds * 1000)))
+                .build().start();
+        LoadedModel loaded = null;
+        Engine engine = null;
+        try {
+            Path dir = model.resolveModelDir(progress);
+            if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
+                throw new Main.UsageError(dir + " has no tokenizer.json: the server needs the model's tokenizer");
+            }
+            Tokenizer tokenizer = Tokenizer.load(dir);
+            boolean remote = model.workers != null && !model.workers.isEmpty();
+            if (!remote) {
+                // serve's default: the experts spread over 4 in-process workers (or one per expert if fewer)
+                int experts = ModelConfig.from(Checkpoint.readJson(dir.resolve("config.json"))).numExperts();
+                if (model.ep == null) {
+                    model.ep = Math.max(1, Math.min(DEFAULT_EP, experts));
+                } else if (model.ep > experts) {
+                    throw new Main.UsageError("--ep " + model.ep + " is more than the model's " + experts + " routed experts per layer");
+                }
+            }
+            loaded = model.load(dir, progress);
+            ExpertPlacement placement;
+            WorkerStatsSource workerStats = null;
+            switch (loaded.dispatcher()) {
+                case InProcessDispatcher d -> placement = d.placement();
+                case GrpcExpertDispatcher g -> {
+                    placement = g.placement();
+                    workerStats = () -> g.stats().workers().stream().map(w -> new WorkerStatsSource.WorkerStats(w.address(),
+                            w.calls(), w.bytesSent(), w.bytesReceived(), w.computeNanos(), w.roundTripNanos(), w.failures())).toList();
+                }
+                default -> throw new IllegalStateException("unexpected dispatcher " + loaded.dispatcher().getClass().getName());
+            }
+            int workers = placement.workerCount();
+            engine = new Engine(loaded.transformer(), engineConfig).start();
+            EngineStats stats = engine.stats();
+            int kvTokens = stats.kvBlocksTotal() * stats.kvBlockSize();
+            int limit = Math.min(loaded.config().maxPositions(), kvTokens);
+            if (maxModelLen != null) {
+                if (maxModelLen > loaded.config().maxPositions()) {
+                    throw new Main.UsageError("--max-model-len " + maxModelLen + " is more than the model's context length "
+                            + loaded.config().maxPositions());
+                }
+                limit = maxModelLen;
+            }
+            ServedModel served = ServedModel.fromDirectory(dir, loaded.config(), tokenizer, ExpertLayout.of(placement),
+                    servedName, limit);
+            server.serve(served, engine, workerStats);
+            URI base = server.baseUri();
+            out.println("epserve: serving " + served.id() + " (" + dir + ") with " + workers + (remote ? " remote" : " in-process")
+                    + " expert worker" + (workers == 1 ? "" : "s") + ", KV cache " + stats.kvBlocksTotal() + " blocks × " + stats.kvBlockSize()
+                    + " tokens, context " + limit + " tokens");
+            out.println("  API:     " + base.resolve("/v1"));
+            out.println("  view:    " + base.resolve("/"));
+            out.println("  metrics: " + base.resolve("/metrics"));
+            out.flush();
+            LoadedModel m = loaded;
+            return new Running(server, engine, loaded, served, () -> model.printStats(m, System.err));
+        } catch (RuntimeException e) {
+            server.close();
+            if (engine != null) {
+                engine.close();
+            }
+            if (loaded != null) {
+                loaded.close();
+            }
+            throw e;
+        }
+    }
+
+    private EngineConfig engineConfig() {
+        long kv;
+        try {
+            kv = ByteSize.parse(kvMemory);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError("--kv-memory: " + e.getMessage());
+        }
+        try {
+            return new EngineConfig(kv, blockSize, maxBatchTokens, maxRunning, maxWaiting);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError(e.getMessage().replace("kvCacheBytes", "--kv-memory").replace("blockSize", "--block-size")
+                    .replace("maxBatchTokens", "--max-batch-tokens").replace("maxRunning", "--max-running")
+                    .replace("maxWaiting", "--max-waiting"));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+package io.epserve.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.net.http.HttpResponse;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** /metrics after real requests: names, types and values that follow from what was sent. */
+class MetricsTest {
+    private static double sumOf(String text, String prefix) {
+        double sum = 0;
+        for (String line : text.split("\n")) {
+            if (line.startsWith(prefix)) {
+                sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return sum;
+    }
+
+    @Test
+    void metricsFollowTheRequests() throws Exception {
+        TestStack s = TestStack.shared();
+        TestStack.await("an idle engine", () -> s.engine.stats().running() == 0 && s.engine.stats().waiting() == 0);
+        String before = s.get("/metrics").body();
+
+        // one request alone: its routed tokens are exact
+        HttpResponse<String> one = s.post("/v1/completions", Map.of("prompt", "The experts", "max_tokens", 9, "ignore_eos", true, "seed", 1));
+        assertThat(one.statusCode()).isEqualTo(200);
+        JsonNode usage = TestStack.JSON.readTree(one.body()).get("usage");
+        int p = usage.get("prompt_tokens").asInt();
+        int g = usage.get("completion_tokens").asInt();
+        assertThat(g).isEqualTo(9);
+        String afterOne = s.get("/metrics").body();
+        int topK = 2;
+        for (int layer : s.served.layout().sparseLayers()) {
+            String prefix = "epserve_expert_routed_tokens_total{expert=";
+            double delta = 0;
+            for (int e = 0; e < s.served.layout().experts(); e++) {
+                String sample = "epserve_expert_routed_tokens_total{expert=\"" + e + "\",layer=\"" + layer + "\"}";
+                delta += TestStack.metric(afterOne, sample) - TestStack.metric(before, sample);
+            }
+            assertThat(delta).as("layer %d: (prompt + generated - 1) tokens × top-%d\n%s", layer, topK, prefix)
+                    .isEqualTo((double) (p + g - 1) * topK);
+        }
+        assertThat(sumOf(afterOne, "epserve_worker_routed_tokens_total{") - sumOf(before, "epserve_worker_routed_tokens_total{"))
+                .as("worker loads add up to the expert counts")
+                .isEqualTo(sumOf(afterOne, "epserve_expert_routed_tokens_total{") - sumOf(before, "epserve_expert_routed_tokens_total{"));
+
+        // a stream and a chat
+        HttpResponse<String> stream = s.post("/v1/completions", Map.of("prompt", "hi", "max_tokens", 5, "stream", true, "ignore_eos", true));
+        assertThat(TestStack.events(stream.body())).isNotEmpty();
+        assertThat(s.post("/v1/chat/completions", Map.of("messages", new Object[] {Map.of("role", "user", "content", "x")},
+                "max_tokens", 4, "ignore_eos", true)).statusCode()).isEqualTo(200);
+        assertThat(s.post("/v1/completions", Map.of("prompt", "hi", "n", 3)).statusCode()).isEqualTo(400);
+
+        HttpResponse<String> m = s.get("/metrics");
+        assertThat(m.statusCode()).isEqualTo(200);
+        assertThat(m.headers().firstValue("content-type").orElseThrow()).startsWith("text/plain");
+        String after = m.body();
+        assertThat(delta(before, after, "epserve_requests_total{endpoint=\"completions\",status=\"200\"}")).isEqualTo(2);
+        assertThat(delta(before, after, "epserve_requests_total{endpoint=\"chat_completions\",status=\"200\"}")).isEqualTo(1);
+        assertThat(delta(before, after, "epserve_requests_total{endpoint=\"completions\",status=\"400\"}")).isEqualTo(1);
+        assertThat(delta(before, after, "epserve_requests_finished_total{reason=\"length\"}")).isEqualTo(3);
+        assertThat(delta(before, after, "epserve_generation_tokens_total")).isEqualTo(9 + 5 + 4);
+        assertThat(delta(before, after, "epserve_prompt_tokens_total")).isGreaterThanOrEqualTo(p + 2);
+        for (String h : new String[] {"epserve_time_to_first_token_seconds", "epserve_request_duration_seconds"}) {
+            assertThat(delta(before, after, h + "_count")).as(h).isEqualTo(3);
+            assertThat(after).contains("# TYPE " + h + " histogram").contains(h + "_bucket{le=\"+Inf\"}").contains(h + "_sum");
+        }
+        assertThat(delta(before, after, "epserve_time_per_output_token_seconds_count")).isEqualTo(3);
+        assertThat(delta(before, after, "epserve_step_batch_size_count")).isPositive();
+        assertThat(after).contains("# TYPE epserve_running_requests gauge", "# TYPE epserve_waiting_requests gauge",
+                "# TYPE epserve_kv_blocks_used gauge", "# TYPE epserve_prompt_tokens_total counter",
+                "# TYPE epserve_expert_routed_tokens_total counter", "# TYPE epserve_expert_load_imbalance gauge");
+        assertThat(TestStack.metric(after, "epserve_kv_blocks_capacity")).isEqualTo(s.engine.stats().kvBlocksTotal());
+        assertThat(TestStack.metric(after, "epserve_kv_blocks_used")).isZero();
+        assertThat(TestStack.metric(after, "epserve_running_requests")).isZero();
+        for (String w : s.served.layout().workers()) {
+            assertThat(after).contains("epserve_worker_routed_tokens_total{worker=\"" + w + "\"}");
+        }
+
+        // the imbalance gauge reads the live view's window, sampled once a second
+        TestStack.await("a sampled imbalance", () -> {
+            try {
+                return s.metric("epserve_expert_load_imbalance{layer=\"0\"}") >= 1.0;
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        assertThat(s.metric("epserve_expert_load_imbalance{layer=\"1\"}")).isBetween(1.0, 4.0);
+    }
+
+    private static double delta(String before, String after, String sample) {
+        return TestStack.metric(after, sample) - TestStack.metric(before, sample);
+    }
+}
