@@ -92,27 +92,7 @@ public final class DemoModel {
     /** Writes the demo model's files into {@code dir}. */
     public static void write(Spec s, Path dir, Progress progress) throws IOException {
         ObjectMapper json = new ObjectMapper();
-        ObjectNode c = json.createObjectNode();
-        c.putArray("architectures").add("MixtralForCausalLM");
-        c.put("model_type", "mixtral");
-        c.put("vocab_size", s.vocab());
-        c.put("hidden_size", s.hidden());
-        c.put("intermediate_size", s.intermediate());
-        c.put("num_hidden_layers", s.layers());
-        c.put("num_attention_heads", s.heads());
-        c.put("num_key_value_heads", s.kvHeads());
-        c.put("num_local_experts", s.experts());
-        c.put("num_experts_per_tok", s.topK());
-        c.put("hidden_act", "silu");
-        c.put("max_position_embeddings", s.maxPositions());
-        c.put("rms_norm_eps", 1e-5);
-        c.put("rope_theta", s.ropeTheta());
-        c.put("tie_word_embeddings", false);
-        c.put("torch_dtype", "bfloat16");
-        c.putNull("sliding_window");
-        c.put("bos_token_id", DemoTokenizer.BOS_ID);
-        c.put("eos_token_id", DemoTokenizer.EOS_ID);
-        c.put("epserve_note", "epserve demo model: deterministic random weights (seed " + s.seed() + "); its text is noise");
+        ObjectNode c = configJson(s);
         Files.writeString(dir.resolve("config.json"), json.writerWithDefaultPrettyPrinter().writeValueAsString(c));
         ObjectNode g = json.createObjectNode();
         g.put("bos_token_id", DemoTokenizer.BOS_ID);
@@ -138,6 +118,32 @@ public final class DemoModel {
         } finally {
             progress.done();
         }
+    }
+
+    /** The demo's config.json (also what `epserve plan` reads for the demo, without weights). */
+    public static ObjectNode configJson(Spec s) {
+        ObjectNode c = new ObjectMapper().createObjectNode();
+        c.putArray("architectures").add("MixtralForCausalLM");
+        c.put("model_type", "mixtral");
+        c.put("vocab_size", s.vocab());
+        c.put("hidden_size", s.hidden());
+        c.put("intermediate_size", s.intermediate());
+        c.put("num_hidden_layers", s.layers());
+        c.put("num_attention_heads", s.heads());
+        c.put("num_key_value_heads", s.kvHeads());
+        c.put("num_local_experts", s.experts());
+        c.put("num_experts_per_tok", s.topK());
+        c.put("hidden_act", "silu");
+        c.put("max_position_embeddings", s.maxPositions());
+        c.put("rms_norm_eps", 1e-5);
+        c.put("rope_theta", s.ropeTheta());
+        c.put("tie_word_embeddings", false);
+        c.put("torch_dtype", "bfloat16");
+        c.putNull("sliding_window");
+        c.put("bos_token_id", DemoTokenizer.BOS_ID);
+        c.put("eos_token_id", DemoTokenizer.EOS_ID);
+        c.put("epserve_note", "epserve demo model: deterministic random weights (seed " + s.seed() + "); its text is noise");
+        return c;
     }
 
     static List<SafetensorsWriter.Spec> tensorSpecs(Spec s) {

@@ -1,14 +1,12 @@
 package io.epserve.model.plan;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.model.Architecture;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.demo.DemoModel;
-import io.epserve.model.tokenizer.DemoTokenizer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -46,32 +44,8 @@ public record PlanModel(String source, String architecture, ModelConfig config, 
         return fromJson("built-in demo model " + spec.name(), demoConfigJson(spec));
     }
 
-    /**
-     * The config.json {@link DemoModel#write} writes for a spec (a test holds the two equal): the
-     * planner needs the demo's shape without writing 1.3 GB of weights.
-     */
+    /** The config.json {@link DemoModel#write} writes for a spec: the planner needs no weights. */
     public static ObjectNode demoConfigJson(DemoModel.Spec s) {
-        ObjectNode c = new ObjectMapper().createObjectNode();
-        c.putArray("architectures").add("MixtralForCausalLM");
-        c.put("model_type", "mixtral");
-        c.put("vocab_size", s.vocab());
-        c.put("hidden_size", s.hidden());
-        c.put("intermediate_size", s.intermediate());
-        c.put("num_hidden_layers", s.layers());
-        c.put("num_attention_heads", s.heads());
-        c.put("num_key_value_heads", s.kvHeads());
-        c.put("num_local_experts", s.experts());
-        c.put("num_experts_per_tok", s.topK());
-        c.put("hidden_act", "silu");
-        c.put("max_position_embeddings", s.maxPositions());
-        c.put("rms_norm_eps", 1e-5);
-        c.put("rope_theta", s.ropeTheta());
-        c.put("tie_word_embeddings", false);
-        c.put("torch_dtype", "bfloat16");
-        c.putNull("sliding_window");
-        c.put("bos_token_id", DemoTokenizer.BOS_ID);
-        c.put("eos_token_id", DemoTokenizer.EOS_ID);
-        c.put("epserve_note", "epserve demo model: deterministic random weights (seed " + s.seed() + "); its text is noise");
-        return c;
+        return DemoModel.configJson(s);
     }
 }
