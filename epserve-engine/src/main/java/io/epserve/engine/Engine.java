@@ -55,6 +55,8 @@ public final class Engine implements AutoCloseable {
     private final KvBlockPool pool;
     private final Scheduler scheduler;
     private final Sampler sampler;
+    /** The logits of the last step, reused step after step (the engine thread only). */
+    private final io.epserve.model.StepLogits stepLogits = new io.epserve.model.StepLogits();
     private final List<EngineObserver> observers = new CopyOnWriteArrayList<>();
     private final RoutingListener routing = this::forwardRouting;
 
@@ -317,9 +319,8 @@ public final class Engine implements AutoCloseable {
         }
         long t0 = System.nanoTime();
         long step = steps;
-        float[][] logits;
         try {
-            logits = model.step(modelChunks, observers.isEmpty() ? RoutingListener.NONE : routing);
+            model.step(modelChunks, observers.isEmpty() ? RoutingListener.NONE : routing, stepLogits);
         } catch (RuntimeException e) {
             steps = step + 1;
             failStep(plan, reqs, step, e);
@@ -337,7 +338,7 @@ public final class Engine implements AutoCloseable {
             GenerationRequest g = r.request;
             int token;
             try {
-                token = sampler.sample(logits[i], 0, g.sampling(), r.random);
+                token = sampler.sample(stepLogits.data(), stepLogits.offset(i), g.sampling(), r.random);
             } catch (RuntimeException e) {
                 failure[i] = new StepFailedException("sampling request " + r.id() + " failed: " + e.getMessage(), e);
                 continue;

@@ -3,12 +3,14 @@ package io.epserve.model;
 import io.epserve.model.sampling.Sampler;
 import io.epserve.model.sampling.SamplingParams;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Set;
 import java.util.random.RandomGenerator;
 
 /**
  * Autoregressive generation for one sequence: a prefill of the prompt, then one decode step per
- * token through the KV cache (the prefix is never recomputed).
+ * token through the KV cache (the prefix is never recomputed). The decode loop allocates nothing
+ * per token: the logits buffer, the step's chunk and the transformer's workspace are reused.
  */
 public final class Generator {
     private Generator() {}
@@ -52,21 +54,29 @@ public final class Generator {
         }
         Sampler sampler = new Sampler(cfg.vocabSize());
         RandomGenerator random = Sampler.newRandom(params.seed());
+        boolean[] stop = stopTokens(eos, cfg.vocabSize());
         KvCache cache = model.newCache(prompt.length + maxTokens);
         int[] out = new int[maxTokens];
         int n = 0;
+        // the logits buffer and the decode chunk are reused by every step: a decode step allocates nothing
+        StepLogits logits = new StepLogits();
+        int[] one = new int[1];
+        List<MoeTransformer.SequenceChunk> decodeStep =
+                List.of(new MoeTransformer.SequenceChunk(cache, one, 0, 1, MoeTransformer.Logits.LAST));
         long t0 = System.nanoTime();
-        float[] logits = maxTokens == 0 ? null : model.forward(cache, prompt, prompt.length, false, RoutingListener.NONE);
+        if (maxTokens > 0) {
+            model.step(List.of(new MoeTransformer.SequenceChunk(cache, prompt, 0, prompt.length, MoeTransformer.Logits.LAST)),
+                    RoutingListener.NONE, logits);
+        }
         long prefill = System.nanoTime() - t0;
         long decode = 0;
         int steps = 0;
         Finish finish = Finish.LENGTH;
-        int[] one = new int[1];
         while (n < maxTokens) {
-            int token = sampler.sample(logits, params, random);
+            int token = sampler.sample(logits.data(), logits.offset(0), params, random);
             out[n++] = token;
             sink.accept(token);
-            if (!ignoreEos && eos.contains(token)) {
+            if (!ignoreEos && stop[token]) {
                 finish = Finish.STOP;
                 break;
             }
@@ -75,10 +85,24 @@ public final class Generator {
             }
             one[0] = token;
             long s = System.nanoTime();
-            logits = model.forward(cache, one, 1, false, RoutingListener.NONE);
+            model.step(decodeStep, RoutingListener.NONE, logits);
             decode += System.nanoTime() - s;
             steps++;
         }
         return new Result(prompt.clone(), Arrays.copyOf(out, n), finish, prefill, decode, steps);
+    }
+
+    /** The stop tokens as flags over the vocabulary (no boxing per generated token); ids outside it never occur. */
+    private static boolean[] stopTokens(Set<Integer> eos, int vocab) {
+        boolean[] stop = new boolean[vocab];
+        if (eos == null) {
+            return stop;
+        }
+        for (Integer id : eos) {
+            if (id != null && id >= 0 && id < vocab) {
+                stop[id] = true;
+            }
+        }
+        return stop;
     }
 }

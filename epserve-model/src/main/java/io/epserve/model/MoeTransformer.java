@@ -10,8 +10,8 @@ import io.epserve.moe.SwiGlu;
 import io.epserve.tensor.Kernels;
 import io.epserve.tensor.Tensor;
 import java.util.List;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * The decoder-only MoE transformer forward pass, for every supported architecture:
@@ -36,6 +36,14 @@ import java.util.concurrent.CompletionException;
  *   layer l:  attn(A,l) · start(A,l) · finish(B,l-1) · attn(B,l) · start(B,l) · finish(A,l)
  * </pre>
  * Each token's result does not depend on the split or on the other tokens of the step.
+ *
+ * <p><b>Memory.</b> The weights are immutable and shared; everything a step writes lives in a
+ * {@link Workspace} this transformer keeps and reuses step after step (activations, attention
+ * scratch, router logits and routings, the micro-batches' expert outputs), grown when a larger
+ * step arrives and never shrunk, and the in-process dispatcher keeps its own reusable plan and
+ * expert scratch. With {@link #step(List, RoutingListener, StepLogits)} a steady-state step
+ * therefore allocates nothing on the Java heap (DESIGN.md §3.4; AllocationTest measures it). One
+ * step at a time per transformer uses the workspace; a concurrent step gets a private one.
  */
 public final class MoeTransformer {
 
@@ -69,6 +77,8 @@ public final class MoeTransformer {
     private final RopeTable rope;
     private final float attentionScale;
     private volatile boolean overlap;
+    /** The step workspace, taken by a step and put back after it (see {@link #step(List, RoutingListener, StepLogits)}). */
+    private final AtomicReference<Workspace> spare = new AtomicReference<>(new Workspace());
 
     public MoeTransformer(ModelWeights weights, ExpertDispatcher dispatcher, RouterChoice routerChoice) {
         this.cfg = weights.config();
@@ -126,7 +136,7 @@ public final class MoeTransformer {
     /**
      * Runs {@code n} tokens that continue the sequence in {@code cache} (prefill when n > 1,
      * decode when n = 1). Returns logits {@code [n, vocab]} when {@code allLogits}, else the last
-     * position's {@code [vocab]}.
+     * position's {@code [vocab]}, in a new array.
      */
     public float[] forward(KvCache cache, int[] tokens, int n, boolean allLogits, RoutingListener listener) {
         return step(List.of(new SequenceChunk(cache, tokens, 0, n, allLogits ? Logits.ALL : Logits.LAST)), listener)[0];
@@ -134,204 +144,220 @@ public final class MoeTransformer {
 
     /**
      * One step over several sequences: appends each chunk's keys/values to its cache and returns,
-     * per chunk, its logits ({@code [rows, vocab]}, rows = 1 for LAST) or null for NONE.
+     * per chunk, its logits ({@code [rows, vocab]}, rows = 1 for LAST) or null for NONE, in new
+     * arrays. A serving loop that wants no allocation per step uses
+     * {@link #step(List, RoutingListener, StepLogits)}.
      */
     public float[][] step(List<SequenceChunk> chunks, RoutingListener listener) {
-        Step s = new Step(chunks);
-        int mbs = overlap && s.n >= 2 ? 2 : 1;
-        MicroBatch[] mb = new MicroBatch[mbs];
-        for (int i = 0; i < mbs; i++) {
-            mb[i] = new MicroBatch(s, i * s.n / mbs, (i + 1) * s.n / mbs);
+        StepLogits logits = new StepLogits();
+        step(chunks, listener, logits);
+        float[][] out = new float[chunks.size()][];
+        for (int c = 0; c < out.length; c++) {
+            out[c] = logits.copy(c);
         }
+        return out;
+    }
+
+    /**
+     * One step over several sequences, as {@link #step(List, RoutingListener)}, with the logits
+     * written into {@code out} (the caller's, reused from step to step). The step's activations
+     * and scratch come from this transformer's workspace, reused by every step, so a steady-state
+     * step allocates nothing on the Java heap (DESIGN.md §3.4).
+     *
+     * <p>The {@link RoutingResult}s handed to {@code listener} live in that workspace, one per
+     * layer (and micro-batch): they stay valid until this transformer's next step, and a listener
+     * that keeps one longer must copy it.
+     *
+     * <p>Thread-safety: meant to run one step at a time (the engine's loop). A step that starts
+     * while another is running on the same transformer gets a workspace of its own (allocated for
+     * that step), so concurrent steps stay correct, just not allocation-free.
+     */
+    public void step(List<SequenceChunk> chunks, RoutingListener listener, StepLogits out) {
+        Workspace ws = spare.getAndSet(null);
+        if (ws == null) {
+            ws = new Workspace();
+        }
+        boolean reusable = true;
         try {
-            for (int l = 0; l < cfg.layers(); l++) {
-                attentionBlock(l, s, mb[0]);
-                startFfn(l, s, mb[0], listener);
+            prepare(ws, chunks);
+            int n = ws.n;
+            int mbs = overlap && n >= 2 ? 2 : 1;
+            Workspace.MicroBatch[] mb = ws.batches;
+            for (int i = 0; i < mbs; i++) {
+                mb[i].reset(i * n / mbs, (i + 1) * n / mbs, cfg.hidden());
+            }
+            try {
+                for (int l = 0; l < cfg.layers(); l++) {
+                    attentionBlock(l, ws, mb[0]);
+                    startFfn(l, ws, mb[0], listener);
+                    if (mbs == 2) {
+                        if (l > 0) {
+                            finishFfn(ws, mb[1]);
+                        }
+                        attentionBlock(l, ws, mb[1]);
+                        startFfn(l, ws, mb[1], listener);
+                    }
+                    finishFfn(ws, mb[0]);
+                }
                 if (mbs == 2) {
-                    if (l > 0) {
-                        finishFfn(s, mb[1]);
+                    finishFfn(ws, mb[1]);
+                }
+            } catch (RuntimeException e) {
+                for (int i = 0; i < mbs; i++) {
+                    if (mb[i].abandon()) {
+                        // a cancelled remote dispatch may still write its micro-batch's buffers: never reuse them
+                        reusable = false;
                     }
-                    attentionBlock(l, s, mb[1]);
-                    startFfn(l, s, mb[1], listener);
                 }
-                finishFfn(s, mb[0]);
+                throw e;
             }
-            if (mbs == 2) {
-                finishFfn(s, mb[1]);
-            }
-        } catch (RuntimeException e) {
-            for (MicroBatch m : mb) {
-                m.abandon();
-            }
-            throw e;
-        }
-        for (SequenceChunk c : chunks) {
-            c.cache().advance(c.count());
-        }
-        return s.logits(chunks);
-    }
-
-    /** The tokens of one step, flattened; row i of every activation buffer is token i. */
-    private final class Step {
-        final int n;
-        final int[] tokens;
-        final int[] pos;
-        final KvCache[] cacheOf;
-        final float[] x;
-
-        Step(List<SequenceChunk> chunks) {
-            int total = 0;
-            for (SequenceChunk c : chunks) {
-                total += c.count();
-            }
-            if (total == 0) {
-                throw new IllegalArgumentException("a step needs at least one token");
-            }
-            n = total;
-            tokens = new int[n];
-            pos = new int[n];
-            cacheOf = new KvCache[n];
-            int i = 0;
-            for (SequenceChunk c : chunks) {
-                int start = c.cache().length();
-                if (start + c.count() > cfg.maxPositions()) {
-                    throw new IllegalArgumentException("sequence of " + (start + c.count()) + " tokens exceeds max_position_embeddings "
-                            + cfg.maxPositions());
-                }
-                c.cache().reserve(start + c.count());
-                for (int j = 0; j < c.count(); j++, i++) {
-                    int t = c.tokens()[c.offset() + j];
-                    if (t < 0 || t >= cfg.vocabSize()) {
-                        throw new IllegalArgumentException("token id " + t + " outside the vocabulary [0, " + cfg.vocabSize() + ")");
-                    }
-                    tokens[i] = t;
-                    pos[i] = start + j;
-                    cacheOf[i] = c.cache();
-                }
-                rope.ensure(start + c.count());
-            }
-            int h = cfg.hidden();
-            x = new float[n * h];
-            Tensor embed = w.embed();
-            for (i = 0; i < n; i++) {
-                long base = (long) tokens[i] * h;
-                for (int j = 0; j < h; j++) {
-                    x[i * h + j] = embed.getFloat(base + j);
-                }
-            }
-        }
-
-        float[][] logits(List<SequenceChunk> chunks) {
-            int h = cfg.hidden();
-            int v = cfg.vocabSize();
-            int rows = 0;
-            for (SequenceChunk c : chunks) {
-                rows += switch (c.logits()) {
-                    case NONE -> 0;
-                    case LAST -> 1;
-                    case ALL -> c.count();
-                };
-            }
-            float[][] out = new float[chunks.size()][];
-            if (rows == 0) {
-                return out;
-            }
-            float[] sel = new float[rows * h];
-            int r = 0;
-            int i = 0;
-            for (SequenceChunk c : chunks) {
-                int from = switch (c.logits()) {
-                    case NONE -> c.count();
-                    case LAST -> c.count() - 1;
-                    case ALL -> 0;
-                };
-                for (int j = from; j < c.count(); j++) {
-                    System.arraycopy(x, (i + j) * h, sel, r++ * h, h);
-                }
-                i += c.count();
-            }
-            Kernels.rmsnorm(sel, 0, rows, h, w.finalNorm(), cfg.rmsEps(), sel, 0);
-            float[] all = new float[rows * v];
-            Kernels.matmul(sel, 0, rows, w.lmHead(), all, 0);
-            r = 0;
-            for (int c = 0; c < chunks.size(); c++) {
+            for (int c = 0, size = chunks.size(); c < size; c++) {
                 SequenceChunk ch = chunks.get(c);
-                int k = switch (ch.logits()) {
-                    case NONE -> 0;
-                    case LAST -> 1;
-                    case ALL -> ch.count();
-                };
-                if (k > 0) {
-                    out[c] = java.util.Arrays.copyOfRange(all, r * v, (r + k) * v);
-                    r += k;
+                ch.cache().advance(ch.count());
+            }
+            logits(ws, chunks, out);
+        } finally {
+            ws.clearCaches();
+            if (reusable) {
+                spare.set(ws);
+            }
+        }
+    }
+
+    /** Flattens the step's tokens into the workspace (row i of every activation buffer is token i) and embeds them. */
+    private void prepare(Workspace ws, List<SequenceChunk> chunks) {
+        int size = chunks.size();
+        int total = 0;
+        for (int c = 0; c < size; c++) {
+            total += chunks.get(c).count();
+        }
+        if (total == 0) {
+            throw new IllegalArgumentException("a step needs at least one token");
+        }
+        int h = cfg.hidden();
+        ws.resetStep(total, h);
+        int[] tokens = ws.tokens;
+        int[] pos = ws.pos;
+        KvCache[] cacheOf = ws.cacheOf;
+        int i = 0;
+        for (int c = 0; c < size; c++) {
+            SequenceChunk ch = chunks.get(c);
+            KvCache cache = ch.cache();
+            int start = cache.length();
+            if (start + ch.count() > cfg.maxPositions()) {
+                throw new IllegalArgumentException("sequence of " + (start + ch.count()) + " tokens exceeds max_position_embeddings "
+                        + cfg.maxPositions());
+            }
+            cache.reserve(start + ch.count());
+            int[] src = ch.tokens();
+            for (int j = 0; j < ch.count(); j++, i++) {
+                int t = src[ch.offset() + j];
+                if (t < 0 || t >= cfg.vocabSize()) {
+                    throw new IllegalArgumentException("token id " + t + " outside the vocabulary [0, " + cfg.vocabSize() + ")");
                 }
+                tokens[i] = t;
+                pos[i] = start + j;
+                cacheOf[i] = cache;
             }
-            return out;
+            rope.ensure(start + ch.count());
         }
-    }
-
-    /** Rows [from, to) of a step, with their own scratch buffers and in-flight dispatch. */
-    private final class MicroBatch {
-        final int from;
-        final int n;
-        final float[] xn;
-        final float[] delta;
-        CompletableFuture<Void> inFlight;
-        float[] moeOut;
-        float[] sharedOut;
-
-        MicroBatch(Step s, int from, int to) {
-            this.from = from;
-            this.n = to - from;
-            this.xn = new float[n * cfg.hidden()];
-            this.delta = new float[n * cfg.hidden()];
-        }
-
-        void abandon() {
-            if (inFlight != null) {
-                inFlight.cancel(true);
-                inFlight = null;
+        float[] x = ws.x;
+        Tensor embed = w.embed();
+        for (i = 0; i < total; i++) {
+            long base = (long) tokens[i] * h;
+            for (int j = 0; j < h; j++) {
+                x[i * h + j] = embed.getFloat(base + j);
             }
         }
     }
 
-    private void attentionBlock(int layer, Step s, MicroBatch m) {
+    private static int logitRows(SequenceChunk c) {
+        return switch (c.logits()) {
+            case NONE -> 0;
+            case LAST -> 1;
+            case ALL -> c.count();
+        };
+    }
+
+    /** Final norm and lm_head over the rows the chunks asked for, into out. */
+    private void logits(Workspace ws, List<SequenceChunk> chunks, StepLogits out) {
+        int h = cfg.hidden();
+        int v = cfg.vocabSize();
+        int size = chunks.size();
+        int rows = 0;
+        for (int c = 0; c < size; c++) {
+            rows += logitRows(chunks.get(c));
+        }
+        out.prepare(size, v, rows);
+        int r = 0;
+        for (int c = 0; c < size; c++) {
+            int k = logitRows(chunks.get(c));
+            out.set(c, k == 0 ? -1 : r * v, k);
+            r += k;
+        }
+        if (rows == 0) {
+            return;
+        }
+        float[] sel = ws.sel = Workspace.floats(ws.sel, rows * h);
+        float[] x = ws.x;
+        r = 0;
+        int i = 0;
+        for (int c = 0; c < size; c++) {
+            SequenceChunk ch = chunks.get(c);
+            for (int j = ch.count() - logitRows(ch); j < ch.count(); j++) {
+                System.arraycopy(x, (i + j) * h, sel, r++ * h, h);
+            }
+            i += ch.count();
+        }
+        Kernels.rmsnorm(sel, 0, rows, h, w.finalNorm(), cfg.rmsEps(), sel, 0);
+        Kernels.matmul(sel, 0, rows, w.lmHead(), out.data(), 0);
+    }
+
+    private void attentionBlock(int layer, Workspace ws, Workspace.MicroBatch m) {
         int h = cfg.hidden();
         LayerWeights lw = w.layer(layer);
-        Kernels.rmsnorm(s.x, m.from * h, m.n, h, lw.inputNorm(), cfg.rmsEps(), m.xn, 0);
-        attention(layer, s, m.from, m.n, m.xn, m.delta);
-        Kernels.axpy(1f, m.delta, 0, s.x, m.from * h, m.n * h);
+        Kernels.rmsnorm(ws.x, m.from * h, m.n, h, lw.inputNorm(), cfg.rmsEps(), m.xn, 0);
+        switch (lw.attention()) {
+            case LayerWeights.Gqa g -> gqa(layer, g, ws.cacheOf, ws.pos, m.from, m.n, m.xn, m.delta, ws);
+            case LayerWeights.Mla a -> mla(layer, a, ws.cacheOf, ws.pos, m.from, m.n, m.xn, m.delta, ws);
+        }
+        Kernels.axpy(1f, m.delta, 0, ws.x, m.from * h, m.n * h);
     }
 
     /** Post-attention norm, then a dense FFN (done at once) or router + async dispatch + shared expert. */
-    private void startFfn(int layer, Step s, MicroBatch m, RoutingListener listener) {
+    private void startFfn(int layer, Workspace ws, Workspace.MicroBatch m, RoutingListener listener) {
         int h = cfg.hidden();
         LayerWeights lw = w.layer(layer);
-        Kernels.rmsnorm(s.x, m.from * h, m.n, h, lw.postAttentionNorm(), cfg.rmsEps(), m.xn, 0);
+        Kernels.rmsnorm(ws.x, m.from * h, m.n, h, lw.postAttentionNorm(), cfg.rmsEps(), m.xn, 0);
         switch (lw.ffn()) {
             case LayerWeights.Dense d -> {
-                SwiGlu.forward(d.mlp(), m.xn, 0, m.n, m.delta, 0, new float[2 * m.n * d.mlp().intermediate()]);
-                m.moeOut = null;
+                float[] scratch = ws.swiglu = Workspace.floats(ws.swiglu, 2 * m.n * d.mlp().intermediate());
+                SwiGlu.forward(d.mlp(), m.xn, 0, m.n, m.delta, 0, scratch);
+                m.hasShared = false;
             }
             case LayerWeights.Moe moe -> {
-                int[] tokens = java.util.Arrays.copyOfRange(s.tokens, m.from, m.from + m.n);
+                int[] tokens = m.tokens = Workspace.ints(m.tokens, m.n);
+                System.arraycopy(ws.tokens, m.from, tokens, 0, m.n);
                 Router router = routers[layer];
                 float[] logits = null;
                 if (router.needsLogits()) {
-                    logits = new float[m.n * cfg.numExperts()];
+                    logits = m.routerLogits = Workspace.floats(m.routerLogits, m.n * cfg.numExperts());
                     Kernels.matmul(m.xn, 0, m.n, moe.gate(), logits, 0);
                 }
-                RoutingResult routing = router.route(logits, tokens, m.n);
+                RoutingResult routing = router.route(logits, tokens, m.n, m.routing(layer));
                 listener.onRouting(layer, routing);
                 // xn must stay untouched while the dispatch reads it: the shared expert only reads it too
-                m.moeOut = m.delta;
-                m.inFlight = dispatcher.dispatchAsync(layer, m.xn, h, routing, m.moeOut);
-                m.sharedOut = moe.shared() == null ? null : sharedExpert(moe, m.xn, m.n);
+                m.inFlight = dispatcher.dispatchAsync(layer, m.xn, h, routing, m.delta);
+                m.hasShared = moe.shared() != null;
+                if (m.hasShared) {
+                    m.shared = Workspace.floats(m.shared, m.n * h);
+                    sharedExpert(moe, m.xn, m.n, m.shared, ws, m);
+                }
             }
         }
     }
 
-    private void finishFfn(Step s, MicroBatch m) {
+    private void finishFfn(Workspace ws, Workspace.MicroBatch m) {
         int h = cfg.hidden();
         if (m.inFlight != null) {
             try {
@@ -344,21 +370,21 @@ public final class MoeTransformer {
             } finally {
                 m.inFlight = null;
             }
-            if (m.sharedOut != null) {
-                Kernels.axpy(1f, m.sharedOut, 0, m.delta, 0, m.n * h);
+            if (m.hasShared) {
+                Kernels.axpy(1f, m.shared, 0, m.delta, 0, m.n * h);
             }
         }
-        Kernels.axpy(1f, m.delta, 0, s.x, m.from * h, m.n * h);
+        Kernels.axpy(1f, m.delta, 0, ws.x, m.from * h, m.n * h);
     }
 
-    /** The shared expert's output, times Qwen2-MoE's sigmoid gate where the model has one. */
-    private float[] sharedExpert(LayerWeights.Moe m, float[] xn, int n) {
+    /** The shared expert's output into {@code shared}, times Qwen2-MoE's sigmoid gate where the model has one. */
+    private void sharedExpert(LayerWeights.Moe moe, float[] xn, int n, float[] shared, Workspace ws, Workspace.MicroBatch m) {
         int h = cfg.hidden();
-        float[] shared = new float[n * h];
-        SwiGlu.forward(m.shared(), xn, 0, n, shared, 0, new float[2 * n * m.shared().intermediate()]);
-        if (m.sharedGate() != null) {
-            float[] g = new float[n];
-            Kernels.matmul(xn, 0, n, m.sharedGate(), g, 0);
+        float[] scratch = ws.swiglu = Workspace.floats(ws.swiglu, 2 * n * moe.shared().intermediate());
+        SwiGlu.forward(moe.shared(), xn, 0, n, shared, 0, scratch);
+        if (moe.sharedGate() != null) {
+            float[] g = m.sharedGate = Workspace.floats(m.sharedGate, n);
+            Kernels.matmul(xn, 0, n, moe.sharedGate(), g, 0);
             for (int i = 0; i < n; i++) {
                 float sg = (float) (1.0 / (1.0 + Math.exp(-g[i])));
                 for (int j = 0; j < h; j++) {
@@ -366,13 +392,12 @@ public final class MoeTransformer {
                 }
             }
         }
-        return shared;
     }
 
     /**
      * One layer's attention block (after its input norm) for a single sequence's n tokens at
      * positions {@code start..start+n-1}: {@code out = o_proj(attn(xn))}; writes their keys/values
-     * into the cache (the caller advances it).
+     * into the cache (the caller advances it). A diagnostic entry point: it allocates its scratch.
      */
     public void attention(int layer, KvCache cache, int start, int n, float[] xn, float[] out) {
         cache.reserve(start + n);
@@ -383,20 +408,17 @@ public final class MoeTransformer {
             pos[i] = start + i;
             caches[i] = cache;
         }
+        Workspace ws = new Workspace();
         switch (w.layer(layer).attention()) {
-            case LayerWeights.Gqa g -> gqa(layer, g, caches, pos, 0, n, xn, out);
-            case LayerWeights.Mla m -> mla(layer, m, caches, pos, 0, n, xn, out);
+            case LayerWeights.Gqa g -> gqa(layer, g, caches, pos, 0, n, xn, out, ws);
+            case LayerWeights.Mla m -> mla(layer, m, caches, pos, 0, n, xn, out, ws);
         }
     }
 
-    private void attention(int layer, Step s, int from, int n, float[] xn, float[] out) {
-        switch (w.layer(layer).attention()) {
-            case LayerWeights.Gqa g -> gqa(layer, g, s.cacheOf, s.pos, from, n, xn, out);
-            case LayerWeights.Mla m -> mla(layer, m, s.cacheOf, s.pos, from, n, xn, out);
-        }
-    }
-
-    /** One layer's feed-forward block (after its post-attention norm): dense SwiGLU or MoE + shared expert. */
+    /**
+     * One layer's feed-forward block (after its post-attention norm): dense SwiGLU or MoE + shared
+     * expert. A diagnostic entry point: it allocates its scratch.
+     */
     public void feedForward(int layer, int[] tokens, int n, float[] xn, float[] out, RoutingListener listener) {
         switch (w.layer(layer).ffn()) {
             case LayerWeights.Dense d -> SwiGlu.forward(d.mlp(), xn, 0, n, out, 0, new float[2 * n * d.mlp().intermediate()]);
@@ -411,20 +433,24 @@ public final class MoeTransformer {
                 listener.onRouting(layer, routing);
                 dispatcher.dispatch(layer, xn, cfg.hidden(), routing, out);
                 if (m.shared() != null) {
-                    Kernels.axpy(1f, sharedExpert(m, xn, n), 0, out, 0, n * cfg.hidden());
+                    Workspace ws = new Workspace();
+                    float[] shared = new float[n * cfg.hidden()];
+                    sharedExpert(m, xn, n, shared, ws, ws.batches[0]);
+                    Kernels.axpy(1f, shared, 0, out, 0, n * cfg.hidden());
                 }
             }
         }
     }
 
     /** Tokens [from, from+n) of the step arrays; xn and out are micro-batch local (row 0 = token from). */
-    private void gqa(int layer, LayerWeights.Gqa a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out) {
+    private void gqa(int layer, LayerWeights.Gqa a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out,
+                     Workspace ws) {
         int hd = cfg.headDim();
         int qDim = cfg.heads() * hd;
         int kvDim = cfg.kvHeads() * hd;
-        float[] q = new float[n * qDim];
-        float[] k = new float[n * kvDim];
-        float[] v = new float[n * kvDim];
+        float[] q = ws.q = Workspace.floats(ws.q, n * qDim);
+        float[] k = ws.k = Workspace.floats(ws.k, n * kvDim);
+        float[] v = ws.v = Workspace.floats(ws.v, n * kvDim);
         Kernels.matmul(xn, 0, n, a.q(), q, 0);
         Kernels.matmul(xn, 0, n, a.k(), k, 0);
         Kernels.matmul(xn, 0, n, a.v(), v, 0);
@@ -445,9 +471,9 @@ public final class MoeTransformer {
             case NONE -> { }
         }
         if (cfg.clipQkv() > 0) {
-            clamp(q, cfg.clipQkv());
-            clamp(k, cfg.clipQkv());
-            clamp(v, cfg.clipQkv());
+            clamp(q, n * qDim, cfg.clipQkv());
+            clamp(k, n * kvDim, cfg.clipQkv());
+            clamp(v, n * kvDim, cfg.clipQkv());
         }
         for (int i = 0; i < n; i++) {
             int p = pos[from + i];
@@ -458,19 +484,20 @@ public final class MoeTransformer {
             System.arraycopy(k, i * kvDim, c.keys(layer), row * kvDim, kvDim);
             System.arraycopy(v, i * kvDim, c.values(layer), row * kvDim, kvDim);
         }
-        float[] attn = new float[n * qDim];
-        attend(layer, caches, pos, from, n, cfg.kvHeads(), hd, hd, q, qDim, attn);
+        float[] attn = ws.attn = Workspace.floats(ws.attn, n * qDim);
+        attend(layer, caches, pos, from, n, cfg.kvHeads(), hd, hd, q, qDim, attn, ws);
         Kernels.matmul(attn, 0, n, a.o(), out, 0);
     }
 
-    private void mla(int layer, LayerWeights.Mla a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out) {
+    private void mla(int layer, LayerWeights.Mla a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out,
+                     Workspace ws) {
         ModelConfig.Mla m = cfg.mla();
         int heads = cfg.heads();
         int qkHead = m.qkHeadDim();
         int qDim = heads * qkHead;
-        float[] q = new float[n * qDim];
+        float[] q = ws.q = Workspace.floats(ws.q, n * qDim);
         if (a.qA() != null) {
-            float[] qa = new float[n * m.qLoraRank()];
+            float[] qa = ws.qa = Workspace.floats(ws.qa, n * m.qLoraRank());
             Kernels.matmul(xn, 0, n, a.qA(), qa, 0);
             Kernels.rmsnorm(qa, 0, n, m.qLoraRank(), a.qANorm(), cfg.rmsEps(), qa, 0);
             Kernels.matmul(qa, 0, n, a.qB(), q, 0);
@@ -478,15 +505,15 @@ public final class MoeTransformer {
             Kernels.matmul(xn, 0, n, a.q(), q, 0);
         }
         int kvaDim = m.kvLoraRank() + m.qkRopeDim();
-        float[] kva = new float[n * kvaDim];
+        float[] kva = ws.kva = Workspace.floats(ws.kva, n * kvaDim);
         Kernels.matmul(xn, 0, n, a.kvA(), kva, 0);
-        float[] latent = new float[n * m.kvLoraRank()];
+        float[] latent = ws.latent = Workspace.floats(ws.latent, n * m.kvLoraRank());
         for (int i = 0; i < n; i++) {
             System.arraycopy(kva, i * kvaDim, latent, i * m.kvLoraRank(), m.kvLoraRank());
         }
         Kernels.rmsnorm(latent, 0, n, m.kvLoraRank(), a.kvANorm(), cfg.rmsEps(), latent, 0);
         int kvbDim = heads * (m.qkNopeDim() + m.vHeadDim());
-        float[] kv = new float[n * kvbDim];
+        float[] kv = ws.kv = Workspace.floats(ws.kv, n * kvbDim);
         Kernels.matmul(latent, 0, n, a.kvB(), kv, 0);
         int keyStride = heads * qkHead;
         int valueStride = heads * m.vHeadDim();
@@ -511,34 +538,28 @@ public final class MoeTransformer {
                 System.arraycopy(kv, src + m.qkNopeDim(), values, row * valueStride + hh * m.vHeadDim(), m.vHeadDim());
             }
         }
-        float[] attn = new float[n * valueStride];
-        attend(layer, caches, pos, from, n, heads, qkHead, m.vHeadDim(), q, qDim, attn);
+        float[] attn = ws.attn = Workspace.floats(ws.attn, n * valueStride);
+        attend(layer, caches, pos, from, n, heads, qkHead, m.vHeadDim(), q, qDim, attn, ws);
         Kernels.matmul(attn, 0, n, a.o(), out, 0);
     }
 
     /** Causal attention of each token over its own sequence's cached positions up to its own. */
     private void attend(int layer, KvCache[] caches, int[] pos, int from, int n, int kvHeads, int hdK, int hdV,
-                        float[] q, int qStride, float[] out) {
+                        float[] q, int qStride, float[] out, Workspace ws) {
         int heads = cfg.heads();
-        float[] scores = null;
-        int[] rows = null;
         for (int i = 0; i < n; i++) {
             int p = pos[from + i];
             KvCache c = caches[from + i];
             int first = cfg.slidingWindow() > 0 ? Math.max(0, p - cfg.slidingWindow() + 1) : 0;
             int nKeys = p + 1 - first;
-            if (scores == null || scores.length < nKeys) {
-                scores = new float[Math.max(nKeys, 16)];
-            }
+            float[] scores = ws.scores = Workspace.growing(ws.scores, nKeys);
             int ks = c.keyStride();
             int vs = c.valueStride();
             if (c.contiguous()) {
                 Kernels.attention(q, i * qStride, c.keys(layer), first * ks, c.values(layer), first * vs, ks, vs,
                         nKeys, heads, kvHeads, hdK, hdV, attentionScale, out, i * heads * hdV, scores);
             } else {
-                if (rows == null || rows.length < nKeys) {
-                    rows = new int[scores.length];
-                }
+                int[] rows = ws.rows = Workspace.growing(ws.rows, nKeys);
                 for (int t = 0; t < nKeys; t++) {
                     rows[t] = c.row(first + t);
                 }
@@ -555,8 +576,8 @@ public final class MoeTransformer {
         }
     }
 
-    private static void clamp(float[] x, float c) {
-        for (int i = 0; i < x.length; i++) {
+    private static void clamp(float[] x, int n, float c) {
+        for (int i = 0; i < n; i++) {
             x[i] = Math.max(-c, Math.min(c, x[i]));
         }
     }

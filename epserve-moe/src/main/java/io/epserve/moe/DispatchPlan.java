@@ -8,39 +8,119 @@ import java.util.Arrays;
  * {@link ExpertRequest} per worker under a placement; {@link #combine} adds the workers' partial
  * sums back into token order — workers in ascending index, so the result does not depend on the
  * order in which answers arrive.
+ *
+ * <p>Two lifetimes. {@link #split} returns a plan of its own, immutable once returned, whose
+ * requests may be read by other threads (a transport) until their answers are combined.
+ * {@link #reusable} returns a plan whose per-worker arrays are refilled by every
+ * {@link #refill} and grow to the largest step seen, so steady-state dispatch allocates nothing
+ * (DESIGN.md §3.4); what it held before a refill is gone after it. Not thread-safe: one reusable
+ * plan per concurrent dispatch.
+ * <pre>
+ *   worker w:  count[w] tokens      rows[w][i]       global token index of row i
+ *              x[w]  [count × hidden]                the rows' hidden states
+ *              offsets[w] [count + 1]                pairs of row i: offsets[i] .. offsets[i+1]-1
+ *              experts[w], weights[w] [pairs]        ascending expert id per row
+ * </pre>
  */
 public final class DispatchPlan {
-    private final int tokens;
-    private final int hidden;
-    private final ExpertRequest[] requests;
-    /** [worker] -> global token index of each of that request's rows. */
+    private final boolean reusable;
+    private int layer;
+    private int tokens;
+    private int hidden;
+    private final int[] count;
+    private final int[] pairs;
+    /** [worker] -> global token index of each of that worker's rows. */
     private final int[][] rows;
+    private final int[][] offsets;
+    private final int[][] experts;
+    private final float[][] weights;
+    private final float[][] xs;
+    /** split: built with the plan; reusable: built on demand by {@link #request} and dropped by a refill. */
+    private final ExpertRequest[] requests;
+    private int[] slots = new int[0];
 
-    private DispatchPlan(int tokens, int hidden, ExpertRequest[] requests, int[][] rows) {
-        this.tokens = tokens;
-        this.hidden = hidden;
-        this.requests = requests;
-        this.rows = rows;
+    private DispatchPlan(int workers, boolean reusable) {
+        this.reusable = reusable;
+        this.count = new int[workers];
+        this.pairs = new int[workers];
+        this.rows = new int[workers][];
+        this.offsets = new int[workers][];
+        this.experts = new int[workers][];
+        this.weights = new float[workers][];
+        this.xs = new float[workers][];
+        this.requests = new ExpertRequest[workers];
+        for (int w = 0; w < workers; w++) {
+            rows[w] = new int[0];
+            offsets[w] = new int[1];
+            experts[w] = new int[0];
+            weights[w] = new float[0];
+            xs[w] = new float[0];
+        }
     }
 
     /**
      * Splits a layer's routing over the placement's workers; a worker with no tokens gets a null
-     * request. Each expert goes to its primary replica.
+     * request. Each expert goes to its primary replica. The plan and its requests are new objects.
      */
     public static DispatchPlan split(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement) {
-        int workers = placement.workerCount();
+        DispatchPlan p = new DispatchPlan(placement.workerCount(), false);
+        p.fill(layer, x, hidden, r, placement);
+        for (int w = 0; w < p.requests.length; w++) {
+            int n = p.count[w];
+            if (n == 0) {
+                continue;
+            }
+            // exact-length arrays of its own, as a request that may travel
+            int np = p.pairs[w];
+            p.rows[w] = Arrays.copyOf(p.rows[w], n);
+            float[] x1 = p.xs[w].length == n * hidden ? p.xs[w] : Arrays.copyOf(p.xs[w], n * hidden);
+            p.requests[w] = new ExpertRequest(layer, n, hidden, x1,
+                    Arrays.copyOf(p.offsets[w], n + 1), Arrays.copyOf(p.experts[w], np), Arrays.copyOf(p.weights[w], np));
+        }
+        return p;
+    }
+
+    /** An empty plan for {@code workers} workers whose buffers every {@link #refill} reuses. */
+    public static DispatchPlan reusable(int workers) {
+        return new DispatchPlan(workers, true);
+    }
+
+    /**
+     * Splits a layer's routing as {@link #split} does, into this plan's buffers (grown when
+     * needed); returns this plan. Only for a plan made by {@link #reusable}.
+     */
+    public DispatchPlan refill(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement) {
+        if (!reusable) {
+            throw new IllegalStateException("a plan made by split() is immutable; refill a DispatchPlan.reusable() one");
+        }
+        if (placement.workerCount() != count.length) {
+            throw new IllegalArgumentException("a plan for " + count.length + " workers cannot hold a placement of "
+                    + placement.workerCount());
+        }
+        Arrays.fill(requests, null);
+        fill(layer, x, hidden, r, placement);
+        return this;
+    }
+
+    /** The grouping: per worker, its tokens in ascending order and each token's pairs in ascending expert id. */
+    private void fill(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement) {
+        int workers = count.length;
         int k = r.k();
         int tokens = r.tokens();
-        ExpertRequest[] requests = new ExpertRequest[workers];
-        int[][] rows = new int[workers][];
-        int[] slots = new int[k];
+        this.layer = layer;
+        this.tokens = tokens;
+        this.hidden = hidden;
+        if (slots.length < k) {
+            slots = new int[k];
+        }
+        int[] slots = this.slots;
         for (int w = 0; w < workers; w++) {
-            int[] tokenRows = new int[tokens];
-            int[] offsets = new int[tokens + 1];
-            int[] experts = new int[tokens * k];
-            float[] weights = new float[tokens * k];
+            int[] tokenRows = rows[w].length >= tokens ? rows[w] : (rows[w] = new int[tokens]);
+            int[] offs = offsets[w].length >= tokens + 1 ? offsets[w] : (offsets[w] = new int[tokens + 1]);
+            int[] ex = experts[w].length >= tokens * k ? experts[w] : (experts[w] = new int[tokens * k]);
+            float[] wt = weights[w].length >= tokens * k ? weights[w] : (weights[w] = new float[tokens * k]);
             int n = 0;
-            int pairs = 0;
+            int np = 0;
             for (int t = 0; t < tokens; t++) {
                 int found = 0;
                 for (int j = 0; j < k; j++) {
@@ -53,27 +133,25 @@ public final class DispatchPlan {
                 }
                 sortByExpert(r, t, slots, found);
                 tokenRows[n] = t;
-                offsets[n] = pairs;
+                offs[n] = np;
                 for (int i = 0; i < found; i++) {
-                    experts[pairs] = r.expert(t, slots[i]);
-                    weights[pairs] = r.weight(t, slots[i]);
-                    pairs++;
+                    ex[np] = r.expert(t, slots[i]);
+                    wt[np] = r.weight(t, slots[i]);
+                    np++;
                 }
                 n++;
             }
+            count[w] = n;
+            pairs[w] = np;
             if (n == 0) {
                 continue;
             }
-            offsets[n] = pairs;
-            float[] xs = new float[n * hidden];
+            offs[n] = np;
+            float[] x1 = xs[w].length >= n * hidden ? xs[w] : (xs[w] = new float[n * hidden]);
             for (int i = 0; i < n; i++) {
-                System.arraycopy(x, tokenRows[i] * hidden, xs, i * hidden, hidden);
+                System.arraycopy(x, tokenRows[i] * hidden, x1, i * hidden, hidden);
             }
-            rows[w] = Arrays.copyOf(tokenRows, n);
-            requests[w] = new ExpertRequest(layer, n, hidden, xs, Arrays.copyOf(offsets, n + 1),
-                    Arrays.copyOf(experts, pairs), Arrays.copyOf(weights, pairs));
         }
-        return new DispatchPlan(tokens, hidden, requests, rows);
     }
 
     private static void sortByExpert(RoutingResult r, int t, int[] slots, int n) {
@@ -88,28 +166,74 @@ public final class DispatchPlan {
         }
     }
 
-    /** The request for worker w, or null when none of this step's tokens go there. */
+    /**
+     * The request for worker w, or null when none of this step's tokens go there. For a reusable
+     * plan it is a view of the plan's buffers, valid until the next refill.
+     */
     public ExpertRequest request(int worker) {
-        return requests[worker];
+        ExpertRequest q = requests[worker];
+        if (q == null && reusable && count[worker] > 0) {
+            q = new ExpertRequest(layer, count[worker], hidden, xs[worker], offsets[worker], experts[worker], weights[worker]);
+            requests[worker] = q;
+        }
+        return q;
     }
 
     public int workers() {
         return requests.length;
     }
 
+    public int layer() {
+        return layer;
+    }
+
+    /** Tokens of the step (of the routing this plan split). */
+    public int tokens() {
+        return tokens;
+    }
+
+    public int hidden() {
+        return hidden;
+    }
+
+    /** Tokens sent to worker w (0: no request). */
+    public int tokens(int worker) {
+        return count[worker];
+    }
+
+    // The buffers of worker w, for the in-process workers (no request object needed).
+
+    float[] x(int worker) {
+        return xs[worker];
+    }
+
+    int[] offsets(int worker) {
+        return offsets[worker];
+    }
+
+    int[] experts(int worker) {
+        return experts[worker];
+    }
+
+    float[] weights(int worker) {
+        return weights[worker];
+    }
+
     /** {@code out[t] = Σ_w partial[w][row of t]}, workers in ascending index; overwrites out. */
     public void combine(float[][] partials, float[] out) {
         Arrays.fill(out, 0, tokens * hidden, 0f);
-        for (int w = 0; w < requests.length; w++) {
-            if (requests[w] == null) {
+        for (int w = 0; w < count.length; w++) {
+            int n = count[w];
+            if (n == 0) {
                 continue;
             }
             float[] p = partials[w];
-            if (p == null || p.length < rows[w].length * hidden) {
+            if (p == null || p.length < n * hidden) {
                 throw new IllegalStateException("missing partial sums of worker " + w);
             }
-            for (int i = 0; i < rows[w].length; i++) {
-                io.epserve.tensor.Kernels.axpy(1f, p, i * hidden, out, rows[w][i] * hidden, hidden);
+            int[] rw = rows[w];
+            for (int i = 0; i < n; i++) {
+                io.epserve.tensor.Kernels.axpy(1f, p, i * hidden, out, rw[i] * hidden, hidden);
             }
         }
     }

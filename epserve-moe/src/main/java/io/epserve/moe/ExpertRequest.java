@@ -9,11 +9,13 @@ package io.epserve.moe;
  *   offsets  [tokens + 1]                 pairs of token t are offsets[t] .. offsets[t+1]-1
  *   experts  [pairs]  weights [pairs]     global expert ids (ascending per token) and multipliers
  * </pre>
- * The answer is one weighted partial sum per token: {@code Σ weight · expert(x[t])}.
+ * The answer is one weighted partial sum per token: {@code Σ weight · expert(x[t])}. The arrays
+ * may be longer than that (buffers reused from step to step, {@link DispatchPlan#reusable}); only
+ * the prefix above is the request.
  */
 public record ExpertRequest(int layer, int tokens, int hidden, float[] x, int[] offsets, int[] experts, float[] weights) {
     public ExpertRequest {
-        if (offsets.length != tokens + 1 || x.length < tokens * hidden || experts.length < offsets[tokens]
+        if (tokens < 0 || offsets.length < tokens + 1 || x.length < tokens * hidden || experts.length < offsets[tokens]
                 || weights.length < offsets[tokens]) {
             throw new IllegalArgumentException("inconsistent expert request: " + tokens + " tokens, " + offsets.length
                     + " offsets, " + experts.length + " experts");

@@ -30,9 +30,20 @@ public final class ExpertShards {
         if (shards == 1) {
             return r;
         }
+        return expand(r, shards, new RoutingBuffers());
+    }
+
+    /**
+     * {@link #expand(RoutingResult, int)} into reusable buffers (valid until their next use); the
+     * routing itself when {@code shards == 1}.
+     */
+    public static RoutingResult expand(RoutingResult r, int shards, RoutingBuffers into) {
+        if (shards == 1) {
+            return r;
+        }
         int k = r.k() * shards;
-        int[] experts = new int[r.tokens() * k];
-        float[] weights = new float[r.tokens() * k];
+        int[] experts = into.experts(r.tokens() * k);
+        float[] weights = into.weights(r.tokens() * k);
         for (int t = 0; t < r.tokens(); t++) {
             for (int j = 0; j < r.k(); j++) {
                 for (int s = 0; s < shards; s++) {
@@ -41,7 +52,7 @@ public final class ExpertShards {
                 }
             }
         }
-        return new RoutingResult(r.tokens(), k, experts, weights);
+        return into.result(r.tokens(), k);
     }
 
     /** The weights of shard s of K of an expert. */
@@ -89,25 +100,70 @@ public final class ExpertShards {
     /**
      * A dispatcher over virtual experts seen as one over real experts: expands each routing into
      * its shards and hands it to {@code inner}, whose placement spreads the K shards of an expert
-     * over K different workers ({@link ExpertPlacement#createSharded}).
+     * over K different workers ({@link ExpertPlacement#createSharded}). The expanded routings live
+     * in a few reusable buffers, each taken for one dispatch and given back when it completes, so
+     * steady-state dispatch allocates nothing here.
      */
     public static ExpertDispatcher dispatcher(ExpertDispatcher inner, int shards) {
-        return new ExpertDispatcher() {
-            @Override
-            public void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
-                inner.dispatch(layer, hidden, hiddenSize, expand(routing, shards), out);
-            }
+        return new ShardedDispatcher(inner, shards);
+    }
 
-            @Override
-            public java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
-                                                                            RoutingResult routing, float[] out) {
-                return inner.dispatchAsync(layer, hidden, hiddenSize, expand(routing, shards), out);
-            }
+    private static final class ShardedDispatcher implements ExpertDispatcher {
+        /** Enough for two-batch overlap (two dispatches in flight) with room to spare. */
+        private static final int POOLED = 4;
+        private final ExpertDispatcher inner;
+        private final int shards;
+        private final java.util.concurrent.atomic.AtomicReferenceArray<RoutingBuffers> pool =
+                new java.util.concurrent.atomic.AtomicReferenceArray<>(POOLED);
 
-            @Override
-            public void close() {
-                inner.close();
+        ShardedDispatcher(ExpertDispatcher inner, int shards) {
+            this.inner = inner;
+            this.shards = shards;
+        }
+
+        private RoutingBuffers take() {
+            for (int i = 0; i < POOLED; i++) {
+                RoutingBuffers b = pool.getAndSet(i, null);
+                if (b != null) {
+                    return b;
+                }
             }
-        };
+            return new RoutingBuffers();
+        }
+
+        private void give(RoutingBuffers b) {
+            for (int i = 0; i < POOLED; i++) {
+                if (pool.compareAndSet(i, null, b)) {
+                    return;
+                }
+            }
+        }
+
+        @Override
+        public void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
+            RoutingBuffers b = take();
+            inner.dispatch(layer, hidden, hiddenSize, expand(routing, shards, b), out);
+            give(b);
+        }
+
+        @Override
+        public java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
+                                                                        RoutingResult routing, float[] out) {
+            RoutingBuffers b = take();
+            java.util.concurrent.CompletableFuture<Void> f = inner.dispatchAsync(layer, hidden, hiddenSize,
+                    expand(routing, shards, b), out);
+            if (f.isDone()) {
+                give(b);
+            } else {
+                // the inner dispatcher may read the expanded routing until it completes
+                f.whenComplete((v, e) -> give(b));
+            }
+            return f;
+        }
+
+        @Override
+        public void close() {
+            inner.close();
+        }
     }
 }

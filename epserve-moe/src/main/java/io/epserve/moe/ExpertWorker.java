@@ -5,7 +5,9 @@ import java.util.Arrays;
 /**
  * The compute of an expert worker (DESIGN.md §1): runs tokens through the experts it holds and
  * returns one weighted partial sum per token. Stateless between calls; the same object serves the
- * in-process dispatcher and the gRPC worker server.
+ * in-process dispatcher and the gRPC worker server, from any number of threads at once. The
+ * caller may lend the call its working memory ({@link Scratch}) and the output array, so that
+ * steady-state calls allocate nothing (DESIGN.md §3.4).
  */
 public final class ExpertWorker {
     private final String name;
@@ -27,64 +29,108 @@ public final class ExpertWorker {
     }
 
     /**
+     * The working memory of one {@link #compute} at a time: the grouping of pairs by expert, the
+     * gathered rows of the largest expert group, its SwiGLU scratch and the per-pair outputs. It
+     * grows to the largest request seen and is never shrunk. Not thread-safe: one per concurrent
+     * call.
+     */
+    public static final class Scratch {
+        private int[] count = new int[0];
+        private int[] fill = new int[0];
+        private int[] order = new int[0];
+        private int[] tokenOf = new int[0];
+        private float[] xs = new float[0];
+        private float[] ys = new float[0];
+        private float[] swiglu = new float[0];
+        private float[] pairOut = new float[0];
+
+        private static int[] ints(int[] a, int size) {
+            return a.length >= size ? a : new int[size];
+        }
+
+        private static float[] floats(float[] a, int size) {
+            return a.length >= size ? a : new float[size];
+        }
+    }
+
+    /**
      * Groups the request's (token, expert) pairs by expert, runs each expert once over all its
      * tokens (matrix·matrix), then adds each token's pairs in request order (ascending expert id).
-     * Returns {@code [tokens × hidden]}.
+     * Returns {@code [tokens × hidden]}, a new array.
      */
     public float[] compute(ExpertRequest req) {
-        int h = req.hidden();
-        int pairs = req.pairs();
-        float[] pairOut = new float[pairs * h];
-        int[] count = new int[numExperts + 1];
+        float[] out = new float[req.tokens() * req.hidden()];
+        compute(req, out, new Scratch());
+        return out;
+    }
+
+    /**
+     * {@link #compute(ExpertRequest)} into {@code out} (its first {@code tokens × hidden} floats,
+     * overwritten) with the given working memory: allocates nothing once the scratch has grown.
+     */
+    public void compute(ExpertRequest req, float[] out, Scratch scratch) {
+        compute(req.layer(), req.tokens(), req.hidden(), req.x(), req.offsets(), req.experts(), req.weights(), out, scratch);
+    }
+
+    /** Worker w's share of a plan, into out. */
+    void compute(DispatchPlan plan, int w, float[] out, Scratch scratch) {
+        compute(plan.layer(), plan.tokens(w), plan.hidden(), plan.x(w), plan.offsets(w), plan.experts(w), plan.weights(w),
+                out, scratch);
+    }
+
+    private void compute(int layer, int tokens, int h, float[] x, int[] offsets, int[] experts, float[] weights, float[] out,
+                         Scratch s) {
+        int pairs = offsets[tokens];
+        if (out.length < tokens * h) {
+            throw new IllegalArgumentException("output of " + out.length + " floats for " + tokens + " tokens × " + h);
+        }
+        int[] count = s.count = Scratch.ints(s.count, numExperts + 1);
+        Arrays.fill(count, 0, numExperts + 1, 0);
         for (int p = 0; p < pairs; p++) {
-            int e = req.experts()[p];
+            int e = experts[p];
             if (e < 0 || e >= numExperts) {
                 throw new IllegalArgumentException("worker " + name + ": expert " + e + " outside [0, " + numExperts + ")");
             }
             count[e + 1]++;
         }
+        int largest = 0;
         for (int e = 0; e < numExperts; e++) {
+            largest = Math.max(largest, count[e + 1]);
             count[e + 1] += count[e];
         }
-        int[] order = new int[pairs];
-        int[] fill = Arrays.copyOf(count, numExperts);
-        int[] tokenOf = new int[pairs];
-        for (int t = 0; t < req.tokens(); t++) {
-            for (int p = req.offsets()[t]; p < req.offsets()[t + 1]; p++) {
+        int[] order = s.order = Scratch.ints(s.order, pairs);
+        int[] fill = s.fill = Scratch.ints(s.fill, numExperts);
+        System.arraycopy(count, 0, fill, 0, numExperts);
+        int[] tokenOf = s.tokenOf = Scratch.ints(s.tokenOf, pairs);
+        for (int t = 0; t < tokens; t++) {
+            for (int p = offsets[t]; p < offsets[t + 1]; p++) {
                 tokenOf[p] = t;
-                order[fill[req.experts()[p]]++] = p;
+                order[fill[experts[p]]++] = p;
             }
         }
-        float[] xs = null;
-        float[] ys = null;
-        float[] scratch = null;
+        float[] xs = s.xs = Scratch.floats(s.xs, largest * h);
+        float[] ys = s.ys = Scratch.floats(s.ys, largest * h);
+        float[] pairOut = s.pairOut = Scratch.floats(s.pairOut, pairs * h);
         for (int e = 0; e < numExperts; e++) {
             int n = count[e + 1] - count[e];
             if (n == 0) {
                 continue;
             }
-            ExpertWeights w = store.expert(req.layer(), e);
-            if (xs == null || xs.length < n * h) {
-                xs = new float[n * h];
-                ys = new float[n * h];
-            }
-            if (scratch == null || scratch.length < 2 * n * w.intermediate()) {
-                scratch = new float[2 * n * w.intermediate()];
-            }
+            ExpertWeights w = store.expert(layer, e);
+            float[] scratch = s.swiglu = Scratch.floats(s.swiglu, 2 * n * w.intermediate());
             for (int i = 0; i < n; i++) {
-                System.arraycopy(req.x(), tokenOf[order[count[e] + i]] * h, xs, i * h, h);
+                System.arraycopy(x, tokenOf[order[count[e] + i]] * h, xs, i * h, h);
             }
             SwiGlu.forward(w, xs, 0, n, ys, 0, scratch);
             for (int i = 0; i < n; i++) {
                 System.arraycopy(ys, i * h, pairOut, order[count[e] + i] * h, h);
             }
         }
-        float[] out = new float[req.tokens() * h];
-        for (int t = 0; t < req.tokens(); t++) {
-            for (int p = req.offsets()[t]; p < req.offsets()[t + 1]; p++) {
-                io.epserve.tensor.Kernels.axpy(req.weights()[p], pairOut, p * h, out, t * h, h);
+        Arrays.fill(out, 0, tokens * h, 0f);
+        for (int t = 0; t < tokens; t++) {
+            for (int p = offsets[t]; p < offsets[t + 1]; p++) {
+                io.epserve.tensor.Kernels.axpy(weights[p], pairOut, p * h, out, t * h, h);
             }
         }
-        return out;
     }
 }

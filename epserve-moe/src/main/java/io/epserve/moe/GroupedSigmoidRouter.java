@@ -31,14 +31,19 @@ public record GroupedSigmoidRouter(int numExperts, int k, int nGroup, int topkGr
 
     @Override
     public RoutingResult route(float[] logits, int[] tokenIds, int tokens) {
+        return route(logits, tokenIds, tokens, new RoutingBuffers());
+    }
+
+    @Override
+    public RoutingResult route(float[] logits, int[] tokenIds, int tokens, RoutingBuffers into) {
         int perGroup = numExperts / nGroup;
-        int[] experts = new int[tokens * k];
-        float[] weights = new float[tokens * k];
-        float[] scores = new float[numExperts];
-        float[] choice = new float[numExperts];
-        float[] groupScore = new float[nGroup];
-        int[] groups = new int[topkGroup];
-        boolean[] keep = new boolean[nGroup];
+        int[] experts = into.experts(tokens * k);
+        float[] weights = into.weights(tokens * k);
+        float[] scores = into.scratch0(numExperts);
+        float[] choice = into.scratch1(numExperts);
+        float[] groupScore = into.scratch2(nGroup);
+        int[] groups = into.intScratch(topkGroup);
+        boolean[] keep = into.flags(nGroup);
         for (int t = 0; t < tokens; t++) {
             for (int e = 0; e < numExperts; e++) {
                 float s = (float) (1.0 / (1.0 + Math.exp(-logits[t * numExperts + e])));
@@ -60,9 +65,9 @@ public record GroupedSigmoidRouter(int numExperts, int k, int nGroup, int topkGr
                 groupScore[g] = perGroup == 1 ? best : best + second;
             }
             TopK.select(groupScore, 0, nGroup, topkGroup, groups, 0);
-            java.util.Arrays.fill(keep, false);
-            for (int g : groups) {
-                keep[g] = true;
+            java.util.Arrays.fill(keep, 0, nGroup, false);
+            for (int j = 0; j < topkGroup; j++) {
+                keep[groups[j]] = true;
             }
             for (int e = 0; e < numExperts; e++) {
                 if (!keep[e / perGroup]) {
@@ -81,6 +86,6 @@ public record GroupedSigmoidRouter(int numExperts, int k, int nGroup, int topkGr
                 weights[t * k + j] = weights[t * k + j] / denom * scalingFactor;
             }
         }
-        return new RoutingResult(tokens, k, experts, weights);
+        return into.result(tokens, k);
     }
 }

@@ -23,8 +23,13 @@ public record HashRouter(int numExperts, int k, long seed) implements Router {
 
     @Override
     public RoutingResult route(float[] logits, int[] tokenIds, int tokens) {
-        int[] experts = new int[tokens * k];
-        float[] weights = new float[tokens * k];
+        return route(logits, tokenIds, tokens, new RoutingBuffers());
+    }
+
+    @Override
+    public RoutingResult route(float[] logits, int[] tokenIds, int tokens, RoutingBuffers into) {
+        int[] experts = into.experts(tokens * k);
+        float[] weights = into.weights(tokens * k);
         for (int t = 0; t < tokens; t++) {
             long h = mix(seed ^ (tokenIds[t] * 0x9E3779B97F4A7C15L));
             int chosen = 0;
@@ -42,7 +47,7 @@ public record HashRouter(int numExperts, int k, long seed) implements Router {
                 h = mix(h + 0x9E3779B97F4A7C15L);
             }
         }
-        return new RoutingResult(tokens, k, experts, weights);
+        return into.result(tokens, k);
     }
 
     /** SplitMix64's finaliser: a good 64-bit mix. */

@@ -6,8 +6,33 @@ import java.util.List;
  * Expert workers as objects in this JVM, behind the same split/combine as remote workers
  * ({@link DispatchPlan}) but with no serialization and no copies of weights. One worker holding
  * every expert is the single-process engine.
+ *
+ * <p>Steady-state dispatch allocates nothing (DESIGN.md §3.4): the plan, the workers' scratch and
+ * their partial sums live in a {@link Buffers} object that is taken for the call and put back
+ * after it. Thread-safe: a call that finds the buffers taken by a concurrent call makes its own.
+ * Dispatch runs synchronously, so {@link #dispatchAsync} returns an already completed future.
  */
 public final class InProcessDispatcher implements ExpertDispatcher {
+    /** The answer of every successful {@link #dispatchAsync}: the work is done when it returns. */
+    private static final java.util.concurrent.CompletableFuture<Void> DONE =
+            java.util.concurrent.CompletableFuture.completedFuture(null);
+
+    /** What one dispatch works in: a reusable plan, worker scratch and one partial-sum buffer per worker. */
+    private static final class Buffers {
+        final DispatchPlan plan;
+        final ExpertWorker.Scratch scratch = new ExpertWorker.Scratch();
+        final float[][] partials;
+
+        Buffers(int workers) {
+            plan = DispatchPlan.reusable(workers);
+            partials = new float[workers][];
+            for (int w = 0; w < workers; w++) {
+                partials[w] = new float[0];
+            }
+        }
+    }
+
+    private final java.util.concurrent.atomic.AtomicReference<Buffers> spare = new java.util.concurrent.atomic.AtomicReference<>();
     private final ExpertPlacement placement;
     private final List<ExpertWorker> workers;
     private final java.util.concurrent.atomic.AtomicLongArray calls;
@@ -73,21 +98,43 @@ public final class InProcessDispatcher implements ExpertDispatcher {
 
     @Override
     public void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
-        DispatchPlan plan = DispatchPlan.split(layer, hidden, hiddenSize, routing, placement);
-        float[][] partials = new float[workers.size()][];
-        for (int i = 0; i < routing.tokens() * routing.k(); i++) {
-            tokensRouted[layer].incrementAndGet(routing.experts()[i]);
+        Buffers b = spare.getAndSet(null);
+        if (b == null) {
+            b = new Buffers(workers.size());
         }
-        for (int w = 0; w < workers.size(); w++) {
-            ExpertRequest req = plan.request(w);
-            if (req != null) {
+        DispatchPlan plan = b.plan.refill(layer, hidden, hiddenSize, routing, placement);
+        float[][] partials = b.partials;
+        java.util.concurrent.atomic.AtomicLongArray routed = tokensRouted[layer];
+        int[] chosen = routing.experts();
+        for (int i = 0, n = routing.tokens() * routing.k(); i < n; i++) {
+            routed.incrementAndGet(chosen[i]);
+        }
+        for (int w = 0; w < partials.length; w++) {
+            int n = plan.tokens(w);
+            if (n > 0) {
+                if (partials[w].length < n * hiddenSize) {
+                    partials[w] = new float[n * hiddenSize];
+                }
                 long t0 = System.nanoTime();
-                partials[w] = workers.get(w).compute(req);
+                workers.get(w).compute(plan, w, partials[w], b.scratch);
                 computeNanos.addAndGet(w, System.nanoTime() - t0);
                 calls.incrementAndGet(w);
-                workerTokens.addAndGet(w, req.pairs());
+                workerTokens.addAndGet(w, plan.offsets(w)[n]);
             }
         }
         plan.combine(partials, out);
+        spare.set(b);
+    }
+
+    /** Runs the dispatch now; the future it returns is already complete (shared, never to be completed again). */
+    @Override
+    public java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
+                                                                     RoutingResult routing, float[] out) {
+        try {
+            dispatch(layer, hidden, hiddenSize, routing, out);
+            return DONE;
+        } catch (RuntimeException e) {
+            return java.util.concurrent.CompletableFuture.failedFuture(e);
+        }
     }
 }

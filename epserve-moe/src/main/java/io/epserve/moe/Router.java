@@ -21,4 +21,14 @@ public sealed interface Router permits SoftmaxTopKRouter, GroupedSigmoidRouter, 
      * the hash router).
      */
     RoutingResult route(float[] logits, int[] tokenIds, int tokens);
+
+    /**
+     * As {@link #route(float[], int[], int)}, with the result and the router's scratch in
+     * {@code into}: allocates nothing once the buffers have grown to the batch. The result is
+     * valid until the next routing into the same buffers (see {@link RoutingBuffers}); the
+     * numbers are the same as {@link #route(float[], int[], int)}'s.
+     */
+    default RoutingResult route(float[] logits, int[] tokenIds, int tokens, RoutingBuffers into) {
+        return route(logits, tokenIds, tokens);
+    }
 }

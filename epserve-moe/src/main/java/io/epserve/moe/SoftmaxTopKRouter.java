@@ -15,9 +15,14 @@ public record SoftmaxTopKRouter(int numExperts, int k, boolean renormalize) impl
 
     @Override
     public RoutingResult route(float[] logits, int[] tokenIds, int tokens) {
-        int[] experts = new int[tokens * k];
-        float[] weights = new float[tokens * k];
-        float[] probs = new float[numExperts];
+        return route(logits, tokenIds, tokens, new RoutingBuffers());
+    }
+
+    @Override
+    public RoutingResult route(float[] logits, int[] tokenIds, int tokens, RoutingBuffers into) {
+        int[] experts = into.experts(tokens * k);
+        float[] weights = into.weights(tokens * k);
+        float[] probs = into.scratch0(numExperts);
         for (int t = 0; t < tokens; t++) {
             int base = t * numExperts;
             float max = Float.NEGATIVE_INFINITY;
@@ -44,6 +49,6 @@ public record SoftmaxTopKRouter(int numExperts, int k, boolean renormalize) impl
                 }
             }
         }
-        return new RoutingResult(tokens, k, experts, weights);
+        return into.result(tokens, k);
     }
 }

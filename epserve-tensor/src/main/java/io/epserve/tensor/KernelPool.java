@@ -55,7 +55,9 @@ public final class KernelPool implements AutoCloseable {
     private final int threads;
     private final boolean shared;
     private final Worker[] workers;
+    /** [ epoch : 32 | chunks : 16 | next chunk : 16 ]. */
     private final AtomicLong cursor = new AtomicLong();
+    private static final int MAX_CHUNKS = 0xFFFF;
     private final AtomicInteger done = new AtomicInteger();
     private final AtomicBoolean busy = new AtomicBoolean();
     private volatile boolean closed;
@@ -104,6 +106,11 @@ public final class KernelPool implements AutoCloseable {
             throw new IllegalArgumentException("chunk must be >= 1, got " + chunk);
         }
         int chunks = (int) ((n + (long) chunk - 1) / chunk);
+        if (chunks > MAX_CHUNKS) {
+            // the chunk count lives in 16 bits of the cursor: fewer, larger chunks
+            chunk = (int) ((n + (long) MAX_CHUNKS - 1) / MAX_CHUNKS);
+            chunks = (int) ((n + (long) chunk - 1) / chunk);
+        }
         if (chunks == 1 || threads == 1 || closed || isOwnWorker() || !busy.compareAndSet(false, true)) {
             body.run(0, n);
             return;
@@ -117,7 +124,7 @@ public final class KernelPool implements AutoCloseable {
             this.waiter = Thread.currentThread();
             done.set(0);
             int epoch = (int) (cursor.get() >>> 32) + 1;
-            cursor.set((long) epoch << 32); // publishes the fields above
+            cursor.set(((long) epoch << 32) | ((long) chunks << 16)); // publishes the fields above
             for (Worker w : workers) {
                 if (w.parked) {
                     LockSupport.unpark(w);
@@ -150,17 +157,20 @@ public final class KernelPool implements AutoCloseable {
             if ((int) (c >>> 32) != epoch) {
                 return;
             }
-            int i = (int) c;
-            Body b = body;
-            int total = n;
-            int step = chunk;
-            int count = nChunks;
+            // the bound comes from the same cursor value the CAS checks: fields read before the CAS
+            // may already be the next job's (the caller rewrites them once this job is done)
+            int i = (int) c & 0xFFFF;
+            int count = ((int) c >>> 16) & 0xFFFF;
             if (i >= count) {
                 return;
             }
             if (!cursor.compareAndSet(c, c + 1)) {
                 continue;
             }
+            // chunk i of this epoch is ours and not done: the caller cannot rewrite the job until it is
+            Body b = body;
+            int total = n;
+            int step = chunk;
             try {
                 int from = i * step;
                 b.run(from, Math.min(total, from + step));

@@ -254,12 +254,40 @@ public final class VectorKernels {
             long rows = Math.max((n + target - 1) / target, (MIN_CHUNK_MACS + (long) m * k - 1) / ((long) m * k));
             chunk = (int) Math.min(n, roundUp(rows, m == 1 ? ROWS : RB));
         }
-        if (m == 1) {
-            pool.parallelFor(n, chunk, (r0, r1) -> matvec(x, xOff, seg, dt, k, y, yOff, r0, r1));
-        } else {
-            pool.parallelFor(n, chunk, (r0, r1) -> batched(x, xOff, m, seg, dt, n, k, y, yOff, r0, r1));
+        if (chunk >= n) {
+            if (m == 1) matvec(x, xOff, seg, dt, k, y, yOff, 0, n); else batched(x, xOff, m, seg, dt, n, k, y, yOff, 0, n);
+            return;
+        }
+        MatmulJob j = MATMUL_JOB.get();
+        j.x = x; j.xOff = xOff; j.m = m; j.seg = seg; j.dt = dt; j.n = n; j.k = k; j.y = y; j.yOff = yOff;
+        try {
+            pool.parallelFor(n, chunk, j);
+        } finally {
+            j.x = null; j.y = null; j.seg = null;
         }
     }
+
+    static final class MatmulJob implements KernelPool.Body {
+        float[] x; int xOff; int m; MemorySegment seg; DType dt; int n; int k; float[] y; int yOff;
+        public void run(int r0, int r1) {
+            if (m == 1) matvec(x, xOff, seg, dt, k, y, yOff, r0, r1); else batched(x, xOff, m, seg, dt, n, k, y, yOff, r0, r1);
+        }
+    }
+    private static final ThreadLocal<MatmulJob> MATMUL_JOB = ThreadLocal.withInitial(MatmulJob::new);
+
+    static final class AttnJob implements KernelPool.Body {
+        float[] q; int qOff; float[] keys; int kOff; float[] values; int vOff; int[] rows; int kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads, headDimK, headDimV; float scale; float[] out; int outOff;
+        public void run(int h0, int h1) {
+            Scratch sc = scratch();
+            float[] sco = sc.scores(nKeys);
+            int[] rs = rows != null ? rows : sc.identity(nKeys);
+            for (int h = h0; h < h1; h++) {
+                attentionHead(q, qOff, keys, kOff, values, vOff, rs, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
+                        headDimK, headDimV, scale, out, outOff, sco, sc.acc, h);
+            }
+        }
+    }
+    private static final ThreadLocal<AttnJob> ATTN_JOB = ThreadLocal.withInitial(AttnJob::new);
 
     private static long roundUp(long v, int q) {
         return (v + q - 1) / q * q;
@@ -881,15 +909,15 @@ public final class VectorKernels {
         // Chunks of whole GQA groups when that still gives every thread work, so heads reading the
         // same KV head run together and share it in cache.
         int chunk = nKvHeads >= pool.threads() ? group : 1;
-        pool.parallelFor(nHeads, chunk, (h0, h1) -> {
-            Scratch sc = scratch();
-            float[] sco = sc.scores(nKeys);
-            int[] rs = rows != null ? rows : sc.identity(nKeys);
-            for (int h = h0; h < h1; h++) {
-                attentionHead(q, qOff, keys, kOff, values, vOff, rs, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads,
-                        headDimK, headDimV, scale, out, outOff, sco, sc.acc, h);
-            }
-        });
+        AttnJob j = ATTN_JOB.get();
+        j.q = q; j.qOff = qOff; j.keys = keys; j.kOff = kOff; j.values = values; j.vOff = vOff; j.rows = rows;
+        j.kvStrideK = kvStrideK; j.kvStrideV = kvStrideV; j.nKeys = nKeys; j.nHeads = nHeads; j.nKvHeads = nKvHeads;
+        j.headDimK = headDimK; j.headDimV = headDimV; j.scale = scale; j.out = out; j.outOff = outOff;
+        try {
+            pool.parallelFor(nHeads, chunk, j);
+        } finally {
+            j.q = null; j.keys = null; j.values = null; j.rows = null; j.out = null;
+        }
     }
 
     /**
