@@ -9,6 +9,7 @@ import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.rpc.HostPort;
 import io.epserve.rpc.v1.WireDType;
+import io.epserve.tensor.DType;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -64,6 +65,12 @@ final class ModelOptions {
             description = "Split each expert's intermediate dimension into K slices held by K different in-process "
                     + "workers (needs --ep >= K); their partial sums add up to the expert's output (default ${DEFAULT-VALUE}).")
     int expertShards;
+
+    @Option(names = "--expert-dtype", paramLabel = "DTYPE",
+            description = "Routed experts in q8_0, q4_0, q4_k (GGUF block quantization), bf16, f16 or f32, converted once from "
+                    + "the checkpoint into <model>/.epserve-cache (else $EPSERVE_CACHE) and mapped from there by every process. "
+                    + "Attention, dense layers and shared experts stay as stored. Default: as stored.")
+    String expertDtype;
 
     @Option(names = "--stats", description = "Print dispatch statistics at the end (per worker: calls, bytes, compute "
             + "and round-trip time; per layer and expert: tokens routed) to stderr.")
@@ -159,9 +166,29 @@ final class ModelOptions {
         return (dir, cfg, w) -> InProcessDispatcher.of(w, cfg.sparseLayers(), cfg.numExperts(), n, pol);
     }
 
+    /** --expert-dtype, checked; null when not given (experts as stored). */
+    DType expertDType() {
+        if (expertDtype == null) {
+            return null;
+        }
+        DType t;
+        try {
+            t = DType.parse(expertDtype);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError("--expert-dtype: " + e.getMessage());
+        }
+        if (workers != null && !workers.isEmpty()) {
+            throw new Main.UsageError("--expert-dtype applies to in-process experts; remote --workers hold their experts as stored");
+        }
+        if (expertShards > 1 && t.quantized()) {
+            throw new Main.UsageError("--expert-shards with a quantized --expert-dtype is not supported yet");
+        }
+        return t;
+    }
+
     LoadedModel load(Path dir, TerminalProgress progress) {
         LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withRouter(routerChoice()).withValidate(!noValidate)
-                .withProgress(progress).withDispatchers(dispatchers()));
+                .withProgress(progress).withDispatchers(dispatchers()).withExpertDType(expertDType()));
         m.transformer().setOverlap(overlap);
         return m;
     }

@@ -207,6 +207,19 @@ public final class SafetensorsFile implements AutoCloseable {
                 throw new CheckpointException(where + ": " + (end - begin) + " bytes do not hold shape " + sh
                         + " of " + dt.asText() + " (" + numel * elementBytes + " bytes)");
             }
+            DType quantized = DType.fromSafetensors(dt.asText());
+            if (quantized != null && quantized.quantized()) {
+                // epserve's own block-quantized tensors (expert caches): rows of whole blocks.
+                long cols = shape.length == 0 ? 1 : shape[shape.length - 1];
+                if (cols % quantized.blockSize() != 0) {
+                    throw new CheckpointException(where + ": shape " + sh + " of " + dt.asText() + " has rows of " + cols
+                            + " weights, not whole blocks of " + quantized.blockSize());
+                }
+                if (end - begin != quantized.bytesFor(numel)) {
+                    throw new CheckpointException(where + ": " + (end - begin) + " bytes do not hold shape " + sh
+                            + " of " + dt.asText() + " (" + quantized.bytesFor(numel) + " bytes)");
+                }
+            }
             entries.put(name, new Entry(name, dt.asText(), shape, begin, end));
         }
         List<Entry> byOffset = new ArrayList<>(entries.values());
@@ -258,7 +271,7 @@ public final class SafetensorsFile implements AutoCloseable {
         DType dtype = e.dtype();
         if (dtype == null) {
             throw new CheckpointException(path.getFileName() + ": tensor '" + name + "' has dtype " + e.dtypeName()
-                    + ", which epserve does not compute on (supported: F32, BF16, F16)");
+                    + ", which epserve does not compute on (supported: F32, BF16, F16, and epserve's Q8_0, Q4_0, Q4_K)");
         }
         return new Tensor(name, segment(e), dtype, e.shape());
     }

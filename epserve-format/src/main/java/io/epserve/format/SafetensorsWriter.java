@@ -42,9 +42,15 @@ public final class SafetensorsWriter {
     }
 
     public static void write(Path file, List<Spec> specs, Filler filler) throws IOException {
+        write(file, java.util.Map.of(), specs, filler);
+    }
+
+    /** As {@link #write(Path, List, Filler)}, with extra {@code __metadata__} entries. */
+    public static void write(Path file, java.util.Map<String, String> metadata, List<Spec> specs, Filler filler) throws IOException {
         ObjectMapper json = new ObjectMapper();
         ObjectNode header = json.createObjectNode();
-        header.putObject("__metadata__").put("format", "pt");
+        ObjectNode meta = header.putObject("__metadata__").put("format", "pt");
+        new java.util.TreeMap<>(metadata).forEach(meta::put);
         long[] offsets = new long[specs.size() + 1];
         for (int i = 0; i < specs.size(); i++) {
             Spec s = specs.get(i);
@@ -68,7 +74,9 @@ public final class SafetensorsWriter {
         }
         long dataStart = 8 + padded.length;
         long total = dataStart + offsets[specs.size()];
-        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        // A name of its own per writer: two processes writing the same file never share a temporary.
+        Path tmp = file.resolveSibling(file.getFileName() + "." + ProcessHandle.current().pid() + "-"
+                + Long.toHexString(System.nanoTime()) + ".tmp");
         try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
                 StandardOpenOption.READ, StandardOpenOption.WRITE);
              Arena arena = Arena.ofShared()) {
@@ -78,6 +86,9 @@ public final class SafetensorsWriter {
             IntStream.range(0, specs.size()).parallel().forEach(i ->
                     filler.fill(i, specs.get(i), out.asSlice(dataStart + offsets[i], offsets[i + 1] - offsets[i])));
             out.force();
+        } catch (IOException | RuntimeException e) {
+            Files.deleteIfExists(tmp);
+            throw e;
         }
         Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }

@@ -41,11 +41,18 @@ public final class Validation {
     public static long firstNonFinite(Tensor t, Progress progress) {
         MemorySegment s = t.data();
         long bytes = s.byteSize();
+        if (t.dtype().quantized()) {
+            // finite block scales <=> finite weights
+            long bad = io.epserve.tensor.Quantizer.firstNonFinite(t);
+            progress.advance(bytes);
+            return bad;
+        }
         // exponent bits of each lane packed in a long: all ones means Inf or NaN
         long mask = switch (t.dtype()) {
             case F32 -> 0x7F8000007F800000L;
             case BF16 -> 0x7F807F807F807F80L;
             case F16 -> 0x7C007C007C007C00L;
+            case Q8_0, Q4_0, Q4_K -> throw new IllegalStateException("quantized: handled above");
         };
         int lane = t.dtype().bytes();
         long done = 0;

@@ -101,7 +101,7 @@ class CheckpointTest {
 
     @Test
     void finiteScanFindsEveryPositionAndDtype() {
-        for (DType t : DType.values()) {
+        for (DType t : new DType[] {DType.F32, DType.BF16, DType.F16}) {
             for (int n : new int[] {1, 3, 4, 5, 8, 17, 33}) {
                 for (int bad = 0; bad < n; bad++) {
                     float[] v = new float[n];

@@ -4,7 +4,10 @@ import io.epserve.format.Checkpoint;
 import io.epserve.format.Progress;
 import io.epserve.format.Validation;
 import io.epserve.moe.ExpertDispatcher;
+import io.epserve.model.quant.QuantizedExperts;
+import io.epserve.moe.ExpertWeights;
 import io.epserve.moe.InProcessDispatcher;
+import io.epserve.tensor.DType;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -31,26 +34,36 @@ public final class LoadedModel implements AutoCloseable {
         Dispatchers SINGLE = (dir, cfg, w) -> InProcessDispatcher.single(w, cfg.sparseLayers(), cfg.numExperts());
     }
 
-    /** How to load. */
-    public record Options(MoeTransformer.RouterChoice router, boolean validate, Progress progress, Dispatchers dispatchers) {
+    /**
+     * How to load. {@code expertDType}: the dtype the routed experts are computed in (null: as
+     * stored); a dtype other than the stored one is converted once into a cache file next to the
+     * checkpoint and mapped from there ({@link QuantizedExperts}).
+     */
+    public record Options(MoeTransformer.RouterChoice router, boolean validate, Progress progress, Dispatchers dispatchers,
+                          DType expertDType) {
         public static Options defaults() {
-            return new Options(MoeTransformer.RouterChoice.LEARNED, true, Progress.NONE, Dispatchers.SINGLE);
+            return new Options(MoeTransformer.RouterChoice.LEARNED, true, Progress.NONE, Dispatchers.SINGLE, null);
         }
 
         public Options withRouter(MoeTransformer.RouterChoice r) {
-            return new Options(r, validate, progress, dispatchers);
+            return new Options(r, validate, progress, dispatchers, expertDType);
         }
 
         public Options withProgress(Progress p) {
-            return new Options(router, validate, p, dispatchers);
+            return new Options(router, validate, p, dispatchers, expertDType);
         }
 
         public Options withValidate(boolean v) {
-            return new Options(router, v, progress, dispatchers);
+            return new Options(router, v, progress, dispatchers, expertDType);
         }
 
         public Options withDispatchers(Dispatchers d) {
-            return new Options(router, validate, progress, d);
+            return new Options(router, validate, progress, d, expertDType);
+        }
+
+        /** Routed experts in {@code t} (Q8_0, Q4_0, Q4_K, BF16, ...); null keeps them as stored. */
+        public Options withExpertDType(DType t) {
+            return new Options(router, validate, progress, dispatchers, t);
         }
     }
 
@@ -59,14 +72,16 @@ public final class LoadedModel implements AutoCloseable {
     private final ModelWeights weights;
     private final ExpertDispatcher dispatcher;
     private final MoeTransformer transformer;
+    private final QuantizedExperts convertedExperts;
 
     private LoadedModel(Checkpoint checkpoint, ModelConfig config, ModelWeights weights, ExpertDispatcher dispatcher,
-                        MoeTransformer transformer) {
+                        MoeTransformer transformer, QuantizedExperts convertedExperts) {
         this.checkpoint = checkpoint;
         this.config = config;
         this.weights = weights;
         this.dispatcher = dispatcher;
         this.transformer = transformer;
+        this.convertedExperts = convertedExperts;
     }
 
     /** Whether a checkpoint tensor belongs to a routed expert (not a shared expert or a router). */
@@ -77,26 +92,61 @@ public final class LoadedModel implements AutoCloseable {
     public static LoadedModel load(Path dir, Options options) {
         Checkpoint ckpt = Checkpoint.open(dir);
         ExpertDispatcher d = null;
+        QuantizedExperts q = null;
         try {
             ModelConfig cfg = ModelConfig.from(ckpt.config());
             ModelWeights w = ModelWeights.load(cfg, ckpt);
             boolean local = options.dispatchers().local();
+            if (local && options.expertDType() != null && !storedAs(w, cfg, options.expertDType())) {
+                q = QuantizedExperts.open(dir, cfg, options.expertDType(),
+                        QuantizedExperts.CacheOptions.defaults().withProgress(options.progress()));
+                w = w.withRoutedExperts(q);
+            }
             if (local) {
                 w.resolveAllExperts();
             }
             if (options.validate()) {
-                List<String> names = local ? ckpt.names() : ckpt.names().stream().filter(n -> !isRoutedExpertTensor(n)).toList();
+                // Converted experts are checked when converted (and their scales here); the
+                // checkpoint's own copies are then never touched, so their pages stay on disk.
+                boolean scanExperts = local && q == null;
+                List<String> names = scanExperts ? ckpt.names() : ckpt.names().stream().filter(n -> !isRoutedExpertTensor(n)).toList();
                 Validation.requireFinite(ckpt, names, options.progress());
+                if (q != null) {
+                    q.requireFinite(options.progress());
+                }
             }
             d = options.dispatchers().create(dir, cfg, w);
-            return new LoadedModel(ckpt, cfg, w, d, new MoeTransformer(w, d, options.router()));
+            return new LoadedModel(ckpt, cfg, w, d, new MoeTransformer(w, d, options.router()), q);
         } catch (RuntimeException e) {
             if (d != null) {
                 d.close();
             }
+            if (q != null) {
+                q.close();
+            }
             ckpt.close();
             throw e;
         }
+    }
+
+    /** Whether every routed expert tensor is already stored as {@code t} (then no copy is made). */
+    private static boolean storedAs(ModelWeights w, ModelConfig cfg, DType t) {
+        for (int l = 0; l < cfg.layers(); l++) {
+            if (cfg.isSparse(l)) {
+                for (int e = 0; e < cfg.numExperts(); e++) {
+                    ExpertWeights x = w.experts().expert(l, e);
+                    if (x.gate().dtype() != t || x.up().dtype() != t || x.down().dtype() != t) {
+                        return false;
+                    }
+                }
+            }
+        }
+        return true;
+    }
+
+    /** The converted routed experts (with {@link Options#expertDType}), if any were made. */
+    public java.util.Optional<QuantizedExperts> convertedExperts() {
+        return java.util.Optional.ofNullable(convertedExperts);
     }
 
     public Checkpoint checkpoint() {
@@ -122,6 +172,9 @@ public final class LoadedModel implements AutoCloseable {
     @Override
     public void close() {
         dispatcher.close();
+        if (convertedExperts != null) {
+            convertedExperts.close();
+        }
         checkpoint.close();
     }
 }

@@ -20,6 +20,8 @@ public final class ModelWeights implements ExpertStore {
     private final Tensor lmHead;
     private final List<LayerWeights> layers;
     private final CheckpointExperts experts;
+    /** Where {@link #expert} reads routed experts: the checkpoint's, or a converted copy (quantized experts). */
+    private final ExpertStore routed;
 
     private ModelWeights(ModelConfig cfg, Checkpoint ckpt) {
         this.cfg = cfg;
@@ -40,6 +42,27 @@ public final class ModelWeights implements ExpertStore {
         for (int l = 0; l < cfg.layers(); l++) {
             layers.add(loadLayer(l));
         }
+        routed = experts;
+    }
+
+    private ModelWeights(ModelWeights base, ExpertStore routed) {
+        this.cfg = base.cfg;
+        this.ckpt = base.ckpt;
+        this.embed = base.embed;
+        this.finalNorm = base.finalNorm;
+        this.lmHead = base.lmHead;
+        this.layers = base.layers;
+        this.experts = base.experts;
+        this.routed = routed;
+    }
+
+    /**
+     * The same weights with the routed experts served by {@code routed} (e.g. quantized copies,
+     * {@link io.epserve.model.quant.QuantizedExperts}); everything else, shared experts included,
+     * stays as stored.
+     */
+    public ModelWeights withRoutedExperts(ExpertStore routed) {
+        return new ModelWeights(this, routed);
     }
 
     /** Resolves and shape-checks all non-expert weights; experts are resolved on first use. */
@@ -139,10 +162,10 @@ public final class ModelWeights implements ExpertStore {
 
     @Override
     public ExpertWeights expert(int layer, int e) {
-        return experts.expert(layer, e);
+        return routed.expert(layer, e);
     }
 
-    /** The routed experts, resolved on demand from the checkpoint. */
+    /** The routed experts as stored in the checkpoint, resolved on demand (see {@link #expert} for the ones computed on). */
     public CheckpointExperts experts() {
         return experts;
     }

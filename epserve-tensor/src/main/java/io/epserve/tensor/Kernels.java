@@ -19,7 +19,10 @@ public final class Kernels {
 
     private static final boolean SCALAR = "scalar".equals(System.getProperty("epserve.kernels"));
 
-    /** {@code y[i, n] = sum_k x[i, k] * w[n, k]}: x is [m, K] at xOff, y is [m, N] at yOff, w is [N, K]. */
+    /**
+     * {@code y[i, n] = sum_k x[i, k] * w[n, k]}: x is [m, K] at xOff, y is [m, N] at yOff, w is [N, K]
+     * in any {@link DType}: plain floats, or GGUF blocks (Q8_0, Q4_0, Q4_K) computed on directly.
+     */
     public static void matmul(float[] x, int xOff, int m, Tensor w, float[] y, int yOff) {
         if (SCALAR) {
             ScalarKernels.matmul(x, xOff, m, w, y, yOff);

@@ -11,12 +11,37 @@ public final class ScalarKernels {
     public static void matmul(float[] x, int xOff, int m, Tensor w, float[] y, int yOff) {
         int n = w.rows();
         int k = w.cols();
+        if (w.dtype().quantized()) {
+            matmulQuantized(x, xOff, m, w, y, yOff);
+            return;
+        }
         for (int i = 0; i < m; i++) {
             for (int r = 0; r < n; r++) {
                 float acc = 0f;
                 long base = (long) r * k;
                 for (int c = 0; c < k; c++) {
                     acc += x[xOff + i * k + c] * w.getFloat(base + c);
+                }
+                y[yOff + i * n + r] = acc;
+            }
+        }
+    }
+
+    /**
+     * The quantized twin: each weight row decoded by {@link Quantizer#dequantizeRow} (the
+     * definition of the block formats), then the same plain loop as above. Activations stay float.
+     */
+    static void matmulQuantized(float[] x, int xOff, int m, Tensor w, float[] y, int yOff) {
+        int n = w.rows();
+        int k = w.cols();
+        long rowBytes = w.dtype().bytesFor(k);
+        float[] row = new float[k];
+        for (int r = 0; r < n; r++) {
+            Quantizer.dequantizeRow(w.data(), r * rowBytes, w.dtype(), row, 0, k);
+            for (int i = 0; i < m; i++) {
+                float acc = 0f;
+                for (int c = 0; c < k; c++) {
+                    acc += x[xOff + i * k + c] * row[c];
                 }
                 y[yOff + i * n + r] = acc;
             }

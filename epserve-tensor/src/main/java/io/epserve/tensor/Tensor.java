@@ -11,7 +11,9 @@ import java.util.Arrays;
  * compute on the stored dtype directly (DESIGN.md §3.3).
  *
  * <p>A 2-D tensor {@code [rows, cols]} is a linear layer's weight in PyTorch's convention:
- * {@code rows} = output features, {@code cols} = input features.
+ * {@code rows} = output features, {@code cols} = input features. A quantized tensor stores each
+ * row as whole blocks ({@link Quantizer}), so its last dimension is a multiple of the block size
+ * and {@link #select}/{@link #rowSlice} cut between whole rows.
  */
 public record Tensor(String name, MemorySegment data, DType dtype, long[] shape) {
 
@@ -26,6 +28,9 @@ public record Tensor(String name, MemorySegment data, DType dtype, long[] shape)
                 throw new IllegalArgumentException(name + ": negative dimension in " + Arrays.toString(shape));
             }
             n *= d;
+        }
+        if (dtype.quantized()) {
+            Quantizer.requireWholeBlockRows(name, shape, dtype);
         }
         if (data.byteSize() != dtype.bytesFor(n)) {
             throw new IllegalArgumentException(name + ": " + data.byteSize() + " bytes for shape "
@@ -75,12 +80,13 @@ public record Tensor(String name, MemorySegment data, DType dtype, long[] shape)
         return Arrays.equals(shape, expected);
     }
 
-    /** Element {@code i} (flat index) widened to float; for scalar code paths and tests. */
+    /** Element {@code i} (flat index) widened (or dequantized) to float; for scalar code paths and tests. */
     public float getFloat(long i) {
         return switch (dtype) {
             case F32 -> data.get(F32_LE, i * 4);
             case BF16 -> Numerics.bf16ToFloat(data.get(I16_LE, i * 2));
             case F16 -> Numerics.f16ToFloat(data.get(I16_LE, i * 2));
+            case Q8_0, Q4_0, Q4_K -> Quantizer.dequantize(data, dtype, i);
         };
     }
 

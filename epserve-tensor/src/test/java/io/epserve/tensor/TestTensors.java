@@ -8,6 +8,9 @@ import java.util.SplittableRandom;
 final class TestTensors {
     private TestTensors() {}
 
+    /** The plain (unquantized) dtypes; quantized ones have their own tests (QuantizedMatmulTest). */
+    static final DType[] FLOATS = {DType.F32, DType.BF16, DType.F16};
+
     /** Odd sizes around vector widths (4, 8, 16 lanes) and loop tiles. */
     static final int[] ODD = {1, 3, 15, 17, 31, 33, 100, 257};
 

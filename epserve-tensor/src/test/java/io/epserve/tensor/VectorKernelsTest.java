@@ -156,7 +156,7 @@ class VectorKernelsTest {
             for (int n : TestTensors.ODD) {
                 for (int m : new int[] {1, 3}) {
                     float[] x = TestTensors.gaussian(r, m * n + 2, 3f);
-                    for (DType dt : DType.values()) {
+                    for (DType dt : TestTensors.FLOATS) {
                         for (boolean withWeight : new boolean[] {false, true}) {
                             Tensor w = withWeight ? TestTensors.vector(arena, r, dt, n, 1f, 0.2f) : null;
                             float[] want = new float[m * n + 1];

@@ -1,0 +1,302 @@
+package io.epserve.cli;
+
+import io.epserve.format.CheckpointException;
+import io.epserve.model.Generator;
+import io.epserve.model.LoadedModel;
+import io.epserve.model.demo.DemoModel;
+import io.epserve.model.quant.QuantAccuracy;
+import io.epserve.model.sampling.SamplingParams;
+import io.epserve.tensor.DType;
+import io.epserve.tensor.KernelPool;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import java.util.stream.Stream;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code epserve bench quant}: what quantized experts cost and gain (issue 5 item 1). For each
+ * model and each expert dtype: KL divergence of next-token distributions and top-1 agreement
+ * against the experts as stored, over {@code --positions} seeded random tokens (one prefill,
+ * every position), and with {@code --speed} decode tokens/s (a prompt of random tokens, greedy
+ * tokens with EOS ignored, median of runs, as {@code epserve bench}). Prints a Markdown table.
+ */
+@Command(name = "quant", mixinStandardHelpOptions = true,
+        description = {"Accuracy and speed of routed experts in quantized dtypes against the experts as stored:",
+                "KL divergence of next-token distributions and top-1 agreement over --positions seeded random tokens,",
+                "and with --speed decode tokens/s. Converted experts are cached next to each checkpoint (built on first use)."})
+final class BenchQuantCommand implements Callable<Integer> {
+
+    @Option(names = "--model", paramLabel = "DIR", description = "Model directory (repeatable). Default: the demo model, "
+            + "unless --fixtures is given.")
+    List<Path> models = new ArrayList<>();
+
+    @Option(names = "--fixtures", paramLabel = "DIR", description = "Also every DIR/*/model (the golden fixtures). Their "
+            + "checkpoints are copied to a temporary folder first, so no cache is written into DIR.")
+    Path fixtures;
+
+    @Option(names = "--demo", description = "Also the built-in demo model (default when no --model or --fixtures is given).")
+    boolean demo;
+
+    @Option(names = "--dtypes", split = ",", defaultValue = "q8_0,q4_0,q4_k", paramLabel = "DTYPE",
+            description = "Expert dtypes to compare with the stored experts (default ${DEFAULT-VALUE}).")
+    List<String> dtypes;
+
+    @Option(names = "--positions", defaultValue = "256", description = "Token positions compared (default ${DEFAULT-VALUE}).")
+    int positions;
+
+    @Option(names = "--seed", defaultValue = "1", description = "Seed of the random tokens (default ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--speed", description = "Also measure decode tokens/s.")
+    boolean speed;
+
+    @Option(names = "--matvec", description = "Also the expert matvec kernel alone: y = W x over every routed expert matrix "
+            + "of the model in turn (gate, up, down; m = 1, as decode), on 1 and on all kernel threads, best of ~4 s.")
+    boolean matvec;
+
+    @Option(names = "--prompt-tokens", defaultValue = "128", description = "Prompt length of --speed (default ${DEFAULT-VALUE}).")
+    int promptTokens;
+
+    @Option(names = "--gen-tokens", defaultValue = "32", description = "Tokens decoded by --speed (default ${DEFAULT-VALUE}).")
+    int genTokens;
+
+    @Option(names = "--runs", defaultValue = "3", description = "Measured runs of --speed (default ${DEFAULT-VALUE}).")
+    int runs;
+
+    @Option(names = "--warmup", defaultValue = "1", description = "Unmeasured warm-up runs of --speed (default ${DEFAULT-VALUE}).")
+    int warmup;
+
+    /** Runs without the main command registered: {@code java -cp ... io.epserve.cli.BenchQuantCommand ...}. */
+    public static void main(String[] args) {
+        System.exit(new CommandLine(new BenchQuantCommand()).execute(args));
+    }
+
+    @Override
+    public Integer call() throws IOException {
+        if (positions < 1 || promptTokens < 1 || genTokens < 2 || runs < 1 || warmup < 0) {
+            throw new Main.UsageError("--positions >= 1, --prompt-tokens >= 1, --gen-tokens >= 2, --runs >= 1 and --warmup >= 0 are required");
+        }
+        List<DType> kinds = new ArrayList<>();
+        for (String d : dtypes) {
+            try {
+                kinds.add(DType.parse(d));
+            } catch (IllegalArgumentException e) {
+                throw new Main.UsageError("--dtypes: " + e.getMessage());
+            }
+        }
+        TerminalProgress progress = TerminalProgress.forStderr();
+        List<Path> dirs = new ArrayList<>(models);
+        Path scratch = null;
+        if (fixtures != null) {
+            scratch = Files.createTempDirectory("epserve-bench-quant");
+            try (Stream<Path> s = Files.list(fixtures)) {
+                for (Path f : s.sorted().toList()) {
+                    if (Files.isRegularFile(f.resolve("model").resolve("config.json"))) {
+                        dirs.add(copyModel(f.resolve("model"), scratch.resolve(f.getFileName())));
+                    }
+                }
+            }
+        }
+        if (demo || dirs.isEmpty()) {
+            dirs.add(DemoModel.ensure(DemoModel.STANDARD, DemoModel.defaultCacheDir(), progress));
+        }
+        PrintStreamTable out = new PrintStreamTable();
+        System.out.printf(Locale.ROOT, "threads: %d, vector lanes: %d; %d positions of seeded random tokens (seed %d)%s%n",
+                KernelPool.common().threads(), io.epserve.tensor.VectorKernels.lanes(), positions, seed,
+                speed ? String.format(Locale.ROOT, "; decode: prompt %d, %d greedy tokens, median of %d runs after %d warm-up",
+                        promptTokens, genTokens, runs, warmup) : "");
+        out.header(speed);
+        try {
+            for (Path dir : dirs) {
+                benchModel(dir, kinds, progress, out);
+            }
+        } finally {
+            if (scratch != null) {
+                deleteTree(scratch);
+            }
+        }
+        return 0;
+    }
+
+    private void benchModel(Path dir, List<DType> kinds, TerminalProgress progress, PrintStreamTable out) {
+        String name = dir.getFileName().toString();
+        float[] ref;
+        int[] tokens;
+        int vocab;
+        double refSpeed = Double.NaN;
+        String storedAs;
+        long refBytes;
+        try (LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withProgress(progress))) {
+            vocab = m.config().vocabSize();
+            tokens = QuantAccuracy.tokens(Math.min(positions, m.config().maxPositions()), vocab, seed);
+            ref = QuantAccuracy.logits(m, tokens);
+            storedAs = m.weights().experts().expert(firstSparse(m), 0).gate().dtype().label();
+            refBytes = expertBytes(m);
+            if (speed) {
+                refSpeed = decodeSpeed(m);
+            }
+        }
+        out.row(name, storedAs + " (stored)", refBytes, null, refSpeed, refSpeed);
+        List<String> kernelLines = new ArrayList<>();
+        if (matvec) {
+            try (LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withProgress(progress))) {
+                kernelLines.addAll(matvecSpeed(m, storedAs + " (stored)"));
+            }
+        }
+        for (DType dt : kinds) {
+            try (LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withProgress(progress).withExpertDType(dt))) {
+                QuantAccuracy.Result r = QuantAccuracy.compare(ref, QuantAccuracy.logits(m, tokens), vocab);
+                double s = speed ? decodeSpeed(m) : Double.NaN;
+                out.row(name, dt.label(), expertBytes(m), r, s, refSpeed);
+                if (matvec) {
+                    kernelLines.addAll(matvecSpeed(m, dt.label()));
+                }
+            } catch (CheckpointException | IllegalArgumentException e) {
+                out.skipped(name, dt.label(), e.getMessage());
+            }
+        }
+        if (!kernelLines.isEmpty()) {
+            System.out.println();
+            System.out.println("| model | experts | threads | matvec Gweights/s | GB/s of weights |");
+            System.out.println("| --- | --- | ---: | ---: | ---: |");
+            kernelLines.forEach(l -> System.out.println("| " + name + " | " + l + " |"));
+            System.out.println();
+        }
+    }
+
+    /** y = W x (m = 1) over every routed expert matrix in turn, best pass of ~4 s, on 1 and on all kernel threads. */
+    private static List<String> matvecSpeed(LoadedModel m, String label) {
+        List<io.epserve.tensor.Tensor> ws = new ArrayList<>();
+        for (int l = 0; l < m.config().layers(); l++) {
+            if (m.config().isSparse(l)) {
+                for (int e = 0; e < m.config().numExperts(); e++) {
+                    io.epserve.moe.ExpertWeights w = m.weights().expert(l, e);
+                    ws.addAll(List.of(w.gate(), w.up(), w.down()));
+                }
+            }
+        }
+        long weights = ws.stream().mapToLong(io.epserve.tensor.Tensor::size).sum();
+        long bytes = ws.stream().mapToLong(t -> t.data().byteSize()).sum();
+        int widest = ws.stream().mapToInt(t -> Math.max(t.rows(), t.cols())).max().orElse(1);
+        float[] x = new float[widest];
+        float[] y = new float[widest];
+        SplittableRandom r = new SplittableRandom(7);
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (r.nextDouble() * 2 - 1);
+        }
+        List<String> lines = new ArrayList<>();
+        int all = KernelPool.common().threads();
+        for (int threads : all == 1 ? new int[] {1} : new int[] {1, all}) {
+            try (KernelPool pool = new KernelPool(threads)) {
+                double best = 0;
+                long end = System.nanoTime() + 4_000_000_000L;
+                while (System.nanoTime() < end) {
+                    long t0 = System.nanoTime();
+                    for (io.epserve.tensor.Tensor w : ws) {
+                        io.epserve.tensor.VectorKernels.matmul(x, 0, 1, w, y, 0, pool);
+                    }
+                    best = Math.max(best, weights / (double) (System.nanoTime() - t0));
+                }
+                lines.add(String.format(Locale.ROOT, "%s | %d | %.2f | %.1f", label, threads, best, best * bytes / weights));
+            }
+        }
+        return lines;
+    }
+
+    private static int firstSparse(LoadedModel m) {
+        for (int l = 0; l < m.config().layers(); l++) {
+            if (m.config().isSparse(l)) {
+                return l;
+            }
+        }
+        throw new IllegalStateException("no sparse layer");
+    }
+
+    /** Bytes of all routed experts as computed on (stored or converted). */
+    private static long expertBytes(LoadedModel m) {
+        long b = 0;
+        for (int l = 0; l < m.config().layers(); l++) {
+            if (m.config().isSparse(l)) {
+                for (int e = 0; e < m.config().numExperts(); e++) {
+                    b += m.weights().expert(l, e).bytes();
+                }
+            }
+        }
+        return b;
+    }
+
+    private double decodeSpeed(LoadedModel m) {
+        int[] prompt = new SplittableRandom(42).ints(promptTokens, 0, m.config().vocabSize()).toArray();
+        double[] decode = new double[runs];
+        for (int i = -warmup; i < runs; i++) {
+            Generator.Result r = Generator.generate(m.transformer(), prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), t -> { });
+            if (i >= 0) {
+                decode[i] = r.decodeTokensPerSecond();
+            }
+        }
+        return BenchCommand.median(decode);
+    }
+
+    private static Path copyModel(Path from, Path to) throws IOException {
+        Files.createDirectories(to);
+        try (Stream<Path> s = Files.list(from)) {
+            for (Path p : s.toList()) {
+                if (Files.isRegularFile(p)) {
+                    Files.copy(p, to.resolve(p.getFileName()));
+                }
+            }
+        }
+        return to;
+    }
+
+    private static void deleteTree(Path root) {
+        try (Stream<Path> s = Files.walk(root)) {
+            for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The Markdown table on stdout. */
+    private static final class PrintStreamTable {
+        private boolean speed;
+
+        void header(boolean withSpeed) {
+            speed = withSpeed;
+            System.out.println();
+            System.out.println("| model | experts | expert bytes | mean KL (nats) | max KL | top-1 agreement"
+                    + (speed ? " | decode tok/s | vs stored |" : " |"));
+            System.out.println("| --- | --- | ---: | ---: | ---: | ---: |" + (speed ? " ---: | ---: |" : ""));
+        }
+
+        void row(String model, String experts, long bytes, QuantAccuracy.Result r, double tps, double refTps) {
+            String acc = r == null ? "— | — | —"
+                    : String.format(Locale.ROOT, "%.3g | %.3g | %.1f%%", r.meanKl(), r.maxKl(), 100 * r.top1Agreement());
+            String sp = speed ? String.format(Locale.ROOT, " | %.1f | %.2f×", tps, tps / refTps) : "";
+            System.out.printf(Locale.ROOT, "| %s | %s | %s | %s%s |%n", model, experts, mib(bytes), acc, sp);
+            System.out.flush();
+        }
+
+        void skipped(String model, String experts, String why) {
+            System.out.printf(Locale.ROOT, "| %s | %s | — | refused: %s | — | —%s%n", model, experts, why.replace('|', '/'),
+                    speed ? " | — | — |" : " |");
+            System.out.flush();
+        }
+
+        static String mib(long bytes) {
+            return String.format(Locale.ROOT, "%.1f MiB", bytes / 1048576.0);
+        }
+    }
+}

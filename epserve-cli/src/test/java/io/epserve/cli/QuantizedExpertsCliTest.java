@@ -1,0 +1,75 @@
+package io.epserve.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** --expert-dtype on the model commands, and `bench quant` (run directly until it is registered). */
+class QuantizedExpertsCliTest {
+
+    @TempDir
+    Path tmp;
+
+    Path copy(String fixture) throws IOException {
+        Path src = CliRunner.fixtures().resolve(fixture).resolve("model");
+        Path dst = tmp.resolve(fixture);
+        Files.createDirectories(dst);
+        try (Stream<Path> s = Files.list(src)) {
+            for (Path p : s.toList()) {
+                Files.copy(p, dst.resolve(p.getFileName()));
+            }
+        }
+        return dst;
+    }
+
+    @Test
+    void logitsWithQuantizedExpertsWritesTheCacheNextToTheModel() throws IOException {
+        Path dir = copy("olmoe");
+        CliRunner.Outcome o = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype", "q8_0", "--json");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        try (Stream<Path> s = Files.list(dir.resolve(".epserve-cache"))) {
+            assertThat(s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith("-q8_0.safetensors")).count()).isEqualTo(1);
+        }
+    }
+
+    @Test
+    void badOrUnstorableExpertDtypesAreOneLineErrors() throws IOException {
+        Path dir = copy("qwen2_moe");
+        CliRunner.Outcome bad = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1", "--expert-dtype", "int3");
+        assertThat(bad.exitCode()).isEqualTo(2);
+        assertThat(bad.err()).contains("--expert-dtype: unknown dtype 'int3'").doesNotContain("Exception");
+        CliRunner.Outcome q4k = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1", "--expert-dtype", "q4_k");
+        assertThat(q4k.exitCode()).isEqualTo(2);
+        assertThat(q4k.err()).contains("Q4_K").contains("not a multiple of 256").contains("experts.0");
+    }
+
+    @Test
+    void benchQuantReportsAccuracyOnTheFixturesWithoutWritingIntoThem() throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        PrintStream old = System.out;
+        int code;
+        try {
+            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+            code = new CommandLine(new BenchQuantCommand()).execute("--fixtures", CliRunner.fixtures().toString(),
+                    "--positions", "16", "--dtypes", "q8_0,q4_k");
+        } finally {
+            System.setOut(old);
+        }
+        String s = out.toString(StandardCharsets.UTF_8);
+        assertThat(code).as(s).isZero();
+        assertThat(s).contains("| mixtral | bf16 (stored) |").contains("| mixtral | q8_0 |").contains("| mixtral_f32 | f32 (stored) |");
+        assertThat(s).containsPattern("\\| olmoe \\| q4_k \\| — \\| refused: .*256");
+        try (Stream<Path> w = Files.walk(CliRunner.fixtures())) {
+            assertThat(w.filter(p -> p.getFileName().toString().equals(".epserve-cache")).toList()).isEmpty();
+        }
+    }
+}

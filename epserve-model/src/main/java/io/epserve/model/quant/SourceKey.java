@@ -1,0 +1,87 @@
+package io.epserve.model.quant;
+
+import io.epserve.format.Checkpoint;
+import io.epserve.format.CheckpointException;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.List;
+
+/**
+ * The identity of a checkpoint for caches derived from it: SHA-256 over config.json, and per
+ * safetensors file (in name order) its name, size, whole header, and 16 samples of 4 KiB spread
+ * over its data. Cheap (a few hundred KiB read, not the weights), and it changes when the
+ * architecture, the tensor layout or the bytes at the sampled places change, e.g. a model
+ * regenerated with another seed (same header, same size). Not a content hash: a file patched in
+ * place between samples keeps its key; delete the cache then.
+ */
+public final class SourceKey {
+    private SourceKey() {}
+
+    /** Bumped when a cache's meaning changes (a different quantizer gives different bytes). */
+    static final String SALT = "epserve derived-weights cache; quantizer 1\n";
+    static final int SAMPLES = 16;
+    static final int SAMPLE_BYTES = 4096;
+
+    /** The hex SHA-256 key of the checkpoint in {@code ckpt.dir()}. */
+    public static String of(Checkpoint ckpt) {
+        MessageDigest sha;
+        try {
+            sha = MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+        Path dir = ckpt.dir();
+        sha.update(SALT.getBytes(StandardCharsets.UTF_8));
+        try {
+            sha.update(Files.readAllBytes(dir.resolve("config.json")));
+            List<String> files = ckpt.filesFor(n -> true);
+            for (String f : files) {
+                sha.update(("\nfile " + f + "\n").getBytes(StandardCharsets.UTF_8));
+                digestFile(sha, dir.resolve(f));
+            }
+        } catch (IOException e) {
+            throw new CheckpointException(dir + ": cannot read for the cache key: " + e.getMessage(), e);
+        }
+        return HexFormat.of().formatHex(sha.digest());
+    }
+
+    private static void digestFile(MessageDigest sha, Path file) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            long size = ch.size();
+            sha.update(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, size));
+            ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+            readFully(ch, len, 0);
+            long headerLen = Math.min(len.getLong(0), Math.max(0, size - 8));
+            ByteBuffer header = ByteBuffer.allocate((int) Math.min(headerLen, 100L << 20));
+            readFully(ch, header, 8);
+            sha.update(header.flip());
+            long dataStart = 8 + headerLen;
+            long data = size - dataStart;
+            ByteBuffer sample = ByteBuffer.allocate(SAMPLE_BYTES);
+            for (int i = 0; i < SAMPLES && data > 0; i++) {
+                long at = dataStart + (data - Math.min(data, SAMPLE_BYTES)) * i / Math.max(1, SAMPLES - 1);
+                sample.clear().limit((int) Math.min(SAMPLE_BYTES, data));
+                readFully(ch, sample, at);
+                sha.update(sample.flip());
+            }
+        }
+    }
+
+    private static void readFully(FileChannel ch, ByteBuffer buf, long pos) throws IOException {
+        while (buf.hasRemaining()) {
+            int n = ch.read(buf, pos + buf.position());
+            if (n < 0) {
+                return;
+            }
+        }
+    }
+}
