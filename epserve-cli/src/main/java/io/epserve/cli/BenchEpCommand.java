@@ -83,7 +83,7 @@ final class BenchEpCommand implements Callable<Integer> {
             LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
                 @Override
                 public io.epserve.moe.ExpertDispatcher create(Path d, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
-                    return GrpcExpertDispatcher.connect(d, cfg, addresses, ExpertPlacement.Policy.CONTIGUOUS,
+                    return GrpcExpertDispatcher.connect(d, cfg, addresses, model.placementPolicy(),
                             GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60)));
                 }
 
@@ -99,8 +99,9 @@ final class BenchEpCommand implements Callable<Integer> {
                 }
             }
         }
-        out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs%n",
-                dir, promptTokens, genTokens, batch, runs);
+        out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs; "
+                + "placement %s, %d kernel thread(s) per worker%n", dir, promptTokens, genTokens, batch, runs,
+                model.placementPolicy().name().toLowerCase(Locale.ROOT), workerThreads);
         out.printf(Locale.ROOT, "%-22s %-8s %12s %12s %16s %16s%n", "experts", "overlap", "prefill t/s", "decode t/s",
                 "batch decode t/s", "wire bytes/token");
         for (String[] r : rows) {

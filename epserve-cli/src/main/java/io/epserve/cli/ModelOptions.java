@@ -45,7 +45,8 @@ final class ModelOptions {
     Integer ep;
 
     @Option(names = "--policy", defaultValue = "contiguous", paramLabel = "POLICY",
-            description = "Expert placement over workers: contiguous (default) or round-robin.")
+            description = "Expert placement over workers: contiguous (default), round-robin, or replicated (every worker "
+                    + "holds every expert and each token's experts are spread over workers: balanced, at data-parallel memory cost).")
     String policy;
 
     @Option(names = "--overlap", description = "Two-batch overlap: split each step into two micro-batches so that one's "
@@ -103,7 +104,8 @@ final class ModelOptions {
         return switch (policy) {
             case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
             case "round-robin" -> ExpertPlacement.Policy.ROUND_ROBIN;
-            default -> throw new Main.UsageError("--policy must be contiguous or round-robin, not '" + policy + "'");
+            case "replicated" -> ExpertPlacement.Policy.REPLICATED;
+            default -> throw new Main.UsageError("--policy must be contiguous, round-robin or replicated, not '" + policy + "'");
         };
     }
 

@@ -38,6 +38,7 @@ public final class DispatchPlan {
     /** split: built with the plan; reusable: built on demand by {@link #request} and dropped by a refill. */
     private final ExpertRequest[] requests;
     private int[] slots = new int[0];
+    private int[] owner = new int[0];
 
     private DispatchPlan(int workers, boolean reusable) {
         this.reusable = reusable;
@@ -114,6 +115,10 @@ public final class DispatchPlan {
             slots = new int[k];
         }
         int[] slots = this.slots;
+        if (owner.length < tokens * k) {
+            owner = new int[tokens * k];
+        }
+        chooseReplicas(layer, r, placement, owner);
         for (int w = 0; w < workers; w++) {
             int[] tokenRows = rows[w].length >= tokens ? rows[w] : (rows[w] = new int[tokens]);
             int[] offs = offsets[w].length >= tokens + 1 ? offsets[w] : (offsets[w] = new int[tokens + 1]);
@@ -124,7 +129,7 @@ public final class DispatchPlan {
             for (int t = 0; t < tokens; t++) {
                 int found = 0;
                 for (int j = 0; j < k; j++) {
-                    if (placement.primary(layer, r.expert(t, j)) == w) {
+                    if (owner[t * k + j] == w) {
                         slots[found++] = j;
                     }
                 }
@@ -150,6 +155,45 @@ public final class DispatchPlan {
             float[] x1 = xs[w].length >= n * hidden ? xs[w] : (xs[w] = new float[n * hidden]);
             for (int i = 0; i < n; i++) {
                 System.arraycopy(x, tokenRows[i] * hidden, x1, i * hidden, hidden);
+            }
+        }
+    }
+
+    /**
+     * The worker that computes each (token, slot). An expert with one replica goes to it. With
+     * several, each token's experts, taken in ascending id, go to the first replica this token
+     * does not use yet (else the primary), so a token's experts spread over workers. The choice
+     * depends on the token's own routing only, so a token's result does not depend on its batch.
+     */
+    private static void chooseReplicas(int layer, RoutingResult r, ExpertPlacement placement, int[] owner) {
+        int k = r.k();
+        for (int t = 0; t < r.tokens(); t++) {
+            for (int j = 0; j < k; j++) {
+                owner[t * k + j] = -1;
+            }
+            for (int n = 0; n < k; n++) {
+                // the unassigned slot with the smallest expert id
+                int j = -1;
+                for (int s = 0; s < k; s++) {
+                    if (owner[t * k + s] == -1 && (j < 0 || r.expert(t, s) < r.expert(t, j))) {
+                        j = s;
+                    }
+                }
+                int e = r.expert(t, j);
+                int replicas = placement.replicaCount(layer, e);
+                int chosen = placement.replica(layer, e, 0);
+                for (int i = 0; i < replicas && replicas > 1; i++) {
+                    int w = placement.replica(layer, e, i);
+                    boolean used = false;
+                    for (int s = 0; s < k; s++) {
+                        used |= owner[t * k + s] == w;
+                    }
+                    if (!used) {
+                        chosen = w;
+                        break;
+                    }
+                }
+                owner[t * k + j] = chosen;
             }
         }
     }

@@ -22,7 +22,13 @@ public final class ExpertPlacement {
         /** Worker w holds experts [w·E/W, (w+1)·E/W): neighbours together (DeepSeek's EP layout). */
         CONTIGUOUS,
         /** Expert e lives on worker e mod W. */
-        ROUND_ROBIN
+        ROUND_ROBIN,
+        /**
+         * Every worker holds every expert (replicas; primary e mod W), and dispatch spreads each
+         * token's experts over different workers: balanced compute at the memory cost of data
+         * parallelism — for small models or hot experts.
+         */
+        REPLICATED
     }
 
     private final long epoch;
@@ -86,9 +92,17 @@ public final class ExpertPlacement {
             }
             replicas[l] = new int[numExperts][];
             for (int e = 0; e < numExperts; e++) {
+                if (policy == Policy.REPLICATED) {
+                    int[] all = new int[w];
+                    for (int i = 0; i < w; i++) {
+                        all[i] = (e + i) % w;
+                    }
+                    replicas[l][e] = all;
+                    continue;
+                }
                 int owner = switch (policy) {
                     case CONTIGUOUS -> (int) ((long) e * w / numExperts);
-                    case ROUND_ROBIN -> e % w;
+                    case ROUND_ROBIN, REPLICATED -> e % w;
                 };
                 replicas[l][e] = new int[] {owner};
             }
@@ -158,6 +172,16 @@ public final class ExpertPlacement {
     /** Worker indices holding a replica of the expert, primary first. */
     public int[] replicasOf(int layer, int expert) {
         return replicas[layer][expert].clone();
+    }
+
+    /** Number of physical replicas of an expert. */
+    public int replicaCount(int layer, int expert) {
+        return replicas[layer][expert].length;
+    }
+
+    /** The i-th replica's worker (0 = primary), without copying. */
+    public int replica(int layer, int expert, int i) {
+        return replicas[layer][expert][i];
     }
 
     public int primary(int layer, int expert) {

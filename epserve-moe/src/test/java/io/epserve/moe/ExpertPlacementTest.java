@@ -31,7 +31,7 @@ class ExpertPlacementTest {
 
     @Test
     void everyExpertHasExactlyOnePrimaryAndSharesAreBalanced() {
-        for (var policy : ExpertPlacement.Policy.values()) {
+        for (var policy : new ExpertPlacement.Policy[] {ExpertPlacement.Policy.CONTIGUOUS, ExpertPlacement.Policy.ROUND_ROBIN}) {
             for (int w = 1; w <= 6; w++) {
                 List<String> workers = java.util.stream.IntStream.range(0, w).mapToObj(i -> "w" + i).toList();
                 ExpertPlacement p = ExpertPlacement.create(LAYERS, 16, workers, policy, 0);
@@ -46,6 +46,21 @@ class ExpertPlacementTest {
                 }
             }
         }
+    }
+
+    @Test
+    void replicatedPlacesEveryExpertOnEveryWorkerAndDispatchSpreadsATokensExperts() {
+        ExpertPlacement p = ExpertPlacement.create(LAYERS, 8, List.of("a", "b"), ExpertPlacement.Policy.REPLICATED, 0);
+        assertThat(p.expertsOn(0, 1)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
+        assertThat(p.expertsOn(1, 2)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
+        assertThat(p.replicaCount(1, 3)).isEqualTo(2);
+        assertThat(p.primary(1, 3)).isEqualTo(1);
+        // both experts of every token have primary 1 (odd ids), yet each worker gets one of them
+        RoutingResult r = new RoutingResult(3, 2, new int[] {3, 5, 7, 1, 5, 3}, new float[] {.5f, .5f, .5f, .5f, .5f, .5f});
+        float[] x = new float[3 * 4];
+        DispatchPlan plan = DispatchPlan.split(1, x, 4, r, p);
+        assertThat(plan.request(0).pairs()).isEqualTo(3);
+        assertThat(plan.request(1).pairs()).isEqualTo(3);
     }
 
     @Test
