@@ -118,9 +118,11 @@ class CapacityPlannerTest {
             for (int k : new int[] {1, 2, 4}) {
                 for (int w = k; w <= 7; w++) {
                     CapacityPlan plan = CapacityPlanner.plan(m, PlanOptions.defaults(w, GIB).withPolicy(policy).withExpertShards(k));
+                    // replicated: every worker holds every expert (or shard); otherwise each byte is placed once
+                    int copies = policy == ExpertPlacement.Policy.REPLICATED ? w : 1;
                     assertThat(plan.workers().stream().mapToLong(CapacityPlan.WorkerPlan::expertBytes).sum())
-                            .as("%s k=%d w=%d", policy, k, w).isEqualTo(all);
-                    assertThat(plan.workers().stream().mapToInt(CapacityPlan.WorkerPlan::shards).sum()).isEqualTo(2 * 16 * k);
+                            .as("%s k=%d w=%d", policy, k, w).isEqualTo(all * copies);
+                    assertThat(plan.workers().stream().mapToInt(CapacityPlan.WorkerPlan::shards).sum()).isEqualTo(2 * 16 * k * copies);
                     // the fast search path (one layer × sparse layers) agrees with the full placement
                     assertThat(CapacityPlanner.maxWorkerBytes(m.config(), plan.options(), plan.shardBytes(), 2, w))
                             .as("%s k=%d w=%d", policy, k, w).isEqualTo(plan.maxWorkerBytes());
