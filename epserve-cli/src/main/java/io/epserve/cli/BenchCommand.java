@@ -5,7 +5,6 @@ import io.epserve.model.LoadedModel;
 import io.epserve.model.sampling.SamplingParams;
 import java.util.Arrays;
 import java.util.Set;
-import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -24,27 +23,25 @@ final class BenchCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;
 
-    @Option(names = "--prompt-tokens", defaultValue = "128", description = "Prompt length (default ${DEFAULT-VALUE}).")
-    int promptTokens;
-
-    @Option(names = "--gen-tokens", defaultValue = "32", description = "Tokens to decode (default ${DEFAULT-VALUE}).")
-    int genTokens;
-
-    @Option(names = "--runs", defaultValue = "3", description = "Measured runs (default ${DEFAULT-VALUE}).")
-    int runs;
+    @Mixin
+    BenchShape shape;
 
     @Option(names = "--warmup", defaultValue = "1", description = "Unmeasured warm-up runs (default ${DEFAULT-VALUE}).")
     int warmup;
 
     @Override
     public Integer call() {
-        if (promptTokens < 1 || genTokens < 2 || runs < 1 || warmup < 0) {
-            throw new Main.UsageError("--prompt-tokens >= 1, --gen-tokens >= 2, --runs >= 1 and --warmup >= 0 are required");
+        shape.validate();
+        if (warmup < 0) {
+            throw new Main.UsageError("--warmup must be >= 0");
         }
+        int promptTokens = shape.promptTokens;
+        int genTokens = shape.genTokens;
+        int runs = shape.runs;
         TerminalProgress progress = TerminalProgress.forStderr();
         try (LoadedModel m = model.load(model.resolveModelDir(progress), progress)) {
             int vocab = m.config().vocabSize();
-            int[] prompt = new SplittableRandom(42).ints(promptTokens, 0, vocab).toArray();
+            int[] prompt = shape.prompt(vocab);
             double[] prefill = new double[runs];
             double[] decode = new double[runs];
             for (int i = -warmup; i < runs; i++) {

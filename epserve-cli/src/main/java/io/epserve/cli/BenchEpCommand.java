@@ -38,17 +38,11 @@ final class BenchEpCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;
 
-    @Option(names = "--prompt-tokens", defaultValue = "128", description = "Prompt length (default ${DEFAULT-VALUE}).")
-    int promptTokens;
-
-    @Option(names = "--gen-tokens", defaultValue = "32", description = "Tokens to decode (default ${DEFAULT-VALUE}).")
-    int genTokens;
+    @Mixin
+    BenchShape shape;
 
     @Option(names = "--batch", defaultValue = "8", description = "Sequences per step in the batched decode (default ${DEFAULT-VALUE}).")
     int batch;
-
-    @Option(names = "--runs", defaultValue = "3", description = "Measured runs per configuration, median reported (default ${DEFAULT-VALUE}).")
-    int runs;
 
     @Option(names = "--ep-workers", defaultValue = "2", description = "Worker processes (default ${DEFAULT-VALUE}).")
     int workers;
@@ -61,9 +55,9 @@ final class BenchEpCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (promptTokens < 1 || genTokens < 2 || runs < 1 || batch < 2 || workers < 1 || workerThreads < 1) {
-            throw new Main.UsageError("--prompt-tokens >= 1, --gen-tokens >= 2, --runs >= 1, --batch >= 2, --ep-workers >= 1 "
-                    + "and --worker-threads >= 1 are required");
+        shape.validate();
+        if (batch < 2 || workers < 1 || workerThreads < 1) {
+            throw new Main.UsageError("--batch >= 2, --ep-workers >= 1 and --worker-threads >= 1 are required");
         }
         TerminalProgress progress = TerminalProgress.forStderr();
         Path dir = model.resolveModelDir(progress).toAbsolutePath().normalize();
@@ -100,7 +94,7 @@ final class BenchEpCommand implements Callable<Integer> {
             }
         }
         out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs; "
-                + "placement %s, %d kernel thread(s) per worker%n", dir, promptTokens, genTokens, batch, runs,
+                + "placement %s, %d kernel thread(s) per worker%n", dir, shape.promptTokens, shape.genTokens, batch, shape.runs,
                 model.placementPolicy().name().toLowerCase(Locale.ROOT), workerThreads);
         out.printf(Locale.ROOT, "%-22s %-8s %12s %12s %16s %16s%n", "experts", "overlap", "prefill t/s", "decode t/s",
                 "batch decode t/s", "wire bytes/token");
@@ -123,18 +117,18 @@ final class BenchEpCommand implements Callable<Integer> {
         MoeTransformer t = m.transformer();
         t.setOverlap(overlap);
         int vocab = m.config().vocabSize();
-        int[] prompt = new SplittableRandom(42).ints(promptTokens, 0, vocab).toArray();
+        int[] prompt = shape.prompt(vocab);
         // warm-up
-        Generator.generate(t, prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
+        Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
         batchDecode(t, vocab);
-        double[] prefill = new double[runs];
-        double[] decode = new double[runs];
-        double[] batched = new double[runs];
+        double[] prefill = new double[shape.runs];
+        double[] decode = new double[shape.runs];
+        double[] batched = new double[shape.runs];
         long bytes = 0;
         long tokens = 0;
-        for (int i = 0; i < runs; i++) {
+        for (int i = 0; i < shape.runs; i++) {
             DispatchStats before = grpc == null ? null : grpc.stats();
-            Generator.Result r = Generator.generate(t, prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
+            Generator.Result r = Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
             if (grpc != null) {
                 bytes += wireBytes(grpc.stats()) - wireBytes(before);
                 tokens += prompt.length + r.decodeSteps();
@@ -156,19 +150,19 @@ final class BenchEpCommand implements Callable<Integer> {
         return b;
     }
 
-    /** B sequences with a short prompt each, then genTokens decode steps of all B at once; tokens/s of those steps. */
+    /** B sequences with a short prompt each, then --gen-tokens decode steps of all B at once; tokens/s of those steps. */
     private double batchDecode(MoeTransformer t, int vocab) {
         SplittableRandom r = new SplittableRandom(7);
         List<KvCache> caches = new ArrayList<>();
         List<MoeTransformer.SequenceChunk> prefill = new ArrayList<>();
         for (int s = 0; s < batch; s++) {
-            KvCache c = t.newCache(16 + genTokens);
+            KvCache c = t.newCache(16 + shape.genTokens);
             caches.add(c);
             prefill.add(new MoeTransformer.SequenceChunk(c, r.ints(16, 0, vocab).toArray(), 0, 16, MoeTransformer.Logits.NONE));
         }
         t.step(prefill, RoutingListener.NONE);
         long t0 = System.nanoTime();
-        for (int step = 0; step < genTokens; step++) {
+        for (int step = 0; step < shape.genTokens; step++) {
             List<MoeTransformer.SequenceChunk> chunks = new ArrayList<>();
             for (int s = 0; s < batch; s++) {
                 chunks.add(new MoeTransformer.SequenceChunk(caches.get(s), new int[] {r.nextInt(vocab)}, 0, 1,
@@ -176,6 +170,6 @@ final class BenchEpCommand implements Callable<Integer> {
             }
             t.step(chunks, RoutingListener.NONE);
         }
-        return (double) batch * genTokens * 1e9 / (System.nanoTime() - t0);
+        return (double) batch * shape.genTokens * 1e9 / (System.nanoTime() - t0);
     }
 }

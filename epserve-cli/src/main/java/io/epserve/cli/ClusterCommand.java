@@ -39,7 +39,7 @@ final class ClusterCommand implements Callable<Integer> {
     int workers;
 
     @Option(names = "--policy", defaultValue = "contiguous", paramLabel = "POLICY",
-            description = "Expert placement: contiguous (worker w holds experts [w·E/N, (w+1)·E/N)) or round-robin (e mod N). "
+            description = "Expert placement: contiguous (worker w holds experts [w·E/N, (w+1)·E/N)) or round-robin (e mod N), or replicated (every worker holds every expert). "
                     + "Default ${DEFAULT-VALUE}.")
     String policy;
 
@@ -59,11 +59,7 @@ final class ClusterCommand implements Callable<Integer> {
         if (basePort < 0 || basePort + workers - 1 > 65535) {
             throw new Main.UsageError("--base-port " + basePort + ": ports " + basePort + ".." + (basePort + workers - 1) + " do not fit");
         }
-        ExpertPlacement.Policy placementPolicy = switch (policy) {
-            case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
-            case "round-robin" -> ExpertPlacement.Policy.ROUND_ROBIN;
-            default -> throw new Main.UsageError("--policy must be contiguous or round-robin, not '" + policy + "'");
-        };
+        ExpertPlacement.Policy placementPolicy = ModelOptions.parsePolicy(policy);
         int threads = workerThreads != null ? workerThreads : Math.max(1, Runtime.getRuntime().availableProcessors() / workers);
         if (threads < 1) {
             throw new Main.UsageError("--worker-threads must be at least 1, got " + threads);
@@ -75,12 +71,7 @@ final class ClusterCommand implements Callable<Integer> {
             }
             dir = model.toAbsolutePath().normalize();
         } else {
-            DemoModel.Spec spec = switch (demo) {
-                case "standard" -> DemoModel.STANDARD;
-                case "tiny" -> DemoModel.TINY;
-                default -> throw new Main.UsageError("--demo must be standard or tiny, not '" + demo + "'");
-            };
-            dir = DemoModel.ensure(spec, DemoModel.defaultCacheDir(), TerminalProgress.forStderr()).toAbsolutePath();
+            dir = DemoModel.ensure(ModelOptions.demoSpec(demo), DemoModel.defaultCacheDir(), TerminalProgress.forStderr()).toAbsolutePath();
         }
         ModelConfig cfg;
         try (Checkpoint header = Checkpoint.open(dir, SafetensorsFile.Mapping.PER_TENSOR)) {

@@ -84,12 +84,7 @@ final class ModelOptions {
             }
             return model;
         }
-        DemoModel.Spec spec = switch (demo) {
-            case "standard" -> DemoModel.STANDARD;
-            case "tiny" -> DemoModel.TINY;
-            default -> throw new Main.UsageError("--demo must be standard or tiny, not '" + demo + "'");
-        };
-        return DemoModel.ensure(spec, DemoModel.defaultCacheDir(), progress);
+        return DemoModel.ensure(demoSpec(demo), DemoModel.defaultCacheDir(), progress);
     }
 
     MoeTransformer.RouterChoice routerChoice() {
@@ -101,11 +96,25 @@ final class ModelOptions {
     }
 
     ExpertPlacement.Policy placementPolicy() {
-        return switch (policy) {
+        return parsePolicy(policy);
+    }
+
+    /** The placement policy named on a command line (every command that takes --policy). */
+    static ExpertPlacement.Policy parsePolicy(String name) {
+        return switch (name.toLowerCase(java.util.Locale.ROOT)) {
             case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
-            case "round-robin" -> ExpertPlacement.Policy.ROUND_ROBIN;
+            case "round-robin", "round_robin", "roundrobin" -> ExpertPlacement.Policy.ROUND_ROBIN;
             case "replicated" -> ExpertPlacement.Policy.REPLICATED;
-            default -> throw new Main.UsageError("--policy must be contiguous, round-robin or replicated, not '" + policy + "'");
+            default -> throw new Main.UsageError("--policy must be contiguous or round-robin (or replicated), not '" + name + "'");
+        };
+    }
+
+    /** The built-in demo model's size named by the hidden --demo option. */
+    static DemoModel.Spec demoSpec(String name) {
+        return switch (name) {
+            case "standard" -> DemoModel.STANDARD;
+            case "tiny" -> DemoModel.TINY;
+            default -> throw new Main.UsageError("--demo must be standard or tiny, not '" + name + "'");
         };
     }
 

@@ -71,7 +71,7 @@ final class PlanCommand implements Callable<Integer> {
     String kvDtype;
 
     @Option(names = "--policy", paramLabel = "POLICY", defaultValue = "contiguous",
-            description = "Expert placement: contiguous or round-robin (default ${DEFAULT-VALUE}).")
+            description = "Expert placement: contiguous, round-robin or replicated (default ${DEFAULT-VALUE}).")
     String policy;
 
     @Option(names = "--overhead", paramLabel = "SIZE", defaultValue = "512MiB",
@@ -110,11 +110,7 @@ final class PlanCommand implements Callable<Integer> {
         if (kv.quantized()) {
             throw new Main.UsageError("--kv-dtype must be f32, bf16 or f16, not '" + kvDtype + "'");
         }
-        ExpertPlacement.Policy p = switch (policy.toLowerCase(Locale.ROOT)) {
-            case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
-            case "round-robin", "round_robin", "roundrobin" -> ExpertPlacement.Policy.ROUND_ROBIN;
-            default -> throw new Main.UsageError("--policy must be contiguous or round-robin, not '" + policy + "'");
-        };
+        ExpertPlacement.Policy p = ModelOptions.parsePolicy(policy);
         PlanOptions o = new PlanOptions(workers, memory, weights, experts, expertShards, kvTokens, kv, p,
                 size("--overhead", overhead));
         CapacityPlan plan;
