@@ -116,8 +116,8 @@ class MatmulTest {
                                         + " != alone " + single[j]);
                             }
                         }
-                        // Sub-batches of other sizes give the same bits too.
-                        for (int m2 : new int[] {2, 3, 5}) {
+                        // Sub-batches of other sizes give the same bits too (2-4: the few-tokens BF16 path).
+                        for (int m2 : new int[] {2, 3, 4, 5}) {
                             float[] sub = new float[m2 * n];
                             VectorKernels.matmul(x, 0, m2, w, sub, 0, p);
                             for (int j = 0; j < m2 * n; j++) {
