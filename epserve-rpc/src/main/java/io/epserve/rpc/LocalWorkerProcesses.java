@@ -58,7 +58,9 @@ public final class LocalWorkerProcesses implements AutoCloseable {
 
     /**
      * A command line that runs {@code mainClass} in a JVM like this one: the same java binary and
-     * class path, {@link #JVM_FLAGS}, then {@code extraJvmFlags} (e.g. -Depserve.threads=1), then
+     * class path, {@link #JVM_FLAGS}, this JVM's {@code epserve.*} system properties (tuning such
+     * as {@code epserve.rpc.spinMicros} reaches the workers too) except those that
+     * {@code extraJvmFlags} sets, then {@code extraJvmFlags} (e.g. -Depserve.threads=1), then
      * {@code args} and {@code --listen HOST:PORT}.
      */
     public static CommandLine sameJvm(String mainClass, List<String> extraJvmFlags, List<String> args) {
@@ -69,6 +71,7 @@ public final class LocalWorkerProcesses implements AutoCloseable {
             List<String> cmd = new ArrayList<>();
             cmd.add(java);
             cmd.addAll(JVM_FLAGS);
+            cmd.addAll(inheritedProperties(extraJvmFlags));
             cmd.addAll(extraJvmFlags);
             cmd.add("-cp");
             cmd.add(classPath);
@@ -78,6 +81,27 @@ public final class LocalWorkerProcesses implements AutoCloseable {
             cmd.add(listen.toString());
             return cmd;
         };
+    }
+
+    /** {@code -Dkey=value} for each {@code epserve.*} system property of this JVM that {@code flags} does not set. */
+    static List<String> inheritedProperties(List<String> flags) {
+        List<String> out = new ArrayList<>();
+        for (String key : System.getProperties().stringPropertyNames().stream().sorted().toList()) {
+            if (!key.startsWith("epserve.")) {
+                continue;
+            }
+            boolean overridden = false;
+            for (String f : flags) {
+                if (f.equals("-D" + key) || f.startsWith("-D" + key + "=")) {
+                    overridden = true;
+                    break;
+                }
+            }
+            if (!overridden) {
+                out.add("-D" + key + "=" + System.getProperty(key));
+            }
+        }
+        return out;
     }
 
     /**
