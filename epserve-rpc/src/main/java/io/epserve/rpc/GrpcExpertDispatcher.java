@@ -9,41 +9,28 @@ import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.ExpertRequest;
 import io.epserve.moe.RoutingResult;
-import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.AssignResponse;
-import io.epserve.rpc.v1.ComputeRequest;
-import io.epserve.rpc.v1.ComputeResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
-import io.epserve.rpc.v1.LayerExperts;
 import io.epserve.rpc.v1.WireDType;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -155,7 +142,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     private final ChannelFactory channels;
     private final ReentrantReadWriteLock stateLock = new ReentrantReadWriteLock();
     private ExpertPlacement placement;
-    private Link[] links;
+    private WorkerLink[] links;
     private final AtomicLongArray[] tokensRouted;
     private final LongAdder dispatches = new LongAdder();
     private boolean closed;
@@ -174,9 +161,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         this.config = Objects.requireNonNull(config, "config");
         this.channels = Objects.requireNonNull(channels, "channels");
         this.placement = Objects.requireNonNull(placement, "placement");
-        this.links = new Link[placement.workerCount()];
+        this.links = new WorkerLink[placement.workerCount()];
         for (int w = 0; w < links.length; w++) {
-            links[w] = new Link(placement.workers().get(w));
+            links[w] = new WorkerLink(placement.workers().get(w), this.modelDir, this.config, this.channels);
         }
         this.tokensRouted = new AtomicLongArray[placement.layers()];
         for (int l = 0; l < placement.layers(); l++) {
@@ -256,17 +243,17 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             if (next.layers() != placement.layers() || next.numExperts() != placement.numExperts()) {
                 throw new IllegalArgumentException("new placement is for another model shape");
             }
-            Map<String, Link> byAddress = new HashMap<>();
-            for (Link l : links) {
+            Map<String, WorkerLink> byAddress = new HashMap<>();
+            for (WorkerLink l : links) {
                 byAddress.put(l.address, l);
             }
-            Link[] nextLinks = new Link[next.workerCount()];
+            WorkerLink[] nextLinks = new WorkerLink[next.workerCount()];
             for (int w = 0; w < nextLinks.length; w++) {
-                Link l = byAddress.remove(next.workers().get(w));
-                nextLinks[w] = l != null ? l : new Link(next.workers().get(w));
+                WorkerLink l = byAddress.remove(next.workers().get(w));
+                nextLinks[w] = l != null ? l : new WorkerLink(next.workers().get(w), modelDir, config, channels);
             }
             assignAll(next, nextLinks);
-            for (Link dropped : byAddress.values()) {
+            for (WorkerLink dropped : byAddress.values()) {
                 dropped.close();
             }
             placement = next;
@@ -315,10 +302,10 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     @Override
     public CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
         ExpertPlacement p;
-        Link[] ls;
+        WorkerLink[] ls;
         DispatchPlan plan;
         ExpertRequest[] requests;
-        Pending[] pending;
+        PendingCall[] pending;
         stateLock.readLock().lock();
         try {
             ensureOpen();
@@ -333,7 +320,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             stateLock.readLock().unlock();
         }
         CompletableFuture<Void> result = new CompletableFuture<>();
-        Step step = stepOf(pending);
+        DispatchStep step = stepOf(pending);
         Runnable slowPath = () -> {
             try {
                 plan.combine(finish(p, ls, requests, pending), out);
@@ -350,7 +337,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         step.whenDone(() -> {
             float[][] partials = new float[pending.length][];
             for (int w = 0; w < pending.length; w++) {
-                Pending q = pending[w];
+                PendingCall q = pending[w];
                 if (q != null) {
                     if (!q.isDone() || q.failure != null) {
                         SLOW_PATH.execute(slowPath);
@@ -408,13 +395,13 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         stateLock.readLock().lock();
         try {
             ensureOpen();
-            Link l = links[worker];
+            WorkerLink l = links[worker];
             try {
                 return ExpertServiceGrpc.newBlockingStub(l.channel()).withDeadlineAfter(config.deadline().toNanos(), TimeUnit.NANOSECONDS)
                         .info(InfoRequest.getDefaultInstance());
             } catch (StatusRuntimeException e) {
-                throw new WorkerException(l.address, -1, kindOf(e.getStatus()), e.getStatus().getCode(), null,
-                        "worker " + l.address + " did not answer Info: " + describe(e.getStatus()), e);
+                throw new WorkerException(l.address, -1, LinkFailure.kindOf(e.getStatus()), e.getStatus().getCode(), null,
+                        "worker " + l.address + " did not answer Info: " + LinkFailure.describe(e.getStatus()), e);
             }
         } finally {
             stateLock.readLock().unlock();
@@ -426,7 +413,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         stateLock.readLock().lock();
         try {
             List<DispatchStats.Worker> ws = new ArrayList<>();
-            for (Link l : links) {
+            for (WorkerLink l : links) {
                 ws.add(new DispatchStats.Worker(l.address, l.calls.sum(), l.bytesSent.sum(), l.bytesReceived.sum(),
                         l.computeNanos.sum(), l.roundTripNanos.sum(), l.failures.sum()));
             }
@@ -452,7 +439,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
                 return;
             }
             closed = true;
-            for (Link l : links) {
+            for (WorkerLink l : links) {
                 l.close();
             }
         } finally {
@@ -473,7 +460,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
      * answers are assigned and re-sent once. Returns the partial sums per worker (null where no
      * request); throws WorkerException for the first failure.
      */
-    private float[][] finish(ExpertPlacement p, Link[] ls, ExpertRequest[] requests, Pending[] pending) {
+    private float[][] finish(ExpertPlacement p, WorkerLink[] ls, ExpertRequest[] requests, PendingCall[] pending) {
         float[][] partials = new float[requests.length][];
         List<Integer> retry = collect(pending, partials, true);
         if (!retry.isEmpty()) {
@@ -487,9 +474,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         return partials;
     }
 
-    private Pending[] send(ExpertPlacement p, Link[] ls, ExpertRequest[] requests) {
-        Step step = new Step(System.nanoTime() + config.deadline().toNanos());
-        Pending[] pending = new Pending[requests.length];
+    private PendingCall[] send(ExpertPlacement p, WorkerLink[] ls, ExpertRequest[] requests) {
+        DispatchStep step = new DispatchStep(System.nanoTime() + config.deadline().toNanos());
+        PendingCall[] pending = new PendingCall[requests.length];
         for (int w = 0; w < requests.length; w++) {
             if (requests[w] != null) {
                 step.expect();
@@ -507,15 +494,15 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
      * Waits for the step; fills partials; returns the workers that answered FAILED_PRECONDITION
      * (when retries are allowed); throws WorkerException for the first other failure.
      */
-    private List<Integer> collect(Pending[] pending, float[][] partials, boolean allowRetry) {
-        Step step = stepOf(pending);
+    private List<Integer> collect(PendingCall[] pending, float[][] partials, boolean allowRetry) {
+        DispatchStep step = stepOf(pending);
         if (step == null) {
             return List.of();
         }
         step.await();
         List<Integer> retry = new ArrayList<>();
         for (int w = 0; w < pending.length; w++) {
-            Pending p = pending[w];
+            PendingCall p = pending[w];
             if (p == null) {
                 continue;
             }
@@ -531,8 +518,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         return retry;
     }
 
-    private static Step stepOf(Pending[] pending) {
-        for (Pending p : pending) {
+    private static DispatchStep stepOf(PendingCall[] pending) {
+        for (PendingCall p : pending) {
             if (p != null) {
                 return p.step;
             }
@@ -540,8 +527,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         return null;
     }
 
-    private Pending firstFailure(Pending[] pending, int fallback) {
-        for (Pending p : pending) {
+    private PendingCall firstFailure(PendingCall[] pending, int fallback) {
+        for (PendingCall p : pending) {
             if (p != null && p.isDone() && p.failure != null
                     && p.failure.code != Status.Code.FAILED_PRECONDITION) {
                 return p;
@@ -550,8 +537,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         return pending[fallback];
     }
 
-    private WorkerException fail(Pending p) {
-        Link l = p.stream.link;
+    private WorkerException fail(PendingCall p) {
+        WorkerLink l = p.stream.link;
         l.failures.increment();
         int layer = p.request.layer();
         WorkerException e;
@@ -575,7 +562,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
 
     // ------------------------------------------------------------------ Assign
 
-    private void assignAll(ExpertPlacement p, Link[] ls) {
+    private void assignAll(ExpertPlacement p, WorkerLink[] ls) {
         List<ListenableFuture<AssignResponse>> futures = new ArrayList<>();
         for (int w = 0; w < ls.length; w++) {
             futures.add(ls[w].assignAsync(p, w));
@@ -585,7 +572,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             try {
                 ls[w].assigned(p, futures.get(w).get());
             } catch (ExecutionException e) {
-                WorkerException we = assignFailure(ls[w], p, e.getCause());
+                WorkerException we = ls[w].assignFailure(p, e.getCause());
                 first = first == null ? we : first;
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
@@ -598,464 +585,10 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         }
     }
 
-    private WorkerException assignFailure(Link l, ExpertPlacement p, Throwable cause) {
-        Status s = Status.fromThrowable(cause);
-        l.reset();
-        return new WorkerException(l.address, -1, kindOf(s), s.getCode(), null,
-                "worker " + l.address + " failed Assign of placement epoch " + p.epoch() + ": " + describe(s), cause);
-    }
-
-    private static WorkerException.Kind kindOf(Status s) {
-        return switch (s.getCode()) {
-            case DEADLINE_EXCEEDED -> WorkerException.Kind.DEADLINE;
-            case UNAVAILABLE, CANCELLED, UNKNOWN, ABORTED, INTERNAL, DATA_LOSS -> WorkerException.Kind.UNAVAILABLE;
-            default -> WorkerException.Kind.REFUSED;
-        };
-    }
-
-    private static String describe(Status s) {
-        return s.getCode() + (s.getDescription() == null ? "" : ": " + s.getDescription())
-                + (s.getCause() != null && s.getDescription() == null ? ": " + s.getCause() : "");
-    }
-
-    private AssignRequest assignRequest(ExpertPlacement p, int worker) {
-        AssignRequest.Builder b = AssignRequest.newBuilder().setModelDir(modelDir.toString()).setEpoch(p.epoch())
-                .setWireDtype(config.wireDType()).setWorkerName(p.workers().get(worker));
-        for (int l = 0; l < p.layers(); l++) {
-            int[] experts = p.expertsOn(worker, l);
-            if (experts.length > 0) {
-                LayerExperts.Builder le = LayerExperts.newBuilder().setLayer(l);
-                for (int e : experts) {
-                    le.addExperts(e);
-                }
-                b.addLayers(le);
-            }
-        }
-        return b.build();
-    }
-
-    // ------------------------------------------------------------------ per worker
-
-    /** One worker: its channel, its current Compute stream, its counters. */
-    private final class Link {
-        final String address;
-        final AtomicLong nextId = new AtomicLong();
-        final LongAdder calls = new LongAdder();
-        final LongAdder bytesSent = new LongAdder();
-        final LongAdder bytesReceived = new LongAdder();
-        final LongAdder computeNanos = new LongAdder();
-        final LongAdder roundTripNanos = new LongAdder();
-        final LongAdder failures = new LongAdder();
-        // guarded by this
-        private ManagedChannel channel;
-        private Stream stream;
-
-        Link(String address) {
-            this.address = address;
-        }
-
-        synchronized ManagedChannel channel() {
-            if (channel == null) {
-                channel = channels.open(address, config);
-            }
-            return channel;
-        }
-
-        ListenableFuture<AssignResponse> assignAsync(ExpertPlacement p, int w) {
-            return ExpertServiceGrpc.newFutureStub(channel()).withDeadlineAfter(config.assignDeadline().toNanos(), TimeUnit.NANOSECONDS)
-                    .assign(assignRequest(p, w));
-        }
-
-        /** Blocking Assign (after the worker answered FAILED_PRECONDITION). */
-        void assign(ExpertPlacement p, int w) {
-            try {
-                assigned(p, assignAsync(p, w).get(config.assignDeadline().toNanos() + TimeUnit.SECONDS.toNanos(1), TimeUnit.NANOSECONDS));
-            } catch (ExecutionException e) {
-                failures.increment();
-                throw assignFailure(this, p, e.getCause());
-            } catch (TimeoutException e) {
-                failures.increment();
-                throw assignFailure(this, p, Status.DEADLINE_EXCEEDED.withDescription("no answer").asRuntimeException());
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new WorkerException(address, -1, WorkerException.Kind.UNAVAILABLE, null, null,
-                        "interrupted while assigning worker " + address, e);
-            }
-        }
-
-        void assigned(ExpertPlacement p, AssignResponse r) {
-            if (r.getEpoch() != p.epoch()) {
-                throw new WorkerException(address, -1, WorkerException.Kind.GARBAGE, null, null,
-                        "worker " + address + " acknowledged epoch " + r.getEpoch() + " for an Assign of epoch " + p.epoch(), null);
-            }
-        }
-
-        Pending send(ExpertRequest req, long epoch, Step step) {
-            long id = nextId.incrementAndGet();
-            WireDType dtype = config.wireDType();
-            int n = req.tokens() * req.hidden();
-            ComputeRequest.Builder b = ComputeRequest.newBuilder().setId(id).setEpoch(epoch).setLayer(req.layer())
-                    .setTokens(req.tokens()).setHidden(req.hidden()).setDtype(dtype)
-                    .setHiddenStates(WireTensors.encode(req.x(), 0, n, dtype));
-            for (int t = 0; t <= req.tokens(); t++) {
-                b.addOffsets(req.offsets()[t]);
-            }
-            for (int i = 0, pairs = req.pairs(); i < pairs; i++) {
-                b.addExperts(req.experts()[i]);
-                b.addWeights(req.weights()[i]);
-            }
-            ComputeRequest msg = b.build();
-            int size = msg.getSerializedSize();
-            synchronized (this) {
-                if (stream == null || stream.closed) {
-                    stream = new Stream(this);
-                    ExpertServiceGrpc.newStub(channel()).compute(stream);
-                }
-                Pending p = new Pending(id, req, dtype, stream, step);
-                stream.pending.put(id, p);
-                calls.increment();
-                LinkFailure closedBy = stream.closedBy;
-                if (closedBy != null) {
-                    // the call failed as it started (e.g. nothing listens there): its onError has run already
-                    stream.pending.remove(id, p);
-                    p.fail(closedBy);
-                    return p;
-                }
-                stream.send(msg);
-                bytesSent.add(size);
-                return p;
-            }
-        }
-
-        /** Drops the stream and the channel: the next call reconnects (a restarted worker, a fresh backoff). */
-        void reset() {
-            Stream s;
-            ManagedChannel c;
-            synchronized (this) {
-                s = stream;
-                c = channel;
-                stream = null;
-                channel = null;
-            }
-            if (s != null) {
-                s.abort("the dispatcher reset the connection to " + address);
-            }
-            if (c != null) {
-                c.shutdownNow();
-            }
-        }
-
-        void close() {
-            Stream s;
-            ManagedChannel c;
-            synchronized (this) {
-                s = stream;
-                c = channel;
-                stream = null;
-                channel = null;
-            }
-            if (s != null) {
-                s.halfClose();
-            }
-            if (c != null) {
-                c.shutdown();
-                try {
-                    if (!c.awaitTermination(5, TimeUnit.SECONDS)) {
-                        c.shutdownNow();
-                    }
-                } catch (InterruptedException e) {
-                    c.shutdownNow();
-                    Thread.currentThread().interrupt();
-                }
-            }
-        }
-    }
-
-    /** One Compute stream of a link; requests that are not ready to go wait in the backlog (flow control). */
-    private final class Stream implements ClientResponseObserver<ComputeRequest, ComputeResponse> {
-        final Link link;
-        final ConcurrentHashMap<Long, Pending> pending = new ConcurrentHashMap<>();
-        // guarded by link
-        private final ArrayDeque<ComputeRequest> backlog = new ArrayDeque<>();
-        private ClientCallStreamObserver<ComputeRequest> requests;
-        volatile boolean closed;
-        /** Why the stream ended; set before {@link #closed}. */
-        volatile LinkFailure closedBy;
-
-        Stream(Link link) {
-            this.link = link;
-        }
-
-        @Override
-        public void beforeStart(ClientCallStreamObserver<ComputeRequest> r) {
-            requests = r;
-            r.setOnReadyHandler(this::drain);
-        }
-
-        /** Under the link's lock. */
-        void send(ComputeRequest msg) {
-            if (backlog.isEmpty() && requests.isReady()) {
-                requests.onNext(msg);
-            } else {
-                backlog.add(msg);
-            }
-        }
-
-        private void drain() {
-            synchronized (link) {
-                while (!closed && !backlog.isEmpty() && requests.isReady()) {
-                    requests.onNext(backlog.poll());
-                }
-            }
-        }
-
-        @Override
-        public void onNext(ComputeResponse r) {
-            long now = System.nanoTime();
-            Pending p = pending.remove(r.getId());
-            if (p == null) {
-                breakWith(new LinkFailure(WorkerException.Kind.GARBAGE, null, "an answer with id " + r.getId()
-                        + ", which is not an outstanding request"));
-                return;
-            }
-            link.bytesReceived.add(r.getSerializedSize());
-            ExpertRequest q = p.request;
-            int n = q.tokens() * q.hidden();
-            int size = WireTensors.bytesPerValue(p.dtype);
-            if (r.getPartialSums().size() != (long) n * size) {
-                LinkFailure f = new LinkFailure(WorkerException.Kind.GARBAGE, null, r.getPartialSums().size()
-                        + " bytes of partial sums, expected " + (long) n * size + " (" + q.tokens() + " tokens × " + q.hidden()
-                        + " × " + size + " bytes " + WireTensors.name(p.dtype) + ")");
-                p.fail(f);
-                breakWith(f);
-                return;
-            }
-            float[] out = new float[n];
-            WireTensors.decode(r.getPartialSums(), p.dtype, out, n);
-            int bad = WireTensors.firstNonFinite(out, n);
-            if (bad >= 0) {
-                LinkFailure f = new LinkFailure(WorkerException.Kind.GARBAGE, null, "non-finite partial sum " + out[bad]
-                        + " at token " + bad / q.hidden() + ", element " + bad % q.hidden());
-                p.fail(f);
-                breakWith(f);
-                return;
-            }
-            link.computeNanos.add(r.getComputeNanos());
-            link.roundTripNanos.add(now - p.sentNanos);
-            p.complete(out);
-        }
-
-        @Override
-        public void onError(Throwable t) {
-            Status s = Status.fromThrowable(t);
-            failAll(new LinkFailure(kindOf(s), s.getCode(), describe(s)));
-        }
-
-        @Override
-        public void onCompleted() {
-            failAll(new LinkFailure(WorkerException.Kind.UNAVAILABLE, null, "the worker closed the stream"));
-        }
-
-        // Cancel and half-close run under the link's lock, after closed is set: a sender holding the
-        // lock that saw the stream open can always still write to it.
-
-        /** The worker broke the protocol: fail everything outstanding and cancel the stream. */
-        private void breakWith(LinkFailure f) {
-            failAll(f);
-            synchronized (link) {
-                requests.cancel("protocol violation: " + f.getMessage(), null);
-            }
-        }
-
-        void abort(String why) {
-            failAll(new LinkFailure(WorkerException.Kind.UNAVAILABLE, Status.Code.CANCELLED, why));
-            synchronized (link) {
-                requests.cancel(why, null);
-            }
-        }
-
-        void halfClose() {
-            LinkFailure f = new LinkFailure(WorkerException.Kind.UNAVAILABLE, Status.Code.CANCELLED, "dispatcher closed");
-            synchronized (link) {
-                boolean wasClosed = closed;
-                failAll(f);
-                backlog.clear();
-                if (!wasClosed) {
-                    requests.onCompleted();
-                }
-            }
-        }
-
-        private void failAll(LinkFailure f) {
-            if (closedBy == null) {
-                closedBy = f;
-            }
-            closed = true;
-            for (Pending p : pending.values()) {
-                if (pending.remove(p.id, p)) {
-                    p.fail(f);
-                }
-            }
-        }
-    }
-
-    /** Why a request failed, without the worker and layer (the WorkerException adds them). */
-    private static final class LinkFailure extends RuntimeException {
-        final WorkerException.Kind kind;
-        final Status.Code code;
-
-        LinkFailure(WorkerException.Kind kind, Status.Code code, String message) {
-            super(message, null, false, false);
-            this.kind = kind;
-            this.code = code;
-        }
-    }
-
-    /** A request on the wire; completed once, by its answer or by a failure. */
-    private static final class Pending {
-        final long id;
-        final ExpertRequest request;
-        final WireDType dtype;
-        final Stream stream;
-        final Step step;
-        final long sentNanos = System.nanoTime();
-        private final AtomicInteger state = new AtomicInteger(); // 0 waiting, 1 done
-        volatile float[] result;
-        volatile LinkFailure failure;
-
-        Pending(long id, ExpertRequest request, WireDType dtype, Stream stream, Step step) {
-            this.id = id;
-            this.request = request;
-            this.dtype = dtype;
-            this.stream = stream;
-            this.step = step;
-        }
-
-        boolean isDone() {
-            return state.get() == 1;
-        }
-
-        void complete(float[] r) {
-            if (state.compareAndSet(0, 1)) {
-                result = r;
-                step.done(false);
-            }
-        }
-
-        void fail(LinkFailure f) {
-            if (state.compareAndSet(0, 1)) {
-                failure = f;
-                step.done(f.code != Status.Code.FAILED_PRECONDITION);
-            }
-        }
-    }
-
-    /**
-     * The answers one dispatch waits for: a synchronous caller sleeps once ({@link #await}), an
-     * asynchronous one is called back once ({@link #whenDone}), at the last answer, the first
-     * failure that cannot be retried, or the deadline.
-     */
-    private static final class Step {
-        private final long deadlineNanos;
-        private int remaining;
-        private boolean failed;
-        private Runnable callback;
-        private boolean fired;
-        private ScheduledFuture<?> timer;
-
-        Step(long deadlineNanos) {
-            this.deadlineNanos = deadlineNanos;
-        }
-
-        synchronized void expect() {
-            remaining++;
-        }
-
-        void done(boolean fatal) {
-            boolean complete;
-            synchronized (this) {
-                remaining--;
-                failed |= fatal;
-                complete = remaining == 0 || fatal;
-                if (complete) {
-                    notifyAll();
-                }
-            }
-            if (complete) {
-                fire();
-            }
-        }
-
-        /** Runs {@code r} once when the step is complete or its deadline has passed (now, if it is). */
-        void whenDone(Runnable r) {
-            boolean now;
-            synchronized (this) {
-                callback = r;
-                now = remaining == 0 || failed;
-                if (!now) {
-                    timer = DEADLINES.schedule(this::fire, deadlineNanos - System.nanoTime(), TimeUnit.NANOSECONDS);
-                }
-            }
-            if (now) {
-                fire();
-            }
-        }
-
-        private void fire() {
-            Runnable r;
-            synchronized (this) {
-                if (fired || callback == null) {
-                    return;
-                }
-                fired = true;
-                r = callback;
-                if (timer != null) {
-                    timer.cancel(false);
-                }
-            }
-            r.run();
-        }
-
-        synchronized void await() {
-            boolean interrupted = false;
-            try {
-                while (remaining > 0 && !failed) {
-                    long left = deadlineNanos - System.nanoTime();
-                    if (left <= 0) {
-                        return;
-                    }
-                    try {
-                        TimeUnit.NANOSECONDS.timedWait(this, left);
-                    } catch (InterruptedException e) {
-                        interrupted = true;
-                        return;
-                    }
-                }
-            } finally {
-                if (interrupted) {
-                    Thread.currentThread().interrupt();
-                }
-            }
-        }
-    }
-
-    /** Fires the deadlines of asynchronous dispatches; one daemon thread for the JVM. */
-    private static final ScheduledThreadPoolExecutor DEADLINES = daemonTimer();
-
     /** Runs the rare paths of asynchronous dispatches (re-Assign, failures) off the transport threads. */
     private static final ExecutorService SLOW_PATH = Executors.newCachedThreadPool(r -> {
         Thread t = new Thread(r, "epserve-dispatch-slow-path");
         t.setDaemon(true);
         return t;
     });
-
-    private static ScheduledThreadPoolExecutor daemonTimer() {
-        ScheduledThreadPoolExecutor t = new ScheduledThreadPoolExecutor(1, r -> {
-            Thread th = new Thread(r, "epserve-dispatch-deadlines");
-            th.setDaemon(true);
-            return th;
-        });
-        t.setRemoveOnCancelPolicy(true);
-        return t;
-    }
 }

@@ -1,0 +1,191 @@
+package io.epserve.rpc;
+
+import com.google.common.util.concurrent.ListenableFuture;
+import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.ExpertRequest;
+import io.epserve.rpc.v1.AssignRequest;
+import io.epserve.rpc.v1.AssignResponse;
+import io.epserve.rpc.v1.ComputeRequest;
+import io.epserve.rpc.v1.ExpertServiceGrpc;
+import io.epserve.rpc.v1.LayerExperts;
+import io.epserve.rpc.v1.WireDType;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import java.nio.file.Path;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+
+/** One worker of a {@link GrpcExpertDispatcher}: its channel, its current Compute stream, its counters. */
+final class WorkerLink {
+    final String address;
+    final AtomicLong nextId = new AtomicLong();
+    final LongAdder calls = new LongAdder();
+    final LongAdder bytesSent = new LongAdder();
+    final LongAdder bytesReceived = new LongAdder();
+    final LongAdder computeNanos = new LongAdder();
+    final LongAdder roundTripNanos = new LongAdder();
+    final LongAdder failures = new LongAdder();
+    private final Path modelDir;
+    private final GrpcExpertDispatcher.Config config;
+    private final GrpcExpertDispatcher.ChannelFactory channels;
+    // guarded by this
+    private ManagedChannel channel;
+    private ComputeStream stream;
+
+    /**
+     * @param address  the worker's address, its name in the placement (host:port over TCP)
+     * @param modelDir the model directory as the workers see it (sent in Assign)
+     * @param config   the dispatcher's settings (deadlines, wire dtype)
+     * @param channels opens this worker's channel, on first use and after every {@link #reset}
+     */
+    WorkerLink(String address, Path modelDir, GrpcExpertDispatcher.Config config,
+               GrpcExpertDispatcher.ChannelFactory channels) {
+        this.address = address;
+        this.modelDir = modelDir;
+        this.config = config;
+        this.channels = channels;
+    }
+
+    synchronized ManagedChannel channel() {
+        if (channel == null) {
+            channel = channels.open(address, config);
+        }
+        return channel;
+    }
+
+    ListenableFuture<AssignResponse> assignAsync(ExpertPlacement p, int w) {
+        return ExpertServiceGrpc.newFutureStub(channel()).withDeadlineAfter(config.assignDeadline().toNanos(), TimeUnit.NANOSECONDS)
+                .assign(assignRequest(p, w));
+    }
+
+    /** Blocking Assign (after the worker answered FAILED_PRECONDITION). */
+    void assign(ExpertPlacement p, int w) {
+        try {
+            assigned(p, assignAsync(p, w).get(config.assignDeadline().toNanos() + TimeUnit.SECONDS.toNanos(1), TimeUnit.NANOSECONDS));
+        } catch (ExecutionException e) {
+            failures.increment();
+            throw assignFailure(p, e.getCause());
+        } catch (TimeoutException e) {
+            failures.increment();
+            throw assignFailure(p, Status.DEADLINE_EXCEEDED.withDescription("no answer").asRuntimeException());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new WorkerException(address, -1, WorkerException.Kind.UNAVAILABLE, null, null,
+                    "interrupted while assigning worker " + address, e);
+        }
+    }
+
+    void assigned(ExpertPlacement p, AssignResponse r) {
+        if (r.getEpoch() != p.epoch()) {
+            throw new WorkerException(address, -1, WorkerException.Kind.GARBAGE, null, null,
+                    "worker " + address + " acknowledged epoch " + r.getEpoch() + " for an Assign of epoch " + p.epoch(), null);
+        }
+    }
+
+    /** Drops the connection (as {@link #reset}) and describes a failed Assign of {@code p}. */
+    WorkerException assignFailure(ExpertPlacement p, Throwable cause) {
+        Status s = Status.fromThrowable(cause);
+        reset();
+        return new WorkerException(address, -1, LinkFailure.kindOf(s), s.getCode(), null,
+                "worker " + address + " failed Assign of placement epoch " + p.epoch() + ": " + LinkFailure.describe(s), cause);
+    }
+
+    private AssignRequest assignRequest(ExpertPlacement p, int worker) {
+        AssignRequest.Builder b = AssignRequest.newBuilder().setModelDir(modelDir.toString()).setEpoch(p.epoch())
+                .setWireDtype(config.wireDType()).setWorkerName(p.workers().get(worker));
+        for (int l = 0; l < p.layers(); l++) {
+            int[] experts = p.expertsOn(worker, l);
+            if (experts.length > 0) {
+                LayerExperts.Builder le = LayerExperts.newBuilder().setLayer(l);
+                for (int e : experts) {
+                    le.addExperts(e);
+                }
+                b.addLayers(le);
+            }
+        }
+        return b.build();
+    }
+
+    PendingCall send(ExpertRequest req, long epoch, DispatchStep step) {
+        long id = nextId.incrementAndGet();
+        WireDType dtype = config.wireDType();
+        int n = req.tokens() * req.hidden();
+        ComputeRequest.Builder b = ComputeRequest.newBuilder().setId(id).setEpoch(epoch).setLayer(req.layer())
+                .setTokens(req.tokens()).setHidden(req.hidden()).setDtype(dtype)
+                .setHiddenStates(WireTensors.encode(req.x(), 0, n, dtype));
+        for (int t = 0; t <= req.tokens(); t++) {
+            b.addOffsets(req.offsets()[t]);
+        }
+        for (int i = 0, pairs = req.pairs(); i < pairs; i++) {
+            b.addExperts(req.experts()[i]);
+            b.addWeights(req.weights()[i]);
+        }
+        ComputeRequest msg = b.build();
+        int size = msg.getSerializedSize();
+        synchronized (this) {
+            if (stream == null || stream.closed) {
+                stream = new ComputeStream(this);
+                ExpertServiceGrpc.newStub(channel()).compute(stream);
+            }
+            PendingCall p = new PendingCall(id, req, dtype, stream, step);
+            stream.pending.put(id, p);
+            calls.increment();
+            LinkFailure closedBy = stream.closedBy;
+            if (closedBy != null) {
+                // the call failed as it started (e.g. nothing listens there): its onError has run already
+                stream.pending.remove(id, p);
+                p.fail(closedBy);
+                return p;
+            }
+            stream.send(msg);
+            bytesSent.add(size);
+            return p;
+        }
+    }
+
+    /** Drops the stream and the channel: the next call reconnects (a restarted worker, a fresh backoff). */
+    void reset() {
+        ComputeStream s;
+        ManagedChannel c;
+        synchronized (this) {
+            s = stream;
+            c = channel;
+            stream = null;
+            channel = null;
+        }
+        if (s != null) {
+            s.abort("the dispatcher reset the connection to " + address);
+        }
+        if (c != null) {
+            c.shutdownNow();
+        }
+    }
+
+    void close() {
+        ComputeStream s;
+        ManagedChannel c;
+        synchronized (this) {
+            s = stream;
+            c = channel;
+            stream = null;
+            channel = null;
+        }
+        if (s != null) {
+            s.halfClose();
+        }
+        if (c != null) {
+            c.shutdown();
+            try {
+                if (!c.awaitTermination(5, TimeUnit.SECONDS)) {
+                    c.shutdownNow();
+                }
+            } catch (InterruptedException e) {
+                c.shutdownNow();
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}
