@@ -51,11 +51,6 @@ final class BenchEpCommand implements Callable<Integer> {
             description = "Kernel threads per worker process (default ${DEFAULT-VALUE}: 2 workers × 1 thread = the 2 cores).")
     int workerThreads;
 
-    @Option(names = "--pin-workers",
-            description = "Run worker i on CPU i mod processors (taskset): workers sharing a small machine with the frontend "
-                    + "then never queue on one CPU while another idles. Linux with taskset only.")
-    boolean pinWorkers;
-
     record Figures(double prefill, double decode, double batchDecode, double bytesPerToken) {}
 
     @Override
@@ -76,8 +71,7 @@ final class BenchEpCommand implements Callable<Integer> {
             }
         }
         try (LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", 0,
-                ModelOptions.maybePinned(LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads),
-                        List.of("worker")), pinWorkers),
+                LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads), List.of("worker")),
                 System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT)) {
             List<String> addresses = procs.addresses();
             LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
@@ -100,8 +94,8 @@ final class BenchEpCommand implements Callable<Integer> {
             }
         }
         out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs; "
-                + "placement %s, %d kernel thread(s) per worker%s%n", dir, shape.promptTokens, shape.genTokens, batch, shape.runs,
-                model.placementPolicy().name().toLowerCase(Locale.ROOT), workerThreads, pinWorkers ? ", workers pinned to CPUs" : "");
+                + "placement %s, %d kernel thread(s) per worker%n", dir, shape.promptTokens, shape.genTokens, batch, shape.runs,
+                model.placementPolicy().name().toLowerCase(Locale.ROOT), workerThreads);
         out.printf(Locale.ROOT, "%-22s %-8s %12s %12s %16s %16s%n", "experts", "overlap", "prefill t/s", "decode t/s",
                 "batch decode t/s", "wire bytes/token");
         for (String[] r : rows) {

@@ -51,11 +51,6 @@ final class ClusterCommand implements Callable<Integer> {
             description = "Kernel threads per worker (-Depserve.threads). Default: processors / N, at least 1.")
     Integer workerThreads;
 
-    @Option(names = "--pin-workers",
-            description = "Run worker i on CPU i mod processors (taskset): workers sharing a small machine with the frontend "
-                    + "then never queue on one CPU while another idles. Linux with taskset only.")
-    boolean pinWorkers;
-
     @Override
     public Integer call() throws Exception {
         if (workers < 1) {
@@ -84,8 +79,8 @@ final class ClusterCommand implements Callable<Integer> {
         }
 
         PrintStream out = System.out;
-        LocalWorkerProcesses.CommandLine command = ModelOptions.maybePinned(LocalWorkerProcesses.sameJvm(Main.class.getName(),
-                List.of("-Depserve.threads=" + threads), List.of("worker", "--model", dir.toString())), pinWorkers);
+        LocalWorkerProcesses.CommandLine command = LocalWorkerProcesses.sameJvm(Main.class.getName(),
+                List.of("-Depserve.threads=" + threads), List.of("worker", "--model", dir.toString()));
         LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", basePort, command, System.err,
                 LocalWorkerProcesses.DEFAULT_START_TIMEOUT);
         AtomicBoolean interrupted = new AtomicBoolean();

@@ -218,21 +218,4 @@ final class ModelOptions {
         lines.forEach(err::println);
         err.flush();
     }
-
-    /** {@code command} pinned one worker per CPU when asked ({@code --pin-workers}); a usage error where that cannot be done. */
-    static io.epserve.rpc.LocalWorkerProcesses.CommandLine maybePinned(io.epserve.rpc.LocalWorkerProcesses.CommandLine command, boolean pin) {
-        if (!pin) {
-            return command;
-        }
-        int n = Runtime.getRuntime().availableProcessors();
-        int[] cpus = new int[n];
-        for (int i = 0; i < n; i++) {
-            cpus[i] = i;
-        }
-        try {
-            return io.epserve.rpc.LocalWorkerProcesses.pinned(command, cpus);
-        } catch (IllegalStateException e) {
-            throw new Main.UsageError("--pin-workers: " + e.getMessage());
-        }
-    }
 }

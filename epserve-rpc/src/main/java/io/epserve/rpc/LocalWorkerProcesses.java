@@ -83,44 +83,6 @@ public final class LocalWorkerProcesses implements AutoCloseable {
         };
     }
 
-    /**
-     * {@code base} run under {@code taskset -c C}, worker i on CPU {@code cpus[i mod cpus.length]}
-     * (Linux, util-linux): on a machine that the frontend and its workers share, two workers'
-     * threads otherwise land on one CPU at times and compute one after the other. Throws
-     * IllegalStateException when there is no {@code taskset} on the PATH.
-     */
-    public static CommandLine pinned(CommandLine base, int[] cpus) {
-        if (cpus.length == 0) {
-            throw new IllegalArgumentException("no CPUs to pin workers to");
-        }
-        String taskset = findOnPath("taskset")
-                .orElseThrow(() -> new IllegalStateException("pinning workers needs taskset (util-linux) on the PATH; none found"));
-        return (index, listen) -> {
-            List<String> cmd = new ArrayList<>();
-            cmd.add(taskset);
-            cmd.add("-c");
-            cmd.add(Integer.toString(cpus[index % cpus.length]));
-            cmd.addAll(base.command(index, listen));
-            return cmd;
-        };
-    }
-
-    static java.util.Optional<String> findOnPath(String program) {
-        String path = System.getenv("PATH");
-        if (path == null) {
-            return java.util.Optional.empty();
-        }
-        for (String dir : path.split(java.io.File.pathSeparator)) {
-            if (!dir.isEmpty()) {
-                Path p = Path.of(dir, program);
-                if (java.nio.file.Files.isExecutable(p)) {
-                    return java.util.Optional.of(p.toString());
-                }
-            }
-        }
-        return java.util.Optional.empty();
-    }
-
     /** {@code -Dkey=value} for each {@code epserve.*} system property of this JVM that {@code flags} does not set. */
     static List<String> inheritedProperties(List<String> flags) {
         List<String> out = new ArrayList<>();

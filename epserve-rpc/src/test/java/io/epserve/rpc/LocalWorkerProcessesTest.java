@@ -26,19 +26,4 @@ class LocalWorkerProcessesTest {
             System.clearProperty("epserve.test.overridden");
         }
     }
-
-    @Test
-    void pinnedRunsEachWorkerUnderTasksetOnItsCpu() {
-        org.junit.jupiter.api.Assumptions.assumeTrue(LocalWorkerProcesses.findOnPath("taskset").isPresent(), "no taskset here");
-        LocalWorkerProcesses.CommandLine base = (i, listen) -> List.of("java", "Main", "--listen", listen.toString());
-        LocalWorkerProcesses.CommandLine pinned = LocalWorkerProcesses.pinned(base, new int[] {0, 1});
-        List<String> w0 = pinned.command(0, new HostPort("127.0.0.1", 1));
-        List<String> w3 = pinned.command(3, new HostPort("127.0.0.1", 4));
-        assertThat(w0.get(0)).endsWith("taskset");
-        assertThat(w0.subList(1, 3)).containsExactly("-c", "0");
-        assertThat(w0.subList(3, w0.size())).containsExactly("java", "Main", "--listen", "127.0.0.1:1");
-        assertThat(w3.subList(1, 3)).containsExactly("-c", "1");
-        org.assertj.core.api.Assertions.assertThatThrownBy(() -> LocalWorkerProcesses.pinned(base, new int[0]))
-                .hasMessageContaining("no CPUs");
-    }
 }
