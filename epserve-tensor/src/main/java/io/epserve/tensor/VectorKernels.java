@@ -26,7 +26,7 @@ import jdk.incubator.vector.VectorSpecies;
  *   s    = hsum(acc)                      fixed pairwise tree over lanes, see {@link #hsum}
  *   for k in K - K % L ... K-1:          s = fma(w[n, k], x[i, k], s)                    (scalar)
  * </pre>
- * whatever m is, whichever register tile (4 rows × 2 tokens, 4 × 1, 1 × 1), K block or thread
+ * whatever m is, whichever register tile (4 rows × 2 tokens, 4 × 1, 1 × 1, 3 × 3, 2 × 4...), K block or thread
  * computes it, and wherever x and y start. Only IEEE-exact operations are used (fma, add, exact dtype
  * widening), never {@code reduceLanes(ADD)}, whose order the JIT may change; so the result is
  * bitwise the same in the interpreter and in compiled code, and a token's output never depends
@@ -38,11 +38,14 @@ import jdk.incubator.vector.VectorSpecies;
  * of the dequantized matrix (see {@link QuantizedKernels}).
  *
  * <h2>Shapes of the matmul</h2>
- * m = 1 (decode, memory-bound): four weight rows at a time (two for F16), converted in
- * registers, one x load shared by four FMAs. m &gt; 1 (prefill, compute-bound): cache-blocked
- * (see {@link DenseKernels#batched}); a block of 16 rows × one K block is widened into a small
+ * m = 1 (decode, memory-bound): eight weight rows at a time for BF16, four for F32, two for
+ * F16, converted in registers, one x load shared by all of them. 2 ≤ m ≤ 4 with BF16 weights
+ * ({@link DenseKernels#fewTokens}): the same, with every widened weight vector used at once for
+ * all m tokens (tiles 4 × 2, 3 × 3, 2 × 4), so the weights stream in once and nothing is staged.
+ * Larger m, and other dtypes (prefill, compute-bound): cache-blocked (see
+ * {@link DenseKernels#batched}); a block of 8 rows × one K block is widened into a small
  * per-thread float tile (never the whole matrix), then every pair of tokens runs a 4 × 2
- * register tile: per K chunk 4 weight loads + 2 x loads feed 8 independent FMA chains, so each
+ * register tile: per K chunk 2 x loads and 4 weight loads feed 8 independent FMA chains, so each
  * weight vector serves two tokens and each x vector four rows.
  *
  * <h2>Where the code is</h2>
