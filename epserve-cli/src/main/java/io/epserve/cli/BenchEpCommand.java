@@ -51,7 +51,13 @@ final class BenchEpCommand implements Callable<Integer> {
             description = "Kernel threads per worker process (default ${DEFAULT-VALUE}: 2 workers × 1 thread = the 2 cores).")
     int workerThreads;
 
-    record Figures(double prefill, double decode, double batchDecode, double bytesPerToken) {}
+    /**
+     * Medians of the runs; for remote experts also the wire bytes per token, and per call (mean
+     * over the workers, prompt and decode calls of the measured runs) the worker's compute time
+     * and the rest of the round trip (both stacks and the network).
+     */
+    record Figures(double prefill, double decode, double batchDecode, double bytesPerToken, double computeMicrosPerCall,
+                   double overheadMicrosPerCall) {}
 
     @Override
     public Integer call() throws Exception {
@@ -63,6 +69,7 @@ final class BenchEpCommand implements Callable<Integer> {
         Path dir = model.resolveModelDir(progress).toAbsolutePath().normalize();
         PrintStream out = System.out;
         List<String[]> rows = new ArrayList<>();
+        List<String> callLines = new ArrayList<>();
         try (LoadedModel single = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(!model.noValidate)
                 .withProgress(progress))) {
             for (boolean overlap : new boolean[] {false, true}) {
@@ -90,6 +97,9 @@ final class BenchEpCommand implements Callable<Integer> {
                 for (boolean overlap : new boolean[] {false, true}) {
                     Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher());
                     rows.add(row(workers + " workers, loopback", overlap, f));
+                    callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s: per call %.0f µs computing, %.0f µs on the way "
+                            + "(round trip minus compute; mean over workers, prompt and decode calls)", workers, overlap ? "on" : "off",
+                            f.computeMicrosPerCall(), f.overheadMicrosPerCall()));
                 }
             }
         }
@@ -100,6 +110,9 @@ final class BenchEpCommand implements Callable<Integer> {
                 "batch decode t/s", "wire bytes/token");
         for (String[] r : rows) {
             out.printf(Locale.ROOT, "%-22s %-8s %12s %12s %16s %16s%n", (Object[]) r);
+        }
+        for (String line : callLines) {
+            out.println(line);
         }
         double base = Double.parseDouble(rows.get(0)[3]);
         double twoWorkers = Double.parseDouble(rows.get(2)[3]);
@@ -126,20 +139,43 @@ final class BenchEpCommand implements Callable<Integer> {
         double[] batched = new double[shape.runs];
         long bytes = 0;
         long tokens = 0;
+        int nWorkers = grpc == null ? 0 : grpc.stats().workers().size();
+        long[] calls = new long[nWorkers];
+        long[] computeNanos = new long[nWorkers];
+        long[] roundTripNanos = new long[nWorkers];
         for (int i = 0; i < shape.runs; i++) {
             DispatchStats before = grpc == null ? null : grpc.stats();
             Generator.Result r = Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
             if (grpc != null) {
-                bytes += wireBytes(grpc.stats()) - wireBytes(before);
+                DispatchStats after = grpc.stats();
+                bytes += wireBytes(after) - wireBytes(before);
                 tokens += prompt.length + r.decodeSteps();
+                for (int w = 0; w < nWorkers; w++) {
+                    DispatchStats.Worker a = after.workers().get(w);
+                    DispatchStats.Worker b = before.workers().get(w);
+                    calls[w] += a.calls() - b.calls();
+                    computeNanos[w] += a.computeNanos() - b.computeNanos();
+                    roundTripNanos[w] += a.roundTripNanos() - b.roundTripNanos();
+                }
             }
             prefill[i] = r.prefillTokensPerSecond();
             decode[i] = r.decodeTokensPerSecond();
             batched[i] = batchDecode(t, vocab);
         }
         t.setOverlap(false);
+        double compute = 0;
+        double overhead = 0;
+        int used = 0;
+        for (int w = 0; w < nWorkers; w++) {
+            if (calls[w] > 0) {
+                compute += computeNanos[w] / 1e3 / calls[w];
+                overhead += (roundTripNanos[w] - computeNanos[w]) / 1e3 / calls[w];
+                used++;
+            }
+        }
         return new Figures(BenchCommand.median(prefill), BenchCommand.median(decode), BenchCommand.median(batched),
-                grpc == null ? Double.NaN : (double) bytes / tokens);
+                grpc == null ? Double.NaN : (double) bytes / tokens, used == 0 ? Double.NaN : compute / used,
+                used == 0 ? Double.NaN : overhead / used);
     }
 
     private static long wireBytes(DispatchStats s) {

@@ -42,6 +42,21 @@ class CliProcessTest {
     }
 
     @Test
+    void benchEpComparesSingleProcessWithWorkerProcesses() throws Exception {
+        CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()), "bench", "ep", "--demo", "tiny",
+                "--no-validate", "--runs", "1", "--prompt-tokens", "4", "--gen-tokens", "3", "--batch", "2");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        String num = "[0-9]+\\.[0-9]";
+        for (String overlap : new String[] {"off", "on"}) {
+            assertThat(o.out()).containsPattern("single process +" + overlap + " +" + num + " +" + num + " +" + num + " +-");
+            // wire bytes per token: the tiny demo's hidden states (F32) to and from the workers
+            assertThat(o.out()).containsPattern("2 workers, loopback +" + overlap + " +" + num + " +" + num + " +" + num + " +[1-9][0-9]+");
+            assertThat(o.out()).containsPattern("2 workers, overlap " + overlap + ": per call [0-9]+ µs computing, -?[0-9]+ µs on the way");
+        }
+        assertThat(o.out()).containsPattern("decode with 2 worker processes / single process: [0-9]+\\.[0-9]{2}");
+    }
+
+    @Test
     void generateJsonOnDemoHasTheDocumentedFields() throws Exception {
         CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()),
                 "generate", "--demo", "tiny", "--prompt", "héllo wörld", "--max-tokens", "5", "--temperature", "0", "--ignore-eos", "--json");
