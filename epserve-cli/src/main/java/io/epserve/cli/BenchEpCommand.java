@@ -5,6 +5,7 @@ import io.epserve.model.KvCache;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.RoutingListener;
+import io.epserve.model.sampling.Sampler;
 import io.epserve.model.sampling.SamplingParams;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.DispatchStats;
@@ -53,8 +54,8 @@ final class BenchEpCommand implements Callable<Integer> {
 
     /**
      * Medians of the runs; for remote experts also the wire bytes per token, and per call (mean
-     * over the workers, prompt and decode calls of the measured runs) the worker's compute time
-     * and the rest of the round trip (both stacks and the network).
+     * over the workers and the decode calls of one more pass) the worker's compute time and the
+     * rest of the round trip (both stacks and the network).
      */
     record Figures(double prefill, double decode, double batchDecode, double bytesPerToken, double computeMicrosPerCall,
                    double overheadMicrosPerCall) {}
@@ -98,7 +99,7 @@ final class BenchEpCommand implements Callable<Integer> {
                     Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher());
                     rows.add(row(workers + " workers, loopback", overlap, f));
                     callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s: per call %.0f µs computing, %.0f µs on the way "
-                            + "(round trip minus compute; mean over workers, prompt and decode calls)", workers, overlap ? "on" : "off",
+                            + "(round trip minus compute; mean over workers and over the calls of one --gen-tokens decode)", workers, overlap ? "on" : "off",
                             f.computeMicrosPerCall(), f.overheadMicrosPerCall()));
                 }
             }
@@ -139,43 +140,48 @@ final class BenchEpCommand implements Callable<Integer> {
         double[] batched = new double[shape.runs];
         long bytes = 0;
         long tokens = 0;
-        int nWorkers = grpc == null ? 0 : grpc.stats().workers().size();
-        long[] calls = new long[nWorkers];
-        long[] computeNanos = new long[nWorkers];
-        long[] roundTripNanos = new long[nWorkers];
         for (int i = 0; i < shape.runs; i++) {
             DispatchStats before = grpc == null ? null : grpc.stats();
             Generator.Result r = Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
             if (grpc != null) {
-                DispatchStats after = grpc.stats();
-                bytes += wireBytes(after) - wireBytes(before);
+                bytes += wireBytes(grpc.stats()) - wireBytes(before);
                 tokens += prompt.length + r.decodeSteps();
-                for (int w = 0; w < nWorkers; w++) {
-                    DispatchStats.Worker a = after.workers().get(w);
-                    DispatchStats.Worker b = before.workers().get(w);
-                    calls[w] += a.calls() - b.calls();
-                    computeNanos[w] += a.computeNanos() - b.computeNanos();
-                    roundTripNanos[w] += a.roundTripNanos() - b.roundTripNanos();
-                }
             }
             prefill[i] = r.prefillTokensPerSecond();
             decode[i] = r.decodeTokensPerSecond();
             batched[i] = batchDecode(t, vocab);
         }
-        t.setOverlap(false);
-        double compute = 0;
-        double overhead = 0;
-        int used = 0;
-        for (int w = 0; w < nWorkers; w++) {
-            if (calls[w] > 0) {
-                compute += computeNanos[w] / 1e3 / calls[w];
-                overhead += (roundTripNanos[w] - computeNanos[w]) / 1e3 / calls[w];
-                used++;
+        double compute = Double.NaN;
+        double overhead = Double.NaN;
+        if (grpc != null) {
+            // one more pass, decode calls only (a prompt's calls are far longer and would dominate the means)
+            KvCache cache = t.newCache(prompt.length + shape.genTokens);
+            float[] logits = t.forward(cache, prompt, prompt.length, false, RoutingListener.NONE);
+            DispatchStats before = grpc.stats();
+            for (int i = 0; i < shape.genTokens; i++) {
+                int next = Sampler.argmax(logits, 0, vocab);
+                logits = t.forward(cache, new int[] {next}, 1, false, RoutingListener.NONE);
             }
+            DispatchStats after = grpc.stats();
+            compute = 0;
+            overhead = 0;
+            int used = 0;
+            for (int w = 0; w < after.workers().size(); w++) {
+                DispatchStats.Worker a = after.workers().get(w);
+                DispatchStats.Worker b = before.workers().get(w);
+                long calls = a.calls() - b.calls();
+                if (calls > 0) {
+                    compute += (a.computeNanos() - b.computeNanos()) / 1e3 / calls;
+                    overhead += ((a.roundTripNanos() - b.roundTripNanos()) - (a.computeNanos() - b.computeNanos())) / 1e3 / calls;
+                    used++;
+                }
+            }
+            compute /= used;
+            overhead /= used;
         }
+        t.setOverlap(false);
         return new Figures(BenchCommand.median(prefill), BenchCommand.median(decode), BenchCommand.median(batched),
-                grpc == null ? Double.NaN : (double) bytes / tokens, used == 0 ? Double.NaN : compute / used,
-                used == 0 ? Double.NaN : overhead / used);
+                grpc == null ? Double.NaN : (double) bytes / tokens, compute, overhead);
     }
 
     private static long wireBytes(DispatchStats s) {
