@@ -70,7 +70,8 @@ final class ModelOptions {
     @Option(names = "--expert-dtype", paramLabel = "DTYPE",
             description = "Routed experts in q8_0, q4_0, q4_k (GGUF block quantization), bf16, f16 or f32, converted once from "
                     + "the checkpoint into <model>/.epserve-cache (else $EPSERVE_CACHE) and mapped from there by every process. "
-                    + "Attention, dense layers and shared experts stay as stored. Default: as stored.")
+                    + "With remote --workers each worker maps only its own experts from its own cache (building it when "
+                    + "missing). Attention, dense layers and shared experts stay as stored. Default: as stored.")
     String expertDtype;
 
     @Option(names = "--stats", description = "Print dispatch statistics at the end (per worker: calls, bytes, compute "
@@ -140,7 +141,7 @@ final class ModelOptions {
                 throw new Main.UsageError("--worker-timeout must be at least 1 ms");
             }
             GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
-                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withWireDType(wire);
+                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withWireDType(wire).withExpertDType(expertDType());
             List<String> addresses = List.copyOf(workers);
             return new LoadedModel.Dispatchers() {
                 @Override
@@ -187,9 +188,6 @@ final class ModelOptions {
             t = DType.parse(expertDtype);
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError("--expert-dtype: " + e.getMessage());
-        }
-        if (workers != null && !workers.isEmpty()) {
-            throw new Main.UsageError("--expert-dtype applies to in-process experts; remote --workers hold their experts as stored");
         }
         if (expertShards > 1 && t.quantized()) {
             throw new Main.UsageError("--expert-shards with a quantized --expert-dtype is not supported yet");

@@ -42,6 +42,31 @@ class QuantizedExpertsCliTest {
     }
 
     @Test
+    void remoteWorkersHoldQuantizedExpertsAndGiveTheSameLogits() throws IOException {
+        Path dir = copy("olmoe");
+        CliRunner.Outcome local = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype", "q8_0",
+                "--json");
+        assertThat(local.exitCode()).as(local.err()).isZero();
+        try (io.epserve.rpc.WorkerServer a = io.epserve.rpc.WorkerServer.builder().port(0).build().start();
+             io.epserve.rpc.WorkerServer b = io.epserve.rpc.WorkerServer.builder().port(0).build().start()) {
+            String workers = "127.0.0.1:" + a.port() + ",127.0.0.1:" + b.port();
+            CliRunner.Outcome remote = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype",
+                    "q8_0", "--workers", workers, "--json");
+            assertThat(remote.exitCode()).as(remote.err()).isZero();
+            com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+            var want = json.readTree(local.out()).get("logits");
+            var got = json.readTree(remote.out()).get("logits");
+            assertThat(got.size()).isEqualTo(want.size()).isEqualTo(3);
+            for (int i = 0; i < want.size(); i++) {
+                assertThat(got.get(i).size()).isEqualTo(want.get(i).size()).isPositive();
+                for (int j = 0; j < want.get(i).size(); j++) {
+                    assertThat(got.get(i).get(j).asDouble()).isCloseTo(want.get(i).get(j).asDouble(), org.assertj.core.data.Offset.offset(1e-5));
+                }
+            }
+        }
+    }
+
+    @Test
     void badOrUnstorableExpertDtypesAreOneLineErrors() throws IOException {
         Path dir = copy("qwen2_moe");
         CliRunner.Outcome bad = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1", "--expert-dtype", "int3");

@@ -3,6 +3,7 @@ package io.epserve.rpc;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.moe.ExpertRequest;
+import io.epserve.tensor.DType;
 import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.AssignResponse;
 import io.epserve.rpc.v1.ComputeRequest;
@@ -72,6 +73,14 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         if (!WireTensors.isSupported(req.getWireDtype())) {
             throw invalid("Assign with unsupported wire dtype " + req.getWireDtype() + " (F32 or BF16)");
         }
+        DType expertDType = null;
+        if (!req.getExpertDtype().isEmpty()) {
+            try {
+                expertDType = DType.parse(req.getExpertDtype());
+            } catch (IllegalArgumentException e) {
+                throw invalid("Assign with expert dtype '" + req.getExpertDtype() + "': " + e.getMessage());
+            }
+        }
         Path dir = Path.of(req.getModelDir()).toAbsolutePath().normalize();
         int maxLayer = -1;
         for (LayerExperts le : req.getLayersList()) {
@@ -90,7 +99,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         synchronized (assignLock) {
             WorkerShare old = share;
             WorkerShare next;
-            if (old != null && old.sameExperts(dir, wanted)) {
+            if (old != null && old.sameExperts(dir, wanted, expertDType)) {
                 next = old.withEpoch(req.getEpoch(), name.get());
             } else {
                 Checkpoint pre = null;
@@ -98,7 +107,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                     pre = preopened;
                     preopened = null;
                 }
-                next = WorkerShare.open(dir, req.getEpoch(), wanted, name.get(), pre);
+                next = WorkerShare.open(dir, req.getEpoch(), wanted, name.get(), pre, expertDType);
             }
             lock.writeLock().lock();
             try {

@@ -14,6 +14,7 @@ import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
 import io.epserve.rpc.v1.WireDType;
+import io.epserve.tensor.DType;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.ManagedChannel;
@@ -77,7 +78,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
      *                        tokens can differ from the single-process engine)
      * @param maxMessageBytes largest answer accepted
      */
-    public record Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes) {
+    public record Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes, DType expertDType) {
         public static final Duration DEFAULT_DEADLINE = Duration.ofSeconds(10);
         public static final Duration DEFAULT_ASSIGN_DEADLINE = Duration.ofMinutes(5);
         public static final WireDType DEFAULT_WIRE_DTYPE = WireDType.WIRE_DTYPE_F32;
@@ -100,24 +101,37 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             }
         }
 
+        /** Compatible constructor: experts as stored. */
+        public Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes) {
+            this(deadline, assignDeadline, wireDType, maxMessageBytes, null);
+        }
+
         public static Config defaults() {
             return new Config(DEFAULT_DEADLINE, DEFAULT_ASSIGN_DEADLINE, DEFAULT_WIRE_DTYPE, WorkerServer.DEFAULT_MAX_MESSAGE_BYTES);
         }
 
         public Config withDeadline(Duration d) {
-            return new Config(d, assignDeadline, wireDType, maxMessageBytes);
+            return new Config(d, assignDeadline, wireDType, maxMessageBytes, expertDType);
         }
 
         public Config withAssignDeadline(Duration d) {
-            return new Config(deadline, d, wireDType, maxMessageBytes);
+            return new Config(deadline, d, wireDType, maxMessageBytes, expertDType);
         }
 
         public Config withWireDType(WireDType t) {
-            return new Config(deadline, assignDeadline, t, maxMessageBytes);
+            return new Config(deadline, assignDeadline, t, maxMessageBytes, expertDType);
         }
 
         public Config withMaxMessageBytes(int bytes) {
-            return new Config(deadline, assignDeadline, wireDType, bytes);
+            return new Config(deadline, assignDeadline, wireDType, bytes, expertDType);
+        }
+
+        /**
+         * The dtype the workers hold the routed experts in (e.g. {@link DType#Q8_0}), mapped from
+         * the model's converted-experts cache; null (default): as stored in the checkpoint.
+         */
+        public Config withExpertDType(DType t) {
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, t);
         }
     }
 

@@ -96,6 +96,9 @@ final class WorkerLink {
     private AssignRequest assignRequest(ExpertPlacement p, int worker) {
         AssignRequest.Builder b = AssignRequest.newBuilder().setModelDir(modelDir.toString()).setEpoch(p.epoch())
                 .setWireDtype(config.wireDType()).setWorkerName(p.workers().get(worker));
+        if (config.expertDType() != null) {
+            b.setExpertDtype(config.expertDType().label());
+        }
         for (int l = 0; l < p.layers(); l++) {
             int[] experts = p.expertsOn(worker, l);
             if (experts.length > 0) {

@@ -6,9 +6,11 @@ import io.epserve.format.SafetensorsFile;
 import io.epserve.format.Validation;
 import io.epserve.model.CheckpointExperts;
 import io.epserve.model.ModelConfig;
+import io.epserve.model.quant.QuantizedExperts;
 import io.epserve.moe.ExpertStore;
 import io.epserve.moe.ExpertWeights;
 import io.epserve.moe.ExpertWorker;
+import io.epserve.tensor.DType;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
@@ -17,7 +19,9 @@ import java.util.Set;
 /**
  * What one Assign gave a worker: a checkpoint mapped per tensor, and exactly the experts of its
  * placement, resolved (shape-checked) and validated finite. The store refuses every other expert,
- * so a bug upstream cannot silently map more of the model (DESIGN.md §3.8).
+ * so a bug upstream cannot silently map more of the model (DESIGN.md §3.8). With an expert dtype
+ * (e.g. Q8_0) the experts come from the model's converted-experts cache instead, mapped per
+ * tensor too (only this worker's experts), and the checkpoint's own expert pages stay unmapped.
  */
 final class WorkerShare implements ExpertStore {
     final Path modelDir;
@@ -30,9 +34,13 @@ final class WorkerShare implements ExpertStore {
     final int[][] layers;
     final int expertCount;
     final ExpertWorker worker;
+    /** The dtype asked for in Assign (null: as stored). */
+    final DType expertDType;
+    /** The converted experts the held ones come from, or null (checkpoint experts). */
+    private final QuantizedExperts converted;
 
     private WorkerShare(Path modelDir, long epoch, Checkpoint checkpoint, ModelConfig config, ExpertWeights[][] held,
-                        int[][] layers, int expertCount, String name) {
+                        int[][] layers, int expertCount, String name, DType expertDType, QuantizedExperts converted) {
         this.modelDir = modelDir;
         this.epoch = epoch;
         this.checkpoint = checkpoint;
@@ -40,22 +48,31 @@ final class WorkerShare implements ExpertStore {
         this.held = held;
         this.layers = layers;
         this.expertCount = expertCount;
+        this.expertDType = expertDType;
+        this.converted = converted;
         this.worker = new ExpertWorker(name, this, config.numExperts());
     }
 
     /**
-     * Opens the model (or takes the pre-opened checkpoint) and resolves exactly the given experts.
+     * Opens the model (or takes the pre-opened checkpoint) and resolves exactly the given experts,
+     * as stored ({@code expertDType} null, or the checkpoint already stores them so) or from the
+     * converted-experts cache in {@code expertDType} (built first when missing).
      * {@code wanted[layer]} are global expert ids (null or empty: none of that layer). Throws
-     * IllegalArgumentException for a bad layer/expert and CheckpointException for a bad model.
+     * IllegalArgumentException for a bad layer/expert or dtype and CheckpointException for a bad model.
      */
-    static WorkerShare open(Path modelDir, long epoch, int[][] wanted, String name, Checkpoint preopened) {
+    static WorkerShare open(Path modelDir, long epoch, int[][] wanted, String name, Checkpoint preopened, DType expertDType) {
         Checkpoint ckpt = preopened != null ? preopened : Checkpoint.open(modelDir, SafetensorsFile.Mapping.PER_TENSOR);
+        QuantizedExperts converted = null;
         try {
             ModelConfig cfg = ModelConfig.from(ckpt.config());
             if (wanted.length > cfg.layers()) {
                 throw new IllegalArgumentException("layer " + (wanted.length - 1) + " outside [0, " + cfg.layers() + ")");
             }
             CheckpointExperts experts = new CheckpointExperts(cfg, ckpt);
+            if (expertDType != null && !storedAs(ckpt, experts, cfg, wanted, expertDType)) {
+                converted = QuantizedExperts.open(modelDir, cfg, expertDType,
+                        QuantizedExperts.CacheOptions.defaults().withMapping(SafetensorsFile.Mapping.PER_TENSOR));
+            }
             ExpertWeights[][] held = new ExpertWeights[cfg.layers()][];
             int[][] layers = new int[cfg.layers()][];
             Set<String> tensors = new LinkedHashSet<>();
@@ -78,27 +95,58 @@ final class WorkerShare implements ExpertStore {
                 if (cfg.isSparse(l)) {
                     held[l] = new ExpertWeights[cfg.numExperts()];
                     for (int e : ids) {
-                        held[l][e] = experts.expert(l, e);
-                        tensors.addAll(experts.tensorNames(l, e));
+                        if (converted != null) {
+                            held[l][e] = converted.expert(l, e);
+                            converted.requireFinite(l, e);
+                        } else {
+                            held[l][e] = experts.expert(l, e);
+                            tensors.addAll(experts.tensorNames(l, e));
+                        }
                         count++;
                     }
                 }
             }
             Validation.requireFinite(ckpt, tensors, Progress.NONE);
-            return new WorkerShare(modelDir, epoch, ckpt, cfg, held, layers, count, name);
+            return new WorkerShare(modelDir, epoch, ckpt, cfg, held, layers, count, name, expertDType, converted);
         } catch (RuntimeException e) {
+            if (converted != null) {
+                converted.close();
+            }
             ckpt.close();
             throw e;
         }
     }
 
-    /** The same share under a new placement epoch (same model, same experts): nothing is re-mapped. */
-    WorkerShare withEpoch(long newEpoch, String name) {
-        return new WorkerShare(modelDir, newEpoch, checkpoint, config, held, layers, expertCount, name);
+    /**
+     * Whether the checkpoint already stores every wanted expert's tensors as {@code t} (then no
+     * conversion). Reads the header only: resolving an expert would map its tensors.
+     */
+    private static boolean storedAs(Checkpoint ckpt, CheckpointExperts experts, ModelConfig cfg, int[][] wanted, DType t) {
+        for (int l = 0; l < Math.min(wanted.length, cfg.layers()); l++) {
+            if (wanted[l] == null || !cfg.isSparse(l)) {
+                continue;
+            }
+            for (int e : wanted[l]) {
+                if (e < 0 || e >= cfg.numExperts()) {
+                    continue; // refused below, with its own message
+                }
+                for (String n : experts.tensorNames(l, e)) {
+                    if (!ckpt.has(n) || ckpt.entry(n).dtype() != t) {
+                        return false;
+                    }
+                }
+            }
+        }
+        return true;
     }
 
-    boolean sameExperts(Path dir, int[][] wanted) {
-        if (!modelDir.equals(dir)) {
+    /** The same share under a new placement epoch (same model, same experts): nothing is re-mapped. */
+    WorkerShare withEpoch(long newEpoch, String name) {
+        return new WorkerShare(modelDir, newEpoch, checkpoint, config, held, layers, expertCount, name, expertDType, converted);
+    }
+
+    boolean sameExperts(Path dir, int[][] wanted, DType dtype) {
+        if (!modelDir.equals(dir) || expertDType != dtype) {
             return false;
         }
         for (int l = 0; l < layers.length; l++) {
@@ -124,11 +172,15 @@ final class WorkerShare implements ExpertStore {
         return held[layer][expert];
     }
 
+    /** Bytes mapped for the held experts: checkpoint tensors, or the converted cache's. */
     long mappedBytes() {
-        return checkpoint.mappedBytes();
+        return checkpoint.mappedBytes() + (converted != null ? converted.mappedBytes() : 0);
     }
 
     void close() {
+        if (converted != null) {
+            converted.close();
+        }
         checkpoint.close();
     }
 }

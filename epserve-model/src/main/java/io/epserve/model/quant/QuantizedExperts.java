@@ -342,6 +342,19 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
         }
     }
 
+    /** Scans one expert's three tensors (their block scales for quantized dtypes) for NaN/Inf. */
+    public void requireFinite(int layer, int e) {
+        expert(layer, e); // checks the ids
+        for (String proj : new String[] {"gate_proj", "up_proj", "down_proj"}) {
+            String n = tensorName(layer, e, proj);
+            long bad = Validation.firstNonFinite(file.tensor(n), Progress.NONE);
+            if (bad >= 0) {
+                throw new CheckpointException(file.path() + ": tensor '" + n + "' has a non-finite value at element " + bad
+                        + " (delete the file to rebuild it)");
+            }
+        }
+    }
+
     /** The dtype the experts are held in. */
     public DType dtype() {
         return dtype;
