@@ -171,6 +171,11 @@ final class ModelOptions {
                 List<String> names = java.util.stream.IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
                 ExpertPlacement p = ExpertPlacement.createSharded(cfg.sparseLayers(), cfg.numExperts(), k, names, pol, 0);
                 io.epserve.moe.ExpertStore store = io.epserve.moe.ExpertShards.store(w, cfg.layers(), cfg.numExperts(), k);
+                // cut the first expert now: a shard count that splits quantized blocks fails here, before serving
+                int first = java.util.stream.IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();
+                for (int s = 0; s < k; s++) {
+                    store.expert(first, s);
+                }
                 return io.epserve.moe.ExpertShards.dispatcher(new InProcessDispatcher(p,
                         names.stream().map(nm -> new io.epserve.moe.ExpertWorker(nm, store, cfg.numExperts() * k)).toList()), k);
             };
@@ -188,9 +193,6 @@ final class ModelOptions {
             t = DType.parse(expertDtype);
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError("--expert-dtype: " + e.getMessage());
-        }
-        if (expertShards > 1 && t.quantized()) {
-            throw new Main.UsageError("--expert-shards with a quantized --expert-dtype is not supported yet");
         }
         return t;
     }

@@ -55,6 +55,50 @@ class ExpertShardingTest {
         }
     }
 
+    @org.junit.jupiter.api.io.TempDir
+    java.nio.file.Path tmp;
+
+    /** Quantized experts shard at whole blocks: the same function as whole quantized experts; a cut inside a block is refused. */
+    @Test
+    void quantizedExpertsShardAtBlockBoundaries() throws java.io.IOException {
+        java.nio.file.Path dir = tmp.resolve("mixtral");
+        java.nio.file.Files.createDirectories(dir);
+        try (var files = java.nio.file.Files.list(Fixtures.model("mixtral"))) {
+            for (java.nio.file.Path f : files.toList()) {
+                java.nio.file.Files.copy(f, dir.resolve(f.getFileName()));
+            }
+        }
+        JsonNode exp = Fixtures.expected("mixtral");
+        for (io.epserve.tensor.DType dt : new io.epserve.tensor.DType[] {io.epserve.tensor.DType.Q8_0, io.epserve.tensor.DType.Q4_0}) {
+            LoadedModel.Options q = LoadedModel.Options.defaults().withExpertDType(dt);
+            try (LoadedModel whole = LoadedModel.load(dir, q)) {
+                // intermediate 192: 2 shards of 96 and 3 of 64 weights are whole blocks of 32
+                for (int[] wk : new int[][] {{2, 2}, {3, 3}}) {
+                    try (LoadedModel m = LoadedModel.load(dir, q.withDispatchers(sharded(wk[0], wk[1], ExpertPlacement.Policy.CONTIGUOUS)))) {
+                        for (JsonNode c : exp.get("cases")) {
+                            int[] tokens = Fixtures.ints(c.get("tokens"));
+                            float[] want = whole.transformer().forward(whole.transformer().newCache(tokens.length), tokens, tokens.length,
+                                    true, RoutingListener.NONE);
+                            float[] got = m.transformer().forward(m.transformer().newCache(tokens.length), tokens, tokens.length, true,
+                                    RoutingListener.NONE);
+                            for (int i = 0; i < want.length; i++) {
+                                assertThat(got[i]).as("%s %d shards logit %d", dt, wk[1], i)
+                                        .isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-5f));
+                            }
+                        }
+                    }
+                }
+                // 4 shards of 48 weights would cut Q8_0/Q4_0 blocks of 32
+                var store = ExpertShards.store(whole.weights(), whole.config().layers(), whole.config().numExperts(), 4);
+                assertThatThrownBy(() -> store.expert(0, 1))
+                        .isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("cannot shard")
+                        .hasMessageContaining("blocks of 32")
+                        .hasMessageContaining("192 / K is a multiple of 32");
+            }
+        }
+    }
+
     @Test
     void shardsOfOneExpertSitOnDifferentWorkers() {
         boolean[] sparse = {true, true};

@@ -1,5 +1,6 @@
 package io.epserve.moe;
 
+import io.epserve.tensor.DType;
 import io.epserve.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -66,17 +67,28 @@ public final class ExpertShards {
         return new ExpertWeights(w.gate().rowSlice(a, b), w.up().rowSlice(a, b), columns(w.down(), a, b));
     }
 
-    /** Columns [a, b) of a 2-D tensor, copied into a contiguous tensor of its own. */
+    /**
+     * Columns [a, b) of a 2-D tensor, copied into a contiguous tensor of its own. Block-quantized
+     * rows (Q8_0, Q4_0, Q4_K) are sliced at whole blocks, which stay bit-identical; a cut inside
+     * a block is refused with a message that says which shard counts fit.
+     */
     static Tensor columns(Tensor t, long a, long b) {
         int rows = t.rows();
         long cols = t.cols();
-        int el = t.dtype().bytes();
-        long width = (b - a) * el;
+        DType dt = t.dtype();
+        if (dt.quantized() && (a % dt.blockSize() != 0 || b % dt.blockSize() != 0)) {
+            throw new IllegalArgumentException("cannot shard " + t.name() + " (" + dt + ", blocks of " + dt.blockSize()
+                    + " weights along its " + cols + " columns): shard columns " + a + ".." + b + " cut a block; choose a shard count K"
+                    + " for which " + cols + " / K is a multiple of " + dt.blockSize());
+        }
+        long rowBytes = dt.bytesFor(cols);
+        long offset = dt.bytesFor(a);
+        long width = dt.bytesFor(b - a);
         MemorySegment out = Arena.ofAuto().allocate(rows * width, 64);
         for (long r = 0; r < rows; r++) {
-            MemorySegment.copy(t.data(), (r * cols + a) * el, out, r * width, width);
+            MemorySegment.copy(t.data(), r * rowBytes + offset, out, r * width, width);
         }
-        return new Tensor(t.name() + "[:, " + a + ":" + b + "]", out, t.dtype(), new long[] {rows, b - a});
+        return new Tensor(t.name() + "[:, " + a + ":" + b + "]", out, dt, new long[] {rows, b - a});
     }
 
     /** Virtual expert v = e·K + s of a sharded model: shard s of expert e of {@code base}, built once. */
