@@ -361,7 +361,7 @@ public final class MoeTransformer {
         int h = cfg.hidden();
         if (m.inFlight != null) {
             try {
-                awaitDispatch(m.inFlight);
+                m.inFlight.join();
             } catch (CompletionException e) {
                 if (e.getCause() instanceof RuntimeException re) {
                     throw re;
@@ -375,24 +375,6 @@ public final class MoeTransformer {
             }
         }
         Kernels.axpy(1f, m.delta, 0, ws.x, m.from * h, m.n * h);
-    }
-
-    /**
-     * How long the step thread polls a remote dispatch before it sleeps on it: system property
-     * {@code epserve.dispatchSpinMicros} (default 3000). A remote layer's answer comes back in a
-     * few milliseconds; a thread that sleeps for it costs a wake-up (hundreds of µs on a small VM
-     * whose vCPU halts) on every layer. The poll yields, so the workers' threads run first.
-     */
-    private static final long DISPATCH_SPIN_NANOS = 1000L * Math.max(0, Integer.getInteger("epserve.dispatchSpinMicros", 3000));
-
-    private static void awaitDispatch(java.util.concurrent.CompletableFuture<Void> f) {
-        if (!f.isDone() && DISPATCH_SPIN_NANOS > 0) {
-            long end = System.nanoTime() + DISPATCH_SPIN_NANOS;
-            while (!f.isDone() && System.nanoTime() - end < 0) {
-                Thread.yield();
-            }
-        }
-        f.join();
     }
 
     /** The shared expert's output into {@code shared}, times Qwen2-MoE's sigmoid gate where the model has one. */

@@ -15,8 +15,8 @@ import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
 import io.epserve.rpc.v1.WireDType;
 import io.epserve.tensor.DType;
+import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
-import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -144,11 +144,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     /**
      * Plain TCP (host:port, no TLS: workers sit on a private network next to the frontend). The
      * direct executor runs the answer handlers on the transport thread: they only decode and wake
-     * the caller, and it saves a thread hop per answer. The transport is {@link SpinningEventLoops}'
-     * shared client loop, which polls for a while after each message instead of sleeping.
+     * the caller, and it saves a thread hop per answer.
      */
-    public static final ChannelFactory TCP = (address, config) -> NettyChannelBuilder.forTarget(address, InsecureChannelCredentials.create())
-            .eventLoopGroup(SpinningEventLoops.clientGroup()).channelType(SpinningEventLoops.clientChannel())
+    public static final ChannelFactory TCP = (address, config) -> Grpc.newChannelBuilder(address, InsecureChannelCredentials.create())
             .directExecutor().maxInboundMessageSize(config.maxMessageBytes()).build();
 
     private final Path modelDir;

@@ -9,7 +9,6 @@ import io.grpc.Server;
 import io.grpc.ServerBuilder;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
-import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
 import io.grpc.protobuf.services.HealthStatusManager;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -49,11 +48,8 @@ public final class WorkerServer implements AutoCloseable {
     private final String fixedName;
     private final Path model;
     private final int maxMessageBytes;
-    private final int spinMicros;
 
     private Server server;
-    private EventLoopGroup bossGroup;
-    private EventLoopGroup workerGroup;
     private HealthStatusManager health;
     private ExpertWorkerService service;
     private volatile String name;
@@ -66,7 +62,6 @@ public final class WorkerServer implements AutoCloseable {
         this.fixedName = b.name;
         this.model = b.model;
         this.maxMessageBytes = b.maxMessageBytes;
-        this.spinMicros = b.spinMicros;
         this.name = b.name != null ? b.name : b.host + ":" + b.port;
     }
 
@@ -83,22 +78,8 @@ public final class WorkerServer implements AutoCloseable {
         private String name;
         private Path model;
         private int maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
-        private int spinMicros = -1;
 
         private Builder() {}
-
-        /**
-         * How long the transport threads keep polling after a message before they sleep (see
-         * {@link SpinningEventLoops}); 0 = sleep at once. Default: system property
-         * {@code epserve.rpc.spinMicros}, else {@value SpinningEventLoops#DEFAULT_SPIN_MICROS} µs.
-         */
-        public Builder spinMicros(int micros) {
-            if (micros < 0) {
-                throw new IllegalArgumentException("spinMicros must be >= 0, got " + micros);
-            }
-            this.spinMicros = micros;
-            return this;
-        }
 
         /** Interface to bind (default 127.0.0.1; 0.0.0.0 for all). */
         public Builder host(String host) {
@@ -185,16 +166,8 @@ public final class WorkerServer implements AutoCloseable {
             }
         }
         // Netty's builder because only it binds one interface (Grpc.newServerBuilderForPort binds all).
-        ServerBuilder<?> sb;
-        if (injected != null) {
-            sb = injected;
-        } else {
-            int spin = spinMicros >= 0 ? spinMicros : SpinningEventLoops.spinMicrosFromProperty();
-            bossGroup = SpinningEventLoops.group(1, "epserve-worker-accept", 0);
-            workerGroup = SpinningEventLoops.group(Runtime.getRuntime().availableProcessors(), "epserve-worker-io", spin);
-            sb = NettyServerBuilder.forAddress(new InetSocketAddress(host, requestedPort), InsecureServerCredentials.create())
-                    .bossEventLoopGroup(bossGroup).workerEventLoopGroup(workerGroup).channelType(SpinningEventLoops.serverChannel());
-        }
+        ServerBuilder<?> sb = injected != null ? injected
+                : NettyServerBuilder.forAddress(new InetSocketAddress(host, requestedPort), InsecureServerCredentials.create());
         health = new HealthStatusManager();
         service = new ExpertWorkerService(() -> name, pre);
         sb.addService(service).addService(health.getHealthService()).maxInboundMessageSize(maxMessageBytes);
@@ -208,11 +181,9 @@ public final class WorkerServer implements AutoCloseable {
             s = sb.build().start();
         } catch (IOException e) {
             service.close();
-            shutdownGroups();
             throw new UncheckedIOException("cannot listen on " + host + ":" + requestedPort + ": " + e.getMessage(), e);
         } catch (RuntimeException e) {
             service.close();
-            shutdownGroups();
             throw e;
         }
         server = s;
@@ -265,18 +236,7 @@ public final class WorkerServer implements AutoCloseable {
             Thread.currentThread().interrupt();
         } finally {
             service.close();
-            shutdownGroups();
         }
-    }
-
-    private void shutdownGroups() {
-        for (EventLoopGroup g : new EventLoopGroup[] {bossGroup, workerGroup}) {
-            if (g != null) {
-                g.shutdownGracefully(0, 1, TimeUnit.SECONDS);
-            }
-        }
-        bossGroup = null;
-        workerGroup = null;
     }
 
     /** Blocks until the server has terminated (after {@link #close()}, or forever while it serves). */
