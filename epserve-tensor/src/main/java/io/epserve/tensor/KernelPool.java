@@ -13,8 +13,7 @@ import java.util.concurrent.locks.LockSupport;
  * <p>Why not ForkJoin: a fork/join round trip costs several microseconds and allocates; here a
  * call publishes one job (a plain field write and one volatile store), the calling thread works
  * on it like the others, and idle workers spin for {@code epserve.spinMicros} (default 100 µs)
- * before they park, so back-to-back kernels find them awake. The spin yields the CPU between
- * polls: a runnable thread (an expert worker process, the server's I/O) is never kept waiting.
+ * before they park, so back-to-back kernels find them awake.
  *
  * <pre>
  *   cursor (one AtomicLong) = [ epoch : 32 | next chunk : 32 ]
@@ -201,7 +200,9 @@ public final class KernelPool implements AutoCloseable {
                 start = System.nanoTime();
             }
             if (System.nanoTime() - start < SPIN_NANOS) {
-                Thread.yield(); // a runnable thread of this or another process (an expert worker) goes first
+                for (int i = 0; i < 32; i++) {
+                    Thread.onSpinWait();
+                }
             } else {
                 LockSupport.parkNanos(this, 50_000);
             }
@@ -256,8 +257,9 @@ public final class KernelPool implements AutoCloseable {
                     continue;
                 }
                 if (System.nanoTime() - idleSince < SPIN_NANOS) {
-                    // stay awake for the next kernel, but let any runnable thread have the CPU
-                    Thread.yield();
+                    for (int i = 0; i < 16; i++) {
+                        Thread.onSpinWait();
+                    }
                     continue;
                 }
                 // Dekker with the caller: it writes the cursor then reads parked; we write parked
