@@ -59,7 +59,7 @@ public final class LocalWorkerProcesses implements AutoCloseable {
     /**
      * A command line that runs {@code mainClass} in a JVM like this one: the same java binary and
      * class path, {@link #JVM_FLAGS}, this JVM's {@code epserve.*} system properties (tuning such
-     * as {@code epserve.rpc.spinMicros} reaches the workers too) except those that
+     * as {@code epserve.spinMicros} or {@code epserve.kernels} reaches the workers too) except those that
      * {@code extraJvmFlags} sets, then {@code extraJvmFlags} (e.g. -Depserve.threads=1), then
      * {@code args} and {@code --listen HOST:PORT}.
      */
