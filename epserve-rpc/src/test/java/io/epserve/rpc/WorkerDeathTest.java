@@ -98,26 +98,31 @@ class WorkerDeathTest {
                     logits = t.forward(cache, new int[] {got[i]}, 1, false, RoutingListener.NONE);
                 }
                 assertThat(got).containsExactly(want);
-                assertThat(d.stats().workers().get(1).failures()).isBetween(2L, 3L); // + a possible cold-start deadline
-                assertThat(d.stats().workers().get(0).failures()).isBetween(1L, 2L);
+                // + possible cold-start deadlines after the restart / resume
+                assertThat(d.stats().workers().get(1).failures()).isBetween(2L, 1L + RECOVERY_TRIES);
+                assertThat(d.stats().workers().get(0).failures()).isBetween(1L, (long) RECOVERY_TRIES);
                 assertThat(d.info(1).getEpoch()).isEqualTo(p.epoch());
             }
         }
     }
 
+    /** Tries {@link #forwardAfterRecovery} allows for a deadline (see there). */
+    static final int RECOVERY_TRIES = 4;
+
     /**
      * The first step after a worker came back. A freshly started (or just resumed) worker JVM runs
-     * its first call cold, which on a loaded machine can exceed the test's short deadline: one
-     * more try is allowed for a deadline, never for any other failure.
+     * its first calls cold (class loading, interpreter), which on a loaded machine can exceed the
+     * test's short deadline: a few more tries are allowed for a deadline, never for any other failure.
      */
     private static float[] forwardAfterRecovery(MoeTransformer t, KvCache cache, int token) {
-        try {
-            return t.forward(cache, new int[] {token}, 1, false, RoutingListener.NONE);
-        } catch (WorkerException e) {
-            if (e.kind() != WorkerException.Kind.DEADLINE) {
-                throw e;
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return t.forward(cache, new int[] {token}, 1, false, RoutingListener.NONE);
+            } catch (WorkerException e) {
+                if (e.kind() != WorkerException.Kind.DEADLINE || attempt == RECOVERY_TRIES) {
+                    throw e;
+                }
             }
-            return t.forward(cache, new int[] {token}, 1, false, RoutingListener.NONE);
         }
     }
 
