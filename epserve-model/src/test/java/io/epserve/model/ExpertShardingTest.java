@@ -61,13 +61,7 @@ class ExpertShardingTest {
     /** Quantized experts shard at whole blocks: the same function as whole quantized experts; a cut inside a block is refused. */
     @Test
     void quantizedExpertsShardAtBlockBoundaries() throws java.io.IOException {
-        java.nio.file.Path dir = tmp.resolve("mixtral");
-        java.nio.file.Files.createDirectories(dir);
-        try (var files = java.nio.file.Files.list(Fixtures.model("mixtral"))) {
-            for (java.nio.file.Path f : files.toList()) {
-                java.nio.file.Files.copy(f, dir.resolve(f.getFileName()));
-            }
-        }
+        java.nio.file.Path dir = Fixtures.copyModel("mixtral", tmp);
         JsonNode exp = Fixtures.expected("mixtral");
         for (io.epserve.tensor.DType dt : new io.epserve.tensor.DType[] {io.epserve.tensor.DType.Q8_0, io.epserve.tensor.DType.Q4_0}) {
             LoadedModel.Options q = LoadedModel.Options.defaults().withExpertDType(dt);

@@ -26,6 +26,18 @@ public final class Fixtures {
         return root().resolve(name).resolve("model");
     }
 
+    /** A copy of a fixture's model folder in {@code dir} (a converted-experts cache must not land in the shared fixtures). */
+    public static Path copyModel(String name, Path dir) throws IOException {
+        Path dst = dir.resolve(name);
+        Files.createDirectories(dst);
+        try (java.util.stream.Stream<Path> s = Files.list(model(name))) {
+            for (Path p : s.toList()) {
+                Files.copy(p, dst.resolve(p.getFileName()));
+            }
+        }
+        return dst;
+    }
+
     public static JsonNode expected(String name) {
         try {
             return new ObjectMapper().readTree(Files.readString(root().resolve(name).resolve("expected.json")));

@@ -43,15 +43,7 @@ class QuantizedExpertsTest {
 
     /** A copy of a fixture's model folder (the cache must not land in the shared fixtures). */
     Path copy(String fixture) throws IOException {
-        Path src = Fixtures.model(fixture);
-        Path dst = tmp.resolve(fixture);
-        Files.createDirectories(dst);
-        try (Stream<Path> s = Files.list(src)) {
-            for (Path p : s.toList()) {
-                Files.copy(p, dst.resolve(p.getFileName()));
-            }
-        }
-        return dst;
+        return Fixtures.copyModel(fixture, tmp);
     }
 
     static LoadedModel load(Path dir, DType dt) {
