@@ -29,7 +29,7 @@ final class DenseKernels {
     private DenseKernels() {}
 
     /** The scalar tail of one dot product, after the lane sum. */
-    private static float tail(float s, float[] x, int xOff, MemorySegment seg, DType dt, long rowElem, int kv, int k) {
+    static float tail(float s, float[] x, int xOff, MemorySegment seg, DType dt, long rowElem, int kv, int k) {
         for (int c = kv; c < k; c++) {
             s = Math.fma(at(seg, dt, rowElem + c), x[xOff + c], s);
         }

@@ -42,6 +42,9 @@ import jdk.incubator.vector.VectorSpecies;
  * F16, converted in registers, one x load shared by all of them. 2 ≤ m ≤ 4 with BF16 weights
  * ({@link DenseKernels#fewTokens}): the same, with every widened weight vector used at once for
  * all m tokens (tiles 4 × 2, 3 × 3, 2 × 4), so the weights stream in once and nothing is staged.
+ * 5 ≤ m ≤ 24 with BF16 weights (the few tokens per expert of a decode batch,
+ * {@link GroupKernels}): groups of 8 tokens whose activations are packed side by side, one
+ * widened weight vector feeding 8 FMAs, weights streamed once per group.
  * Larger m, and other dtypes (prefill, compute-bound): cache-blocked (see
  * {@link DenseKernels#batched}); a block of 8 rows × one K block is widened into a small
  * per-thread float tile (never the whole matrix), then every pair of tokens runs a 4 × 2
@@ -232,6 +235,16 @@ public final class VectorKernels {
             return state;
         }
 
+        float[] groups = new float[0];
+
+        /** Packed activations of {@link GroupKernels}. */
+        float[] groups(int size) {
+            if (groups.length < size) {
+                groups = new float[Math.max(size, groups.length * 2)];
+            }
+            return groups;
+        }
+
         float[] tile(int size) {
             if (tile.length < size) {
                 tile = new float[Math.max(size, tile.length * 2)];
@@ -318,6 +331,8 @@ public final class VectorKernels {
             DenseKernels.matvec(x, xOff, seg, dt, k, y, yOff, r0, r1);
         } else if (m <= FEW_TOKENS && dt == DType.BF16) {
             DenseKernels.fewTokens(x, xOff, m, seg, n, k, y, yOff, r0, r1);
+        } else if (m <= GroupKernels.MAX_TOKENS && dt == DType.BF16) {
+            GroupKernels.rows(x, xOff, m, seg, n, k, y, yOff, r0, r1);
         } else {
             DenseKernels.batched(x, xOff, m, seg, dt, n, k, y, yOff, r0, r1);
         }

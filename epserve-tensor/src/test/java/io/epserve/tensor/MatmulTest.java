@@ -81,13 +81,15 @@ class MatmulTest {
 
     /**
      * HARD REQUIREMENT: y[i, n] bitwise independent of m, tile, thread split and offsets. Each row
-     * is computed alone (m = 1, single thread, the decode path) and inside a batch of 37 (the 4×3
-     * tile path plus its remainders) on 1, 2 and 3 threads, with different x/y offsets.
+     * is computed alone (m = 1, single thread, the decode path) and inside a batch of 49 (the
+     * staged 4×2 tile path plus its remainders) and sub-batches of 2 to 36 (BF16: few-tokens
+     * tiles, groups of 8 with their padding and leftovers, staged) on 1, 2 and 3 threads, with
+     * different x/y offsets.
      */
     @Test
     void batchInvariantBitwise() {
         SplittableRandom r = new SplittableRandom(12);
-        int m = 37;
+        int m = 49;
         int[][] shapes = {{67, 257}, {133, 100}, {64, 1024}, {9, 31}, {200, 3}};
         try (Arena arena = Arena.ofShared()) {
             for (DType dt : TestTensors.FLOATS) {
@@ -116,8 +118,9 @@ class MatmulTest {
                                         + " != alone " + single[j]);
                             }
                         }
-                        // Sub-batches of other sizes give the same bits too (2-4: the few-tokens BF16 path).
-                        for (int m2 : new int[] {2, 3, 4, 5}) {
+                        // Sub-batches of other sizes give the same bits too (BF16: 2-4 the few-tokens
+                        // path; 5-24 groups of 8, padded or followed by 1-4 tokens; 36 and 49 staged).
+                        for (int m2 : new int[] {2, 3, 4, 5, 8, 9, 10, 12, 13, 16, 17, 24, 36}) {
                             float[] sub = new float[m2 * n];
                             VectorKernels.matmul(x, 0, m2, w, sub, 0, p);
                             for (int j = 0; j < m2 * n; j++) {
