@@ -118,7 +118,18 @@ final class BenchEpCommand implements Callable<Integer> {
         double base = Double.parseDouble(rows.get(0)[3]);
         double twoWorkers = Double.parseDouble(rows.get(2)[3]);
         out.printf(Locale.ROOT, "decode with %d worker processes / single process: %.2f%n", workers, twoWorkers / base);
+        // Every column against the single process without overlap, for each overlap setting of
+        // the workers (one sequence's decode is latency-bound; a batch's is throughput-bound).
+        for (int i = 2; i < 4; i++) {
+            String[] ep = rows.get(i);
+            out.printf(Locale.ROOT, "%d worker processes, overlap %s / single process: prefill %.2f, decode %.2f, batched decode (%d sequences) %.2f%n",
+                    workers, ep[1], ratio(ep[2], rows.get(0)[2]), ratio(ep[3], rows.get(0)[3]), batch, ratio(ep[4], rows.get(0)[4]));
+        }
         return 0;
+    }
+
+    private static double ratio(String a, String b) {
+        return Double.parseDouble(a) / Double.parseDouble(b);
     }
 
     private static String[] row(String what, boolean overlap, Figures f) {

@@ -54,6 +54,10 @@ class CliProcessTest {
             assertThat(o.out()).containsPattern("2 workers, overlap " + overlap + ": per call [0-9]+ µs computing, -?[0-9]+ µs on the way");
         }
         assertThat(o.out()).containsPattern("decode with 2 worker processes / single process: [0-9]+\\.[0-9]{2}");
+        for (String overlap : new String[] {"off", "on"}) {
+            assertThat(o.out()).containsPattern("2 worker processes, overlap " + overlap + " / single process: prefill [0-9]+\\.[0-9]{2}, "
+                    + "decode [0-9]+\\.[0-9]{2}, batched decode \\(2 sequences\\) [0-9]+\\.[0-9]{2}");
+        }
     }
 
     @Test
