@@ -39,6 +39,11 @@ public final class DispatchPlan {
     private final ExpertRequest[] requests;
     private int[] slots = new int[0];
     private int[] owner = new int[0];
+    /** Scratch of {@link #balanceReplicas}: per expert its pairs, worker and sort order; per worker its load. */
+    private int[] expertPairs = new int[0];
+    private int[] expertWorker = new int[0];
+    private int[] expertOrder = new int[0];
+    private int[] workerLoad = new int[0];
 
     private DispatchPlan(int workers, boolean reusable) {
         this.reusable = reusable;
@@ -64,8 +69,19 @@ public final class DispatchPlan {
      * request. Each expert goes to its primary replica. The plan and its requests are new objects.
      */
     public static DispatchPlan split(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement) {
+        return split(layer, x, hidden, r, placement, false);
+    }
+
+    /**
+     * As {@link #split(int, float[], int, RoutingResult, ExpertPlacement)}; with
+     * {@code exactPartials} (the workers' partial sums reach {@link #combine} unrounded, as F32)
+     * and at most 2 experts per token, replicated experts are placed per step instead of per
+     * token (see {@link #chooseReplicas}).
+     */
+    public static DispatchPlan split(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement,
+                                     boolean exactPartials) {
         DispatchPlan p = new DispatchPlan(placement.workerCount(), false);
-        p.fill(layer, x, hidden, r, placement);
+        p.fill(layer, x, hidden, r, placement, exactPartials);
         for (int w = 0; w < p.requests.length; w++) {
             int n = p.count[w];
             if (n == 0) {
@@ -91,6 +107,11 @@ public final class DispatchPlan {
      * needed); returns this plan. Only for a plan made by {@link #reusable}.
      */
     public DispatchPlan refill(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement) {
+        return refill(layer, x, hidden, r, placement, false);
+    }
+
+    /** As {@link #refill(int, float[], int, RoutingResult, ExpertPlacement)}, with {@code exactPartials} as in {@link #split(int, float[], int, RoutingResult, ExpertPlacement, boolean)}. */
+    public DispatchPlan refill(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement, boolean exactPartials) {
         if (!reusable) {
             throw new IllegalStateException("a plan made by split() is immutable; refill a DispatchPlan.reusable() one");
         }
@@ -99,12 +120,12 @@ public final class DispatchPlan {
                     + placement.workerCount());
         }
         Arrays.fill(requests, null);
-        fill(layer, x, hidden, r, placement);
+        fill(layer, x, hidden, r, placement, exactPartials);
         return this;
     }
 
     /** The grouping: per worker, its tokens in ascending order and each token's pairs in ascending expert id. */
-    private void fill(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement) {
+    private void fill(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement, boolean exactPartials) {
         int workers = count.length;
         int k = r.k();
         int tokens = r.tokens();
@@ -118,7 +139,11 @@ public final class DispatchPlan {
         if (owner.length < tokens * k) {
             owner = new int[tokens * k];
         }
-        chooseReplicas(layer, r, placement, owner);
+        if (exactPartials && k <= 2 && hasReplicas(layer, r, placement)) {
+            balanceReplicas(layer, r, placement, owner);
+        } else {
+            chooseReplicas(layer, r, placement, owner);
+        }
         for (int w = 0; w < workers; w++) {
             int[] tokenRows = rows[w].length >= tokens ? rows[w] : (rows[w] = new int[tokens]);
             int[] offs = offsets[w].length >= tokens + 1 ? offsets[w] : (offsets[w] = new int[tokens + 1]);
@@ -156,6 +181,96 @@ public final class DispatchPlan {
             for (int i = 0; i < n; i++) {
                 System.arraycopy(x, tokenRows[i] * hidden, x1, i * hidden, hidden);
             }
+        }
+    }
+
+    /** Whether any expert this step routes to has more than one replica. */
+    private static boolean hasReplicas(int layer, RoutingResult r, ExpertPlacement placement) {
+        for (int i = 0, n = r.tokens() * r.k(); i < n; i++) {
+            if (placement.replicaCount(layer, r.experts()[i]) > 1) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * The worker that computes each (token, slot) when the choice may depend on the whole step:
+     * each expert goes to one of its replicas with all of its tokens, so a batch reads each
+     * expert's weights once and in one matrix product. Experts are taken by descending token
+     * count (then ascending id) and each goes to its least loaded replica so far (then the
+     * earliest in its replica list), the load of a worker being the (token, expert) pairs it has.
+     * One token's two experts then land on two workers whenever they can (the second finds the
+     * first's worker loaded).
+     *
+     * <p>Why the result is still the same function of each token alone: a token has at most two
+     * (token, expert) terms a and b, each {@code fl(w·y)} bitwise independent of the batch (batch-
+     * invariant kernels). A worker holding both returns {@code fl(fl(0 + a) + b)} (its pairs in
+     * ascending expert id); split over two workers, the combine computes
+     * {@code fl(fl(0 + a') + b')} in worker order, where a', b' are the single-term partial
+     * sums {@code fl(0 + a)}, {@code fl(0 + b)} — the same bits, since IEEE addition is
+     * commutative and {@code 0 + x} only turns -0 into +0, which no second addition can tell
+     * apart. With three or more terms, or partial sums rounded on the wire (BF16), the grouping
+     * would matter, so {@link #fill} uses {@link #chooseReplicas} then.
+     */
+    private void balanceReplicas(int layer, RoutingResult r, ExpertPlacement placement, int[] owner) {
+        int experts = placement.numExperts();
+        int workers = count.length;
+        if (expertPairs.length < experts) {
+            expertPairs = new int[experts];
+            expertWorker = new int[experts];
+            expertOrder = new int[experts];
+        }
+        if (workerLoad.length < workers) {
+            workerLoad = new int[workers];
+        }
+        int[] pairsOf = expertPairs;
+        int[] workerOf = expertWorker;
+        int[] load = workerLoad;
+        Arrays.fill(pairsOf, 0, experts, 0);
+        Arrays.fill(load, 0, workers, 0);
+        int k = r.k();
+        for (int i = 0, n = r.tokens() * k; i < n; i++) {
+            pairsOf[r.experts()[i]]++;
+        }
+        // experts with one replica first: their load is fixed
+        int sorted = 0;
+        for (int e = 0; e < experts; e++) {
+            if (pairsOf[e] == 0) {
+                continue;
+            }
+            if (placement.replicaCount(layer, e) == 1) {
+                workerOf[e] = placement.primary(layer, e);
+                load[workerOf[e]] += pairsOf[e];
+            } else {
+                expertOrder[sorted++] = e;
+            }
+        }
+        // descending pair count, then ascending id (insertion sort: a layer has few experts in use)
+        for (int a = 1; a < sorted; a++) {
+            int e = expertOrder[a];
+            int b = a - 1;
+            while (b >= 0 && (pairsOf[expertOrder[b]] < pairsOf[e]
+                    || (pairsOf[expertOrder[b]] == pairsOf[e] && expertOrder[b] > e))) {
+                expertOrder[b + 1] = expertOrder[b];
+                b--;
+            }
+            expertOrder[b + 1] = e;
+        }
+        for (int i = 0; i < sorted; i++) {
+            int e = expertOrder[i];
+            int best = placement.replica(layer, e, 0);
+            for (int j = 1, n = placement.replicaCount(layer, e); j < n; j++) {
+                int w = placement.replica(layer, e, j);
+                if (load[w] < load[best]) {
+                    best = w;
+                }
+            }
+            workerOf[e] = best;
+            load[best] += pairsOf[e];
+        }
+        for (int i = 0, n = r.tokens() * k; i < n; i++) {
+            owner[i] = workerOf[r.experts()[i]];
         }
     }
 

@@ -102,7 +102,7 @@ public final class InProcessDispatcher implements ExpertDispatcher {
         if (b == null) {
             b = new Buffers(workers.size());
         }
-        DispatchPlan plan = b.plan.refill(layer, hidden, hiddenSize, routing, placement);
+        DispatchPlan plan = b.plan.refill(layer, hidden, hiddenSize, routing, placement, true); // partials stay F32
         float[][] partials = b.partials;
         java.util.concurrent.atomic.AtomicLongArray routed = tokensRouted[layer];
         int[] chosen = routing.experts();

@@ -374,7 +374,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         for (int i = 0, n = routing.tokens() * routing.k(); i < n; i++) {
             counts.incrementAndGet(routing.experts()[i]);
         }
-        return DispatchPlan.split(layer, hidden, hiddenSize, routing, placement);
+        return DispatchPlan.split(layer, hidden, hiddenSize, routing, placement, config.wireDType() == WireDType.WIRE_DTYPE_F32);
     }
 
     private static ExpertRequest[] requests(DispatchPlan plan) {
