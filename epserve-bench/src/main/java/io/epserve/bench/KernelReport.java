@@ -12,19 +12,19 @@ import org.openjdk.jmh.runner.options.OptionsBuilder;
 
 /**
  * One session, one table: measures the machine limits ({@link MachineLimits}), runs the
- * {@link MatvecBench} and {@link MatmulBench} JMH benchmarks, and prints each figure in GB/s
+ * {@link MatvecBench}, {@link MatmulBench} and {@link ExpertBatchBench} JMH benchmarks, and prints each figure in GB/s
  * (m = 1) or GFLOP/s (m &gt; 1) with its ratio to the limit measured for the same thread count.
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp epserve-bench/target/benchmarks.jar io.epserve.bench.KernelReport [regex]
  * </pre>
- * The optional regex selects benchmarks (default: both classes).
+ * The optional regex selects benchmarks (default: all three classes).
  */
 public final class KernelReport {
     private KernelReport() {}
 
     public static void main(String[] args) throws Exception {
-        String include = args.length > 0 ? args[0] : "io.epserve.bench.(MatvecBench|MatmulBench)";
+        String include = args.length > 0 ? args[0] : "io.epserve.bench.(MatvecBench|MatmulBench|ExpertBatchBench)";
         System.out.printf(Locale.ROOT, "cpu: %s, %d processors%n", MachineLimits.cpuName(), Runtime.getRuntime().availableProcessors());
         double[] triad = new double[3];
         double[] peak = new double[3];
@@ -45,7 +45,13 @@ public final class KernelReport {
             int threads = Integer.parseInt(p.getParam("threads"));
             double us = r.getPrimaryResult().getScore();
             double secs = us * 1e-6;
-            if (p.getParam("shape") != null) {
+            if (p.getParam("shape") != null && p.getParam("m") != null) {
+                String shape = p.getParam("shape");
+                int m = Integer.parseInt(p.getParam("m"));
+                double gf = ExpertBatchBench.flops(shape, m) / secs / 1e9;
+                lines.add(String.format(Locale.ROOT, "| %s m=%d | %s | %s | %d | %.1f µs | %.1f GFLOP/s | fma %.1f GFLOP/s | %.0f%% |",
+                        bench, m, "BF16", shape, threads, us, gf, peak[threads], 100 * gf / peak[threads]));
+            } else if (p.getParam("shape") != null) {
                 String shape = p.getParam("shape");
                 double gbs = MatvecBench.weightBytes(dtype, shape) / secs / 1e9;
                 lines.add(String.format(Locale.ROOT, "| %s m=1 | %s | %s | %d | %.1f µs | %.1f GB/s | triad %.1f GB/s | %.0f%% |",
