@@ -46,7 +46,8 @@ final class ModelOptions {
 
     @Option(names = "--policy", defaultValue = "contiguous", paramLabel = "POLICY",
             description = "Expert placement over workers: contiguous (default), round-robin, or replicated (every worker "
-                    + "holds every expert and each token's experts are spread over workers: balanced, at data-parallel memory cost).")
+                    + "holds every expert; each step gives each expert, with all its tokens, to its least loaded worker, "
+                    + "and a token's experts to different workers: balanced, at data-parallel memory cost).")
     String policy;
 
     @Option(names = "--overlap", description = "Two-batch overlap: split each step into two micro-batches so that one's "

@@ -25,8 +25,9 @@ public final class ExpertPlacement {
         ROUND_ROBIN,
         /**
          * Every worker holds every expert (replicas; primary e mod W), and dispatch spreads each
-         * token's experts over different workers: balanced compute at the memory cost of data
-         * parallelism — for small models or hot experts.
+         * token's experts over different workers (and, when the combine is exact, gives each
+         * expert with all its tokens to one replica per step: see {@code DispatchPlan}): balanced
+         * compute at the memory cost of data parallelism — for small models or hot experts.
          */
         REPLICATED
     }
