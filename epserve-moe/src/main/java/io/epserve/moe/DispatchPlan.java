@@ -66,7 +66,7 @@ public final class DispatchPlan {
 
     /**
      * Splits a layer's routing over the placement's workers; a worker with no tokens gets a null
-     * request. Each expert goes to its primary replica. The plan and its requests are new objects.
+     * request. Replicas are chosen per token ({@link #chooseReplicas}). The plan and its requests are new objects.
      */
     public static DispatchPlan split(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement) {
         return split(layer, x, hidden, r, placement, false);
