@@ -23,8 +23,9 @@ import jdk.incubator.vector.FloatVector;
  * constant offsets: 8 separate token streams ran at 60–70% of that speed on a Zen 3 core (more
  * address arithmetic and bounds checks per FMA). One weight load feeds 8 FMAs; the loads of the
  * weights overlap the FMAs instead of running in a widening pass of their own as in
- * {@link DenseKernels#batched}. Measured at 8 tokens, weights streamed from DRAM: 37–42 against
- * 26–31 GFLOP/s staged on one Zen 3 thread, 56–69 against 53–54 on two. Each accumulator sees the fma sequence of {@link VectorKernels}'
+ * {@link DenseKernels#batched}. Measured at 8 tokens, weights streamed from DRAM: 33–42 against
+ * 23–35 GFLOP/s staged on one Zen 3 thread, 56–69 against 51–57 on two (harnesses and
+ * ExpertBatchBench, BENCHMARKS.md). Each accumulator sees the fma sequence of {@link VectorKernels}'
  * scheme, so the results are bitwise those of {@link DenseKernels#matvec} per token.
  */
 final class GroupKernels {
@@ -36,7 +37,7 @@ final class GroupKernels {
     static final int MIN_TOKENS = 5;
     /**
      * The largest m sent here: above, staging the widened weights once for all tokens pays (on 2
-     * Zen 3 threads, BF16 expert shapes: groups 1.05–1.35× the staged kernel at 6–16 tokens, even
+     * Zen 3 threads, BF16 expert shapes: groups 0.98–1.37× the staged kernel at 6–16 tokens, even
      * at 24, 0.8–0.95× at 32).
      */
     static final int MAX_TOKENS = 24;
