@@ -12,6 +12,7 @@ import io.epserve.rpc.DispatchStats;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.rpc.LocalWorkerProcesses;
 import java.io.PrintStream;
+import java.math.BigDecimal;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -48,6 +49,14 @@ final class BenchEpCommand implements Callable<Integer> {
     @Option(names = "--ep-workers", defaultValue = "2", description = "Worker processes (default ${DEFAULT-VALUE}).")
     int workers;
 
+    @Option(names = "--warmup-seconds", defaultValue = "30",
+            description = {"Unmeasured decode runs, repeated for at least this long, before the first configuration",
+                    "of the single process and of the workers is measured; every configuration also gets one",
+                    "warm-up run (default ${DEFAULT-VALUE}). Three JVMs on few cores take tens of seconds",
+                    "to finish compiling the per-call code (-XX:+PrintCompilation shows it): without this the",
+                    "first worker configuration measures the JIT."})
+    double warmupSeconds;
+
     @Option(names = "--worker-threads", defaultValue = "1",
             description = "Kernel threads per worker process (default ${DEFAULT-VALUE}: 2 workers × 1 thread = the 2 cores).")
     int workerThreads;
@@ -63,8 +72,8 @@ final class BenchEpCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         shape.validate();
-        if (batch < 2 || workers < 1 || workerThreads < 1) {
-            throw new Main.UsageError("--batch >= 2, --ep-workers >= 1 and --worker-threads >= 1 are required");
+        if (batch < 2 || workers < 1 || workerThreads < 1 || !(warmupSeconds >= 0)) {
+            throw new Main.UsageError("--batch >= 2, --ep-workers >= 1, --worker-threads >= 1 and --warmup-seconds >= 0 are required");
         }
         TerminalProgress progress = TerminalProgress.forStderr();
         Path dir = model.resolveModelDir(progress).toAbsolutePath().normalize();
@@ -74,7 +83,7 @@ final class BenchEpCommand implements Callable<Integer> {
         try (LoadedModel single = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(!model.noValidate)
                 .withProgress(progress))) {
             for (boolean overlap : new boolean[] {false, true}) {
-                Figures f = measure(single, overlap, null);
+                Figures f = measure(single, overlap, null, overlap ? 0 : warmupSeconds);
                 rows.add(row("single process", overlap, f));
             }
         }
@@ -96,7 +105,7 @@ final class BenchEpCommand implements Callable<Integer> {
             };
             try (LoadedModel ep = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(false).withDispatchers(remote))) {
                 for (boolean overlap : new boolean[] {false, true}) {
-                    Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher());
+                    Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher(), overlap ? 0 : warmupSeconds);
                     rows.add(row(workers + " workers, loopback", overlap, f));
                     callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s: per call %.0f µs computing, %.0f µs on the way "
                             + "(round trip minus compute; mean over workers and over the calls of one --gen-tokens decode)", workers, overlap ? "on" : "off",
@@ -104,8 +113,9 @@ final class BenchEpCommand implements Callable<Integer> {
                 }
             }
         }
-        out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs; "
-                + "placement %s, %d kernel thread(s) per worker%n", dir, shape.promptTokens, shape.genTokens, batch, shape.runs,
+        out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs "
+                + "after %s s of warm-up; placement %s, %d kernel thread(s) per worker%n", dir, shape.promptTokens, shape.genTokens, batch,
+                shape.runs, BigDecimal.valueOf(warmupSeconds).stripTrailingZeros().toPlainString(),
                 model.placementPolicy().name().toLowerCase(Locale.ROOT), workerThreads);
         out.printf(Locale.ROOT, "%-22s %-8s %12s %12s %16s %16s%n", "experts", "overlap", "prefill t/s", "decode t/s",
                 "batch decode t/s", "wire bytes/token");
@@ -138,14 +148,20 @@ final class BenchEpCommand implements Callable<Integer> {
                 Double.isNaN(f.bytesPerToken()) ? "-" : String.format(Locale.ROOT, "%.0f", f.bytesPerToken())};
     }
 
-    private Figures measure(LoadedModel m, boolean overlap, GrpcExpertDispatcher grpc) {
+    /**
+     * Warm-up (one run, then more until {@code warmupSeconds} have passed), then {@code --runs}
+     * measured runs; a run is one prompt + decode and one batched decode.
+     */
+    private Figures measure(LoadedModel m, boolean overlap, GrpcExpertDispatcher grpc, double warmupSeconds) {
         MoeTransformer t = m.transformer();
         t.setOverlap(overlap);
         int vocab = m.config().vocabSize();
         int[] prompt = shape.prompt(vocab);
-        // warm-up
-        Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
-        batchDecode(t, vocab);
+        long warmupEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
+        do {
+            Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
+            batchDecode(t, vocab);
+        } while (System.nanoTime() - warmupEnd < 0);
         double[] prefill = new double[shape.runs];
         double[] decode = new double[shape.runs];
         double[] batched = new double[shape.runs];

@@ -44,8 +44,9 @@ class CliProcessTest {
     @Test
     void benchEpComparesSingleProcessWithWorkerProcesses() throws Exception {
         CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()), "bench", "ep", "--demo", "tiny",
-                "--no-validate", "--runs", "1", "--prompt-tokens", "4", "--gen-tokens", "3", "--batch", "2");
+                "--no-validate", "--runs", "1", "--prompt-tokens", "4", "--gen-tokens", "3", "--batch", "2", "--warmup-seconds", "0.5");
         assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.out()).contains("median of 1 runs after 0.5 s of warm-up");
         String num = "[0-9]+\\.[0-9]";
         for (String overlap : new String[] {"off", "on"}) {
             assertThat(o.out()).containsPattern("single process +" + overlap + " +" + num + " +" + num + " +" + num + " +-");
@@ -122,7 +123,10 @@ class CliProcessTest {
                 .contains("loadgen").contains("bench").contains("plan").contains("demo model");
         CliRunner.Outcome ep = CliRunner.inProcess("bench", "ep", "--help");
         assertThat(ep.exitCode()).isZero();
-        assertThat(ep.out()).contains("Usage: epserve bench ep");
+        assertThat(ep.out()).contains("Usage: epserve bench ep").contains("--warmup-seconds");
+        CliRunner.Outcome badWarmup = CliRunner.inProcess("bench", "ep", "--demo", "tiny", "--warmup-seconds", "-1");
+        assertThat(badWarmup.exitCode()).isEqualTo(2);
+        assertThat(badWarmup.err()).contains("--warmup-seconds >= 0");
     }
 
     private Path copyFixture(String name) throws Exception {
