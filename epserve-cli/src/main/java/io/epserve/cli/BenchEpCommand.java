@@ -50,7 +50,7 @@ final class BenchEpCommand implements Callable<Integer> {
     int workers;
 
     @Option(names = "--warmup-seconds", defaultValue = "30",
-            description = {"Unmeasured decode runs, repeated for at least this long, before the first configuration",
+            description = {"Unmeasured runs, repeated for at least this long, before the first configuration",
                     "of the single process and of the workers is measured; every configuration also gets one",
                     "warm-up run (default ${DEFAULT-VALUE}). Three JVMs on few cores take tens of seconds",
                     "to finish compiling the per-call code (-XX:+PrintCompilation shows it): without this the",
@@ -157,7 +157,7 @@ final class BenchEpCommand implements Callable<Integer> {
         t.setOverlap(overlap);
         int vocab = m.config().vocabSize();
         int[] prompt = shape.prompt(vocab);
-        long warmupEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
+        long warmupEnd = System.nanoTime() + (long) Math.min(warmupSeconds * 1e9, 86_400e9); // a day at most: no overflow
         do {
             Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
             batchDecode(t, vocab);
