@@ -80,11 +80,7 @@ public final class EpTransportFloor {
 
         Weights(Shape s, Arena arena, boolean withExperts, boolean withDense) {
             MemorySegment pattern = pattern(arena);
-            attention = new Tensor[withDense ? s.layers * 4 : 0];
-            for (int i = 0; i < attention.length; i++) {
-                attention[i] = bf16(arena, pattern, s.hidden, s.hidden);
-            }
-            head = withDense ? bf16(arena, pattern, s.vocab, s.hidden) : null;
+            // experts first: a worker (no dense weights) then makes the same expert bytes as the frontend
             experts = withExperts ? new Tensor[s.layers][s.experts][] : null;
             if (withExperts) {
                 for (Tensor[][] layer : experts) {
@@ -94,6 +90,11 @@ public final class EpTransportFloor {
                     }
                 }
             }
+            attention = new Tensor[withDense ? s.layers * 4 : 0];
+            for (int i = 0; i < attention.length; i++) {
+                attention[i] = bf16(arena, pattern, s.hidden, s.hidden);
+            }
+            head = withDense ? bf16(arena, pattern, s.vocab, s.hidden) : null;
         }
 
         private static MemorySegment pattern(Arena arena) {
@@ -106,11 +107,13 @@ public final class EpTransportFloor {
             return p;
         }
 
-        private static Tensor bf16(Arena arena, MemorySegment pattern, int rows, int cols) {
+        private int made;
+
+        /** Copies of the pattern, each from a shifted start: no two tensors, and no two neighbouring copies, hold the same bytes. */
+        private Tensor bf16(Arena arena, MemorySegment pattern, int rows, int cols) {
             MemorySegment s = arena.allocate(2L * rows * cols, 64);
-            // copies of the pattern, each from a shifted start, so that no two rows repeat it in step
             long step = pattern.byteSize() - 2048;
-            for (long off = 0, from = 0; off < s.byteSize(); off += step, from = (from + 14) % 2048) {
+            for (long off = 0, from = 2L * (made++ % 1021); off < s.byteSize(); off += step, from = (from + 14) % 2048) {
                 long n = Math.min(step, s.byteSize() - off);
                 MemorySegment.copy(pattern, from, s, off, n);
             }

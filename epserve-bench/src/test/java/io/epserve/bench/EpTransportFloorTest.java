@@ -44,9 +44,14 @@ class EpTransportFloorTest {
                 exact.compute(layer, e0, e1, x, y0, y1);
                 y1[3] = Math.nextUp(y1[3]);
             };
+            EpTransportFloor.Experts swapped = (layer, e0, e1, x, y0, y1) -> exact.compute(layer, e1, e0, x, y1, y0);
+            EpTransportFloor.Experts secondTwice = (layer, e0, e1, x, y0, y1) -> exact.compute(layer, e1, e1, x, y0, y1);
             long a = EpTransportFloor.decode(s, w, exact, 3, pool).checksum();
             assertThat(EpTransportFloor.decode(s, w, exact, 3, pool).checksum()).isEqualTo(a);
+            assertThat(EpTransportFloor.decode(s, w, swapped, 3, pool).checksum()).as("same work, other order").isEqualTo(a);
             assertThat(EpTransportFloor.decode(s, w, oneBitOff, 3, pool).checksum()).isNotEqualTo(a);
+            assertThat(EpTransportFloor.decode(s, w, secondTwice, 3, pool).checksum()).as("experts hold different weights")
+                    .isNotEqualTo(a);
         }
     }
 
