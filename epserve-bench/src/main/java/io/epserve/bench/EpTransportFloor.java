@@ -2,7 +2,6 @@ package io.epserve.bench;
 
 import io.epserve.tensor.DType;
 import io.epserve.tensor.KernelPool;
-import io.epserve.tensor.Numerics;
 import io.epserve.tensor.Tensor;
 import io.epserve.tensor.VectorKernels;
 import java.io.BufferedReader;
@@ -12,8 +11,6 @@ import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -49,8 +46,8 @@ import java.util.concurrent.TimeUnit;
  * </pre>
  *
  * A worker ({@code EpTransportFloor worker --hidden ...}) listens on a free loopback port, prints
- * {@code listening PORT}, serves one connection and exits when it closes. The weights are a
- * fixed pseudo-random pattern, not a checkpoint: only their sizes matter here.
+ * {@code listening PORT}, serves one connection and exits when it closes. The weights are seeded
+ * pseudo-random values ({@link BenchWeights}), not a checkpoint: only their sizes matter here.
  */
 public final class EpTransportFloor {
     private EpTransportFloor() {}
@@ -79,45 +76,23 @@ public final class EpTransportFloor {
         final Tensor head;
 
         Weights(Shape s, Arena arena, boolean withExperts, boolean withDense) {
-            MemorySegment pattern = pattern(arena);
-            // experts first: a worker (no dense weights) then makes the same expert bytes as the frontend
+            // seeds from the tensor's place, so that a worker (experts only) makes the frontend's bytes
             experts = withExperts ? new Tensor[s.layers][s.experts][] : null;
             if (withExperts) {
-                for (Tensor[][] layer : experts) {
+                for (int l = 0; l < s.layers; l++) {
                     for (int e = 0; e < s.experts; e++) {
-                        layer[e] = new Tensor[] {bf16(arena, pattern, s.intermediate, s.hidden),
-                            bf16(arena, pattern, s.intermediate, s.hidden), bf16(arena, pattern, s.hidden, s.intermediate)};
+                        long seed = 3L * (l * s.experts + e);
+                        experts[l][e] = new Tensor[] {BenchWeights.matrix(arena, DType.BF16, s.intermediate, s.hidden, seed),
+                            BenchWeights.matrix(arena, DType.BF16, s.intermediate, s.hidden, seed + 1),
+                            BenchWeights.matrix(arena, DType.BF16, s.hidden, s.intermediate, seed + 2)};
                     }
                 }
             }
             attention = new Tensor[withDense ? s.layers * 4 : 0];
             for (int i = 0; i < attention.length; i++) {
-                attention[i] = bf16(arena, pattern, s.hidden, s.hidden);
+                attention[i] = BenchWeights.matrix(arena, DType.BF16, s.hidden, s.hidden, 1_000_000 + i);
             }
-            head = withDense ? bf16(arena, pattern, s.vocab, s.hidden) : null;
-        }
-
-        private static MemorySegment pattern(Arena arena) {
-            int n = 1 << 15;
-            MemorySegment p = arena.allocate(2L * n, 64);
-            SplittableRandom r = new SplittableRandom(1);
-            for (int i = 0; i < n; i++) {
-                p.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Numerics.floatToBf16((float) (r.nextGaussian() * 0.02)));
-            }
-            return p;
-        }
-
-        private int made;
-
-        /** Copies of the pattern, each from a shifted start: no two tensors, and no two neighbouring copies, hold the same bytes. */
-        private Tensor bf16(Arena arena, MemorySegment pattern, int rows, int cols) {
-            MemorySegment s = arena.allocate(2L * rows * cols, 64);
-            long step = pattern.byteSize() - 2048;
-            for (long off = 0, from = 2L * (made++ % 1021); off < s.byteSize(); off += step, from = (from + 14) % 2048) {
-                long n = Math.min(step, s.byteSize() - off);
-                MemorySegment.copy(pattern, from, s, off, n);
-            }
-            return new Tensor("w", s, DType.BF16, new long[] {rows, cols});
+            head = withDense ? BenchWeights.matrix(arena, DType.BF16, s.vocab, s.hidden, 2_000_000) : null;
         }
     }
 
