@@ -29,7 +29,13 @@ public final class ExpertPlacement {
          * expert with all its tokens to one replica per step: see {@code DispatchPlan}): balanced
          * compute at the memory cost of data parallelism — for small models or hot experts.
          */
-        REPLICATED
+        REPLICATED,
+        /**
+         * From an observed {@link ExpertLoad}: hot experts get extra replicas within a per-worker
+         * slot budget, and replicas are packed so that the busiest worker's load is as small as
+         * the policy can make it ({@link BalancedPlacement}). Without a load: the uniform load.
+         */
+        BALANCED
     }
 
     private final long epoch;
@@ -76,6 +82,9 @@ public final class ExpertPlacement {
      * @param sparseLayers which layers have routed experts
      */
     public static ExpertPlacement create(boolean[] sparseLayers, int numExperts, List<String> workers, Policy policy, long epoch) {
+        if (policy == Policy.BALANCED) {
+            return BalancedPlacement.place(ExpertLoad.uniform(sparseLayers, numExperts), workers, 0, epoch);
+        }
         if (workers.isEmpty()) {
             throw new IllegalArgumentException("a placement needs at least one worker");
         }
@@ -103,7 +112,7 @@ public final class ExpertPlacement {
                 }
                 int owner = switch (policy) {
                     case CONTIGUOUS -> (int) ((long) e * w / numExperts);
-                    case ROUND_ROBIN, REPLICATED -> e % w;
+                    case ROUND_ROBIN, REPLICATED, BALANCED -> e % w;
                 };
                 replicas[l][e] = new int[] {owner};
             }
@@ -140,6 +149,105 @@ public final class ExpertPlacement {
             }
         }
         return new ExpertPlacement(epoch, numExperts * shards, workers, policy, sparseLayers, replicas);
+    }
+
+    /**
+     * A placement from explicit replica lists: {@code replicas[layer][expert]} are the worker
+     * indices holding that expert (primary first, distinct, at least one), null for dense layers.
+     */
+    public static ExpertPlacement of(boolean[] sparseLayers, int numExperts, List<String> workers, Policy policy,
+                                     int[][][] replicas, long epoch) {
+        if (workers.isEmpty()) {
+            throw new IllegalArgumentException("a placement needs at least one worker");
+        }
+        if (new java.util.HashSet<>(workers).size() != workers.size()) {
+            throw new IllegalArgumentException("duplicate worker in " + workers);
+        }
+        if (replicas.length != sparseLayers.length) {
+            throw new IllegalArgumentException(replicas.length + " layers of replicas for " + sparseLayers.length + " layers");
+        }
+        int[][][] copy = new int[replicas.length][][];
+        for (int l = 0; l < replicas.length; l++) {
+            if (!sparseLayers[l]) {
+                continue;
+            }
+            if (replicas[l] == null || replicas[l].length != numExperts) {
+                throw new IllegalArgumentException("layer " + l + " needs replicas for " + numExperts + " experts");
+            }
+            copy[l] = new int[numExperts][];
+            for (int e = 0; e < numExperts; e++) {
+                int[] r = replicas[l][e];
+                if (r == null || r.length == 0) {
+                    throw new IllegalArgumentException("expert " + e + " of layer " + l + " has no replica");
+                }
+                boolean[] seen = new boolean[workers.size()];
+                for (int w : r) {
+                    if (w < 0 || w >= workers.size() || seen[w]) {
+                        throw new IllegalArgumentException("expert " + e + " of layer " + l + ": bad or repeated worker " + w);
+                    }
+                    seen[w] = true;
+                }
+                copy[l][e] = r.clone();
+            }
+        }
+        return new ExpertPlacement(epoch, numExperts, workers, policy, sparseLayers, copy);
+    }
+
+    /** The same replicas under another epoch. */
+    public ExpertPlacement withEpoch(long newEpoch) {
+        return new ExpertPlacement(newEpoch, numExperts, workers, policy, sparse, replicas);
+    }
+
+    /**
+     * Per worker, the tokens of one layer it computes under {@code load} when every expert's
+     * tokens are split evenly over its replicas (what the dispatcher approaches step by step).
+     */
+    public double[] workerLoads(ExpertLoad load, int layer) {
+        double[] per = new double[workers.size()];
+        if (!sparse[layer]) {
+            return per;
+        }
+        for (int e = 0; e < numExperts; e++) {
+            double share = (double) load.tokens(layer, e) / replicas[layer][e].length;
+            for (int w : replicas[layer][e]) {
+                per[w] += share;
+            }
+        }
+        return per;
+    }
+
+    /**
+     * Balancedness of each sparse layer under {@code load}, in layer order: mean over max of the
+     * per-worker loads ({@link #workerLoads}); 1 is perfect, 1/W is everything on one worker; a
+     * layer without tokens counts as 1.
+     */
+    public double[] balancedness(ExpertLoad load) {
+        ExpertLoad l = load.forModel(sparse, numExperts);
+        double[] out = new double[(int) java.util.stream.IntStream.range(0, sparse.length).filter(i -> sparse[i]).count()];
+        int i = 0;
+        for (int layer = 0; layer < sparse.length; layer++) {
+            if (sparse[layer]) {
+                out[i++] = balancedness(workerLoads(l, layer));
+            }
+        }
+        return out;
+    }
+
+    /** mean / max of per-worker loads; 1 when all are zero. */
+    public static double balancedness(double[] perWorker) {
+        double max = 0;
+        double sum = 0;
+        for (double v : perWorker) {
+            max = Math.max(max, v);
+            sum += v;
+        }
+        return max == 0 ? 1 : sum / perWorker.length / max;
+    }
+
+    /** Whether two placements put the same replicas on the same workers (epochs aside). */
+    public boolean sameReplicas(ExpertPlacement o) {
+        return o.numExperts == numExperts && o.workers.equals(workers) && Arrays.equals(o.sparse, sparse)
+                && Arrays.deepEquals(o.replicas, replicas);
     }
 
     public long epoch() {

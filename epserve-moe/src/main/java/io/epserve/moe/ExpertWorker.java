@@ -78,12 +78,54 @@ public final class ExpertWorker {
                 out, scratch);
     }
 
+    /**
+     * The exact form of {@link #compute(ExpertRequest, float[], Scratch)}: each token's partial
+     * sum as integers on its {@link ExactCombine} grid (from the token's own row of x), into
+     * {@code out[0, tokens × hidden)}, overwritten. Adding several workers' answers for a token
+     * gives the same integers however its experts were split.
+     */
+    public void computeExact(ExpertRequest req, long[] out, Scratch scratch) {
+        computeExact(req.layer(), req.tokens(), req.hidden(), req.x(), req.offsets(), req.experts(), req.weights(), out, scratch);
+    }
+
+    /** Worker w's share of a plan, exact, into out. */
+    void computeExact(DispatchPlan plan, int w, long[] out, Scratch scratch) {
+        computeExact(plan.layer(), plan.tokens(w), plan.hidden(), plan.x(w), plan.offsets(w), plan.experts(w), plan.weights(w),
+                out, scratch);
+    }
+
+    private void computeExact(int layer, int tokens, int h, float[] x, int[] offsets, int[] experts, float[] weights, long[] out,
+                              Scratch s) {
+        if (out.length < tokens * h) {
+            throw new IllegalArgumentException("output of " + out.length + " longs for " + tokens + " tokens × " + h);
+        }
+        float[] pairOut = expertOutputs(layer, tokens, h, x, offsets, experts, s);
+        Arrays.fill(out, 0, tokens * h, 0L);
+        for (int t = 0; t < tokens; t++) {
+            int grid = ExactCombine.gridExponent(x, t * h, h);
+            for (int p = offsets[t]; p < offsets[t + 1]; p++) {
+                ExactCombine.accumulate(weights[p], pairOut, p * h, out, t * h, h, grid);
+            }
+        }
+    }
+
     private void compute(int layer, int tokens, int h, float[] x, int[] offsets, int[] experts, float[] weights, float[] out,
                          Scratch s) {
-        int pairs = offsets[tokens];
         if (out.length < tokens * h) {
             throw new IllegalArgumentException("output of " + out.length + " floats for " + tokens + " tokens × " + h);
         }
+        float[] pairOut = expertOutputs(layer, tokens, h, x, offsets, experts, s);
+        Arrays.fill(out, 0, tokens * h, 0f);
+        for (int t = 0; t < tokens; t++) {
+            for (int p = offsets[t]; p < offsets[t + 1]; p++) {
+                io.epserve.tensor.Kernels.axpy(weights[p], pairOut, p * h, out, t * h, h);
+            }
+        }
+    }
+
+    /** Every pair's unweighted expert output, {@code [pairs × hidden]} in the scratch: experts run once each over their tokens. */
+    private float[] expertOutputs(int layer, int tokens, int h, float[] x, int[] offsets, int[] experts, Scratch s) {
+        int pairs = offsets[tokens];
         int[] count = s.count = Scratch.ints(s.count, numExperts + 1);
         Arrays.fill(count, 0, numExperts + 1, 0);
         for (int p = 0; p < pairs; p++) {
@@ -126,11 +168,6 @@ public final class ExpertWorker {
                 System.arraycopy(ys, i * h, pairOut, order[count[e] + i] * h, h);
             }
         }
-        Arrays.fill(out, 0, tokens * h, 0f);
-        for (int t = 0; t < tokens; t++) {
-            for (int p = offsets[t]; p < offsets[t + 1]; p++) {
-                io.epserve.tensor.Kernels.axpy(weights[p], pairOut, p * h, out, t * h, h);
-            }
-        }
+        return pairOut;
     }
 }
