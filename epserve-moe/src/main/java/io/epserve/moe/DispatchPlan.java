@@ -37,6 +37,10 @@ public final class DispatchPlan {
     private final float[][] xs;
     /** split: built with the plan; reusable: built on demand by {@link #request} and dropped by a refill. */
     private final ExpertRequest[] requests;
+    /** The step's hidden states (the caller keeps them untouched until the combine): each token's exact-combine grid. */
+    private float[] x;
+    /** Scratch of {@link #combineExact}: [tokens × hidden] sums on each token's grid. */
+    private long[] exactSums = new long[0];
     private int[] slots = new int[0];
     private int[] owner = new int[0];
     /** Scratch of {@link #balanceReplicas}: per expert its pairs, worker and sort order; per worker its load. */
@@ -44,6 +48,7 @@ public final class DispatchPlan {
     private int[] expertWorker = new int[0];
     private int[] expertOrder = new int[0];
     private int[] workerLoad = new int[0];
+    private int[] pairOrder = new int[0];
 
     private DispatchPlan(int workers, boolean reusable) {
         this.reusable = reusable;
@@ -74,9 +79,10 @@ public final class DispatchPlan {
 
     /**
      * As {@link #split(int, float[], int, RoutingResult, ExpertPlacement)}; with
-     * {@code exactPartials} (the workers' partial sums reach {@link #combine} unrounded, as F32)
-     * and at most 2 experts per token, replicated experts are placed per step instead of per
-     * token (see {@link #chooseReplicas}).
+     * {@code exactPartials} (the combine does not depend on the grouping: {@link #combineExact},
+     * or F32 partials with at most 2 experts per token) the tokens of replicated experts are
+     * spread over their replicas per step ({@link #balanceReplicas}) instead of per token
+     * ({@link #chooseReplicas}).
      */
     public static DispatchPlan split(int layer, float[] x, int hidden, RoutingResult r, ExpertPlacement placement,
                                      boolean exactPartials) {
@@ -132,6 +138,7 @@ public final class DispatchPlan {
         this.layer = layer;
         this.tokens = tokens;
         this.hidden = hidden;
+        this.x = x;
         if (slots.length < k) {
             slots = new int[k];
         }
@@ -139,7 +146,7 @@ public final class DispatchPlan {
         if (owner.length < tokens * k) {
             owner = new int[tokens * k];
         }
-        if (exactPartials && k <= 2 && hasReplicas(layer, r, placement)) {
+        if (exactPartials && hasReplicas(layer, r, placement)) {
             balanceReplicas(layer, r, placement, owner);
         } else {
             chooseReplicas(layer, r, placement, owner);
@@ -195,53 +202,66 @@ public final class DispatchPlan {
     }
 
     /**
-     * The worker that computes each (token, slot) when the choice may depend on the whole step:
-     * each expert goes to one of its replicas with all of its tokens, so a batch reads each
-     * expert's weights once and in one matrix product. Experts are taken by descending token
-     * count (then ascending id) and each goes to its least loaded replica so far (then the
-     * earliest in its replica list), the load of a worker being the (token, expert) pairs it has.
-     * One token's two experts then land on two workers whenever they can (the second finds the
-     * first's worker loaded).
+     * The worker that computes each (token, slot) when the choice may depend on the whole step
+     * (the combine does not depend on the grouping: {@link ExactCombine}, or at most two experts
+     * per token with F32 partials, see below). Experts with one replica go to it; the others are
+     * taken by descending pair count (then ascending id), and each of their pairs, in token
+     * order, goes to the replica with the fewest pairs so far (then the earliest in its replica
+     * list): a hot expert's tokens are split over its replicas so that every worker ends the step
+     * with about the same number of (token, expert) pairs.
      *
-     * <p>Why the result is still the same function of each token alone: a token has at most two
-     * (token, expert) terms a and b, each {@code fl(w·y)} bitwise independent of the batch (batch-
-     * invariant kernels). A worker holding both returns {@code fl(fl(0 + a) + b)} (its pairs in
-     * ascending expert id); split over two workers, the combine computes
-     * {@code fl(fl(0 + a') + b')} in worker order, where a', b' are the single-term partial
-     * sums {@code fl(0 + a)}, {@code fl(0 + b)} — the same bits, since IEEE addition is
-     * commutative and {@code 0 + x} only turns -0 into +0, which no second addition can tell
-     * apart. With three or more terms, or partial sums rounded on the wire (BF16), the grouping
-     * would matter, so {@link #fill} uses {@link #chooseReplicas} then.
+     * <p>With float partials and two terms a, b per token the result is still the same function
+     * of each token alone: a worker holding both returns {@code fl(fl(0 + a) + b)}; split over
+     * two workers, the combine computes {@code fl(fl(0 + a') + b')} in worker order, where a', b'
+     * are {@code fl(0 + a)}, {@code fl(0 + b)}: the same bits (IEEE addition is commutative and
+     * {@code 0 + x} only turns -0 into +0). With three or more terms only the exact combine makes
+     * the grouping irrelevant.
      */
     private void balanceReplicas(int layer, RoutingResult r, ExpertPlacement placement, int[] owner) {
         int experts = placement.numExperts();
         int workers = count.length;
-        if (expertPairs.length < experts) {
-            expertPairs = new int[experts];
+        int k = r.k();
+        int n = r.tokens() * k;
+        if (expertPairs.length < experts + 1) {
+            expertPairs = new int[experts + 1];
             expertWorker = new int[experts];
             expertOrder = new int[experts];
         }
         if (workerLoad.length < workers) {
             workerLoad = new int[workers];
         }
-        int[] pairsOf = expertPairs;
-        int[] workerOf = expertWorker;
+        if (pairOrder.length < n) {
+            pairOrder = new int[n];
+        }
+        int[] start = expertPairs; // start[e] .. start[e+1]-1: e's pairs in pairOrder
         int[] load = workerLoad;
-        Arrays.fill(pairsOf, 0, experts, 0);
+        Arrays.fill(start, 0, experts + 1, 0);
         Arrays.fill(load, 0, workers, 0);
-        int k = r.k();
-        for (int i = 0, n = r.tokens() * k; i < n; i++) {
-            pairsOf[r.experts()[i]]++;
+        int[] ids = r.experts();
+        for (int i = 0; i < n; i++) {
+            start[ids[i] + 1]++;
+        }
+        for (int e = 0; e < experts; e++) {
+            start[e + 1] += start[e];
+        }
+        int[] fillAt = expertWorker; // reused as the fill cursor per expert
+        System.arraycopy(start, 0, fillAt, 0, experts);
+        for (int i = 0; i < n; i++) {
+            pairOrder[fillAt[ids[i]]++] = i;
         }
         // experts with one replica first: their load is fixed
         int sorted = 0;
         for (int e = 0; e < experts; e++) {
-            if (pairsOf[e] == 0) {
+            int pairs = start[e + 1] - start[e];
+            if (pairs == 0) {
                 continue;
             }
             if (placement.replicaCount(layer, e) == 1) {
-                workerOf[e] = placement.primary(layer, e);
-                load[workerOf[e]] += pairsOf[e];
+                int w = placement.primary(layer, e);
+                load[w] += pairs;
+                for (int i = start[e]; i < start[e + 1]; i++) {
+                    owner[pairOrder[i]] = w;
+                }
             } else {
                 expertOrder[sorted++] = e;
             }
@@ -249,28 +269,29 @@ public final class DispatchPlan {
         // descending pair count, then ascending id (insertion sort: a layer has few experts in use)
         for (int a = 1; a < sorted; a++) {
             int e = expertOrder[a];
+            int pe = start[e + 1] - start[e];
             int b = a - 1;
-            while (b >= 0 && (pairsOf[expertOrder[b]] < pairsOf[e]
-                    || (pairsOf[expertOrder[b]] == pairsOf[e] && expertOrder[b] > e))) {
+            while (b >= 0 && (start[expertOrder[b] + 1] - start[expertOrder[b]] < pe
+                    || (start[expertOrder[b] + 1] - start[expertOrder[b]] == pe && expertOrder[b] > e))) {
                 expertOrder[b + 1] = expertOrder[b];
                 b--;
             }
             expertOrder[b + 1] = e;
         }
-        for (int i = 0; i < sorted; i++) {
-            int e = expertOrder[i];
-            int best = placement.replica(layer, e, 0);
-            for (int j = 1, n = placement.replicaCount(layer, e); j < n; j++) {
-                int w = placement.replica(layer, e, j);
-                if (load[w] < load[best]) {
-                    best = w;
+        for (int s = 0; s < sorted; s++) {
+            int e = expertOrder[s];
+            int replicas = placement.replicaCount(layer, e);
+            for (int i = start[e]; i < start[e + 1]; i++) {
+                int best = placement.replica(layer, e, 0);
+                for (int j = 1; j < replicas; j++) {
+                    int w = placement.replica(layer, e, j);
+                    if (load[w] < load[best]) {
+                        best = w;
+                    }
                 }
+                owner[pairOrder[i]] = best;
+                load[best]++;
             }
-            workerOf[e] = best;
-            load[best] += pairsOf[e];
-        }
-        for (int i = 0, n = r.tokens() * k; i < n; i++) {
-            owner[i] = workerOf[r.experts()[i]];
         }
     }
 
@@ -362,6 +383,10 @@ public final class DispatchPlan {
 
     // The buffers of worker w, for the in-process workers (no request object needed).
 
+    int[] rows(int worker) {
+        return rows[worker];
+    }
+
     float[] x(int worker) {
         return xs[worker];
     }
@@ -376,6 +401,41 @@ public final class DispatchPlan {
 
     float[] weights(int worker) {
         return weights[worker];
+    }
+
+    /**
+     * {@code out[t] = Σ_w partial[w][row of t]} for exact partials ({@link ExactCombine}: integers
+     * on each token's grid): the sums are exact, so neither the grouping of a token's experts on
+     * workers nor the worker order matters. Overwrites out.
+     */
+    public void combineExact(long[][] partials, float[] out) {
+        int n = tokens * hidden;
+        if (exactSums.length < n) {
+            exactSums = new long[n];
+        }
+        long[] acc = exactSums;
+        Arrays.fill(acc, 0, n, 0L);
+        for (int w = 0; w < count.length; w++) {
+            int c = count[w];
+            if (c == 0) {
+                continue;
+            }
+            long[] p = partials[w];
+            if (p == null || p.length < c * hidden) {
+                throw new IllegalStateException("missing partial sums of worker " + w);
+            }
+            int[] rw = rows[w];
+            for (int i = 0; i < c; i++) {
+                int src = i * hidden;
+                int dst = rw[i] * hidden;
+                for (int j = 0; j < hidden; j++) {
+                    acc[dst + j] += p[src + j];
+                }
+            }
+        }
+        for (int t = 0; t < tokens; t++) {
+            ExactCombine.toFloat(acc, t * hidden, hidden, ExactCombine.gridExponent(x, t * hidden, hidden), out, t * hidden);
+        }
     }
 
     /** {@code out[t] = Σ_w partial[w][row of t]}, workers in ascending index; overwrites out. */

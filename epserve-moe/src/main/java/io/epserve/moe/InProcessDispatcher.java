@@ -21,13 +21,13 @@ public final class InProcessDispatcher implements ExpertDispatcher {
     private static final class Buffers {
         final DispatchPlan plan;
         final ExpertWorker.Scratch scratch = new ExpertWorker.Scratch();
-        final float[][] partials;
+        final long[][] partials;
 
         Buffers(int workers) {
             plan = DispatchPlan.reusable(workers);
-            partials = new float[workers][];
+            partials = new long[workers][];
             for (int w = 0; w < workers; w++) {
-                partials[w] = new float[0];
+                partials[w] = new long[0];
             }
         }
     }
@@ -102,8 +102,8 @@ public final class InProcessDispatcher implements ExpertDispatcher {
         if (b == null) {
             b = new Buffers(workers.size());
         }
-        DispatchPlan plan = b.plan.refill(layer, hidden, hiddenSize, routing, placement, true); // partials stay F32
-        float[][] partials = b.partials;
+        DispatchPlan plan = b.plan.refill(layer, hidden, hiddenSize, routing, placement, true); // exact partials
+        long[][] partials = b.partials;
         java.util.concurrent.atomic.AtomicLongArray routed = tokensRouted[layer];
         int[] chosen = routing.experts();
         for (int i = 0, n = routing.tokens() * routing.k(); i < n; i++) {
@@ -113,16 +113,16 @@ public final class InProcessDispatcher implements ExpertDispatcher {
             int n = plan.tokens(w);
             if (n > 0) {
                 if (partials[w].length < n * hiddenSize) {
-                    partials[w] = new float[n * hiddenSize];
+                    partials[w] = new long[n * hiddenSize];
                 }
                 long t0 = System.nanoTime();
-                workers.get(w).compute(plan, w, partials[w], b.scratch);
+                workers.get(w).computeExact(plan, w, partials[w], b.scratch);
                 computeNanos.addAndGet(w, System.nanoTime() - t0);
                 calls.incrementAndGet(w);
                 workerTokens.addAndGet(w, plan.offsets(w)[n]);
             }
         }
-        plan.combine(partials, out);
+        plan.combineExact(partials, out);
         spare.set(b);
     }
 

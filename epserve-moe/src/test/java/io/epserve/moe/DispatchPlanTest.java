@@ -9,7 +9,7 @@ import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 
-/** Replica choice of {@link DispatchPlan}: per step for exact partial sums and k ≤ 2, per token otherwise. */
+/** Replica choice of {@link DispatchPlan}: per step (split by load) for exact partial sums, per token otherwise. */
 class DispatchPlanTest {
     static final int H = InProcessDispatcherTest.H;
     static final int E = InProcessDispatcherTest.E;
@@ -56,37 +56,24 @@ class DispatchPlanTest {
     }
 
     @Test
-    void exactPartialsAndTopTwoSendEachExpertWithAllItsTokensToOneReplicaAndBalance() {
+    void exactPartialsSplitReplicatedExpertsSoThatWorkersEndTheStepEven() {
         SplittableRandom rnd = new SplittableRandom(5);
         int tokens = 40;
-        RoutingResult r = routing(rnd, tokens, 2);
-        float[] x = gaussian(rnd, tokens * H);
-        for (int workers : new int[] {2, 3}) {
-            ExpertPlacement p = replicated(workers);
-            DispatchPlan balanced = DispatchPlan.split(0, x, H, r, p, true);
-            int[] load = new int[workers];
-            int largest = 0;
-            int[] pairs = new int[E];
-            for (int i = 0; i < tokens * 2; i++) {
-                pairs[r.experts()[i]]++;
+        for (int k : new int[] {2, 3}) {
+            RoutingResult r = routing(rnd, tokens, k);
+            float[] x = gaussian(rnd, tokens * H);
+            for (int workers : new int[] {2, 3}) {
+                DispatchPlan balanced = DispatchPlan.split(0, x, H, r, replicated(workers), true);
+                int[] load = new int[workers];
+                for (int w = 0; w < workers; w++) {
+                    int n = balanced.tokens(w);
+                    load[w] = n == 0 ? 0 : balanced.offsets(w)[n];
+                }
+                assertThat(IntStream.of(load).sum()).isEqualTo(tokens * k);
+                int max = IntStream.of(load).max().orElseThrow();
+                int min = IntStream.of(load).min().orElseThrow();
+                assertThat(max - min).as("top-%d pair loads %s", k, java.util.Arrays.toString(load)).isLessThanOrEqualTo(1);
             }
-            for (int e = 0; e < E; e++) {
-                largest = Math.max(largest, pairs[e]);
-            }
-            Set<Integer>[] by = workersPerExpert(balanced, workers);
-            for (int e = 0; e < E; e++) {
-                assertThat(by[e]).as("workers of expert %d (%d pairs)", e, pairs[e]).hasSizeLessThanOrEqualTo(1);
-            }
-            for (int w = 0; w < workers; w++) {
-                int n = balanced.tokens(w);
-                load[w] = n == 0 ? 0 : balanced.offsets(w)[n];
-            }
-            int max = IntStream.of(load).max().orElseThrow();
-            int min = IntStream.of(load).min().orElseThrow();
-            assertThat(max - min).as("pair loads %s", java.util.Arrays.toString(load)).isLessThanOrEqualTo(largest);
-            // the per-token rule splits experts over replicas (what the per-step rule avoids)
-            Set<Integer>[] perToken = workersPerExpert(DispatchPlan.split(0, x, H, r, p, false), workers);
-            assertThat(IntStream.range(0, E).anyMatch(e -> perToken[e].size() > 1)).isTrue();
         }
     }
 
@@ -102,17 +89,27 @@ class DispatchPlanTest {
     }
 
     @Test
-    void threeExpertsPerTokenKeepThePerTokenRule() {
+    void withoutExactPartialsThreeExpertsPerTokenKeepThePerTokenRule() {
         SplittableRandom rnd = new SplittableRandom(7);
         RoutingResult r = routing(rnd, 30, 3);
         float[] x = gaussian(rnd, 30 * H);
         ExpertPlacement p = replicated(2);
-        DispatchPlan a = DispatchPlan.split(0, x, H, r, p, true);
-        DispatchPlan b = DispatchPlan.split(0, x, H, r, p, false);
-        for (int w = 0; w < 2; w++) {
-            assertThat(a.tokens(w)).isEqualTo(b.tokens(w));
-            assertThat(java.util.Arrays.copyOf(a.experts(w), a.offsets(w)[a.tokens(w)]))
-                    .isEqualTo(java.util.Arrays.copyOf(b.experts(w), b.offsets(w)[b.tokens(w)]));
+        DispatchPlan a = DispatchPlan.split(0, x, H, r, p, false);
+        // the per-token rule: each token alone gives the same grouping as in its batch
+        for (int t = 0; t < 30; t++) {
+            DispatchPlan one = DispatchPlan.split(0, java.util.Arrays.copyOfRange(x, t * H, (t + 1) * H), H,
+                    new RoutingResult(1, 3, r.expertsOf(t), r.weightsOf(t)), p, false);
+            for (int w = 0; w < 2; w++) {
+                int row = -1;
+                for (int i = 0; i < a.tokens(w); i++) {
+                    if (a.rows(w)[i] == t) {
+                        row = i;
+                    }
+                }
+                int pairsInBatch = row < 0 ? 0 : a.offsets(w)[row + 1] - a.offsets(w)[row];
+                int pairsAlone = one.tokens(w) == 0 ? 0 : one.offsets(w)[1];
+                assertThat(pairsInBatch).as("token %d on worker %d", t, w).isEqualTo(pairsAlone);
+            }
         }
     }
 
@@ -127,6 +124,14 @@ class DispatchPlanTest {
         int tokens = 23;
         RoutingResult r = routing(rnd, tokens, 2);
         float[] x = gaussian(rnd, tokens * H);
+        sameBitsInAnyBatchAndPlacement(s, rnd, tokens, r, x, true);
+        RoutingResult r8 = routing(rnd, tokens, 6);
+        sameBitsInAnyBatchAndPlacement(s, rnd, tokens, r8, x, false);
+    }
+
+    private void sameBitsInAnyBatchAndPlacement(ExpertStore s, SplittableRandom rnd, int tokens, RoutingResult r, float[] x,
+                                                boolean checkTogether) {
+        int k = r.k();
         float[] one = new float[tokens * H];
         InProcessDispatcher.single(s, new boolean[] {true}, E).dispatch(0, x, H, r, one);
         for (int workers : new int[] {2, 3}) {
@@ -141,11 +146,11 @@ class DispatchPlanTest {
                     together |= plan.offsets(w)[i + 1] - plan.offsets(w)[i] == 2;
                 }
             }
-            assertThat(together).as("%d workers: a token with both experts on one worker", workers).isTrue();
+            assertThat(together || !checkTogether).as("%d workers: a token with both experts on one worker", workers).isTrue();
             float[] batch = new float[tokens * H];
             d.dispatch(0, x, H, r, batch);
             for (int t = 0; t < tokens; t++) {
-                RoutingResult alone = new RoutingResult(1, 2, r.expertsOf(t), r.weightsOf(t));
+                RoutingResult alone = new RoutingResult(1, k, r.expertsOf(t), r.weightsOf(t));
                 float[] y = new float[H];
                 d.dispatch(0, java.util.Arrays.copyOfRange(x, t * H, (t + 1) * H), H, alone, y);
                 for (int i = 0; i < H; i++) {

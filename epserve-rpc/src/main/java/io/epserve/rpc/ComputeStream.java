@@ -3,6 +3,7 @@ package io.epserve.rpc;
 import io.epserve.moe.ExpertRequest;
 import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ComputeResponse;
+import io.epserve.rpc.v1.WireDType;
 import io.grpc.Status;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
@@ -59,6 +60,22 @@ final class ComputeStream implements ClientResponseObserver<ComputeRequest, Comp
         link.bytesReceived.add(r.getSerializedSize());
         ExpertRequest q = p.request;
         int n = q.tokens() * q.hidden();
+        if (p.dtype == WireDType.WIRE_DTYPE_F32_EXACT) {
+            if (!WireTensors.isExactLength(r.getPartialSums(), n)) {
+                LinkFailure f = new LinkFailure(WorkerException.Kind.GARBAGE, null, r.getPartialSums().size()
+                        + " bytes of exact partial sums, expected " + 4L * n + " or " + 8L * n + " (" + q.tokens() + " tokens × "
+                        + q.hidden() + " × 4 or 8 bytes)");
+                p.fail(f);
+                breakWith(f);
+                return;
+            }
+            long[] exact = new long[n];
+            WireTensors.decodeExact(r.getPartialSums(), exact, n);
+            link.computeNanos.add(r.getComputeNanos());
+            link.roundTripNanos.add(now - p.sentNanos);
+            p.completeExact(exact);
+            return;
+        }
         int size = WireTensors.bytesPerValue(p.dtype);
         if (r.getPartialSums().size() != (long) n * size) {
             LinkFailure f = new LinkFailure(WorkerException.Kind.GARBAGE, null, r.getPartialSums().size()

@@ -2,7 +2,9 @@ package io.epserve.rpc;
 
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
+import com.google.protobuf.ByteString;
 import io.epserve.moe.ExpertRequest;
+import io.epserve.moe.ExpertWorker;
 import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.AssignResponse;
 import io.epserve.rpc.v1.ComputeRequest;
@@ -236,8 +238,15 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             long t0 = System.nanoTime();
             float[] x = new float[tokens * hidden];
             WireTensors.decode(req.getHiddenStates(), dtype, x, tokens * hidden);
-            float[] y = s.worker.compute(new ExpertRequest(layer, tokens, hidden, x, offsets, experts, weights));
-            var bytes = WireTensors.encode(y, 0, tokens * hidden, dtype);
+            ExpertRequest q = new ExpertRequest(layer, tokens, hidden, x, offsets, experts, weights);
+            ByteString bytes;
+            if (dtype == WireDType.WIRE_DTYPE_F32_EXACT) {
+                long[] y = new long[tokens * hidden];
+                s.worker.computeExact(q, y, new ExpertWorker.Scratch());
+                bytes = WireTensors.encodeExact(y, tokens * hidden);
+            } else {
+                bytes = WireTensors.encode(s.worker.compute(q), 0, tokens * hidden, dtype);
+            }
             long nanos = System.nanoTime() - t0;
             callsServed.incrementAndGet();
             return ComputeResponse.newBuilder().setId(req.getId()).setPartialSums(bytes).setComputeNanos(nanos).build();

@@ -7,6 +7,7 @@ import io.epserve.model.ModelWeights;
 import io.epserve.moe.DispatchPlan;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.ExactCombine;
 import io.epserve.moe.ExpertRequest;
 import io.epserve.moe.RoutingResult;
 import io.epserve.rpc.v1.AssignResponse;
@@ -324,8 +325,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             ensureOpen();
             DispatchPlan plan = split(layer, hidden, hiddenSize, routing);
             ExpertRequest[] requests = requests(plan);
-            float[][] partials = finish(placement, links, requests, send(placement, links, requests));
-            plan.combine(partials, out);
+            combine(plan, finish(placement, links, requests, send(placement, links, requests)), out);
             dispatches.increment();
         } finally {
             stateLock.readLock().unlock();
@@ -364,7 +364,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         DispatchStep step = stepOf(pending);
         Runnable slowPath = () -> {
             try {
-                plan.combine(finish(p, ls, requests, pending), out);
+                combine(plan, finish(p, ls, requests, pending), out);
                 dispatches.increment();
                 result.complete(null);
             } catch (Throwable t) {
@@ -376,19 +376,14 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             return result;
         }
         step.whenDone(() -> {
-            float[][] partials = new float[pending.length][];
-            for (int w = 0; w < pending.length; w++) {
-                PendingCall q = pending[w];
-                if (q != null) {
-                    if (!q.isDone() || q.failure != null) {
-                        SLOW_PATH.execute(slowPath);
-                        return;
-                    }
-                    partials[w] = q.result;
+            for (PendingCall q : pending) {
+                if (q != null && (!q.isDone() || q.failure != null)) {
+                    SLOW_PATH.execute(slowPath);
+                    return;
                 }
             }
             try {
-                plan.combine(partials, out);
+                combine(plan, pending, out);
                 dispatches.increment();
                 result.complete(null);
             } catch (Throwable t) {
@@ -403,7 +398,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         for (int i = 0, n = routing.tokens() * routing.k(); i < n; i++) {
             counts.incrementAndGet(routing.experts()[i]);
         }
-        return DispatchPlan.split(layer, hidden, hiddenSize, routing, placement, config.wireDType() == WireDType.WIRE_DTYPE_F32);
+        // F32 travels with exact partial sums: any grouping gives the same bits, so replicas split hot experts
+        return DispatchPlan.split(layer, hidden, hiddenSize, routing, placement,
+                config.wireDType() == WireDType.WIRE_DTYPE_F32);
     }
 
     private static ExpertRequest[] requests(DispatchPlan plan) {
@@ -425,7 +422,17 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             ensureOpen();
             ExpertRequest[] requests = new ExpertRequest[placement.workerCount()];
             requests[worker] = request;
-            return finish(placement, links, requests, send(placement, links, requests))[worker];
+            PendingCall q = finish(placement, links, requests, send(placement, links, requests))[worker];
+            if (q.exact == null) {
+                return q.result;
+            }
+            // exact answer: each row back to floats on its token's grid
+            int h = request.hidden();
+            float[] out = new float[request.tokens() * h];
+            for (int t = 0; t < request.tokens(); t++) {
+                ExactCombine.toFloat(q.exact, t * h, h, ExactCombine.gridExponent(request.x(), t * h, h), out, t * h);
+            }
+            return out;
         } finally {
             stateLock.readLock().unlock();
         }
@@ -501,8 +508,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
      * answers are assigned and re-sent once. Returns the partial sums per worker (null where no
      * request); throws WorkerException for the first failure.
      */
-    private float[][] finish(ExpertPlacement p, WorkerLink[] ls, ExpertRequest[] requests, PendingCall[] pending) {
-        float[][] partials = new float[requests.length][];
+    private PendingCall[] finish(ExpertPlacement p, WorkerLink[] ls, ExpertRequest[] requests, PendingCall[] pending) {
+        PendingCall[] partials = new PendingCall[requests.length];
         List<Integer> retry = collect(pending, partials, true);
         if (!retry.isEmpty()) {
             ExpertRequest[] again = new ExpertRequest[requests.length];
@@ -513,6 +520,30 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             collect(send(p, ls, again), partials, false);
         }
         return partials;
+    }
+
+    /**
+     * Adds the answered calls' partial sums into out: exactly ({@link DispatchPlan#combineExact})
+     * for the exact wire form, else as floats in worker order.
+     */
+    private static void combine(DispatchPlan plan, PendingCall[] answered, float[] out) {
+        boolean exact = false;
+        for (PendingCall q : answered) {
+            exact |= q != null && q.exact != null;
+        }
+        if (exact) {
+            long[][] partials = new long[answered.length][];
+            for (int w = 0; w < answered.length; w++) {
+                partials[w] = answered[w] == null ? null : answered[w].exact;
+            }
+            plan.combineExact(partials, out);
+        } else {
+            float[][] partials = new float[answered.length][];
+            for (int w = 0; w < answered.length; w++) {
+                partials[w] = answered[w] == null ? null : answered[w].result;
+            }
+            plan.combine(partials, out);
+        }
     }
 
     private PendingCall[] send(ExpertPlacement p, WorkerLink[] ls, ExpertRequest[] requests) {
@@ -535,7 +566,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
      * Waits for the step; fills partials; returns the workers that answered FAILED_PRECONDITION
      * (when retries are allowed); throws WorkerException for the first other failure.
      */
-    private List<Integer> collect(PendingCall[] pending, float[][] partials, boolean allowRetry) {
+    private List<Integer> collect(PendingCall[] pending, PendingCall[] partials, boolean allowRetry) {
         DispatchStep step = stepOf(pending);
         if (step == null) {
             return List.of();
@@ -548,7 +579,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
                 continue;
             }
             if (p.isDone() && p.failure == null) {
-                partials[w] = p.result;
+                partials[w] = p;
             } else if (p.isDone() && allowRetry && p.failure.code == Status.Code.FAILED_PRECONDITION) {
                 retry.add(w);
             } else {

@@ -15,6 +15,8 @@ final class PendingCall {
     final long sentNanos = System.nanoTime();
     private final AtomicInteger state = new AtomicInteger(); // 0 waiting, 1 done
     volatile float[] result;
+    /** The answer of an exact request ({@link WireTensors#encodeExact}); result stays null then. */
+    volatile long[] exact;
     volatile LinkFailure failure;
 
     PendingCall(long id, ExpertRequest request, WireDType dtype, ComputeStream stream, DispatchStep step) {
@@ -32,6 +34,13 @@ final class PendingCall {
     void complete(float[] r) {
         if (state.compareAndSet(0, 1)) {
             result = r;
+            step.done(false);
+        }
+    }
+
+    void completeExact(long[] r) {
+        if (state.compareAndSet(0, 1)) {
+            exact = r;
             step.done(false);
         }
     }

@@ -33,7 +33,7 @@ public final class WireTensors {
     /** Bytes per value; refuses UNSPECIFIED and unknown values. */
     public static int bytesPerValue(WireDType dtype) {
         return switch (dtype) {
-            case WIRE_DTYPE_F32 -> 4;
+            case WIRE_DTYPE_F32, WIRE_DTYPE_F32_EXACT -> 4;
             case WIRE_DTYPE_BF16 -> 2;
             default -> throw new IllegalArgumentException("unsupported wire dtype " + dtype + " (F32 or BF16)");
         };
@@ -41,14 +41,14 @@ public final class WireTensors {
 
     /** Whether a dtype can carry tensors (F32 or BF16). */
     public static boolean isSupported(WireDType dtype) {
-        return dtype == WireDType.WIRE_DTYPE_F32 || dtype == WireDType.WIRE_DTYPE_BF16;
+        return dtype == WireDType.WIRE_DTYPE_F32 || dtype == WireDType.WIRE_DTYPE_BF16 || dtype == WireDType.WIRE_DTYPE_F32_EXACT;
     }
 
     /** {@code count} floats of {@code src} from {@code offset}, in the wire layout; the array is not copied again. */
     public static ByteString encode(float[] src, int offset, int count, WireDType dtype) {
         byte[] bytes = new byte[count * bytesPerValue(dtype)];
         MemorySegment dst = MemorySegment.ofArray(bytes);
-        if (dtype == WireDType.WIRE_DTYPE_F32) {
+        if (dtype != WireDType.WIRE_DTYPE_BF16) {
             MemorySegment.copy(src, offset, dst, F32_LE, 0, count);
         } else {
             for (int i = 0; i < count; i++) {
@@ -68,13 +68,59 @@ public final class WireTensors {
             throw new IllegalArgumentException(bytes.size() + " bytes for " + count + " values of " + size + " bytes");
         }
         MemorySegment src = MemorySegment.ofBuffer(bytes.asReadOnlyByteBuffer());
-        if (dtype == WireDType.WIRE_DTYPE_F32) {
+        if (dtype != WireDType.WIRE_DTYPE_BF16) {
             MemorySegment.copy(src, F32_LE, 0, dst, 0, count);
         } else {
             for (int i = 0; i < count; i++) {
                 dst[i] = Numerics.bf16ToFloat(src.get(I16_LE, 2L * i));
             }
         }
+    }
+
+    private static final ValueLayout.OfInt I32_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong I64_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    /**
+     * Exact partial sums ({@link WireDType#WIRE_DTYPE_F32_EXACT}): {@code count} integers as int32
+     * when every one fits, else as int64; the receiver tells them apart by the byte count.
+     */
+    public static ByteString encodeExact(long[] src, int count) {
+        boolean narrow = io.epserve.moe.ExactCombine.fitsInt(src, count);
+        byte[] bytes = new byte[count * (narrow ? 4 : 8)];
+        MemorySegment dst = MemorySegment.ofArray(bytes);
+        if (narrow) {
+            for (int i = 0; i < count; i++) {
+                dst.set(I32_LE, 4L * i, (int) src[i]);
+            }
+        } else {
+            MemorySegment.copy(src, 0, dst, I64_LE, 0, count);
+        }
+        return UnsafeByteOperations.unsafeWrap(bytes);
+    }
+
+    /** Whether {@code bytes} is a valid length for {@code count} exact partial sums (4 or 8 bytes each). */
+    public static boolean isExactLength(ByteString bytes, int count) {
+        return bytes.size() == 4L * count || bytes.size() == 8L * count;
+    }
+
+    /** Decodes {@code count} exact partial sums (int32 or int64, by the byte count) into dst. */
+    public static void decodeExact(ByteString bytes, long[] dst, int count) {
+        if (!isExactLength(bytes, count)) {
+            throw new IllegalArgumentException(bytes.size() + " bytes for " + count + " exact partial sums of 4 or 8 bytes");
+        }
+        MemorySegment src = MemorySegment.ofBuffer(bytes.asReadOnlyByteBuffer());
+        if (bytes.size() == 4L * count) {
+            for (int i = 0; i < count; i++) {
+                dst[i] = src.get(I32_LE, 4L * i);
+            }
+        } else {
+            MemorySegment.copy(src, I64_LE, 0, dst, 0, count);
+        }
+    }
+
+    /** The dtype requests carry for a configured wire dtype: F32 travels with exact partial sums. */
+    public static WireDType onTheWire(WireDType configured) {
+        return configured == WireDType.WIRE_DTYPE_F32 ? WireDType.WIRE_DTYPE_F32_EXACT : configured;
     }
 
     /** Index of the first NaN or ±Inf in {@code a[0, count)}, or -1. */
@@ -91,6 +137,7 @@ public final class WireTensors {
     public static String name(WireDType dtype) {
         return switch (dtype) {
             case WIRE_DTYPE_F32 -> "F32";
+            case WIRE_DTYPE_F32_EXACT -> "F32 (exact partial sums)";
             case WIRE_DTYPE_BF16 -> "BF16";
             default -> dtype.name();
         };

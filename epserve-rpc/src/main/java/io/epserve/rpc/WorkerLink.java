@@ -130,7 +130,7 @@ final class WorkerLink {
 
     PendingCall send(ExpertRequest req, long epoch, DispatchStep step) {
         long id = nextId.incrementAndGet();
-        WireDType dtype = config.wireDType();
+        WireDType dtype = WireTensors.onTheWire(config.wireDType());
         int n = req.tokens() * req.hidden();
         ComputeRequest.Builder b = ComputeRequest.newBuilder().setId(id).setEpoch(epoch).setLayer(req.layer())
                 .setTokens(req.tokens()).setHidden(req.hidden()).setDtype(dtype)
