@@ -12,7 +12,7 @@ import java.util.List;
  * after it. Thread-safe: a call that finds the buffers taken by a concurrent call makes its own.
  * Dispatch runs synchronously, so {@link #dispatchAsync} returns an already completed future.
  */
-public final class InProcessDispatcher implements ExpertDispatcher {
+public final class InProcessDispatcher implements ExpertDispatcher, PlacementControl {
     /** The answer of every successful {@link #dispatchAsync}: the work is done when it returns. */
     private static final java.util.concurrent.CompletableFuture<Void> DONE =
             java.util.concurrent.CompletableFuture.completedFuture(null);
@@ -33,14 +33,27 @@ public final class InProcessDispatcher implements ExpertDispatcher {
     }
 
     private final java.util.concurrent.atomic.AtomicReference<Buffers> spare = new java.util.concurrent.atomic.AtomicReference<>();
-    private final ExpertPlacement placement;
+    private volatile ExpertPlacement placement;
     private final List<ExpertWorker> workers;
+    private final RoutedTokens routed;
     private final java.util.concurrent.atomic.AtomicLongArray calls;
     private final java.util.concurrent.atomic.AtomicLongArray computeNanos;
     private final java.util.concurrent.atomic.AtomicLongArray workerTokens;
-    private final java.util.concurrent.atomic.AtomicLongArray[] tokensRouted;
 
     public InProcessDispatcher(ExpertPlacement placement, List<ExpertWorker> workers) {
+        this(placement, workers, new RoutedTokens(sparseOf(placement), placement.numExperts(), RoutedTokens.DEFAULT_WINDOW_STEPS));
+    }
+
+    static boolean[] sparseOf(ExpertPlacement p) {
+        boolean[] s = new boolean[p.layers()];
+        for (int l = 0; l < s.length; l++) {
+            s[l] = p.isSparse(l);
+        }
+        return s;
+    }
+
+    /** With the frontend's one count of routed tokens (it records every routing this dispatcher sees). */
+    public InProcessDispatcher(ExpertPlacement placement, List<ExpertWorker> workers, RoutedTokens routed) {
         if (workers.size() != placement.workerCount()) {
             throw new IllegalArgumentException(workers.size() + " workers for a placement of " + placement.workerCount());
         }
@@ -49,10 +62,7 @@ public final class InProcessDispatcher implements ExpertDispatcher {
         this.calls = new java.util.concurrent.atomic.AtomicLongArray(workers.size());
         this.computeNanos = new java.util.concurrent.atomic.AtomicLongArray(workers.size());
         this.workerTokens = new java.util.concurrent.atomic.AtomicLongArray(workers.size());
-        this.tokensRouted = new java.util.concurrent.atomic.AtomicLongArray[placement.layers()];
-        for (int l = 0; l < placement.layers(); l++) {
-            tokensRouted[l] = new java.util.concurrent.atomic.AtomicLongArray(placement.isSparse(l) ? placement.numExperts() : 0);
-        }
+        this.routed = routed;
     }
 
     /**
@@ -73,13 +83,20 @@ public final class InProcessDispatcher implements ExpertDispatcher {
             lines.add(String.format(java.util.Locale.ROOT, "  worker %s (in-process): %d calls, %d token-expert pairs, compute %.1f ms",
                     workers.get(w).name(), calls.get(w), workerTokens.get(w), computeNanos.get(w) / 1e6));
         }
-        for (int l = 0; l < tokensRouted.length; l++) {
-            if (tokensRouted[l].length() == 0) {
+        lines.addAll(describeRouted(routed.total()));
+        return lines;
+    }
+
+    /** One line per sparse layer with its tokens per expert. */
+    public static List<String> describeRouted(ExpertLoad load) {
+        List<String> lines = new java.util.ArrayList<>();
+        for (int l = 0; l < load.layers(); l++) {
+            if (!load.has(l)) {
                 continue;
             }
             StringBuilder sb = new StringBuilder("  layer ").append(l).append(" tokens per expert:");
-            for (int e = 0; e < tokensRouted[l].length(); e++) {
-                sb.append(' ').append(tokensRouted[l].get(e));
+            for (long n : load.layer(l)) {
+                sb.append(' ').append(n);
             }
             lines.add(sb.toString());
         }
@@ -92,8 +109,34 @@ public final class InProcessDispatcher implements ExpertDispatcher {
         return new InProcessDispatcher(p, List.of(new ExpertWorker("inproc-0", store, numExperts)));
     }
 
+    @Override
     public ExpertPlacement placement() {
         return placement;
+    }
+
+    @Override
+    public RoutedTokens routedTokens() {
+        return routed;
+    }
+
+    /**
+     * In-process workers see the whole store, so a new placement only changes which worker
+     * computes what: it takes effect at the next dispatch. Same worker count; the epoch must grow.
+     */
+    @Override
+    public void updatePlacement(ExpertPlacement next) {
+        ExpertPlacement current = placement;
+        if (next.workerCount() != workers.size()) {
+            throw new IllegalArgumentException("a placement of " + next.workerCount() + " workers for " + workers.size()
+                    + " in-process workers");
+        }
+        if (next.epoch() <= current.epoch()) {
+            throw new IllegalArgumentException("new placement epoch " + next.epoch() + " must exceed " + current.epoch());
+        }
+        if (next.layers() != current.layers() || next.numExperts() != current.numExperts()) {
+            throw new IllegalArgumentException("new placement is for another model shape");
+        }
+        placement = next;
     }
 
     @Override
@@ -104,11 +147,7 @@ public final class InProcessDispatcher implements ExpertDispatcher {
         }
         DispatchPlan plan = b.plan.refill(layer, hidden, hiddenSize, routing, placement, true); // exact partials
         long[][] partials = b.partials;
-        java.util.concurrent.atomic.AtomicLongArray routed = tokensRouted[layer];
-        int[] chosen = routing.experts();
-        for (int i = 0, n = routing.tokens() * routing.k(); i < n; i++) {
-            routed.incrementAndGet(chosen[i]);
-        }
+        routed.record(layer, routing);
         for (int w = 0; w < partials.length; w++) {
             int n = plan.tokens(w);
             if (n > 0) {

@@ -47,6 +47,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     private final Object assignLock = new Object();
     private final AtomicLong callsServed = new AtomicLong();
     private volatile WorkerShare share;
+    /** A share assigned for the next epoch while {@link #share} still serves the current one; null when none. */
+    private volatile WorkerShare pending;
     /** The model's checkpoint opened at start (header and config only), handed to the first Assign. */
     private Checkpoint preopened;
 
@@ -60,10 +62,26 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
 
     // ---------------------------------------------------------------- Assign
 
+    /**
+     * Assigns run here, not on the transport thread that read them: mapping and validating the
+     * experts a worker gains takes a while, and the same connection keeps carrying the current
+     * epoch's Compute requests meanwhile (a live re-placement must not stall a step).
+     */
+    private static final java.util.concurrent.ExecutorService ASSIGNS = java.util.concurrent.Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "epserve-worker-assign");
+        t.setDaemon(true);
+        return t;
+    });
+
     @Override
     public void assign(AssignRequest req, StreamObserver<AssignResponse> out) {
+        String frontend = WorkerAuthInterceptor.FRONTEND.get();
+        ASSIGNS.execute(() -> assign(req, frontend, out));
+    }
+
+    private void assign(AssignRequest req, String frontend, StreamObserver<AssignResponse> out) {
         try {
-            out.onNext(doAssign(req));
+            out.onNext(doAssign(req, frontend));
             out.onCompleted();
         } catch (StatusRuntimeException e) {
             out.onError(e);
@@ -77,8 +95,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         }
     }
 
-    private AssignResponse doAssign(AssignRequest req) {
-        String frontend = WorkerAuthInterceptor.FRONTEND.get();
+    private AssignResponse doAssign(AssignRequest req, String frontend) {
         if (!req.getModelFingerprint().isEmpty() && !req.getModelFingerprint().equals(fingerprint)) {
             throw Status.FAILED_PRECONDITION.withDescription("worker " + name.get() + " serves model " + fingerprint
                     + ", the frontend runs " + req.getModelFingerprint()).asRuntimeException();
@@ -105,28 +122,71 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         }
         synchronized (assignLock) {
             ownership.beforeAssign(frontend, req.getEpoch());
-            WorkerShare old = share;
+            WorkerShare current = share;
             WorkerShare next;
-            if (old != null && old.sameExperts(wanted)) {
-                next = old.withEpoch(req.getEpoch(), name.get());
+            if (current != null && current.sameExperts(wanted)) {
+                next = current.withEpoch(req.getEpoch(), name.get());
             } else {
                 Checkpoint pre = preopened;
                 preopened = null;
-                next = WorkerShare.open(model, req.getEpoch(), wanted, name.get(), pre);
+                // the experts of the current epoch keep serving while the gained ones are mapped and checked
+                next = WorkerShare.open(model, req.getEpoch(), wanted, name.get(), pre, current);
             }
+            WorkerShare dropped;
+            WorkerShare kept;
             lock.writeLock().lock();
             try {
-                share = next;
+                if (share == null) {
+                    share = next; // nothing to serve yet: the first Assign takes effect at once
+                    dropped = pending;
+                    pending = null;
+                } else {
+                    // two epochs: the current one serves until a Compute of the new one arrives
+                    dropped = pending;
+                    pending = next;
+                }
+                kept = share;
             } finally {
                 lock.writeLock().unlock();
             }
-            if (old != null && old.checkpoint != next.checkpoint) {
-                old.close();
-            }
+            release(dropped, kept, next);
             ownership.assigned(frontend, req.getEpoch());
             return AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
                     .setEpoch(next.epoch).build();
         }
+    }
+
+    /**
+     * Makes the pending share (epoch {@code epoch}) the current one, the first time a Compute of
+     * that epoch arrives: the frontend has switched, so the previous epoch's experts are released.
+     */
+    private void promote(long epoch) {
+        WorkerShare old = null;
+        WorkerShare now = null;
+        lock.writeLock().lock();
+        try {
+            WorkerShare p = pending;
+            if (p != null && p.epoch == epoch) {
+                old = share;
+                share = p;
+                pending = null;
+                now = p;
+            }
+        } finally {
+            lock.writeLock().unlock();
+        }
+        release(old, now, null);
+    }
+
+    /** Closes a share unless a share still in use maps through the same checkpoint (one made by withEpoch). */
+    private static void release(WorkerShare s, WorkerShare keep1, WorkerShare keep2) {
+        if (s == null || s == keep1 || s == keep2) {
+            return;
+        }
+        if ((keep1 != null && keep1.checkpoint == s.checkpoint) || (keep2 != null && keep2.checkpoint == s.checkpoint)) {
+            return;
+        }
+        s.close();
     }
 
     // ---------------------------------------------------------------- Compute
@@ -178,6 +238,10 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     }
 
     private ComputeResponse doCompute(ComputeRequest req) {
+        WorkerShare next = pending;
+        if (next != null && req.getEpoch() == next.epoch) {
+            promote(next.epoch);
+        }
         lock.readLock().lock();
         try {
             WorkerShare s = share;
@@ -305,6 +369,10 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         synchronized (assignLock) {
             lock.writeLock().lock();
             try {
+                if (pending != null) {
+                    release(pending, share, null);
+                    pending = null;
+                }
                 if (share != null) {
                     share.close();
                     share = null;

@@ -8,6 +8,9 @@ import io.epserve.moe.DispatchPlan;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.ExactCombine;
+import io.epserve.moe.ExpertLoad;
+import io.epserve.moe.PlacementControl;
+import io.epserve.moe.RoutedTokens;
 import io.epserve.moe.ExpertRequest;
 import io.epserve.moe.RoutingResult;
 import io.epserve.rpc.v1.AssignResponse;
@@ -32,7 +35,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
@@ -66,7 +68,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *   ... t.forward(...) ...; d.stats(); d.close();
  * </pre>
  */
-public final class GrpcExpertDispatcher implements ExpertDispatcher {
+public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementControl {
 
     /**
      * Validated settings with named defaults (DESIGN.md §3.11).
@@ -167,9 +169,11 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     private final String frontendId = FrontendCredentials.newFrontendId();
     private final FrontendCredentials credentials;
     private final ReentrantReadWriteLock stateLock = new ReentrantReadWriteLock();
+    /** Serializes placement changes (the slow part, assigning, runs outside the state lock). */
+    private final Object placementChange = new Object();
     private ExpertPlacement placement;
     private WorkerLink[] links;
-    private final AtomicLongArray[] tokensRouted;
+    private final RoutedTokens routed;
     private final LongAdder dispatches = new LongAdder();
     private boolean closed;
 
@@ -184,6 +188,11 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
      * @param placement whose worker names are the workers' addresses (host:port)
      */
     public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config, ChannelFactory channels) {
+        this(modelDir, placement, config, channels, null);
+    }
+
+    /** As {@link #GrpcExpertDispatcher(Path, ExpertPlacement, Config, ChannelFactory)}, counting routed tokens into {@code routed} (null: a counter of its own with the default window). */
+    public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config, ChannelFactory channels, RoutedTokens routed) {
         this.config = Objects.requireNonNull(config, "config");
         this.fingerprint = ModelFingerprint.of(modelDir, config.expertDType()).toString();
         this.credentials = new FrontendCredentials(frontendId, config.security().secret());
@@ -193,10 +202,16 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         for (int w = 0; w < links.length; w++) {
             links[w] = newLink(placement.workers().get(w));
         }
-        this.tokensRouted = new AtomicLongArray[placement.layers()];
-        for (int l = 0; l < placement.layers(); l++) {
-            tokensRouted[l] = new AtomicLongArray(placement.isSparse(l) ? placement.numExperts() : 0);
+        boolean[] sparse = new boolean[placement.layers()];
+        for (int l = 0; l < sparse.length; l++) {
+            sparse[l] = placement.isSparse(l);
         }
+        this.routed = routed != null ? routed : new RoutedTokens(sparse, placement.numExperts(), RoutedTokens.DEFAULT_WINDOW_STEPS);
+    }
+
+    @Override
+    public RoutedTokens routedTokens() {
+        return routed;
     }
 
     private WorkerLink newLink(String address) {
@@ -273,38 +288,68 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     }
 
     /**
-     * Switches to a new placement at a step boundary (no dispatch in flight): assigns every worker
-     * of it (new workers get new channels, dropped ones are closed). The epoch must grow.
+     * Moves to a new placement without a pause (DESIGN.md §5): every worker of {@code next} is
+     * assigned its share while dispatches go on under the current epoch (a worker maps and checks
+     * the experts it gains in the background and keeps serving the current epoch meanwhile); once
+     * every worker has acknowledged, the dispatcher switches between two dispatches. The first
+     * Compute of the new epoch tells a worker to release what it no longer holds. If any worker
+     * fails its Assign, the change is abandoned: this throws {@link WorkerException} and the
+     * current placement goes on serving. The epoch must grow; the worker set may change (new
+     * workers get channels, dropped ones are closed after the switch). One change at a time.
      */
+    @Override
     public void updatePlacement(ExpertPlacement next) {
-        stateLock.writeLock().lock();
-        try {
-            if (next.epoch() <= placement.epoch()) {
-                throw new IllegalArgumentException("new placement epoch " + next.epoch() + " must exceed " + placement.epoch());
+        synchronized (placementChange) {
+            ExpertPlacement current;
+            WorkerLink[] currentLinks;
+            stateLock.readLock().lock();
+            try {
+                ensureOpen();
+                current = placement;
+                currentLinks = links;
+            } finally {
+                stateLock.readLock().unlock();
             }
-            if (next.layers() != placement.layers() || next.numExperts() != placement.numExperts()) {
+            if (next.epoch() <= current.epoch()) {
+                throw new IllegalArgumentException("new placement epoch " + next.epoch() + " must exceed " + current.epoch());
+            }
+            if (next.layers() != current.layers() || next.numExperts() != current.numExperts()) {
                 throw new IllegalArgumentException("new placement is for another model shape");
             }
             Map<String, WorkerLink> byAddress = new HashMap<>();
-            for (WorkerLink l : links) {
+            for (WorkerLink l : currentLinks) {
                 byAddress.put(l.address, l);
             }
             WorkerLink[] nextLinks = new WorkerLink[next.workerCount()];
+            List<WorkerLink> added = new ArrayList<>();
             for (int w = 0; w < nextLinks.length; w++) {
                 WorkerLink l = byAddress.remove(next.workers().get(w));
-                nextLinks[w] = l != null ? l : newLink(next.workers().get(w));
+                if (l == null) {
+                    l = newLink(next.workers().get(w));
+                    added.add(l);
+                }
+                nextLinks[w] = l;
             }
-            assignAll(next, nextLinks);
+            try {
+                assignAll(next, nextLinks, false);
+            } catch (RuntimeException e) {
+                added.forEach(WorkerLink::close);
+                throw e;
+            }
+            stateLock.writeLock().lock();
+            try {
+                placement = next;
+                links = nextLinks;
+            } finally {
+                stateLock.writeLock().unlock();
+            }
             for (WorkerLink dropped : byAddress.values()) {
                 dropped.close();
             }
-            placement = next;
-            links = nextLinks;
-        } finally {
-            stateLock.writeLock().unlock();
         }
     }
 
+    @Override
     public ExpertPlacement placement() {
         stateLock.readLock().lock();
         try {
@@ -394,10 +439,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     }
 
     private DispatchPlan split(int layer, float[] hidden, int hiddenSize, RoutingResult routing) {
-        AtomicLongArray counts = tokensRouted[layer];
-        for (int i = 0, n = routing.tokens() * routing.k(); i < n; i++) {
-            counts.incrementAndGet(routing.experts()[i]);
-        }
+        routed.record(layer, routing);
         // F32 travels with exact partial sums: any grouping gives the same bits, so replicas split hot experts
         return DispatchPlan.split(layer, hidden, hiddenSize, routing, placement,
                 config.wireDType() == WireDType.WIRE_DTYPE_F32);
@@ -465,14 +507,12 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
                 ws.add(new DispatchStats.Worker(l.address, l.calls.sum(), l.bytesSent.sum(), l.bytesReceived.sum(),
                         l.computeNanos.sum(), l.roundTripNanos.sum(), l.failures.sum()));
             }
-            long[][] routed = new long[tokensRouted.length][];
-            for (int l = 0; l < routed.length; l++) {
-                routed[l] = new long[tokensRouted[l].length()];
-                for (int e = 0; e < routed[l].length; e++) {
-                    routed[l][e] = tokensRouted[l].get(e);
-                }
+            ExpertLoad total = routed.total();
+            long[][] counts = new long[total.layers()][];
+            for (int l = 0; l < counts.length; l++) {
+                counts[l] = total.has(l) ? total.layer(l) : new long[0];
             }
-            return new DispatchStats(dispatches.sum(), ws, routed);
+            return new DispatchStats(dispatches.sum(), ws, counts);
         } finally {
             stateLock.readLock().unlock();
         }
@@ -688,6 +728,11 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     }
 
     private void assignAll(ExpertPlacement p, WorkerLink[] ls) {
+        assignAll(p, ls, true);
+    }
+
+    /** With {@code resetOnFailure} false (a live change) a refused Assign leaves the link serving the current epoch. */
+    private void assignAll(ExpertPlacement p, WorkerLink[] ls, boolean resetOnFailure) {
         List<ListenableFuture<AssignResponse>> futures = new ArrayList<>();
         for (int w = 0; w < ls.length; w++) {
             futures.add(ls[w].assignAsync(p, w));
@@ -697,7 +742,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             try {
                 ls[w].assigned(p, futures.get(w).get());
             } catch (ExecutionException e) {
-                WorkerException we = ls[w].assignFailure(p, e.getCause());
+                WorkerException we = ls[w].assignFailure(p, e.getCause(), resetOnFailure);
                 first = first == null ? we : first;
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

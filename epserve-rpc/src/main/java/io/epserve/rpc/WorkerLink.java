@@ -106,8 +106,15 @@ final class WorkerLink {
 
     /** Drops the connection (as {@link #reset}) and describes a failed Assign of {@code p}. */
     WorkerException assignFailure(ExpertPlacement p, Throwable cause) {
+        return assignFailure(p, cause, true);
+    }
+
+    /** As {@link #assignFailure(ExpertPlacement, Throwable)}; with {@code reset} false the connection stays (a live change failed). */
+    WorkerException assignFailure(ExpertPlacement p, Throwable cause, boolean reset) {
         Status s = Status.fromThrowable(cause);
-        reset();
+        if (reset) {
+            reset();
+        }
         return new WorkerException(address, -1, LinkFailure.kindOf(s), s.getCode(), null,
                 "worker " + address + " failed Assign of placement epoch " + p.epoch() + ": " + LinkFailure.describe(s), cause);
     }

@@ -61,6 +61,15 @@ final class WorkerShare implements ExpertStore {
      * IllegalArgumentException for a bad layer/expert or dtype and CheckpointException for a bad model.
      */
     static WorkerShare open(WorkerModel model, long epoch, int[][] wanted, String name, Checkpoint preopened) {
+        return open(model, epoch, wanted, name, preopened, null);
+    }
+
+    /**
+     * As {@link #open(WorkerModel, long, int[][], String, Checkpoint)}; experts that
+     * {@code current} (a share of the same model, or null) holds were validated when it was
+     * opened and are not read again: a re-placement reads only the experts a worker gains.
+     */
+    static WorkerShare open(WorkerModel model, long epoch, int[][] wanted, String name, Checkpoint preopened, WorkerShare current) {
         Path modelDir = model.dir();
         DType expertDType = model.expertDType();
         Checkpoint ckpt = preopened != null ? preopened : Checkpoint.open(modelDir, SafetensorsFile.Mapping.PER_TENSOR);
@@ -96,12 +105,17 @@ final class WorkerShare implements ExpertStore {
                 if (cfg.isSparse(l)) {
                     held[l] = new ExpertWeights[cfg.numExperts()];
                     for (int e : ids) {
+                        boolean checked = current != null && current.holds(l, e);
                         if (converted != null) {
                             held[l][e] = converted.expert(l, e);
-                            converted.requireFinite(l, e);
+                            if (!checked) {
+                                converted.requireFinite(l, e);
+                            }
                         } else {
                             held[l][e] = experts.expert(l, e);
-                            tensors.addAll(experts.tensorNames(l, e));
+                            if (!checked) {
+                                tensors.addAll(experts.tensorNames(l, e));
+                            }
                         }
                         count++;
                     }

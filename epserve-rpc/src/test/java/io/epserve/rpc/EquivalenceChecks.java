@@ -39,7 +39,7 @@ final class EquivalenceChecks {
                     for (int c = 0; c < cases.size(); c++) {
                         Fixtures.Run got = Fixtures.run(t, cases.get(c));
                         assertThat(Fixtures.maxAbsDiff(got.logits(), want.get(c).logits()))
-                                .as("%s, %d worker(s), case %d: max |Δlogit| vs single process", name, w, c).isLessThanOrEqualTo(1e-5);
+                                .as("%s, %d worker(s), case %d: max |Δlogit| vs single process", name, w, c).isZero();
                         assertThat(got.generated()).as("%s, %d worker(s), case %d: greedy tokens", name, w, c)
                                 .containsExactly(want.get(c).generated());
                     }
@@ -49,7 +49,7 @@ final class EquivalenceChecks {
                         int[] tokens = cases.get(c).tokens();
                         float[] got = t.forward(t.newCache(tokens.length), tokens, tokens.length, true, RoutingListener.NONE);
                         assertThat(Fixtures.maxAbsDiff(got, want.get(c).logits()))
-                                .as("%s, %d worker(s), case %d, overlap: max |Δlogit| vs single process", name, w, c).isLessThanOrEqualTo(1e-5);
+                                .as("%s, %d worker(s), case %d, overlap: max |Δlogit| vs single process", name, w, c).isZero();
                     }
                     DispatchStats s = d.stats();
                     assertThat(s.dispatches()).isPositive();

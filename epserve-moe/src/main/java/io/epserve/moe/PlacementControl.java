@@ -1,0 +1,21 @@
+package io.epserve.moe;
+
+/**
+ * A dispatcher whose placement can change while it serves (DESIGN.md §5): the one it dispatches
+ * under now, the routed tokens it has seen, and a live move to a new epoch.
+ */
+public interface PlacementControl {
+    /** The placement of the current epoch. */
+    ExpertPlacement placement();
+
+    /**
+     * Moves to {@code next} (a higher epoch) without a pause: workers map the experts they gain
+     * while the current epoch keeps serving, the switch happens between two dispatches once all
+     * have acknowledged, and what a worker no longer holds is released after it. Throws, keeping
+     * the current placement, when any worker fails to take its share.
+     */
+    void updatePlacement(ExpertPlacement next);
+
+    /** The routed tokens counted by this dispatcher (total and sliding window). */
+    RoutedTokens routedTokens();
+}
