@@ -7,6 +7,9 @@ import io.epserve.model.ModelWeights;
 import io.epserve.moe.DispatchPlan;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.ExpertWeights;
+import io.epserve.moe.InProcessDispatcher;
+import io.epserve.model.quant.QuantizedExperts;
 import io.epserve.moe.ExactCombine;
 import io.epserve.moe.ExpertLoad;
 import io.epserve.moe.PlacementControl;
@@ -31,12 +34,15 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * Dispatch and combine over gRPC to expert worker processes (DESIGN.md §1): the same function as
@@ -174,6 +180,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     private ExpertPlacement placement;
     private WorkerLink[] links;
     private final RoutedTokens routed;
+    private volatile Failover failover;
     private final LongAdder dispatches = new LongAdder();
     private boolean closed;
 
@@ -261,7 +268,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         return new LoadedModel.Dispatchers() {
             @Override
             public ExpertDispatcher create(Path modelDir, ModelConfig cfg, ModelWeights weights) {
-                return connect(modelDir, cfg, addresses, policy, config, channels);
+                return connect(modelDir, cfg, addresses, policy, config, channels)
+                        .withFailover(() -> frontendExperts(modelDir, cfg, weights, config.expertDType()), FAILOVER_PROBE_INTERVAL);
             }
 
             @Override
@@ -269,6 +277,44 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
                 return false;
             }
         };
+    }
+
+    /** How often a frontend that computes its experts itself after a failure asks whether its workers answer again. */
+    public static final Duration FAILOVER_PROBE_INTERVAL = Duration.ofMillis(500);
+
+    /**
+     * The frontend's own dispatcher over every routed expert, for failover: the checkpoint's
+     * experts, or the converted-experts cache the workers map when they hold another dtype (it
+     * exists: the workers built it), so the frontend computes exactly what they would.
+     */
+    static ExpertDispatcher frontendExperts(Path modelDir, ModelConfig cfg, ModelWeights weights, DType expertDType) {
+        if (expertDType == null || storedAs(weights, cfg, expertDType)) {
+            return InProcessDispatcher.single(weights, cfg.sparseLayers(), cfg.numExperts());
+        }
+        QuantizedExperts converted = QuantizedExperts.open(modelDir, cfg, expertDType, QuantizedExperts.CacheOptions.defaults());
+        InProcessDispatcher d = InProcessDispatcher.single(weights.withRoutedExperts(converted), cfg.sparseLayers(), cfg.numExperts());
+        return new ExpertDispatcher() {
+            @Override
+            public void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
+                d.dispatch(layer, hidden, hiddenSize, routing, out);
+            }
+
+            @Override
+            public void close() {
+                d.close();
+                converted.close();
+            }
+        };
+    }
+
+    private static boolean storedAs(ModelWeights w, ModelConfig cfg, DType t) {
+        for (int l = 0; l < cfg.layers(); l++) {
+            if (cfg.isSparse(l)) {
+                ExpertWeights x = w.experts().expert(l, 0);
+                return x.gate().dtype() == t && x.up().dtype() == t && x.down().dtype() == t;
+            }
+        }
+        return true;
     }
 
     /**
@@ -363,8 +409,32 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         return config;
     }
 
+    /**
+     * With {@link #withFailover} set, a step that the workers fail (dead, hung past the deadline,
+     * garbage) is computed by the frontend instead, with the same bits (see {@link Failover}), and
+     * the following steps too until every worker answers again; without it the step throws
+     * {@link WorkerException} naming the worker.
+     */
     @Override
     public void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
+        Failover f = failover;
+        if (f != null && f.holding()) {
+            routed.record(layer, routing);
+            f.local().dispatch(layer, hidden, hiddenSize, routing, out);
+            return;
+        }
+        try {
+            dispatchRemote(layer, hidden, hiddenSize, routing, out);
+        } catch (WorkerException e) {
+            if (f == null) {
+                throw e;
+            }
+            f.failed(e, this::allWorkersAnswer);
+            f.local().dispatch(layer, hidden, hiddenSize, routing, out);
+        }
+    }
+
+    private void dispatchRemote(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
         stateLock.readLock().lock();
         try {
             ensureOpen();
@@ -378,6 +448,36 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     }
 
     /**
+     * Lets the frontend compute a step itself when its workers fail it: {@code local} makes (on
+     * first use) a dispatcher over every expert from the same weights the workers map;
+     * {@code probeInterval} paces the check that brings the workers back. Call before the first
+     * dispatch. Exact only with the F32 wire (a BF16 wire rounds the workers' answers).
+     */
+    public GrpcExpertDispatcher withFailover(Supplier<ExpertDispatcher> local, Duration probeInterval) {
+        this.failover = new Failover(local, probeInterval);
+        return this;
+    }
+
+    /** Failover counters and state; null without {@link #withFailover}. */
+    public Failover.Stats failoverStats() {
+        Failover f = failover;
+        return f == null ? null : f.stats();
+    }
+
+    /** Whether every worker of the current placement answers Info within the dispatch deadline. */
+    private boolean allWorkersAnswer() {
+        int n = placement().workerCount();
+        for (int w = 0; w < n; w++) {
+            try {
+                info(w);
+            } catch (WorkerException | IllegalStateException e) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
      * Sends every worker its request and returns at once (two-batch overlap: the caller computes
      * while the workers do). The future completes when every answer is in and combined into
      * {@code out} — on the transport thread that received the last answer — or fails with a
@@ -387,6 +487,28 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      */
     @Override
     public CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
+        Failover f = failover;
+        if (f == null) {
+            return dispatchRemoteAsync(layer, hidden, hiddenSize, routing, out);
+        }
+        if (f.holding()) {
+            routed.record(layer, routing);
+            return f.local().dispatchAsync(layer, hidden, hiddenSize, routing, out);
+        }
+        return dispatchRemoteAsync(layer, hidden, hiddenSize, routing, out).handle((ok, t) -> {
+            Throwable cause = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+            if (cause == null) {
+                return CompletableFuture.<Void>completedFuture(null);
+            }
+            if (!(cause instanceof WorkerException e)) {
+                return CompletableFuture.<Void>failedFuture(cause);
+            }
+            f.failed(e, this::allWorkersAnswer);
+            return f.local().dispatchAsync(layer, hidden, hiddenSize, routing, out);
+        }).thenCompose(Function.identity());
+    }
+
+    private CompletableFuture<Void> dispatchRemoteAsync(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
         ExpertPlacement p;
         WorkerLink[] ls;
         DispatchPlan plan;
@@ -529,6 +651,10 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             closed = true;
             for (WorkerLink l : links) {
                 l.close();
+            }
+            Failover f = failover;
+            if (f != null) {
+                f.close();
             }
         } finally {
             stateLock.writeLock().unlock();
