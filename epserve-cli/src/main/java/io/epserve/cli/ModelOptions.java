@@ -7,7 +7,10 @@ import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
-import io.epserve.rpc.HostPort;
+import io.epserve.moe.PlacementControl;
+import io.epserve.moe.Rebalancer;
+import io.epserve.rpc.ExpertTopology;
+import io.epserve.rpc.WorkerSecurity;
 import io.epserve.rpc.v1.WireDType;
 import io.epserve.tensor.DType;
 import java.io.PrintStream;
@@ -49,9 +52,11 @@ final class ModelOptions {
     Integer ep;
 
     @Option(names = "--policy", defaultValue = "contiguous", paramLabel = "POLICY",
-            description = "Expert placement over workers: contiguous (default), round-robin, or replicated (every worker "
-                    + "holds every expert; each step gives each expert, with all its tokens, to its least loaded worker, "
-                    + "and a token's experts to different workers: balanced, at data-parallel memory cost).")
+            description = "Expert placement over workers: contiguous (default), round-robin, replicated (every worker "
+                    + "holds every expert; each step spreads each expert's tokens over its replicas by load: balanced, at "
+                    + "data-parallel memory cost), or balanced (hot experts get replicas within --redundant-experts slots per "
+                    + "worker, packed by observed load; re-placed live with --rebalance-every / --rebalance-below or "
+                    + "POST /v1/epserve/placement/rebalance).")
     String policy;
 
     @Option(names = "--overlap", description = "Two-batch overlap: split each step into two micro-batches so that one's "
@@ -115,7 +120,8 @@ final class ModelOptions {
             case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
             case "round-robin", "round_robin", "roundrobin" -> ExpertPlacement.Policy.ROUND_ROBIN;
             case "replicated" -> ExpertPlacement.Policy.REPLICATED;
-            default -> throw new Main.UsageError("--policy must be contiguous or round-robin (or replicated), not '" + name + "'");
+            case "balanced" -> ExpertPlacement.Policy.BALANCED;
+            default -> throw new Main.UsageError("--policy must be contiguous, round-robin, replicated or balanced, not '" + name + "'");
         };
     }
 
@@ -128,79 +134,79 @@ final class ModelOptions {
         };
     }
 
-    /** Where the routed experts run: one in-process worker, N in-process workers, or remote workers. */
-    LoadedModel.Dispatchers dispatchers() {
+    @Option(names = "--redundant-experts", defaultValue = "0", paramLabel = "R",
+            description = "With --policy balanced: extra expert slots per worker and layer, for replicas of hot experts (default ${DEFAULT-VALUE}).")
+    int redundantExperts;
+
+    @Option(names = "--load-window", defaultValue = "1000", paramLabel = "STEPS",
+            description = "Steps of routed tokens the frontend keeps per (layer, expert) for balancing and GET /v1/epserve/load (default ${DEFAULT-VALUE}).")
+    int loadWindow;
+
+    @Option(names = "--rebalance-every", defaultValue = "0", paramLabel = "STEPS",
+            description = "Re-place the experts (balanced, from the load window) every STEPS steps, live (default ${DEFAULT-VALUE}: never on a timer).")
+    long rebalanceEvery;
+
+    @Option(names = "--rebalance-below", defaultValue = "0", paramLabel = "B",
+            description = "Re-place the experts when a layer's balancedness (mean / max per-worker load) falls below B, 0..1 "
+                    + "(default ${DEFAULT-VALUE}: never on it).")
+    double rebalanceBelow;
+
+    @Option(names = "--worker-hosts", split = ",", paramLabel = "HOST",
+            description = "Host label of each --workers address, in order: the balanced policy keeps each group of experts' "
+                    + "replicas on one host (hierarchical placement).")
+    List<String> workerHosts;
+
+    /** Where the routed experts run, validated once: the one value every command turns into a dispatcher. */
+    ExpertTopology topology() {
         ExpertPlacement.Policy pol = placementPolicy();
-        if (workers != null && !workers.isEmpty()) {
-            if (ep != null) {
-                throw new Main.UsageError("give either --workers (remote) or --ep (in-process), not both");
-            }
-            if (expertShards != 1) {
-                throw new Main.UsageError("--expert-shards runs on in-process workers (--ep); remote workers hold whole experts");
-            }
-            for (String w : workers) {
-                HostPort.parse(w, "--workers");
-            }
-            WireDType wire = switch (wireDtype) {
-                case "f32" -> WireDType.WIRE_DTYPE_F32;
-                case "bf16" -> WireDType.WIRE_DTYPE_BF16;
-                default -> throw new Main.UsageError("--wire-dtype must be f32 or bf16, not '" + wireDtype + "'");
-            };
-            if (workerTimeoutMs < 1) {
-                throw new Main.UsageError("--worker-timeout must be at least 1 ms");
-            }
-            if (workerLoadSeconds < 1) {
-                throw new Main.UsageError("--worker-load-timeout must be at least 1 s");
-            }
+        boolean remote = workers != null && !workers.isEmpty();
+        if (remote && ep != null) {
+            throw new Main.UsageError("give either --workers (remote) or --ep (in-process), not both");
+        }
+        WireDType wire = switch (wireDtype) {
+            case "f32" -> WireDType.WIRE_DTYPE_F32;
+            case "bf16" -> WireDType.WIRE_DTYPE_BF16;
+            default -> throw new Main.UsageError("--wire-dtype must be f32 or bf16, not '" + wireDtype + "'");
+        };
+        if (workerTimeoutMs < 1) {
+            throw new Main.UsageError("--worker-timeout must be at least 1 ms");
+        }
+        if (workerLoadSeconds < 1) {
+            throw new Main.UsageError("--worker-load-timeout must be at least 1 s");
+        }
+        if (workerHosts != null && (!remote || workerHosts.size() != workers.size())) {
+            throw new Main.UsageError("--worker-hosts needs one host label per --workers address");
+        }
+        try {
             GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
                     .withDeadline(Duration.ofMillis(workerTimeoutMs)).withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
-                    .withWireDType(wire).withExpertDType(expertDType()).withSecurity(workerSecurity.security());
-            List<String> addresses = List.copyOf(workers);
-            return new LoadedModel.Dispatchers() {
-                @Override
-                public ExpertDispatcher create(Path dir, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
-                    // said before the wait, so a slow or silent worker is never a silent hang
-                    System.err.printf("epserve: connecting to %d expert worker(s) %s (%s): each must answer within %d ms "
-                            + "and load its experts within %d s%n", addresses.size(), String.join(",", addresses),
-                            config.security().describe(), workerTimeoutMs, workerLoadSeconds);
-                    System.err.flush();
-                    GrpcExpertDispatcher d = GrpcExpertDispatcher.connect(dir, cfg, addresses, pol, config);
-                    System.err.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
-                    return d;
-                }
+                    .withWireDType(wire).withExpertDType(expertDType()).withSecurity(remote ? workerSecurity.security() : WorkerSecurity.NONE);
+            ExpertTopology.Workers w = remote ? new ExpertTopology.Remote(workers) : new ExpertTopology.InProcess(ep == null ? 1 : ep);
+            return new ExpertTopology(w, pol, redundantExperts, expertShards, loadWindow, config);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError(e.getMessage());
+        }
+    }
 
-                @Override
-                public boolean local() {
-                    return false;
-                }
-            };
+    /** Where the routed experts run: one in-process worker, N in-process workers, or remote workers. */
+    LoadedModel.Dispatchers dispatchers() {
+        return topology().dispatchers(System.err);
+    }
+
+    /**
+     * The placement control loop over a loaded model's dispatcher (--rebalance-every,
+     * --rebalance-below, on demand), started; null when its dispatcher cannot change placement.
+     */
+    Rebalancer rebalancer(LoadedModel m, Rebalancer.Listener listener) {
+        if (!(m.dispatcher() instanceof PlacementControl control)) {
+            return null;
         }
-        int n = ep == null ? 1 : ep;
-        if (n < 1) {
-            throw new Main.UsageError("--ep must be at least 1");
+        try {
+            return new Rebalancer(control, new Rebalancer.Settings(redundantExperts, workerHosts, rebalanceEvery, rebalanceBelow, 200),
+                    listener).start();
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError(e.getMessage());
         }
-        if (expertShards < 1 || expertShards > n) {
-            throw new Main.UsageError("--expert-shards must be between 1 and the number of in-process workers (--ep " + n + ")");
-        }
-        int k = expertShards;
-        if (k > 1) {
-            return (dir, cfg, w) -> {
-                if (k > cfg.moeIntermediate()) {
-                    throw new Main.UsageError("--expert-shards " + k + " exceeds the experts' intermediate size " + cfg.moeIntermediate());
-                }
-                List<String> names = java.util.stream.IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
-                ExpertPlacement p = ExpertPlacement.createSharded(cfg.sparseLayers(), cfg.numExperts(), k, names, pol, 0);
-                io.epserve.moe.ExpertStore store = io.epserve.moe.ExpertShards.store(w, cfg.layers(), cfg.numExperts(), k);
-                // cut the first expert now: a shard count that splits quantized blocks fails here, before serving
-                int first = java.util.stream.IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();
-                for (int s = 0; s < k; s++) {
-                    store.expert(first, s);
-                }
-                return io.epserve.moe.ExpertShards.dispatcher(new InProcessDispatcher(p,
-                        names.stream().map(nm -> new io.epserve.moe.ExpertWorker(nm, store, cfg.numExperts() * k)).toList()), k);
-            };
-        }
-        return (dir, cfg, w) -> InProcessDispatcher.of(w, cfg.sparseLayers(), cfg.numExperts(), n, pol);
     }
 
     /** --expert-dtype, checked; null when not given (experts as stored). */

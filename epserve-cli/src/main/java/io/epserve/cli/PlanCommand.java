@@ -9,7 +9,11 @@ import io.epserve.model.plan.PlanModel;
 import io.epserve.model.plan.PlanOptions;
 import io.epserve.model.plan.PlanReport;
 import io.epserve.model.plan.WeightFormat;
+import io.epserve.moe.BalancedPlacement;
+import io.epserve.moe.ExpertLoad;
 import io.epserve.moe.ExpertPlacement;
+import io.epserve.server.ExpertLoadJson;
+import java.util.List;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.lang.management.ManagementFactory;
@@ -71,7 +75,7 @@ final class PlanCommand implements Callable<Integer> {
     String kvDtype;
 
     @Option(names = "--policy", paramLabel = "POLICY", defaultValue = "contiguous",
-            description = "Expert placement: contiguous, round-robin or replicated (default ${DEFAULT-VALUE}).")
+            description = "Expert placement: contiguous, round-robin, replicated or balanced (from --load; default ${DEFAULT-VALUE}).")
     String policy;
 
     @Option(names = "--overhead", paramLabel = "SIZE", defaultValue = "512MiB",
@@ -80,6 +84,17 @@ final class PlanCommand implements Callable<Integer> {
 
     @Option(names = "--json", description = "Print one JSON object (see above).")
     boolean json;
+
+    @Option(names = "--load", paramLabel = "LOAD.json",
+            description = {"Routed tokens per (layer, expert), as GET /v1/epserve/load returns them:",
+                    "{\"layers\": [{\"layer\": 0, \"tokens\": [n_0, ...]}, ...]} (a sparse layer that is absent counts",
+                    "as uniform). Prints the placement and its balancedness (mean / max per-worker load) per sparse",
+                    "layer under that load; --json adds a top-level \"balancedness\" array, one number per sparse layer."})
+    Path load;
+
+    @Option(names = "--redundant-experts", paramLabel = "R", defaultValue = "0",
+            description = "With --policy balanced: extra expert slots per worker and layer for replicas of hot experts (default ${DEFAULT-VALUE}).")
+    int redundantExperts;
 
     @Override
     public Integer call() throws IOException {
@@ -119,19 +134,75 @@ final class PlanCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError(e.getMessage() + optionHint(e.getMessage()));
         }
+        if (redundantExperts < 0) {
+            throw new Main.UsageError("--redundant-experts must be 0 or more, not " + redundantExperts);
+        }
+        if (redundantExperts > 0 && p != ExpertPlacement.Policy.BALANCED) {
+            throw new Main.UsageError("--redundant-experts needs --policy balanced");
+        }
+        LoadPlacement lp = loadPlacement(m, p);
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
+            ObjectMapper mapper = new ObjectMapper();
             var node = PlanReport.json(plan);
             ((com.fasterxml.jackson.databind.node.ObjectNode) node.get("options")).put("memory_per_worker_source", memoryGiven ? "option" : "physical memory of this machine");
-            out.println(new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsString(node));
+            if (lp != null) {
+                var root = (com.fasterxml.jackson.databind.node.ObjectNode) node;
+                var b = root.putArray("balancedness");
+                for (double v : lp.balancedness()) {
+                    b.add(v);
+                }
+                var lpNode = root.putObject("load_placement");
+                lpNode.put("load", load == null ? "uniform" : load.toString());
+                lpNode.put("redundant_experts", redundantExperts);
+                lpNode.set("placement", ExpertLoadJson.placementJson(mapper, lp.placement(), null));
+            }
+            out.println(mapper.writerWithDefaultPrettyPrinter().writeValueAsString(node));
         } else {
             if (!memoryGiven) {
                 out.println("(memory per worker: " + ByteSize.format(memory) + ", this machine's physical memory; set --memory-per-worker)");
             }
             PlanReport.text(plan).forEach(out::println);
+            if (lp != null) {
+                out.println();
+                out.println("under " + (load == null ? "a uniform load" : "the load of " + load) + (redundantExperts > 0
+                        ? " with " + redundantExperts + " redundant expert slot(s) per worker (memory above counts one replica per expert)" : "") + ":");
+                lp.placement().describe().forEach(out::println);
+                StringBuilder sb = new StringBuilder("balancedness (mean / max per-worker load) per sparse layer:");
+                for (double v : lp.balancedness()) {
+                    sb.append(String.format(Locale.ROOT, " %.3f", v));
+                }
+                out.println(sb);
+            }
         }
         out.flush();
         return 0;
+    }
+
+    /** The placement the policy makes under the load, and its balancedness per sparse layer. */
+    record LoadPlacement(ExpertPlacement placement, double[] balancedness) {}
+
+    /** Null unless --load or --policy balanced asks for the placement under a load. */
+    private LoadPlacement loadPlacement(PlanModel m, ExpertPlacement.Policy p) {
+        if (load == null && p != ExpertPlacement.Policy.BALANCED) {
+            return null;
+        }
+        var cfg = m.config();
+        ExpertLoad l;
+        if (load == null) {
+            l = ExpertLoad.uniform(cfg.sparseLayers(), cfg.numExperts());
+        } else {
+            try {
+                l = ExpertLoadJson.read(new ObjectMapper(), load, cfg.numExperts()).forModel(cfg.sparseLayers(), cfg.numExperts());
+            } catch (IOException | IllegalArgumentException e) {
+                throw new Main.UsageError("--load " + load + ": " + e.getMessage());
+            }
+        }
+        List<String> names = java.util.stream.IntStream.range(0, workers).mapToObj(i -> "worker-" + i).toList();
+        ExpertPlacement placement = p == ExpertPlacement.Policy.BALANCED
+                ? BalancedPlacement.place(l, names, redundantExperts, 0)
+                : ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), names, p, 0);
+        return new LoadPlacement(placement, placement.balancedness(l));
     }
 
     private PlanModel loadModel() {

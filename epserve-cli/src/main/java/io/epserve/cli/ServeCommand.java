@@ -11,7 +11,9 @@ import io.epserve.model.tokenizer.Tokenizer;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.moe.Rebalancer;
 import io.epserve.server.EpServer;
+import io.epserve.server.PlacementMetrics;
 import io.epserve.server.ExpertLayout;
 import io.epserve.server.ServedModel;
 import io.epserve.server.WorkerStatsSource;
@@ -176,6 +178,12 @@ final class ServeCommand implements Callable<Integer> {
             ServedModel served = ServedModel.fromDirectory(dir, loaded.config(), tokenizer, ExpertLayout.of(placement),
                     servedName, limit);
             server.serve(served, engine, workerStats);
+            PlacementMetrics placementMetrics = new PlacementMetrics(server.metrics().registry());
+            Rebalancer rebalancer = model.rebalancer(loaded, placementMetrics::observe);
+            if (rebalancer != null) {
+                placementMetrics.bind(rebalancer);
+                server.placement(rebalancer);
+            }
             URI base = server.baseUri();
             out.println("epserve: serving " + served.id() + " (" + dir + ") with " + workers + (remote ? " remote" : " in-process")
                     + " expert worker" + (workers == 1 ? "" : "s") + ", KV cache " + stats.kvBlocksTotal() + " blocks × " + stats.kvBlockSize()
@@ -185,7 +193,12 @@ final class ServeCommand implements Callable<Integer> {
             out.println("  metrics: " + base.resolve("/metrics"));
             out.flush();
             LoadedModel m = loaded;
-            return new Running(server, engine, loaded, served, () -> model.printStats(m, System.err));
+            return new Running(server, engine, loaded, served, () -> {
+                if (rebalancer != null) {
+                    rebalancer.close();
+                }
+                model.printStats(m, System.err);
+            });
         } catch (RuntimeException e) {
             server.close();
             if (engine != null) {

@@ -249,6 +249,18 @@ public final class EpServer implements AutoCloseable {
         return metrics;
     }
 
+    /** The placement control loop behind /v1/epserve/placement and /v1/epserve/load, or null (none). */
+    private volatile io.epserve.moe.Rebalancer placement;
+
+    /** Serves the placement endpoints from this control loop. */
+    public void placement(io.epserve.moe.Rebalancer r) {
+        placement = r;
+    }
+
+    io.epserve.moe.Rebalancer placement() {
+        return placement;
+    }
+
     /** The bound address (the real port when 0 was asked). */
     public InetSocketAddress address() {
         return (InetSocketAddress) serverChannel.localAddress();

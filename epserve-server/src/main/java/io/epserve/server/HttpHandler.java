@@ -87,6 +87,7 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
                     models(ch, keepAlive, null);
                 }
             }
+            case "/v1/epserve/placement", "/v1/epserve/load", "/v1/epserve/placement/rebalance" -> placement(ch, method, keepAlive, path);
             case "/v1/completions" -> generate(ctx, req, method, keepAlive, Endpoint.COMPLETIONS);
             case "/v1/chat/completions" -> generate(ctx, req, method, keepAlive, Endpoint.CHAT);
             default -> {
@@ -97,6 +98,51 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
                 }
             }
         }
+    }
+
+    /**
+     * GET /v1/epserve/placement (the live placement with its epoch), GET /v1/epserve/load (routed
+     * tokens per layer and expert over the load window), POST /v1/epserve/placement/rebalance (a
+     * re-placement now; answers with its outcome once the new epoch serves or the change was
+     * abandoned). Off the event loop: the rebalance blocks while workers load.
+     */
+    private void placement(Channel ch, HttpMethod method, boolean keepAlive, String path) {
+        boolean rebalance = path.endsWith("/rebalance");
+        if (!allow(ch, method, keepAlive, rebalance ? HttpMethod.POST : HttpMethod.GET)) {
+            return;
+        }
+        io.epserve.moe.Rebalancer r = server.placement();
+        if (r == null) {
+            sendError(ch, ApiError.notReady("no expert placement is served yet"), keepAlive);
+            return;
+        }
+        server.executor.execute(() -> {
+            var window = r.control().routedTokens().window();
+            ObjectNode body;
+            if (path.equals("/v1/epserve/load")) {
+                body = ExpertLoadJson.toJson(server.json, window);
+                body.put("window_steps", r.control().routedTokens().windowSteps());
+            } else if (rebalance) {
+                io.epserve.moe.Rebalancer.Outcome o = r.rebalanceNow("POST " + path);
+                body = server.json.createObjectNode();
+                body.put("changed", o.changed());
+                body.put("epoch", o.epoch());
+                body.put("seconds", o.seconds());
+                body.put("reason", o.reason());
+                var before = body.putArray("balancedness_before");
+                for (double v : o.before()) {
+                    before.add(v);
+                }
+                var after = body.putArray("balancedness_after");
+                for (double v : o.after()) {
+                    after.add(v);
+                }
+            } else {
+                body = ExpertLoadJson.placementJson(server.json, r.control().placement(), window);
+                body.put("rebalances", r.rebalances());
+            }
+            sendJson(ch, HttpResponseStatus.OK, body, keepAlive, null);
+        });
     }
 
     private boolean allow(Channel ch, HttpMethod method, boolean keepAlive, HttpMethod allowed) {
