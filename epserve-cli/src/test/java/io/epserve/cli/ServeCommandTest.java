@@ -85,6 +85,49 @@ class ServeCommandTest {
         assertThatThrownBy(() -> get(base.resolve("/health"))).as("closed").isInstanceOf(ConnectException.class);
     }
 
+    /** The placement endpoints and metrics: live placement with its epoch, the load window, a re-placement on demand. */
+    @Test
+    void placementEndpointsShowTheLoadAndRebalanceOnDemand() throws Exception {
+        ServeCommand cmd = parse("--model", tinyModel().toString(), "--port", "0", "--ep", "2", "--kv-memory", "8MiB",
+                "--no-validate", "--policy", "balanced", "--redundant-experts", "1", "--load-window", "64");
+        try (ServeCommand.Running r = cmd.start(new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
+                new TerminalProgress(System.err, false))) {
+            URI base = r.base();
+            HttpResponse<String> chat = post(base.resolve("/v1/completions"),
+                    "{\"prompt\": \"hello there\", \"max_tokens\": 8, \"ignore_eos\": true}");
+            assertThat(chat.statusCode()).as(chat.body()).isEqualTo(200);
+            JsonNode load = JSON.readTree(get(base.resolve("/v1/epserve/load")).body());
+            assertThat(load.get("window_steps").asInt()).isEqualTo(64);
+            long routed = 0;
+            for (JsonNode l : load.get("layers")) {
+                assertThat(l.get("tokens")).hasSize(8);
+                for (JsonNode n : l.get("tokens")) {
+                    routed += n.asLong();
+                }
+            }
+            assertThat(routed).isPositive();
+            JsonNode placement = JSON.readTree(get(base.resolve("/v1/epserve/placement")).body());
+            assertThat(placement.get("epoch").asLong()).isZero();
+            assertThat(placement.get("policy").asText()).isEqualTo("balanced");
+            assertThat(placement.get("workers")).hasSize(2);
+            assertThat(placement.get("layers").get(0).get("replicas")).hasSize(8);
+            assertThat(get(base.resolve("/v1/epserve/placement/rebalance")).statusCode()).isEqualTo(405);
+            HttpResponse<String> rb = post(base.resolve("/v1/epserve/placement/rebalance"), "");
+            assertThat(rb.statusCode()).as(rb.body()).isEqualTo(200);
+            JsonNode outcome = JSON.readTree(rb.body());
+            long epoch = outcome.get("epoch").asLong();
+            assertThat(epoch).isEqualTo(outcome.get("changed").asBoolean() ? 1 : 0);
+            assertThat(JSON.readTree(get(base.resolve("/v1/epserve/placement")).body()).get("epoch").asLong()).isEqualTo(epoch);
+            // generation still works on the new epoch
+            assertThat(post(base.resolve("/v1/completions"), "{\"prompt\": \"hi\", \"max_tokens\": 3, \"ignore_eos\": true}")
+                    .statusCode()).isEqualTo(200);
+            String metrics = get(base.resolve("/metrics")).body();
+            assertThat(metrics).contains("epserve_placement_epoch " + epoch + ".0", "epserve_placement_balancedness{layer=\"0\"}",
+                    "epserve_placement_balancedness{layer=\"1\"}", "epserve_rebalances_total " + epoch + ".0",
+                    "epserve_rebalance_duration_seconds_count " + epoch);
+        }
+    }
+
     /** Experts on two gRPC expert workers: the same API, and the transport counters in /metrics. */
     @Test
     void servesWithRemoteExpertWorkersAndExportsTheirCounters() throws Exception {
