@@ -255,6 +255,10 @@ public final class EpServer implements AutoCloseable {
     /** Serves the placement endpoints from this control loop. */
     public void placement(io.epserve.moe.Rebalancer r) {
         placement = r;
+        LiveStats s = live.stats();
+        if (s != null) {
+            s.placement(() -> r.control().placement());
+        }
     }
 
     io.epserve.moe.Rebalancer placement() {

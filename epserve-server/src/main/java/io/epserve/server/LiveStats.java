@@ -133,6 +133,7 @@ final class LiveStats {
         tick.put("type", "tick");
         tick.set("second", sec);
         putExperts(tick);
+        putPlacement(tick);
         lastTick = tick;
         return tick;
     }
@@ -162,6 +163,32 @@ final class LiveStats {
         history.forEach(hist::add);
         putExperts(h);
         return h;
+    }
+
+    /** The live placement, once the server has one (set after the model loads). */
+    private volatile Supplier<io.epserve.moe.ExpertPlacement> placement;
+
+    void placement(Supplier<io.epserve.moe.ExpertPlacement> p) {
+        placement = p;
+    }
+
+    /** Epoch, policy and, per sparse layer, each expert's replica count. */
+    private void putPlacement(ObjectNode o) {
+        Supplier<io.epserve.moe.ExpertPlacement> s = placement;
+        if (s == null) {
+            return;
+        }
+        io.epserve.moe.ExpertPlacement p = s.get();
+        ObjectNode n = o.putObject("placement");
+        n.put("epoch", p.epoch());
+        n.put("policy", p.policy().name().toLowerCase(java.util.Locale.ROOT));
+        ArrayNode reps = n.putArray("replicas");
+        for (int l : sparseLayers) {
+            ArrayNode row = reps.addArray();
+            for (int e = 0; e < p.numExperts(); e++) {
+                row.add(p.isSparse(l) ? p.replicaCount(l, e) : 0);
+            }
+        }
     }
 
     /** Routed tokens per sparse layer × expert and per worker, in total and in the window. */
