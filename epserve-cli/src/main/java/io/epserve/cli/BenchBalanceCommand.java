@@ -124,7 +124,7 @@ final class BenchBalanceCommand implements Callable<Integer> {
                         System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT);
                 names = procs.addresses();
                 ExpertPlacement p = ExpertPlacement.create(cfg.sparseLayers(), experts, names, ExpertPlacement.Policy.CONTIGUOUS, 1);
-                d = new GrpcExpertDispatcher(model, p, GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60)),
+                d = new GrpcExpertDispatcher(model, p, GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(600)),
                         GrpcExpertDispatcher.TCP, routed).start();
             }
             int layer = IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();

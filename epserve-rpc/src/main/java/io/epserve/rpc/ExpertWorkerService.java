@@ -49,6 +49,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     private volatile WorkerShare share;
     /** A share assigned for the next epoch while {@link #share} still serves the current one; null when none. */
     private volatile WorkerShare pending;
+    /** The frontend whose Assign made {@link #share} (a pending share is always that frontend's too). */
+    private volatile String shareFrontend;
     /** The model's checkpoint opened at start (header and config only), handed to the first Assign. */
     private Checkpoint preopened;
 
@@ -133,12 +135,16 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 next = WorkerShare.open(model, req.getEpoch(), wanted, name.get(), pre, current);
             }
             WorkerShare dropped;
+            WorkerShare droppedToo = null;
             WorkerShare kept;
             lock.writeLock().lock();
             try {
-                if (share == null) {
-                    share = next; // nothing to serve yet: the first Assign takes effect at once
+                if (share == null || !frontend.equals(shareFrontend)) {
+                    // nothing this frontend serves yet (first Assign, or a new holder): takes effect at once
                     dropped = pending;
+                    droppedToo = share;
+                    share = next;
+                    shareFrontend = frontend;
                     pending = null;
                 } else {
                     // two epochs: the current one serves until a Compute of the new one arrives
@@ -150,6 +156,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 lock.writeLock().unlock();
             }
             release(dropped, kept, next);
+            release(droppedToo, kept, next);
             ownership.assigned(frontend, req.getEpoch());
             return AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
                     .setEpoch(next.epoch).build();
