@@ -24,6 +24,8 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.stream.IntStream;
 
 /** {@code epserve plan}: what fits where, from config.json alone. */
 @Command(name = "plan", mixinStandardHelpOptions = true,
@@ -145,9 +147,9 @@ final class PlanCommand implements Callable<Integer> {
         if (json) {
             ObjectMapper mapper = new ObjectMapper();
             var node = PlanReport.json(plan);
-            ((com.fasterxml.jackson.databind.node.ObjectNode) node.get("options")).put("memory_per_worker_source", memoryGiven ? "option" : "physical memory of this machine");
+            ((ObjectNode) node.get("options")).put("memory_per_worker_source", memoryGiven ? "option" : "physical memory of this machine");
             if (lp != null) {
-                var root = (com.fasterxml.jackson.databind.node.ObjectNode) node;
+                var root = (ObjectNode) node;
                 var b = root.putArray("balancedness");
                 for (double v : lp.balancedness()) {
                     b.add(v);
@@ -198,7 +200,7 @@ final class PlanCommand implements Callable<Integer> {
                 throw new Main.UsageError("--load " + load + ": " + e.getMessage());
             }
         }
-        List<String> names = java.util.stream.IntStream.range(0, workers).mapToObj(i -> "worker-" + i).toList();
+        List<String> names = IntStream.range(0, workers).mapToObj(i -> "worker-" + i).toList();
         ExpertPlacement placement = p == ExpertPlacement.Policy.BALANCED
                 ? BalancedPlacement.place(l, names, redundantExperts, 0)
                 : ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), names, p, 0);

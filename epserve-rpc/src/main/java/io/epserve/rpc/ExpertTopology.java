@@ -16,6 +16,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
 import java.util.stream.IntStream;
+import io.epserve.model.ModelWeights;
 
 /**
  * Where the routed experts run, as one validated value built once from the options (DESIGN.md
@@ -118,7 +119,7 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
         return switch (workers) {
             case Remote r -> new LoadedModel.Dispatchers() {
                 @Override
-                public ExpertDispatcher create(Path dir, ModelConfig cfg, io.epserve.model.ModelWeights w) {
+                public ExpertDispatcher create(Path dir, ModelConfig cfg, ModelWeights w) {
                     // said before the wait, so a slow or silent worker is never a silent hang
                     log.printf("epserve: connecting to %d expert worker(s) %s (%s): each must answer within %d ms "
                             + "and load its experts within %d s%n", r.count(), String.join(",", r.addresses()),

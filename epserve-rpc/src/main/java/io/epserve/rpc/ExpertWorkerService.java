@@ -26,6 +26,8 @@ import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.function.Supplier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 
 /**
  * The expert worker's side of {@code epserve.expert.v1.ExpertService}: holds the share of the
@@ -69,7 +71,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
      * experts a worker gains takes a while, and the same connection keeps carrying the current
      * epoch's Compute requests meanwhile (a live re-placement must not stall a step).
      */
-    private static final java.util.concurrent.ExecutorService ASSIGNS = java.util.concurrent.Executors.newCachedThreadPool(r -> {
+    private static final ExecutorService ASSIGNS = Executors.newCachedThreadPool(r -> {
         Thread t = new Thread(r, "epserve-worker-assign");
         t.setDaemon(true);
         return t;

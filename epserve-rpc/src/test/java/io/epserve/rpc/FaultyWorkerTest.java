@@ -31,6 +31,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import io.epserve.moe.ExactCombine;
+import java.util.Arrays;
 
 /**
  * Workers that misbehave (test-only fake services on the in-process transport): garbage and hangs
@@ -116,8 +118,8 @@ class FaultyWorkerTest {
         WireTensors.decode(r.getHiddenStates(), r.getDtype(), x, x.length);
         long[] v = new long[x.length];
         for (int t = 0; t < r.getTokens(); t++) {
-            long one = 1L << -io.epserve.moe.ExactCombine.gridExponent(x, t * h, h);
-            java.util.Arrays.fill(v, t * h, (t + 1) * h, one);
+            long one = 1L << -ExactCombine.gridExponent(x, t * h, h);
+            Arrays.fill(v, t * h, (t + 1) * h, one);
         }
         return WireTensors.encodeExact(v, v.length);
     }
@@ -160,7 +162,7 @@ class FaultyWorkerTest {
     /** The two tokens' hidden states: ones (each token's exact-combine grid is then 2^-28). */
     static float[] hidden() {
         float[] x = new float[2 * HIDDEN];
-        java.util.Arrays.fill(x, 1f);
+        Arrays.fill(x, 1f);
         return x;
     }
 

@@ -25,6 +25,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import io.epserve.moe.Rebalancer;
 
 /**
  * epserve's HTTP server (DESIGN.md §1, the frontend's API side): the OpenAI-compatible API, SSE
@@ -250,10 +251,10 @@ public final class EpServer implements AutoCloseable {
     }
 
     /** The placement control loop behind /v1/epserve/placement and /v1/epserve/load, or null (none). */
-    private volatile io.epserve.moe.Rebalancer placement;
+    private volatile Rebalancer placement;
 
     /** Serves the placement endpoints from this control loop. */
-    public void placement(io.epserve.moe.Rebalancer r) {
+    public void placement(Rebalancer r) {
         placement = r;
         LiveStats s = live.stats();
         if (s != null) {
@@ -261,7 +262,7 @@ public final class EpServer implements AutoCloseable {
         }
     }
 
-    io.epserve.moe.Rebalancer placement() {
+    Rebalancer placement() {
         return placement;
     }
 

@@ -21,6 +21,7 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import java.util.HexFormat;
 import java.util.concurrent.ThreadLocalRandom;
+import io.epserve.moe.Rebalancer;
 
 /**
  * One connection's requests: routes them, answers the small ones on the event loop, and runs
@@ -111,7 +112,7 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
         if (!allow(ch, method, keepAlive, rebalance ? HttpMethod.POST : HttpMethod.GET)) {
             return;
         }
-        io.epserve.moe.Rebalancer r = server.placement();
+        Rebalancer r = server.placement();
         if (r == null) {
             sendError(ch, ApiError.notReady("no expert placement is served yet"), keepAlive);
             return;
@@ -123,7 +124,7 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
                 body = ExpertLoadJson.toJson(server.json, window);
                 body.put("window_steps", r.control().routedTokens().windowSteps());
             } else if (rebalance) {
-                io.epserve.moe.Rebalancer.Outcome o = r.rebalanceNow("POST " + path);
+                Rebalancer.Outcome o = r.rebalanceNow("POST " + path);
                 body = server.json.createObjectNode();
                 body.put("changed", o.changed());
                 body.put("epoch", o.epoch());

@@ -10,6 +10,8 @@ import java.util.Arrays;
 import java.util.Deque;
 import java.util.List;
 import java.util.function.Supplier;
+import io.epserve.moe.ExpertPlacement;
+import java.util.Locale;
 
 /**
  * What the live view shows, sampled once a second from the metrics' cumulative counters: a
@@ -166,22 +168,22 @@ final class LiveStats {
     }
 
     /** The live placement, once the server has one (set after the model loads). */
-    private volatile Supplier<io.epserve.moe.ExpertPlacement> placement;
+    private volatile Supplier<ExpertPlacement> placement;
 
-    void placement(Supplier<io.epserve.moe.ExpertPlacement> p) {
+    void placement(Supplier<ExpertPlacement> p) {
         placement = p;
     }
 
     /** Epoch, policy and, per sparse layer, each expert's replica count. */
     private void putPlacement(ObjectNode o) {
-        Supplier<io.epserve.moe.ExpertPlacement> s = placement;
+        Supplier<ExpertPlacement> s = placement;
         if (s == null) {
             return;
         }
-        io.epserve.moe.ExpertPlacement p = s.get();
+        ExpertPlacement p = s.get();
         ObjectNode n = o.putObject("placement");
         n.put("epoch", p.epoch());
-        n.put("policy", p.policy().name().toLowerCase(java.util.Locale.ROOT));
+        n.put("policy", p.policy().name().toLowerCase(Locale.ROOT));
         ArrayNode reps = n.putArray("replicas");
         for (int l : sparseLayers) {
             ArrayNode row = reps.addArray();
