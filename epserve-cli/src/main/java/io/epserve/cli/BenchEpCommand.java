@@ -9,6 +9,7 @@ import io.epserve.model.sampling.Sampler;
 import io.epserve.model.sampling.SamplingParams;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.DispatchStats;
+import io.epserve.rpc.ExpertTopology;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.rpc.LocalWorkerProcesses;
 import java.io.PrintStream;
@@ -92,19 +93,11 @@ final class BenchEpCommand implements Callable<Integer> {
                         workerArgs(dir)),
                 System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT)) {
             List<String> addresses = procs.addresses();
-            LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
-                @Override
-                public io.epserve.moe.ExpertDispatcher create(Path d, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
-                    return GrpcExpertDispatcher.connect(d, cfg, addresses, model.placementPolicy(),
-                            GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
-                                    .withSecurity(model.workerSecurity.security()));
-                }
-
-                @Override
-                public boolean local() {
-                    return false;
-                }
-            };
+            // the workers of this run, with the placement options of the command line
+            ExpertTopology t = model.topology();
+            LoadedModel.Dispatchers remote = new ExpertTopology(new ExpertTopology.Remote(addresses), t.policy(), t.redundantExperts(), 1,
+                    t.loadWindow(), GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
+                    .withSecurity(model.workerSecurity.security())).dispatchers(System.err);
             try (LoadedModel ep = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(false).withDispatchers(remote))) {
                 for (boolean overlap : new boolean[] {false, true}) {
                     Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher(), overlap ? 0 : warmupSeconds);
