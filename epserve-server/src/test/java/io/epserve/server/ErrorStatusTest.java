@@ -137,7 +137,7 @@ class ErrorStatusTest {
             assertThat(ready.statusCode()).isEqualTo(503);
             assertThat(ready.body()).contains("loading");
             HttpResponse<String> gen = http.send(java.net.http.HttpRequest.newBuilder(u.apply("/v1/completions"))
-                    .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
+                    .header("Content-Type", "application/json").POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             JsonNode e = error(gen, 503);
             assertThat(e.get("code").asText()).isEqualTo("not_ready");
