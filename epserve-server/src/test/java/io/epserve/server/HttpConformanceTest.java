@@ -89,6 +89,29 @@ class HttpConformanceTest {
         }
     }
 
+    /**
+     * A client that closes its socket while a non-streaming generation runs looks like a half-close
+     * at first (both send FIN); the server's interim 102 responses find out, and the generation is
+     * cancelled rather than run to its end.
+     */
+    @Test
+    void aClientGoneDuringANonStreamingRequestCancelsIt() throws Exception {
+        TestStack.await("an idle engine", () -> s.engine.stats().running() == 0 && s.engine.stats().waiting() == 0);
+        double cancelled = s.metric("epserve_requests_finished_total{reason=\"cancelled\"}");
+        try (RawHttp c = connect()) {
+            c.send(RawHttp.post("/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": 3900, \"ignore_eos\": true}"));
+            TestStack.await("the request to run", () -> s.engine.stats().running() == 1);
+        }
+        TestStack.await("the request cancelled", () -> {
+            try {
+                return s.metric("epserve_requests_finished_total{reason=\"cancelled\"}") == cancelled + 1;
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        });
+        TestStack.await("its blocks freed", () -> s.engine.stats().running() == 0 && s.engine.stats().kvBlocksUsed() == 0);
+    }
+
     @Test
     void connectionCloseIsHonoured() throws Exception {
         try (RawHttp c = connect()) {
