@@ -8,6 +8,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import java.util.TreeMap;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -103,13 +105,13 @@ class LoadgenCommandTest {
 
         LoadgenCommand cmd = parse("--requests", "10");
         ByteArrayOutputStream err = new ByteArrayOutputStream();
-        java.util.Map<String, Integer> failures = new java.util.TreeMap<>(java.util.Map.of("HTTP 429: busy", 2, "timed out", 1));
+        Map<String, Integer> failures = new TreeMap<>(Map.of("HTTP 429: busy", 2, "timed out", 1));
         int code = cmd.exitCode(new LoadgenCommand.Report(7, failures, 1.0, 70, null, null, null),
                 new PrintStream(err, true, StandardCharsets.UTF_8));
         assertThat(code).as("some requests failed").isEqualTo(1);
         assertThat(err.toString(StandardCharsets.UTF_8)).contains("3 of 10 requests failed")
                 .containsPattern("2 +HTTP 429: busy").containsPattern("1 +timed out");
-        assertThat(cmd.exitCode(new LoadgenCommand.Report(10, java.util.Map.of(), 1.0, 70, null, null, null), sink)).isZero();
+        assertThat(cmd.exitCode(new LoadgenCommand.Report(10, Map.of(), 1.0, 70, null, null, null), sink)).isZero();
     }
 
     @Test

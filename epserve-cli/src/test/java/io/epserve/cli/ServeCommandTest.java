@@ -11,12 +11,14 @@ import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.net.ConnectException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -151,15 +153,15 @@ class ServeCommandTest {
         assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--api-key", "two words").start(sink, quiet))
                 .isInstanceOf(Main.UsageError.class).hasMessageContaining("--api-key");
         assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--api-key-file", "/nonexistent/keys").start(sink, quiet))
-                .isInstanceOf(java.io.UncheckedIOException.class).hasMessageContaining("/nonexistent/keys");
+                .isInstanceOf(UncheckedIOException.class).hasMessageContaining("/nonexistent/keys");
     }
 
     /** --api-key-file guards the API; --metrics-listen moves metrics and the live view to their own port. */
     @Test
     void apiKeysAndAMetricsListener() throws Exception {
-        Path keys = java.nio.file.Files.createTempFile("epserve-keys", ".txt");
+        Path keys = Files.createTempFile("epserve-keys", ".txt");
         try {
-            java.nio.file.Files.writeString(keys, "# the test's key\n\nsk-serve-test\n");
+            Files.writeString(keys, "# the test's key\n\nsk-serve-test\n");
             ByteArrayOutputStream out = new ByteArrayOutputStream();
             ServeCommand cmd = parse("--model", tinyModel().toString(), "--port", "0", "--ep", "2", "--kv-memory", "8MiB",
                     "--no-validate", "--api-key-file", keys.toString(), "--metrics-listen", "127.0.0.1:0");
@@ -176,7 +178,7 @@ class ServeCommandTest {
                 assertThat(get(r.base().resolve("/health")).statusCode()).isEqualTo(200);
             }
         } finally {
-            java.nio.file.Files.deleteIfExists(keys);
+            Files.deleteIfExists(keys);
         }
     }
 

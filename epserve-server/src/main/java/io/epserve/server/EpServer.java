@@ -1,9 +1,12 @@
 package io.epserve.server;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.engine.Engine;
 import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoopGroup;
@@ -13,26 +16,24 @@ import io.netty.channel.group.DefaultChannelGroup;
 import io.netty.channel.nio.NioIoHandler;
 import io.netty.channel.socket.SocketChannel;
 import io.netty.channel.socket.nio.NioServerSocketChannel;
+import io.netty.handler.codec.http.HttpDecoderConfig;
 import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.handler.timeout.IdleStateHandler;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import io.netty.util.concurrent.GlobalEventExecutor;
-import com.fasterxml.jackson.core.JsonProcessingException;
-import io.netty.buffer.Unpooled;
-import io.netty.channel.ChannelFutureListener;
-import io.netty.handler.codec.http.HttpDecoderConfig;
-import io.netty.handler.timeout.IdleStateHandler;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.util.Arrays;
-import java.util.List;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.net.InetSocketAddress;
 import java.net.URI;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -46,6 +47,13 @@ import java.util.concurrent.atomic.AtomicInteger;
  * load balancer sees a process that is up but not ready while a large checkpoint loads.
  * {@link #close()} stops taking generations, lets running ones finish for the drain time, then
  * closes every connection (cancelling what is left).
+ *
+ * <p>Each connection's pipeline is Netty's: {@code HttpServerCodec} (request line and header
+ * limits; what it cannot decode becomes a 400, 414 or 431), a {@link HeaderTimeout}, an
+ * {@code IdleStateHandler}, the {@link JsonErrorAggregator} (body limit, {@code Expect}), then an
+ * {@link HttpHandler} that answers in request order through the {@link Routes} table. The API
+ * listens on {@code host:port}; {@code /metrics} and the live view there too, or on
+ * {@link Config#metricsListen()} when set.
  */
 public final class EpServer implements AutoCloseable {
     /** Which of the server's ports a connection came in on. */
@@ -378,7 +386,7 @@ public final class EpServer implements AutoCloseable {
         // Jinjava compiles and warms up on first use (about a second): pay it now, not in the first chat request.
         model.chatTemplate().ifPresent(t -> executor.execute(() -> {
             try {
-                t.render(List.of(java.util.Map.of("role", "user", "content", "warm-up")), true);
+                t.render(List.of(Map.of("role", "user", "content", "warm-up")), true);
             } catch (RuntimeException ignored) {
                 // a template may refuse this conversation; it is only a warm-up
             }

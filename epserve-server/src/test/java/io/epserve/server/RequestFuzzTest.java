@@ -16,8 +16,9 @@ import net.jqwik.api.Combinators;
 import net.jqwik.api.ForAll;
 import net.jqwik.api.Property;
 import net.jqwik.api.Provide;
-import net.jqwik.api.statistics.Statistics;
+import net.jqwik.api.Tuple;
 import net.jqwik.api.lifecycle.AfterContainer;
+import net.jqwik.api.statistics.Statistics;
 
 /**
  * Generated request bodies against the real server: well-formed ones with every field of the
@@ -68,8 +69,8 @@ class RequestFuzzTest {
                 Arbitraries.of("", " x", "}", "{}", "]", "\u0000", "null", ",", " {\"prompt\": 1}")).as((json, cut, tail) ->
                 json.substring(0, Math.min(cut, json.length())) + tail);
         Arbitrary<String> noise = Arbitraries.strings().ofMaxLength(60);
-        return Arbitraries.frequencyOf(net.jqwik.api.Tuple.of(8, objects), net.jqwik.api.Tuple.of(2, broken),
-                net.jqwik.api.Tuple.of(1, noise));
+        return Arbitraries.frequencyOf(Tuple.of(8, objects), Tuple.of(2, broken),
+                Tuple.of(1, noise));
     }
 
     /** An object with some of the API's fields (and an odd one), each with a value of any kind. */
@@ -141,7 +142,7 @@ class RequestFuzzTest {
                     m.forEach(o::set);
                     return o;
                 });
-        return Arbitraries.frequencyOf(net.jqwik.api.Tuple.of(6, scalar), net.jqwik.api.Tuple.of(1, list),
-                net.jqwik.api.Tuple.of(1, object));
+        return Arbitraries.frequencyOf(Tuple.of(6, scalar), Tuple.of(1, list),
+                Tuple.of(1, object));
     }
 }
