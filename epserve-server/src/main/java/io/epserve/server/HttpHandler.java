@@ -154,9 +154,16 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
             return;
         }
         boolean keepAlive = HttpUtil.isKeepAlive(req);
+        int hosts = req.headers().getAll(HttpHeaderNames.HOST).size();
+        if (hosts > 1 || hosts == 0 && v.equals(HttpVersion.HTTP_1_1)) {
+            // RFC 9112 §3.2: exactly one Host in an HTTP/1.1 request
+            sendError(ch, ApiError.badRequest(hosts == 0 ? "an HTTP/1.1 request needs a Host header"
+                    : "the request has " + hosts + " Host headers; one is allowed", null, "malformed_request"), false);
+            return;
+        }
         String path;
         try {
-            path = new QueryStringDecoder(req.uri()).path();
+            path = new QueryStringDecoder(originForm(req.uri())).path();
         } catch (IllegalArgumentException e) {
             sendError(ch, ApiError.badRequest("the request target is malformed: " + e.getMessage(), null), false);
             return;
@@ -177,7 +184,12 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
         }
         for (Routes.Route r : routes) {
             if (r.method().equals(method)) {
-                r.action().handle(call);
+                try {
+                    r.action().handle(call);
+                } catch (RuntimeException e) {
+                    // a bug in an endpoint: the client still gets an answer, and the connection a clean end
+                    sendError(ch, ApiError.internal("cannot answer " + method + " " + path + ": " + e), false);
+                }
                 return;
             }
         }
@@ -188,6 +200,16 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
         ApiError e = new ApiError(405, "invalid_request_error", "method " + method + " is not allowed on " + path + "; use " + allow,
                 null, "method_not_allowed", 0);
         sendError(ch, e, keepAlive, HttpHeaderNames.ALLOW.toString(), allow);
+    }
+
+    /** The path and query of a request target; the absolute form ({@code http://host/path}) is allowed (RFC 9112 §3.2.2). */
+    private static String originForm(String target) {
+        int scheme = target.indexOf("://");
+        if (scheme > 0 && !target.startsWith("/")) {
+            int slash = target.indexOf('/', scheme + 3);
+            return slash < 0 ? "/" : target.substring(slash);
+        }
+        return target;
     }
 
     private static Endpoint endpointOf(String path) {

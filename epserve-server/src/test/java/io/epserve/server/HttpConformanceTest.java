@@ -129,6 +129,18 @@ class HttpConformanceTest {
     }
 
     @Test
+    void absoluteFormTargetsAndHttp10WithoutHost() throws Exception {
+        try (RawHttp c = connect()) {
+            RawHttp.Response r = c.send("GET http://t:8080/v1/models?x=1 HTTP/1.1\r\nHost: t\r\n\r\n").read();
+            assertThat(r.status()).isEqualTo(200);
+            assertThat(r.json().get("object").asText()).isEqualTo("list");
+        }
+        try (RawHttp c = connect()) {
+            assertThat(c.send("GET /health HTTP/1.0\r\n\r\n").read().status()).as("Host is optional in HTTP/1.0").isEqualTo(200);
+        }
+    }
+
+    @Test
     void unsupportedVersionsAre505() throws Exception {
         for (String version : List.of("HTTP/9.9", "HTTP/2.0", "HTTP/1.2")) {
             try (RawHttp c = connect()) {
@@ -150,7 +162,8 @@ class HttpConformanceTest {
                 "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}",
                 "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
                         + "Content-Length: 3\r\n\r\n{}",
-                "GET /health HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")) {
+                "GET /health HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", "GET /health HTTP/1.1\r\n\r\n",
+                "GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")) {
             bad.add(raw.getBytes(StandardCharsets.ISO_8859_1));
         }
         for (byte[] b : bad) {
