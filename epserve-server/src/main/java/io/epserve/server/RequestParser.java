@@ -6,9 +6,9 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectReader;
+import io.epserve.model.sampling.SamplingParams;
 import io.epserve.model.tokenizer.Tokenizer;
 import java.nio.charset.StandardCharsets;
-import io.epserve.model.sampling.SamplingParams;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -86,7 +86,7 @@ final class RequestParser {
 
         int[] prompt = endpoint == Endpoint.CHAT ? chatPrompt(root) : completionPrompt(root);
         if (prompt.length == 0) {
-            throw ApiError.badRequest("the prompt is empty", endpoint == Endpoint.CHAT ? "messages" : "prompt");
+            throw ApiError.badRequest("the prompt is empty", endpoint.promptParam);
         }
         if (prompt.length >= model.maxModelLen()) {
             throw tooLong(endpoint, prompt.length + " tokens");
@@ -121,7 +121,7 @@ final class RequestParser {
                 minP != null ? minP : d.minP(),
                 seed != null ? seed : ThreadLocalRandom.current().nextLong());
 
-        optString(root, "user");
+        optString(root, "user"); // OpenAI's end-user id: not used here, but a string when given
         boolean stream = Boolean.TRUE.equals(optBool(root, "stream"));
         boolean includeUsage = false;
         JsonNode so = root.get("stream_options");
