@@ -59,8 +59,12 @@ final class ModelOptions {
     boolean overlap;
 
     @Option(names = "--worker-timeout", defaultValue = "10000", paramLabel = "MS",
-            description = "Deadline of every call to a remote worker, in ms, from the first connection on (default ${DEFAULT-VALUE}).")
+            description = "Deadline of every call to a remote worker, in ms (default ${DEFAULT-VALUE}).")
     long workerTimeoutMs;
+
+    @Option(names = "--worker-connect-timeout", defaultValue = "10000", paramLabel = "MS",
+            description = "How long start-up waits for each remote worker's first answer, in ms (default ${DEFAULT-VALUE}).")
+    long workerConnectMs;
 
     @Option(names = "--worker-load-timeout", defaultValue = "300", paramLabel = "SECONDS",
             description = "How long a remote worker may take to load (map and check) its experts (default ${DEFAULT-VALUE}).")
@@ -149,11 +153,15 @@ final class ModelOptions {
             if (workerTimeoutMs < 1) {
                 throw new Main.UsageError("--worker-timeout must be at least 1 ms");
             }
+            if (workerConnectMs < 1) {
+                throw new Main.UsageError("--worker-connect-timeout must be at least 1 ms");
+            }
             if (workerLoadSeconds < 1) {
                 throw new Main.UsageError("--worker-load-timeout must be at least 1 s");
             }
             GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
-                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
+                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withConnectDeadline(Duration.ofMillis(workerConnectMs))
+                    .withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
                     .withWireDType(wire).withExpertDType(expertDType()).withSecurity(workerSecurity.security());
             List<String> addresses = List.copyOf(workers);
             return new LoadedModel.Dispatchers() {
@@ -162,7 +170,7 @@ final class ModelOptions {
                     // said before the wait, so a slow or silent worker is never a silent hang
                     System.err.printf("epserve: connecting to %d expert worker(s) %s (%s): each must answer within %d ms "
                             + "and load its experts within %d s%n", addresses.size(), String.join(",", addresses),
-                            config.security().describe(), workerTimeoutMs, workerLoadSeconds);
+                            config.security().describe(), workerConnectMs, workerLoadSeconds);
                     System.err.flush();
                     GrpcExpertDispatcher d = GrpcExpertDispatcher.connect(dir, cfg, addresses, pol, config);
                     System.err.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");

@@ -11,8 +11,10 @@ import io.epserve.model.tokenizer.Tokenizer;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.rpc.WorkerMonitor;
 import io.epserve.server.EpServer;
 import io.epserve.server.ExpertLayout;
+import io.epserve.server.Readiness;
 import io.epserve.server.ServedModel;
 import io.epserve.server.WorkerStatsSource;
 import java.io.PrintStream;
@@ -20,6 +22,7 @@ import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -128,6 +131,7 @@ final class ServeCommand implements Callable<Integer> {
                 .build().start();
         LoadedModel loaded = null;
         Engine engine = null;
+        WorkerMonitor monitor = null;
         try {
             Path dir = model.resolveModelDir(progress);
             if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
@@ -153,6 +157,19 @@ final class ServeCommand implements Callable<Integer> {
                     placement = g.placement();
                     workerStats = () -> g.stats().workers().stream().map(w -> new WorkerStatsSource.WorkerStats(w.address(),
                             w.calls(), w.bytesSent(), w.bytesReceived(), w.computeNanos(), w.roundTripNanos(), w.failures())).toList();
+                    monitor = new WorkerMonitor(g, WorkerMonitor.DEFAULT_INTERVAL).start();
+                    WorkerMonitor m = monitor;
+                    server.readiness(new Readiness() {
+                        @Override
+                        public String notReadyReason() {
+                            return m.notReadyReason();
+                        }
+
+                        @Override
+                        public Map<String, Boolean> workersUp() {
+                            return m.up();
+                        }
+                    });
                 }
                 default -> throw new IllegalStateException("unexpected dispatcher " + loaded.dispatcher().getClass().getName());
             }
@@ -180,9 +197,18 @@ final class ServeCommand implements Callable<Integer> {
             out.println("  metrics: " + base.resolve("/metrics"));
             out.flush();
             LoadedModel m = loaded;
-            return new Running(server, engine, loaded, served, () -> model.printStats(m, System.err));
+            WorkerMonitor watching = monitor;
+            return new Running(server, engine, loaded, served, () -> {
+                if (watching != null) {
+                    watching.close();
+                }
+                model.printStats(m, System.err);
+            });
         } catch (RuntimeException e) {
             server.close();
+            if (monitor != null) {
+                monitor.close();
+            }
             if (engine != null) {
                 engine.close();
             }

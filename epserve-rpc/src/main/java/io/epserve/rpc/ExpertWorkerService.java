@@ -77,6 +77,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
 
     private AssignResponse doAssign(AssignRequest req) {
         String frontend = WorkerAuthInterceptor.FRONTEND.get();
+        // a frontend that may not use the worker learns nothing about its request's validity
+        ownership.requireNotHeldByOther(frontend);
         if (!req.getModelFingerprint().isEmpty() && !req.getModelFingerprint().equals(fingerprint)) {
             throw Status.FAILED_PRECONDITION.withDescription("worker " + name.get() + " serves model " + fingerprint
                     + ", the frontend runs " + req.getModelFingerprint()).asRuntimeException();

@@ -50,6 +50,7 @@ public final class EpServer implements AutoCloseable {
     private final ChannelGroup connections = new DefaultChannelGroup("epserve-http", GlobalEventExecutor.INSTANCE);
     private final AtomicInteger activeExchanges = new AtomicInteger();
     private volatile Serving serving;
+    private volatile Readiness readiness;
     private volatile boolean draining;
     private EventLoopGroup loops;
     private Channel serverChannel;
@@ -136,6 +137,10 @@ public final class EpServer implements AutoCloseable {
 
     private EpServer(Config config) {
         this.config = config;
+        metrics.readiness(this::ready, () -> {
+            Readiness r = readiness;
+            return r == null ? java.util.Map.of() : r.workersUp();
+        });
     }
 
     public Config config() {
@@ -210,6 +215,11 @@ public final class EpServer implements AutoCloseable {
         return serving;
     }
 
+    /** Where /ready learns whether the expert layer can serve (remote workers); none: it can whenever the engine can. */
+    public void readiness(Readiness r) {
+        this.readiness = r;
+    }
+
     /** Why the server does not take generations now, or null when it does. */
     String notReadyReason() {
         Serving s = serving;
@@ -222,7 +232,8 @@ public final class EpServer implements AutoCloseable {
         if (!s.engine().ready()) {
             return "the engine is not ready (experts loading, or stopped)";
         }
-        return null;
+        Readiness r = readiness;
+        return r == null ? null : r.notReadyReason();
     }
 
     public boolean ready() {
