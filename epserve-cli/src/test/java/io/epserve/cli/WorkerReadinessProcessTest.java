@@ -64,7 +64,7 @@ class WorkerReadinessProcessTest {
             String a0 = workers.address(0);
             String a1 = workers.address(1);
             ServeCommand serve = ServeCommandTest.parse("--model", model.toString(), "--port", "0", "--workers", a0 + "," + a1,
-                    "--worker-secret-file", secret.toString(), "--worker-timeout", "3000", "--kv-memory", "8MiB", "--no-validate");
+                    "--worker-secret-file", secret.toString(), "--worker-timeout", "20000", "--kv-memory", "8MiB", "--no-validate");
             ByteArrayOutputStream out = new ByteArrayOutputStream();
             try (ServeCommand.Running r = serve.start(new PrintStream(out, true, StandardCharsets.UTF_8),
                     new TerminalProgress(System.err, false))) {
@@ -118,7 +118,8 @@ class WorkerReadinessProcessTest {
             assertThat(o.exitCode()).as(o.err()).isNotZero();
             assertThat(o.err()).contains("connecting to 1 expert worker(s) " + address)
                     .contains("worker " + address + " did not answer within 1500 ms");
-            assertThat(millis).as("time to give up").isLessThan(1500 + 15_000);
+            // WorkerSecurityProcessTest times the deadline itself; here loading the model first on a busy machine dominates
+            assertThat(millis).as("time to give up").isLessThan(60_000);
         } finally {
             for (Socket s : accepted) {
                 s.close();

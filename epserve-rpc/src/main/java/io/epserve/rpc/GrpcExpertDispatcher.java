@@ -55,9 +55,17 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * assigned again and the request re-sent once. Every request is kept until answered, and
  * {@link #computeOn} re-runs one on a chosen worker: the hook for failover to replicas.
  *
- * <p>Deadlines: Assign and Info are unary calls with a gRPC deadline. The Compute stream lives
- * across steps, so it carries none itself; each request on it has one, enforced here (the step
- * waits at most {@link Config#deadline()}, then drops the stream and the channel).
+ * <p>Deadlines: every wait has one. Start-up asks each worker Info within
+ * {@link Config#connectDeadline()} (connecting included), then Assign within
+ * {@link Config#assignDeadline()}; Info, Release and re-Assigns later are unary calls with a gRPC
+ * deadline too. The Compute stream lives across steps, so it carries none itself; each request on
+ * it has one, enforced here (the step waits at most {@link Config#deadline()}, then drops the
+ * stream and the channel).
+ *
+ * <p>Ownership and security: the dispatcher is one frontend, with a random id that every call
+ * carries ({@link FrontendCredentials}, with the shared secret when configured). It checks at
+ * start that each worker serves this frontend's model ({@link ModelFingerprint}) and is not held
+ * by another frontend, and {@link #close()} releases its workers.
  *
  * <pre>
  *   var d = new GrpcExpertDispatcher(modelDir, placement, Config.defaults()).start(); // Assign all
