@@ -157,7 +157,7 @@ final class ServeCommand implements Callable<Integer> {
                     placement = g.placement();
                     workerStats = () -> g.stats().workers().stream().map(w -> new WorkerStatsSource.WorkerStats(w.address(),
                             w.calls(), w.bytesSent(), w.bytesReceived(), w.computeNanos(), w.roundTripNanos(), w.failures())).toList();
-                    monitor = new WorkerMonitor(g, WorkerMonitor.DEFAULT_INTERVAL).start();
+                    monitor = new WorkerMonitor(g, WorkerMonitor.DEFAULT_INTERVAL, System.err).start();
                     WorkerMonitor m = monitor;
                     server.readiness(new Readiness() {
                         @Override

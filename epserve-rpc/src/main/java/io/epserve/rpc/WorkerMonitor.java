@@ -5,6 +5,7 @@ import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
 import io.grpc.Status;
+import java.io.PrintStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -40,11 +41,18 @@ public final class WorkerMonitor implements AutoCloseable {
 
     private final GrpcExpertDispatcher dispatcher;
     private final Duration interval;
+    private final PrintStream log;
     private final ScheduledExecutorService timer;
     private volatile Map<String, Check> checks = Map.of();
 
     public WorkerMonitor(GrpcExpertDispatcher dispatcher, Duration interval) {
+        this(dispatcher, interval, null);
+    }
+
+    /** @param log where a worker going down or coming back is said (one line each), or null */
+    public WorkerMonitor(GrpcExpertDispatcher dispatcher, Duration interval, PrintStream log) {
         this.dispatcher = Objects.requireNonNull(dispatcher, "dispatcher");
+        this.log = log;
         if (interval.isNegative() || interval.isZero()) {
             throw new IllegalArgumentException("worker check interval must be positive, got " + interval);
         }
@@ -91,7 +99,18 @@ public final class WorkerMonitor implements AutoCloseable {
             String reason = check(w, l, answers.get(w), deadlineNanos);
             next.put(l.address, new Check(reason == null, reason, failuresBefore[w]));
         }
+        Map<String, Check> previous = checks;
         checks = next;
+        if (log != null) {
+            next.forEach((address, c) -> {
+                Check was = previous.get(address);
+                if (was != null && was.up() && !c.up()) {
+                    log.println("epserve: expert worker " + address + " is down: " + c.reason());
+                } else if (was != null && !was.up() && c.up()) {
+                    log.println("epserve: expert worker " + address + " is up again");
+                }
+            });
+        }
     }
 
     /** Why worker {@code w} cannot serve, or null when it can (assigning it again first when it needs that). */
