@@ -115,9 +115,9 @@ class WorkerReadinessProcessTest {
             CliRunner.Outcome o = CliRunner.inProcess("generate", "--model", ServeCommandTest.tinyModel().toString(), "--tokens",
                     "1,2,3", "--max-tokens", "2", "--workers", address, "--worker-connect-timeout", "1500", "--no-validate");
             long millis = (System.nanoTime() - t0) / 1_000_000;
-            assertThat(o.exitCode()).as(o.err()).isNotZero();
+            assertThat(o.exitCode()).as(o.err()).isEqualTo(2);
             assertThat(o.err()).contains("connecting to 1 expert worker(s) " + address)
-                    .contains("worker " + address + " did not answer within 1500 ms");
+                    .contains("worker " + address + " did not answer within 1500 ms").doesNotContain("internal error");
             // WorkerSecurityProcessTest times the deadline itself; here loading the model first on a busy machine dominates
             assertThat(millis).as("time to give up").isLessThan(60_000);
         } finally {
