@@ -62,7 +62,7 @@ final class ModelOptions {
             description = "Deadline of every call to a remote worker, in ms (default ${DEFAULT-VALUE}).")
     long workerTimeoutMs;
 
-    @Option(names = "--worker-connect-timeout", defaultValue = "10000", paramLabel = "MS",
+    @Option(names = "--worker-connect-timeout", defaultValue = "30000", paramLabel = "MS",
             description = "How long start-up waits for each remote worker's first answer, in ms (default ${DEFAULT-VALUE}).")
     long workerConnectMs;
 

@@ -94,7 +94,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
                          WorkerSecurity security, Duration connectDeadline) {
         public static final Duration DEFAULT_DEADLINE = Duration.ofSeconds(10);
         public static final Duration DEFAULT_ASSIGN_DEADLINE = Duration.ofMinutes(5);
-        public static final Duration DEFAULT_CONNECT_DEADLINE = Duration.ofSeconds(10);
+        public static final Duration DEFAULT_CONNECT_DEADLINE = Duration.ofSeconds(30);
         public static final WireDType DEFAULT_WIRE_DTYPE = WireDType.WIRE_DTYPE_F32;
 
         public Config {
