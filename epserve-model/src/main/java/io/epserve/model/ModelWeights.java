@@ -81,13 +81,13 @@ public final class ModelWeights implements ExpertStore {
             String prefix = CheckpointExperts.moePrefix(ckpt, l);
             Tensor gate = ckpt.tensor(prefix + ".gate.weight", cfg.numExperts(), h);
             float[] bias = null;
-            if (cfg.routerKind() == ModelConfig.RouterKind.SIGMOID_GROUPED_TOPK && ckpt.has(prefix + ".gate.e_score_correction_bias")) {
+            if (cfg.router() instanceof RouterConfig.GroupedSigmoid && ckpt.has(prefix + ".gate.e_score_correction_bias")) {
                 bias = ckpt.tensor(prefix + ".gate.e_score_correction_bias", cfg.numExperts()).toFloatArray();
             }
             ExpertWeights shared = null;
             Tensor sharedGate = null;
             if (cfg.sharedIntermediate() > 0) {
-                String sp = cfg.architecture() == Architecture.DEEPSEEK_V3 ? prefix + ".shared_experts." : prefix + ".shared_expert.";
+                String sp = prefix + "." + cfg.architecture().mapper().sharedExpertName() + ".";
                 shared = swiglu(sp, cfg.sharedIntermediate());
                 if (cfg.sharedExpertGate()) {
                     sharedGate = ckpt.tensor(prefix + ".shared_expert_gate.weight", 1, h);

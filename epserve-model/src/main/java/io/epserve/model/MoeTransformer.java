@@ -2,11 +2,13 @@ package io.epserve.model;
 
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.GroupedSigmoidRouter;
+import io.epserve.moe.GroupedSoftmaxRouter;
 import io.epserve.moe.HashRouter;
 import io.epserve.moe.Router;
 import io.epserve.moe.RoutingResult;
 import io.epserve.moe.SoftmaxTopKRouter;
 import io.epserve.moe.SwiGlu;
+import io.epserve.moe.TopKSoftmaxRouter;
 import io.epserve.tensor.Kernels;
 import io.epserve.tensor.Tensor;
 import java.util.List;
@@ -93,11 +95,7 @@ public final class MoeTransformer {
             LayerWeights.Moe moe = (LayerWeights.Moe) w.layer(l).ffn();
             routers[l] = switch (routerChoice) {
                 case HASH -> new HashRouter(cfg.numExperts(), cfg.topK(), HashRouter.DEFAULT_SEED + l);
-                case LEARNED -> switch (cfg.routerKind()) {
-                    case SOFTMAX_TOPK -> new SoftmaxTopKRouter(cfg.numExperts(), cfg.topK(), cfg.normTopkProb());
-                    case SIGMOID_GROUPED_TOPK -> new GroupedSigmoidRouter(cfg.numExperts(), cfg.topK(), cfg.nGroup(),
-                            cfg.topkGroup(), moe.correctionBias(), cfg.normTopkProb(), cfg.routedScalingFactor());
-                };
+                case LEARNED -> learnedRouter(cfg, moe);
             };
         }
         double scale = 1.0 / Math.sqrt(cfg.keyHeadDim());
@@ -106,6 +104,18 @@ public final class MoeTransformer {
             scale *= m * m;
         }
         this.attentionScale = (float) scale;
+    }
+
+    /** The router the checkpoint was trained with, for one sparse layer's weights. */
+    static Router learnedRouter(ModelConfig cfg, LayerWeights.Moe moe) {
+        return switch (cfg.router()) {
+            case RouterConfig.SoftmaxTopK r -> new SoftmaxTopKRouter(r.experts(), r.k(), r.normTopk());
+            case RouterConfig.GroupedSigmoid r -> new GroupedSigmoidRouter(r.experts(), r.k(), r.nGroup(), r.topkGroup(),
+                    moe.correctionBias(), r.normTopk(), r.scale());
+            case RouterConfig.GroupedSoftmax r -> new GroupedSoftmaxRouter(r.experts(), r.k(), r.nGroup(), r.topkGroup(),
+                    r.normTopk(), r.scale());
+            case RouterConfig.TopKSoftmax r -> new TopKSoftmaxRouter(r.experts(), r.k());
+        };
     }
 
     public ModelConfig config() {

@@ -1,0 +1,38 @@
+package io.epserve.model;
+
+/**
+ * The feed-forward half of every layer: which layers are sparse, the dense MLP's width, and the
+ * routed and shared experts; one typed part of {@link ModelConfig}.
+ *
+ * @param denseIntermediate  the dense layers' SwiGLU width (0 when every layer is sparse)
+ * @param sparseLayers       which layers route to experts
+ * @param experts            routed experts per sparse layer
+ * @param moeIntermediate    one routed expert's width
+ * @param sharedIntermediate the shared expert's width (0: none)
+ * @param sharedExpertGate   Qwen2-MoE's sigmoid gate on the shared expert
+ * @param activation         the experts' gated activation
+ * @param expertBias         whether the experts' projections carry biases (gpt-oss)
+ */
+public record FfnConfig(int denseIntermediate, boolean[] sparseLayers, int experts, int moeIntermediate,
+                        int sharedIntermediate, boolean sharedExpertGate, Activation activation, boolean expertBias) {
+
+    public FfnConfig {
+        sparseLayers = sparseLayers.clone();
+    }
+
+    /** The gated activation of the experts. */
+    public sealed interface Activation permits Silu, ClampedSwiGlu {}
+
+    /** silu(gate) · up. */
+    public record Silu() implements Activation {}
+
+    /**
+     * gpt-oss: gate clamped to at most {@code limit}, up to [-limit, limit];
+     * gate · sigmoid(alpha · gate) · (up + 1).
+     */
+    public record ClampedSwiGlu(float alpha, float limit) implements Activation {}
+
+    public boolean isSparse(int layer) {
+        return sparseLayers[layer];
+    }
+}
