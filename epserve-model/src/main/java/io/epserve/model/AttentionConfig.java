@@ -1,5 +1,8 @@
 package io.epserve.model;
 
+import java.util.Arrays;
+import java.util.Objects;
+
 /**
  * How a model's attention is shaped: grouped-query attention with its per-architecture options,
  * or DeepSeek's multi-head latent attention. One typed part of {@link ModelConfig}.
@@ -60,6 +63,24 @@ public sealed interface AttentionConfig permits AttentionConfig.Gqa, AttentionCo
         @Override
         public int window(int layer) {
             return layerWindows[layer];
+        }
+
+        @Override
+        public int[] layerWindows() {
+            return layerWindows.clone();
+        }
+
+        // value semantics for the array component (a record compares arrays by reference)
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Gqa g && heads == g.heads && kvHeads == g.kvHeads && headDim == g.headDim && qkvBias == g.qkvBias
+                    && oBias == g.oBias && qkNorm == g.qkNorm && Float.compare(clipQkv, g.clipQkv) == 0
+                    && Arrays.equals(layerWindows, g.layerWindows) && sinks == g.sinks;
+        }
+
+        @Override
+        public int hashCode() {
+            return Objects.hash(heads, kvHeads, headDim, qkvBias, oBias, qkNorm, clipQkv, Arrays.hashCode(layerWindows), sinks);
         }
 
         /** The widest window of any layer (0 when every layer attends to the whole sequence). */

@@ -1,5 +1,8 @@
 package io.epserve.model;
 
+import java.util.Arrays;
+import java.util.Objects;
+
 /**
  * The feed-forward half of every layer: which layers are sparse, the dense MLP's width, and the
  * routed and shared experts; one typed part of {@link ModelConfig}.
@@ -31,6 +34,20 @@ public record FfnConfig(int denseIntermediate, boolean[] sparseLayers, int exper
      * gate · sigmoid(alpha · gate) · (up + 1).
      */
     public record ClampedSwiGlu(float alpha, float limit) implements Activation {}
+
+    // value semantics for the array component (a record compares arrays by reference)
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof FfnConfig f && denseIntermediate == f.denseIntermediate && Arrays.equals(sparseLayers, f.sparseLayers)
+                && experts == f.experts && moeIntermediate == f.moeIntermediate && sharedIntermediate == f.sharedIntermediate
+                && sharedExpertGate == f.sharedExpertGate && activation.equals(f.activation) && expertBias == f.expertBias;
+    }
+
+    @Override
+    public int hashCode() {
+        return Objects.hash(denseIntermediate, Arrays.hashCode(sparseLayers), experts, moeIntermediate, sharedIntermediate,
+                sharedExpertGate, activation, expertBias);
+    }
 
     public boolean isSparse(int layer) {
         return sparseLayers[layer];

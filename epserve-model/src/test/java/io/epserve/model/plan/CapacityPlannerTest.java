@@ -56,14 +56,17 @@ class CapacityPlannerTest {
     }
 
     @Test
-    void mlaKvCacheIsTheExpandedPerHeadKeysAndValues() {
+    void mlaKvCacheIsTheCompressedLatent() {
         PlanModel ds = ParameterCountTest.real("deepseek-v3");
         ModelConfig c = ds.config();
-        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.F32)).isEqualTo(61L * 128 * (192 + 128) * 4);
-        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.BF16)).isEqualTo(61L * 128 * (192 + 128) * 2);
+        // (kv_lora_rank + qk_rope_head_dim) × layers × dtype size
+        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.F32)).isEqualTo((512 + 64) * 61L * 4);
+        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.BF16)).isEqualTo((512 + 64) * 61L * 2);
         assertThat(CapacityPlanner.mlaLatentBytesPerToken(c, WeightFormat.BF16)).isEqualTo(61L * (512 + 64) * 2);
+        assertThat(CapacityPlanner.expandedBytesPerToken(c, WeightFormat.BF16)).isEqualTo(61L * 128 * (192 + 128) * 2);
         CapacityPlan plan = CapacityPlanner.plan(ds, PlanOptions.defaults(8, 200 * GIB));
-        assertThat(plan.notes()).anyMatch(n -> n.contains("expanded per-head keys"));
+        assertThat(plan.kvBytesPerToken()).isEqualTo((512 + 64) * 61L * 4);
+        assertThat(plan.notes()).anyMatch(n -> n.contains("compressed cache") && n.contains("expanded per-head keys"));
         assertThat(plan.notes()).anyMatch(n -> n.contains("multi-token-prediction"));
     }
 
