@@ -144,7 +144,7 @@ def save_f32(model, dst, extra=None, drop=()):
     """The model's parameters as F32 safetensors (HF names), plus extra tensors, minus dropped names."""
     tensors = {n: p.detach().to(torch.float32).contiguous() for n, p in model.state_dict().items()
                if "rotary" not in n and n not in drop}
-    tensors.update(extra or {})
+    tensors.update({n: t.contiguous() for n, t in (extra or {}).items()})
     save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
 
 
@@ -195,6 +195,51 @@ def deepseek_v2(out, name, lite):
     write_fixture(out, name, cfg, model, gates, deepseek_v2_routing)
 
 
+# ---------------------------------------------------------------- gpt-oss
+
+
+def gpt_oss(out, name):
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    layers, experts, hidden, inter = 3, 8, 64, 32
+    cfg = {
+        "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
+        "vocab_size": 256, "hidden_size": hidden, "intermediate_size": inter, "num_hidden_layers": layers,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_local_experts": experts,
+        "num_experts_per_tok": 2, "sliding_window": 4,
+        "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)],
+        "attention_bias": True, "swiglu_limit": 7.0, "hidden_act": "silu", "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-5, "rope_theta": 150000.0, "tie_word_embeddings": False, "bos_token_id": 0, "eos_token_id": 1,
+        "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                         "original_max_position_embeddings": 4096},
+        "quantization_config": {"quant_method": "mxfp4",
+                                "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                           "model.embed_tokens", "lm_head"]},
+    }
+    hf = GptOssConfig(**{k: v for k, v in cfg.items() if k not in ("architectures", "model_type", "quantization_config")})
+    hf._attn_implementation = "eager"
+    hf._experts_implementation = "eager"
+    model = GptOssForCausalLM(hf).to(torch.float64).eval()
+    init_weights(model, seed=3)
+    g = torch.Generator().manual_seed(4)
+    extra, drop = {}, []
+    for l, layer in enumerate(model.model.layers):
+        p = f"model.layers.{l}.mlp.experts."
+        packed = {}
+        for proj, rows, cols in (("gate_up_proj", 2 * inter, hidden), ("down_proj", hidden, inter)):
+            blocks = torch.randint(0, 256, (experts, rows, cols // 32, 16), generator=g, dtype=torch.int32).to(torch.uint8)
+            scales = (127 + torch.randint(-6, -3, (experts, rows, cols // 32), generator=g, dtype=torch.int32)).to(torch.uint8)
+            extra[p + proj + "_blocks"] = blocks
+            extra[p + proj + "_scales"] = scales
+            # transformers' own MXFP4 decoding gives the float64 weights the reference computes with
+            packed[proj] = convert_moe_packed_tensors(blocks, scales, dtype=torch.float64)
+            drop.append(p + proj)
+        layer.mlp.experts.gate_up_proj.copy_(packed["gate_up_proj"])
+        layer.mlp.experts.down_proj.copy_(packed["down_proj"])
+    gates = [(l, layer.mlp.router) for l, layer in enumerate(model.model.layers)]
+    write_fixture(out, name, cfg, model, gates, gpt_oss_routing, extra=extra, drop=drop)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="epserve-model/src/test/resources/fixtures")
@@ -202,7 +247,8 @@ def main():
     a = ap.parse_args()
     out = Path(a.out)
     for name, make in [("deepseek_v2", lambda: deepseek_v2(out, "deepseek_v2", False)),
-                       ("deepseek_v2_lite", lambda: deepseek_v2(out, "deepseek_v2_lite", True))]:
+                       ("deepseek_v2_lite", lambda: deepseek_v2(out, "deepseek_v2_lite", True)),
+                       ("gpt_oss", lambda: gpt_oss(out, "gpt_oss"))]:
         if a.only in (None, name):
             print(name)
             make()

@@ -1,6 +1,7 @@
 package io.epserve.model;
 
 import io.epserve.format.CheckpointException;
+import io.epserve.moe.GatedActivation;
 import io.epserve.tensor.RopeStyle;
 
 /**
@@ -66,7 +67,7 @@ final class DeepSeekMapper implements ArchitectureMapper {
         RopeStyle style = !v3 || r.optBool("rope_interleave", true) ? RopeStyle.INTERLEAVED : RopeStyle.NEOX;
         return new Parts(new AttentionConfig.Mla(c.heads(), dims, r.optBool("attention_bias", false)),
                 new FfnConfig(r.optInt("intermediate_size", 0), sparse, experts, moeInter, r.optInt("n_shared_experts", 0) * moeInter,
-                        false, new FfnConfig.Silu(), false),
+                        false, GatedActivation.SILU, false),
                 router, style);
     }
 

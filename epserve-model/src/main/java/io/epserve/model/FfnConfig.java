@@ -1,5 +1,6 @@
 package io.epserve.model;
 
+import io.epserve.moe.GatedActivation;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -17,23 +18,11 @@ import java.util.Objects;
  * @param expertBias         whether the experts' projections carry biases (gpt-oss)
  */
 public record FfnConfig(int denseIntermediate, boolean[] sparseLayers, int experts, int moeIntermediate,
-                        int sharedIntermediate, boolean sharedExpertGate, Activation activation, boolean expertBias) {
+                        int sharedIntermediate, boolean sharedExpertGate, GatedActivation activation, boolean expertBias) {
 
     public FfnConfig {
         sparseLayers = sparseLayers.clone();
     }
-
-    /** The gated activation of the experts. */
-    public sealed interface Activation permits Silu, ClampedSwiGlu {}
-
-    /** silu(gate) · up. */
-    public record Silu() implements Activation {}
-
-    /**
-     * gpt-oss: gate clamped to at most {@code limit}, up to [-limit, limit];
-     * gate · sigmoid(alpha · gate) · (up + 1).
-     */
-    public record ClampedSwiGlu(float alpha, float limit) implements Activation {}
 
     // value semantics for the array component (a record compares arrays by reference)
     @Override

@@ -3,6 +3,7 @@ package io.epserve.model;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.format.CheckpointException;
 import io.epserve.model.ModelConfig.QkNorm;
+import io.epserve.moe.GatedActivation;
 import io.epserve.tensor.RopeStyle;
 
 /**
@@ -32,7 +33,7 @@ final class GptOssMapper implements ArchitectureMapper {
         return new Parts(new AttentionConfig.Gqa(c.heads(), c.kvHeads(), c.headDim(), r.optBool("attention_bias", true),
                         r.optBool("attention_bias", true), QkNorm.NONE, 0f, windows, true),
                 new FfnConfig(0, ArchitectureMapper.allSparse(c.layers()), experts, r.positive("intermediate_size"), 0, false,
-                        new FfnConfig.ClampedSwiGlu(ALPHA, (float) r.optDouble("swiglu_limit", 7.0)), true),
+                        new GatedActivation.ClampedSwiGlu(ALPHA, (float) r.optDouble("swiglu_limit", 7.0)), true),
                 new RouterConfig.TopKSoftmax(experts, r.positive("num_experts_per_tok")), RopeStyle.NEOX);
     }
 

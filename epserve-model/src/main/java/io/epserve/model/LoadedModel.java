@@ -113,6 +113,10 @@ public final class LoadedModel implements AutoCloseable {
             ModelConfig cfg = ModelConfig.from(ckpt.config());
             ModelWeights w = ModelWeights.load(cfg, ckpt);
             boolean local = options.dispatchers().local();
+            if (options.expertDType() != null && cfg.ffn().expertBias()) {
+                throw new IllegalArgumentException(cfg.architecture().hfName() + ": its experts are computed on as stored (MXFP4 with "
+                        + "biases); --expert-dtype does not apply");
+            }
             if (local && options.expertDType() != null && !storedAs(w, cfg, options.expertDType())) {
                 q = QuantizedExperts.open(dir, cfg, options.expertDType(),
                         QuantizedExperts.CacheOptions.defaults().withProgress(options.progress()));
@@ -125,7 +129,9 @@ public final class LoadedModel implements AutoCloseable {
                 // Converted experts are checked when converted (and their scales here); the
                 // checkpoint's own copies are then never touched, so their pages stay on disk.
                 boolean scanExperts = local && q == null;
-                List<String> names = scanExperts ? ckpt.names() : ckpt.names().stream().filter(n -> !isRoutedExpertTensor(n)).toList();
+                // raw byte tensors (MXFP4 blocks and scales) are checked when repacked, not scanned as floats
+                List<String> names = ckpt.names().stream().filter(n -> ckpt.entry(n).dtype() != null)
+                        .filter(n -> scanExperts || !isRoutedExpertTensor(n)).toList();
                 Validation.requireFinite(ckpt, names, options.progress());
                 if (q != null) {
                     q.requireFinite(options.progress());

@@ -2,6 +2,7 @@ package io.epserve.model;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.format.CheckpointException;
+import io.epserve.moe.GatedActivation;
 import io.epserve.tensor.RopeStyle;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -65,7 +66,7 @@ public record ModelConfig(
                 mla != null ? new AttentionConfig.Mla(heads, mla, qkvBias)
                         : new AttentionConfig.Gqa(heads, kvHeads, headDim, qkvBias, false, qkNorm, clipQkv, windows(layers, slidingWindow), false),
                 new FfnConfig(denseIntermediate, sparseLayers, numExperts, moeIntermediate, sharedIntermediate, sharedExpertGate,
-                        new FfnConfig.Silu(), false),
+                        GatedActivation.SILU, false),
                 switch (routerKind) {
                     case SOFTMAX_TOPK -> new RouterConfig.SoftmaxTopK(numExperts, topK, normTopkProb);
                     case SIGMOID_GROUPED_TOPK -> new RouterConfig.GroupedSigmoid(numExperts, topK, nGroup, topkGroup, normTopkProb,

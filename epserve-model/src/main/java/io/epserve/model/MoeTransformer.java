@@ -380,6 +380,9 @@ public final class MoeTransformer {
                 if (router.needsLogits()) {
                     logits = m.routerLogits = Workspace.floats(m.routerLogits, m.n * cfg.numExperts());
                     Kernels.matmul(m.xn, 0, m.n, moe.gate(), logits, 0);
+                    if (moe.gateBias() != null) {
+                        addBias(logits, m.n, moe.gateBias());
+                    }
                 }
                 RoutingResult routing = router.route(logits, tokens, m.n, m.routing(layer));
                 listener.onRouting(layer, routing);
@@ -465,6 +468,9 @@ public final class MoeTransformer {
                 if (router.needsLogits()) {
                     logits = new float[n * cfg.numExperts()];
                     Kernels.matmul(xn, 0, n, m.gate(), logits, 0);
+                    if (m.gateBias() != null) {
+                        addBias(logits, n, m.gateBias());
+                    }
                 }
                 RoutingResult routing = router.route(logits, tokens, n);
                 listener.onRouting(layer, routing);
@@ -522,8 +528,11 @@ public final class MoeTransformer {
             storeValue(c, layer, row * kvDim, v, i * kvDim, kvDim);
         }
         float[] attn = ws.attn = Workspace.floats(ws.attn, n * qDim);
-        attend(layer, caches, pos, from, n, cfg.kvHeads(), hd, hd, q, qDim, attn, ws, null);
+        attend(layer, caches, pos, from, n, cfg.kvHeads(), hd, hd, q, qDim, attn, ws, a.sinks());
         Kernels.matmul(attn, 0, n, a.o(), out, 0);
+        if (a.oBias() != null) {
+            addBias(out, n, a.oBias());
+        }
     }
 
     private void mla(int layer, LayerWeights.Mla a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out,

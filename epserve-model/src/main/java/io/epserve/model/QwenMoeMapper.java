@@ -2,6 +2,7 @@ package io.epserve.model;
 
 import io.epserve.format.CheckpointException;
 import io.epserve.model.ModelConfig.QkNorm;
+import io.epserve.moe.GatedActivation;
 import io.epserve.tensor.RopeStyle;
 import java.util.Set;
 
@@ -33,7 +34,7 @@ final class QwenMoeMapper implements ArchitectureMapper {
         return new Parts(new AttentionConfig.Gqa(c.heads(), c.kvHeads(), c.headDim(), bias, false,
                         qwen3 ? QkNorm.PER_HEAD : QkNorm.NONE, 0f, ArchitectureMapper.noWindows(c.layers()), false),
                 new FfnConfig(r.optInt("intermediate_size", 0), sparse, experts, r.positive("moe_intermediate_size"), shared,
-                        shared > 0, new FfnConfig.Silu(), false),
+                        shared > 0, GatedActivation.SILU, false),
                 new RouterConfig.SoftmaxTopK(experts, r.positive("num_experts_per_tok"), r.optBool("norm_topk_prob", false)),
                 RopeStyle.NEOX);
     }

@@ -1,5 +1,6 @@
 package io.epserve.model;
 
+import io.epserve.moe.GatedActivation;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -77,7 +78,7 @@ class ArchitectureMapperTest {
         assertThat(c.window(23)).isZero();
         assertThat(c.slidingWindow()).isEqualTo(128);
         assertThat(c.router()).isEqualTo(new RouterConfig.TopKSoftmax(32, 4));
-        assertThat(c.ffn().activation()).isEqualTo(new FfnConfig.ClampedSwiGlu(1.702f, 7f));
+        assertThat(c.ffn().activation()).isEqualTo(new GatedActivation.ClampedSwiGlu(1.702f, 7f));
         assertThat(c.ffn().expertBias()).isTrue();
         assertThat(c.headDim()).isEqualTo(64);
         assertThat(c.ropeScaling().truncate()).isFalse();

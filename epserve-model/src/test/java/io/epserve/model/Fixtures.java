@@ -17,7 +17,7 @@ public final class Fixtures {
     public static final List<String> MODELS = List.of("mixtral", "mixtral_f32", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v3");
 
     /** The fixtures of this repository (architectures added after ../shared/fixtures). */
-    public static final List<String> LOCAL_MODELS = List.of("deepseek_v2", "deepseek_v2_lite");
+    public static final List<String> LOCAL_MODELS = List.of("deepseek_v2", "deepseek_v2_lite", "gpt_oss");
 
     static Path local() {
         return Path.of("src/test/resources/fixtures").toAbsolutePath().normalize();
