@@ -66,4 +66,34 @@ class RouterTest {
         assertThat(other.experts()).isNotEqualTo(a.experts());
         assertThat(h.needsLogits()).isFalse();
     }
+
+    @Test
+    void groupedSoftmaxKeepsTheGroupsWithTheBestExpertAndScalesUnnormalised() {
+        // 8 experts in 4 groups of 2; V2's group score is the group's best softmax score
+        float[] logits = {3f, -9f, 2.5f, 2.5f, 2.9f, -9f, 0f, 0f};
+        RoutingResult r = new GroupedSoftmaxRouter(8, 2, 4, 2, false, 16f).route(logits, new int[1], 1);
+        int[] ex = r.expertsOf(0).clone();
+        java.util.Arrays.sort(ex);
+        // groups 0 (best 3.0) and 2 (best 2.9) stay; group 1's two 2.5s lose although they beat 2.9's partner
+        assertThat(ex).containsExactly(0, 4);
+        double z = 0;
+        for (float l : logits) {
+            z += Math.exp(l);
+        }
+        int slot0 = r.expert(0, 0) == 0 ? 0 : 1;
+        assertThat((double) r.weight(0, slot0)).isCloseTo(Math.exp(3) / z * 16, within(1e-5));
+        // one group: plain greedy, the two best experts overall
+        RoutingResult greedy = new GroupedSoftmaxRouter(8, 2, 1, 1, true, 1f).route(logits, new int[1], 1);
+        assertThat(greedy.expertsOf(0)).containsExactly(0, 4);
+        assertThat(greedy.weight(0, 0) + greedy.weight(0, 1)).isCloseTo(1f, within(1e-6f));
+    }
+
+    @Test
+    void topKSoftmaxSoftmaxesOnlyTheChosenLogits() {
+        float[] logits = {0f, 2f, 1f, 3f};
+        RoutingResult r = new TopKSoftmaxRouter(4, 2).route(logits, new int[1], 1);
+        assertThat(r.expertsOf(0)).containsExactly(3, 1);
+        assertThat((double) r.weight(0, 0)).isCloseTo(Math.exp(3) / (Math.exp(3) + Math.exp(2)), within(1e-6));
+        assertThat(r.weight(0, 0) + r.weight(0, 1)).isCloseTo(1f, within(1e-6f));
+    }
 }
