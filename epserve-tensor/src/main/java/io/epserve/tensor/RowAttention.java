@@ -9,7 +9,8 @@ import java.util.Objects;
  * logits (gpt-oss: a learned logit per head that joins every softmax's denominator and
  * contributes no value). Key/value head g's rows are read once into float scratch and shared by
  * the query heads of its group; the dot products and the weighted sums use {@link Kernels#dot}
- * and {@link Kernels#axpy}.
+ * and {@link Kernels#axpy}. Heads run on the caller or, for long contexts, in parallel on
+ * {@link KernelPool#common()}; each head's result is the same either way.
  *
  * <p>Layout as {@link Kernels#attentionRows}: query head h at {@code q[qOff + h·headDimK]}, key t
  * of kv head g at {@code keys[rows[t]·kvStrideK + g·headDimK]}, values likewise, output head h
@@ -53,6 +54,44 @@ public final class RowAttention {
         }
         Objects.checkFromIndexSize(qOff, nHeads * headDimK, q.length);
         Objects.checkFromIndexSize(outOff, nHeads * headDimV, out.length);
+        KernelPool pool = KernelPool.common();
+        long macs = (long) nHeads * nKeys * (headDimK + headDimV);
+        if (macs < AttentionKernels.ATTENTION_SERIAL_MACS || pool.threads() == 1 || nHeads == 1) {
+            heads(q, qOff, kf, kh, vf, vh, rows, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads, headDimK, headDimV, scale, sinks,
+                    out, outOff, 0, nHeads);
+            return;
+        }
+        Job j = JOB.get();
+        j.q = q; j.qOff = qOff; j.kf = kf; j.kh = kh; j.vf = vf; j.vh = vh; j.rows = rows; j.kvStrideK = kvStrideK;
+        j.kvStrideV = kvStrideV; j.nKeys = nKeys; j.nHeads = nHeads; j.nKvHeads = nKvHeads; j.headDimK = headDimK;
+        j.headDimV = headDimV; j.scale = scale; j.sinks = sinks; j.out = out; j.outOff = outOff;
+        try {
+            // whole GQA groups per chunk when that still gives every thread work: a group's heads share each row read
+            int group = nHeads / nKvHeads;
+            pool.parallelFor(nHeads, nKvHeads >= pool.threads() ? group : 1, j);
+        } finally {
+            j.q = null; j.kf = null; j.kh = null; j.vf = null; j.vh = null; j.rows = null; j.sinks = null; j.out = null;
+        }
+    }
+
+    /** The arguments of one call, for the pool's threads (one reusable instance per calling thread). */
+    private static final class Job implements KernelPool.Body {
+        float[] q; int qOff; float[] kf; short[] kh; float[] vf; short[] vh; int[] rows;
+        int kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads, headDimK, headDimV; float scale; float[] sinks; float[] out; int outOff;
+
+        @Override
+        public void run(int from, int to) {
+            heads(q, qOff, kf, kh, vf, vh, rows, kvStrideK, kvStrideV, nKeys, nHeads, nKvHeads, headDimK, headDimV, scale, sinks,
+                    out, outOff, from, to);
+        }
+    }
+
+    private static final ThreadLocal<Job> JOB = ThreadLocal.withInitial(Job::new);
+
+    /** Query heads [h0, h1): each kv head's rows are read once for the heads of its group in the range. */
+    private static void heads(float[] q, int qOff, float[] kf, short[] kh, float[] vf, short[] vh, int[] rows,
+                              int kvStrideK, int kvStrideV, int nKeys, int nHeads, int nKvHeads, int headDimK, int headDimV,
+                              float scale, float[] sinks, float[] out, int outOff, int h0, int h1) {
         int group = nHeads / nKvHeads;
         Scratch sc = SCRATCH.get();
         if (sc.row.length < Math.max(headDimK, headDimV)) {
@@ -63,22 +102,24 @@ public final class RowAttention {
         }
         float[] row = sc.row;
         float[] scores = sc.scores;
-        for (int g = 0; g < nKvHeads; g++) {
+        for (int g = h0 / group; g * group < h1; g++) {
+            int first = Math.max(h0, g * group);
+            int last = Math.min(h1, (g + 1) * group);
+            int n = last - first;
             for (int t = 0; t < nKeys; t++) {
                 load(kf, kh, rows[t] * kvStrideK + g * headDimK, row, headDimK);
-                for (int j = 0; j < group; j++) {
-                    int h = g * group + j;
-                    scores[j * nKeys + t] = Kernels.dot(q, qOff + h * headDimK, row, 0, headDimK) * scale;
+                for (int j = 0; j < n; j++) {
+                    scores[j * nKeys + t] = Kernels.dot(q, qOff + (first + j) * headDimK, row, 0, headDimK) * scale;
                 }
             }
-            for (int j = 0; j < group; j++) {
-                softmaxWithSink(scores, j * nKeys, nKeys, sinks == null ? Float.NEGATIVE_INFINITY : sinks[g * group + j]);
-                Arrays.fill(out, outOff + (g * group + j) * headDimV, outOff + (g * group + j + 1) * headDimV, 0f);
+            for (int j = 0; j < n; j++) {
+                softmaxWithSink(scores, j * nKeys, nKeys, sinks == null ? Float.NEGATIVE_INFINITY : sinks[first + j]);
+                Arrays.fill(out, outOff + (first + j) * headDimV, outOff + (first + j + 1) * headDimV, 0f);
             }
             for (int t = 0; t < nKeys; t++) {
                 load(vf, vh, rows[t] * kvStrideV + g * headDimV, row, headDimV);
-                for (int j = 0; j < group; j++) {
-                    Kernels.axpy(scores[j * nKeys + t], row, 0, out, outOff + (g * group + j) * headDimV, headDimV);
+                for (int j = 0; j < n; j++) {
+                    Kernels.axpy(scores[j * nKeys + t], row, 0, out, outOff + (first + j) * headDimV, headDimV);
                 }
             }
         }

@@ -3,6 +3,7 @@ package io.epserve.tensor;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.assertj.core.data.Offset;
 import org.junit.jupiter.api.Test;
@@ -123,5 +124,37 @@ class RowAttentionTest {
         assertThatThrownBy(() -> RowAttention.attend(new float[HEADS * HD_K], 0, new float[ROWS * KS], new float[ROWS * VS], rows(), KS, VS,
                 N_KEYS, HEADS, KV_HEADS, HD_K, HD_V, 1f, new float[HEADS - 1], new float[HEADS * HD_V], 0))
                 .hasMessageContaining("sink logits");
+    }
+
+    @Test
+    void aLongContextRunsHeadsInParallelWithTheSameResult() {
+        // enough work to go parallel: 6 heads × 3000 keys × 22 dims > the serial threshold
+        int keys = 3000;
+        int[] rows = new int[keys];
+        for (int t = 0; t < keys; t++) {
+            rows[t] = (t * 7 + 3) % keys;
+        }
+        float[] q = random(HEADS * HD_K);
+        float[] kv = random(keys * KS);
+        float[] vv = random(keys * VS);
+        float[] sinks = random(HEADS);
+        float[] got = new float[HEADS * HD_V];
+        RowAttention.attend(q, 0, kv, vv, rows, KS, VS, keys, HEADS, KV_HEADS, HD_K, HD_V, 0.3f, sinks, got, 0);
+        // one head at a time (each call below the threshold) gives the same numbers
+        for (int h = 0; h < HEADS; h++) {
+            int g = h / (HEADS / KV_HEADS);
+            float[] one = new float[HD_V];
+            float[] qh = Arrays.copyOfRange(q, h * HD_K, (h + 1) * HD_K);
+            float[] kh = new float[keys * HD_K];
+            float[] vh = new float[keys * HD_V];
+            for (int t = 0; t < keys; t++) {
+                System.arraycopy(kv, t * KS + g * HD_K, kh, t * HD_K, HD_K);
+                System.arraycopy(vv, t * VS + g * HD_V, vh, t * HD_V, HD_V);
+            }
+            RowAttention.attend(qh, 0, kh, vh, rows, HD_K, HD_V, keys, 1, 1, HD_K, HD_V, 0.3f, new float[] {sinks[h]}, one, 0);
+            for (int i = 0; i < HD_V; i++) {
+                assertThat(got[h * HD_V + i]).as("head %d", h).isEqualTo(one[i]);
+            }
+        }
     }
 }
