@@ -51,7 +51,7 @@ final class PlanCommand implements Callable<Integer> {
     String memoryPerWorker;
 
     @Option(names = "--expert-dtype", paramLabel = "DTYPE", defaultValue = "bf16",
-            description = "Routed experts: bf16, f16, f32, q8_0, q4_0 or q4_k (GGUF blocks; default ${DEFAULT-VALUE}).")
+            description = "Routed experts: bf16, f16, f32, q8_0, q4_0 or q4_k (GGUF blocks), or mxfp4 (gpt-oss as shipped; default ${DEFAULT-VALUE}).")
     String expertDtype;
 
     @Option(names = "--dtype", paramLabel = "DTYPE", defaultValue = "bf16",

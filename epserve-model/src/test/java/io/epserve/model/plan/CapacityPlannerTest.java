@@ -222,4 +222,13 @@ class CapacityPlannerTest {
                 .contains("fits: yes").contains("minimum workers: 4");
         assertThat(text).anyMatch(l -> l.matches("\\s+w3\\s+64\\s+64\\s+21\\.00 GiB\\s+21\\.50 GiB\\s+yes"));
     }
+
+    @Test
+    void gptOssExpertsCountAsTheirMxfp4Blocks() {
+        PlanModel oss = ParameterCountTest.real("gpt-oss-20b");
+        CapacityPlan plan = CapacityPlanner.plan(oss, PlanOptions.defaults(2, 16 * GIB).withExpertDtype(WeightFormat.MXFP4));
+        // gate and up [2880, 2880] and down [2880, 2880]: 2880 × 90 blocks of 17 bytes each
+        assertThat(plan.expertBytes()).isEqualTo(3L * 2880 * (2880 / 32) * 17);
+        assertThat(WeightFormat.MXFP4.bitsPerWeight()).isEqualTo(4.25);
+    }
 }
