@@ -2,6 +2,7 @@ package io.epserve.cli;
 
 import io.epserve.format.CheckpointException;
 import io.epserve.model.tokenizer.TokenizerException;
+import io.epserve.rpc.WorkerException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import picocli.CommandLine;
@@ -38,11 +39,11 @@ public final class Main implements Runnable {
         return cl.execute(args);
     }
 
-    /** Expected failures get one line and exit code 2; bugs one line and exit code 1 (EPSERVE_DEBUG=1 for the trace). */
+    /** Expected failures (bad input, a worker dead or late) get one line and exit code 2; bugs one line and exit code 1 (EPSERVE_DEBUG=1 for the trace). */
     private static int handle(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
         PrintWriter err = cl.getErr();
         if (e instanceof CheckpointException || e instanceof TokenizerException || e instanceof IllegalArgumentException
-                || e instanceof UncheckedIOException || e instanceof UsageError) {
+                || e instanceof UncheckedIOException || e instanceof UsageError || e instanceof WorkerException) {
             err.println("epserve: error: " + e.getMessage());
             err.flush();
             return 2;
