@@ -50,10 +50,10 @@ import picocli.CommandLine.Option;
                 "against measured (tools/calibrate.sh measures them and writes FILE)."})
 final class SimulateCommand implements Callable<Integer> {
 
-    @Option(names = "--model", paramLabel = "DIR|config.json", split = ",",
-            description = {"Model directory or config.json (repeatable, or comma-separated).",
-                    "Default: the built-in demo model's config (nothing is written)."})
-    List<Path> models = new ArrayList<>();
+    @Option(names = "--model", paramLabel = "DIR|config.json|demo", split = ",",
+            description = {"Model directory or config.json, or demo for the built-in demo model's config (repeatable,",
+                    "or comma-separated). Default: demo (nothing is written)."})
+    List<String> models = new ArrayList<>();
 
     @Option(names = "--expert-dtype", paramLabel = "DTYPE", defaultValue = "bf16",
             description = "How the routed experts are stored: bf16, f16, f32, q8_0, q4_0, q4_k (default ${DEFAULT-VALUE}).")
@@ -165,6 +165,10 @@ final class SimulateCommand implements Callable<Integer> {
                     "1). Prints predicted against measured."})
     Path calibrate;
 
+    @Option(names = "--save-cost", paramLabel = "FILE",
+            description = "With --calibrate: write the fitted cost model (frontend overheads included) to FILE, for --cost.")
+    Path saveCost;
+
     @Override
     public Integer call() {
         if (fitCost != null) {
@@ -233,10 +237,13 @@ final class SimulateCommand implements Callable<Integer> {
 
     private List<ModelShape> shapes() {
         WeightFormat f = WeightFormat.parse(expertDtype);
-        if (models.isEmpty()) {
-            return List.of(ModelShape.of(PlanModel.demo(DemoModel.STANDARD), f));
-        }
-        return models.stream().map(p -> ModelShape.of(PlanModel.load(p), f)).toList();
+        List<String> names = models.isEmpty() ? List.of("demo") : models;
+        return names.stream().map(p -> shape(p, f)).toList();
+    }
+
+    private static ModelShape shape(String model, WeightFormat f) {
+        PlanModel pm = model.equals("demo") ? PlanModel.demo(DemoModel.STANDARD) : PlanModel.load(Path.of(model));
+        return ModelShape.of(pm, f);
     }
 
     private Scenario scenario(ModelShape m, CostModel costModel, Network net, int w, int b, boolean ov, PlacementChoice placement) {
@@ -365,6 +372,9 @@ final class SimulateCommand implements Callable<Integer> {
             points.add(point(line, n, costModel));
         }
         Calibration.Result r = Calibration.run(points, costModel);
+        if (saveCost != null) {
+            r.cost().write(saveCost);
+        }
         PrintStream out = System.out;
         out.printf(Locale.ROOT, "fitted: frontend %.0f µs per layer + %.1f µs per token per layer besides its products; %.0f µs per message%n",
                 r.cost().frontendLayerSeconds() * 1e6, r.cost().frontendTokenSeconds() * 1e6, r.messageSeconds() * 1e6);
@@ -403,8 +413,7 @@ final class SimulateCommand implements Callable<Integer> {
             default -> throw new Main.UsageError(where + ": use '" + f[1] + "' is not fit-frontend, fit-message or predict");
         };
         try {
-            ModelShape m = f[2].equals("demo") ? ModelShape.of(PlanModel.demo(DemoModel.STANDARD), WeightFormat.BF16)
-                    : ModelShape.of(PlanModel.load(Path.of(f[2])), WeightFormat.BF16);
+            ModelShape m = shape(f[2].trim(), WeightFormat.parse(expertDtype));
             int w = Integer.parseInt(f[3].trim());
             HostLayout hl = parseLayout(f[4]);
             PlacementChoice pc = PlacementChoice.parse(f[5], 0);

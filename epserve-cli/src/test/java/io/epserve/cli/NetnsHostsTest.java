@@ -28,8 +28,8 @@ import org.junit.jupiter.api.TestMethodOrder;
 
 /**
  * A frontend and two expert workers as three hosts: network namespaces on a private bridge
- * (tools/netns-hosts.sh), each worker listening on its own host's address, the network shaped
- * with tc. Runs as root (CI); skipped with the reason otherwise. Cleans up its namespaces after
+ * (tools/netns-hosts.sh), each worker listening on its own host's address with a shared secret,
+ * the network shaped with tc. Runs as root (CI); skipped with the reason otherwise. Cleans up its namespaces after
  * the class, and from a shutdown hook if the JVM is stopped first.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -46,6 +46,8 @@ class NetnsHostsTest {
     private static final List<Process> started = new ArrayList<>();
     private static Thread cleanupHook;
     private static Path model;
+    /** The workers' shared secret: a worker refuses to listen beyond loopback without one. */
+    private static Path secret;
 
     @BeforeAll
     static void hosts() throws Exception {
@@ -57,6 +59,8 @@ class NetnsHostsTest {
         run(List.of("ip", "netns", "del", NAME + "-probe"), Duration.ofSeconds(10));
         assumeTrue(probe.code() == 0, "cannot create a network namespace here: " + probe.err().strip());
         model = CliRunner.fixtures().resolve("mixtral/model");
+        secret = Files.createTempFile("netns-secret", ".txt");
+        Files.writeString(secret, "netns-test-" + Long.toHexString(new java.security.SecureRandom().nextLong()) + "-secret\n");
         cleanupHook = new Thread(NetnsHostsTest::cleanup);
         Runtime.getRuntime().addShutdownHook(cleanupHook);
         script("down", NAME);
@@ -90,6 +94,9 @@ class NetnsHostsTest {
         started.clear();
         try {
             script("down", NAME);
+            if (secret != null) {
+                Files.deleteIfExists(secret);
+            }
         } catch (Exception e) {
             System.err.println("netns cleanup of " + NAME + " failed: " + e);
         }
@@ -114,12 +121,13 @@ class NetnsHostsTest {
                 Pattern.MULTILINE);
         int batch = 8;
         for (int[] s : SETTINGS) {
+            awaitWorkersFree();
             Outcome shaped = script("shape", NAME, String.valueOf(s[0]), String.valueOf(s[1]));
             assertThat(shaped.code()).as(shaped.err()).isZero();
             assertThat(shaped.out()).contains("rate=applied");
             String delay = shaped.out().contains("delay=applied") ? s[0] + " µs" : "not applied (kernel without sch_netem)";
             Outcome o = epserve(FRONTEND, Duration.ofMinutes(5), "bench", "ep", "--model", model.toString(), "--workers", String.join(",", WORKERS),
-                    "--no-validate", "--runs", "1", "--prompt-tokens", "8", "--gen-tokens", "8", "--batch", String.valueOf(batch),
+                    "--worker-secret-file", secret.toString(), "--no-validate", "--runs", "1", "--prompt-tokens", "8", "--gen-tokens", "8", "--batch", String.valueOf(batch),
                     "--warmup-seconds", "1");
             assertThat(o.code()).as(o.err()).isZero();
             Matcher m = rowPattern.matcher(o.out());
@@ -150,15 +158,19 @@ class NetnsHostsTest {
     @Order(3)
     void aHostCutOffIsADeadWorkerNamedWithinTheDeadline() throws Exception {
         script("shape", NAME, "0", "0");
+        awaitWorkersFree();
         int timeoutMs = 3000;
         ProcessBuilder pb = new ProcessBuilder(command(FRONTEND, "generate", "--model", model.toString(), "--workers", String.join(",", WORKERS),
-                "--tokens", "1,2,3", "--max-tokens", "4000", "--temperature", "0", "--ignore-eos", "--worker-timeout", String.valueOf(timeoutMs)));
+                "--worker-secret-file", secret.toString(), "--tokens", "1,2,3", "--max-tokens", "4000", "--temperature", "0", "--ignore-eos", "--worker-timeout", String.valueOf(timeoutMs)));
         pb.redirectErrorStream(false);
         Process p = start(pb);
         CompletableFuture<String> err = CompletableFuture.supplyAsync(() -> readAll(p.getErrorStream()));
         // cut the host off once tokens flow, i.e. mid-generation
         int first = p.getInputStream().read();
-        assertThat(first).as("generation produced output before the cut").isNotNegative();
+        if (first < 0) {
+            p.waitFor(30, TimeUnit.SECONDS);
+            throw new AssertionError("generation produced no output before the cut; stderr: " + err.get(10, TimeUnit.SECONDS));
+        }
         CompletableFuture.runAsync(() -> readAll(p.getInputStream()));
         long cutAt = System.nanoTime();
         Outcome cut = script("cut", NAME, "2");
@@ -173,11 +185,29 @@ class NetnsHostsTest {
                 stderr.lines().filter(l -> l.startsWith("epserve:")).findFirst().orElse(""));
     }
 
+    /**
+     * A worker serves one frontend at a time and frees itself when that frontend's lease (3 s here)
+     * runs out: a one-token generation is retried until the workers take it, for at most a minute.
+     */
+    private static void awaitWorkersFree() throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        Outcome last;
+        do {
+            last = epserve(FRONTEND, Duration.ofMinutes(2), "generate", "--model", model.toString(), "--workers", String.join(",", WORKERS),
+                    "--worker-secret-file", secret.toString(), "--tokens", "1", "--max-tokens", "1", "--temperature", "0", "--json");
+            if (last.code() == 0) {
+                return;
+            }
+        } while (System.nanoTime() - deadline < 0);
+        throw new AssertionError("the workers did not take a new frontend within 60 s: " + last.err());
+    }
+
     private JsonNode generate(boolean remote, List<String> extra) throws Exception {
         List<String> args = new ArrayList<>(List.of("generate", "--model", model.toString(), "--tokens", join(PROMPT), "--max-tokens", "16",
                 "--temperature", "0", "--ignore-eos", "--json"));
         if (remote) {
-            args.addAll(List.of("--workers", String.join(",", WORKERS)));
+            awaitWorkersFree();
+            args.addAll(List.of("--workers", String.join(",", WORKERS), "--worker-secret-file", secret.toString()));
         }
         args.addAll(extra);
         Outcome o = epserve(FRONTEND, Duration.ofMinutes(3), args.toArray(String[]::new));
@@ -186,7 +216,9 @@ class NetnsHostsTest {
     }
 
     private static void startWorker(String ns, String listen) throws Exception {
-        Process p = start(new ProcessBuilder(command(ns, "worker", "--listen", listen, "--model", model.toString())).redirectErrorStream(true));
+        // frontends run one after another here: a short lease lets the next take the worker soon after the last one is gone
+        Process p = start(new ProcessBuilder(command(ns, "worker", "--listen", listen, "--model", model.toString(), "--auth-secret-file",
+                secret.toString(), "--lease-timeout", "3")).redirectErrorStream(true));
         CompletableFuture<Boolean> ready = CompletableFuture.supplyAsync(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
                 String line;
