@@ -13,7 +13,7 @@
 # The expert kernel's cost is measured first (`epserve simulate --fit-cost`). Everything runs on
 # this machine's cores at once, as the simulator is told (--cpu machine:N). Environment:
 # EPSERVE_CALIBRATE_BATCH (default 16), EPSERVE_CALIBRATE_RUNS (default 3), EPSERVE_CALIBRATE_WARMUP
-# (seconds, default 15).
+# (seconds, default 15), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
@@ -22,7 +22,8 @@ batch=${EPSERVE_CALIBRATE_BATCH:-16}
 runs=${EPSERVE_CALIBRATE_RUNS:-3}
 warmup=${EPSERVE_CALIBRATE_WARMUP:-15}
 cores=$(nproc)
-shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens 16 --batch "$batch" --warmup-seconds "$warmup")
+tokens=${EPSERVE_CALIBRATE_TOKENS:-16}
+shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens "$tokens" --batch "$batch" --warmup-seconds "$warmup")
 points="$out/points.tsv"
 name="cal$$"
 name=${name:0:8}

@@ -125,9 +125,11 @@ final class SimulateCommand implements Callable<Integer> {
             description = "Instead of --load: expert of rank r gets a share ∝ 1/r^S (ranks shuffled per layer). Default: uniform.")
     Double zipf;
 
-    @Option(names = "--policy", paramLabel = "POLICY", defaultValue = "contiguous",
-            description = "Placement: contiguous, round_robin, replicated or balanced (default ${DEFAULT-VALUE}).")
-    String policy;
+    @Option(names = "--policy", paramLabel = "POLICY", defaultValue = "contiguous", split = ",",
+            description = {"Placement: contiguous, round_robin, replicated or balanced; several give a row each",
+                    "(default ${DEFAULT-VALUE}). With more workers than experts, contiguous and round_robin leave",
+                    "workers without experts, as the dispatcher does."})
+    List<String> policies;
 
     @Option(names = "--redundant-slots", paramLabel = "R", defaultValue = "0",
             description = "Balanced placement: extra expert replicas per worker for hot experts (default ${DEFAULT-VALUE}).")
@@ -182,24 +184,27 @@ final class SimulateCommand implements Callable<Integer> {
         }
         PrintStream out = System.out;
         Network net = network(latencyMicros, bandwidth, messageMicros);
-        PlacementChoice placement = PlacementChoice.parse(policy, redundantSlots);
+        List<PlacementChoice> placements = policies.stream().map(p -> PlacementChoice.parse(p, redundantSlots)).toList();
         long memory = memoryPerWorker == null ? 0 : ByteSize.parse(memoryPerWorker);
         out.printf(Locale.ROOT, "network %s, %.0f µs one way, %.0f µs per message, %s on the wire; cpu %s; batch %d per frontend%s; "
-                + "placement %s; %s routing, %d steps; cost model: %s%n", bandwidth, latencyMicros, messageMicros, wireDtype, cpu, batch,
-                overlap ? ", two-batch overlap" : "", placement, routing, steps, costModel.source());
-        out.println("| model | W | F | hosts | tokens/s | step p50 / p90 / p99 ms | worker util mean (min–max) | imbalance | EP efficiency "
+                + "%s routing, %d steps; cost model: %s%n", bandwidth, latencyMicros, messageMicros, wireDtype, cpu, batch,
+                overlap ? ", two-batch overlap" : "", routing, steps, costModel.source());
+        out.println("| model | placement | W | F | hosts | tokens/s | step p50 / p90 / p99 ms | worker util mean (min–max) | imbalance | EP efficiency "
                 + "| memory per worker (vs full replica) | DP, equal memory: replicas, tokens/s (EP/DP) | DP, equal workers: tokens/s (EP/DP) |");
-        out.println("| --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- | --- | --- |");
+        out.println("| --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- | --- | --- |");
         List<Prediction> last = new ArrayList<>();
         for (ModelShape m : shapes()) {
-            for (int w : workers) {
-                if (w < 1) {
-                    throw new Main.UsageError("--workers: each count must be >= 1, got " + w);
+            for (PlacementChoice placement : placements) {
+                for (int w : workers) {
+                    if (w < 1) {
+                        throw new Main.UsageError("--workers: each count must be >= 1, got " + w);
+                    }
+                    Scenario s = scenario(m, costModel, net, w, batch, overlap, placement);
+                    Prediction p = Prediction.of(s, placement, memory);
+                    last.add(p);
+                    out.println(row(m, placement, s.cluster(), p));
+                    out.flush();
                 }
-                Scenario s = scenario(m, costModel, net, w, batch, overlap, placement);
-                Prediction p = Prediction.of(s, placement, memory);
-                last.add(p);
-                out.println(row(m, s.cluster(), p));
             }
         }
         if (last.size() == 1) {
@@ -212,7 +217,7 @@ final class SimulateCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static String row(ModelShape m, Cluster c, Prediction p) {
+    private static String row(ModelShape m, PlacementChoice placement, Cluster c, Prediction p) {
         SimResult r = p.ep();
         double[] u = r.workerUtilisation();
         double min = Arrays.stream(u).min().orElse(0);
@@ -220,8 +225,8 @@ final class SimulateCommand implements Callable<Integer> {
         String dpWorkers = p.fullReplicaFits()
                 ? String.format(Locale.ROOT, "%.1f (%.2f×)", p.dpEqualWorkersTokensPerSecond(), r.tokensPerSecond() / p.dpEqualWorkersTokensPerSecond())
                 : "a full replica does not fit a worker";
-        return String.format(Locale.ROOT, "| %s | %d | %d | %d | %.1f | %.1f / %.1f / %.1f | %.2f (%.2f–%.2f) | %.2f | %.2f | %s (%.1f%%) | %d, %.1f (%.2f×) | %s |",
-                shortName(m.name()), c.workers(), c.frontends(), c.hosts(), r.tokensPerSecond(), r.stepP50() * 1e3, r.stepP90() * 1e3,
+        return String.format(Locale.ROOT, "| %s | %s | %d | %d | %d | %.1f | %.1f / %.1f / %.1f | %.2f (%.2f–%.2f) | %.2f | %.2f | %s (%.1f%%) | %d, %.1f (%.2f×) | %s |",
+                shortName(m.name()), placement, c.workers(), c.frontends(), c.hosts(), r.tokensPerSecond(), r.stepP50() * 1e3, r.stepP90() * 1e3,
                 r.stepP99() * 1e3, r.meanWorkerUtilisation(), min, max, r.imbalance(), p.epEfficiency(), ByteSize.format(p.maxWorkerBytes()),
                 100.0 * p.maxWorkerBytes() / p.fullModelBytes(), p.dpReplicasEqualMemory(), p.dpEqualMemoryTokensPerSecond(),
                 r.tokensPerSecond() / p.dpEqualMemoryTokensPerSecond(), dpWorkers);
@@ -416,7 +421,7 @@ final class SimulateCommand implements Callable<Integer> {
             ModelShape m = shape(f[2].trim(), WeightFormat.parse(expertDtype));
             int w = Integer.parseInt(f[3].trim());
             HostLayout hl = parseLayout(f[4]);
-            PlacementChoice pc = PlacementChoice.parse(f[5], 0);
+            PlacementChoice pc = PlacementChoice.parse(f[5].trim(), 0);
             boolean ov = f[6].trim().equals("on");
             int b = Integer.parseInt(f[7].trim());
             Network net = new Network(Double.parseDouble(f[8]) * 1e-6, parseRate(f[9]), 0, parseWire(wireDtype));

@@ -159,7 +159,8 @@ class NetnsHostsTest {
     void aHostCutOffIsADeadWorkerNamedWithinTheDeadline() throws Exception {
         script("shape", NAME, "0", "0");
         awaitWorkersFree();
-        int timeoutMs = 3000;
+        // long enough for a worker on a loaded 2-core machine to answer the connection check, short enough to wait for
+        int timeoutMs = 8000;
         ProcessBuilder pb = new ProcessBuilder(command(FRONTEND, "generate", "--model", model.toString(), "--workers", String.join(",", WORKERS),
                 "--worker-secret-file", secret.toString(), "--tokens", "1,2,3", "--max-tokens", "4000", "--temperature", "0", "--ignore-eos", "--worker-timeout", String.valueOf(timeoutMs)));
         pb.redirectErrorStream(false);

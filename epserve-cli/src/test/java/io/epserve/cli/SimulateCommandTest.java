@@ -34,8 +34,8 @@ class SimulateCommandTest {
         CliRunner.Outcome o = CliRunner.inProcess("simulate", "--model", CliRunner.fixtures().resolve("mixtral/model").toString(),
                 "--workers", "2", "--load", load.toString(), "--steps", "5", "--batch", "8", "--overlap");
         assertThat(o.exitCode()).as(o.err()).isZero();
-        assertThat(o.out()).contains("| model | W | F | hosts | tokens/s | step p50 / p90 / p99 ms | worker util");
-        assertThat(o.out()).containsPattern("\\| model \\| 2 \\| 1 \\| 2 \\| [0-9.]+ \\| [0-9.]+ / [0-9.]+ / [0-9.]+ \\| ");
+        assertThat(o.out()).contains("| model | placement | W | F | hosts | tokens/s | step p50 / p90 / p99 ms | worker util");
+        assertThat(o.out()).containsPattern("\\| model \\| contiguous \\| 2 \\| 1 \\| 2 \\| [0-9.]+ \\| [0-9.]+ / [0-9.]+ / [0-9.]+ \\| ");
         assertThat(o.out()).contains("worker utilisation: [");
         assertThat(o.out()).contains("DP, equal memory");
     }
