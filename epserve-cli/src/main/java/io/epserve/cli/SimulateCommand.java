@@ -32,7 +32,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /** {@code epserve simulate}: serving at a scale this machine cannot run, from a model calibrated on what it can. */
-@Command(name = "simulate", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "simulate", mixinStandardHelpOptions = true, sortOptions = false, usageHelpWidth = 110,
         description = {"Predict batched-decode serving with W expert workers on N hosts: a discrete-event",
                 "model (epserve-sim) of every frontend's steps, per layer its own products (attention,",
                 "router, shared expert or dense MLP), the dispatch to the workers holding the chosen",
@@ -51,8 +51,7 @@ import picocli.CommandLine.Option;
 final class SimulateCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR|config.json|demo", split = ",",
-            description = {"Model directory or config.json, or demo for the built-in demo model's config (repeatable,",
-                    "or comma-separated). Default: demo (nothing is written)."})
+            description = "Model directory or config.json, or demo for the built-in demo model's config (repeatable, or comma-separated). Default: demo (nothing is written).")
     List<String> models = new ArrayList<>();
 
     @Option(names = "--expert-dtype", paramLabel = "DTYPE", defaultValue = "bf16",
@@ -64,18 +63,15 @@ final class SimulateCommand implements Callable<Integer> {
     int[] workers;
 
     @Option(names = "--frontends", paramLabel = "F|per-worker", defaultValue = "1",
-            description = {"Frontend processes, each decoding its own --batch sequences; 'per-worker' for one per",
-                    "worker (F = W: attention beside experts, as in DeepSeek's deployment) (default ${DEFAULT-VALUE})."})
+            description = "Frontend processes, each decoding its own --batch sequences; 'per-worker' for one per worker (F = W: attention beside experts, as in DeepSeek's deployment) (default ${DEFAULT-VALUE}).")
     String frontends;
 
     @Option(names = "--hosts", paramLabel = "N|auto", defaultValue = "auto",
-            description = {"Hosts, each with one network link; auto: one per worker (colocated layout) or one per",
-                    "worker plus the frontends' (frontend-host layout) (default ${DEFAULT-VALUE})."})
+            description = "Hosts, each with one network link; auto: one per worker (colocated layout) or one per worker plus the frontends' (frontend-host layout) (default ${DEFAULT-VALUE}).")
     String hosts;
 
     @Option(names = "--layout", paramLabel = "LAYOUT", defaultValue = "colocated",
-            description = {"colocated: frontend f on host f mod N, worker w on host w mod N; frontend-host: all",
-                    "frontends on host 0, workers on the others in turn (default ${DEFAULT-VALUE})."})
+            description = "colocated: frontend f on host f mod N, worker w on host w mod N; frontend-host: all frontends on host 0, workers on the others in turn (default ${DEFAULT-VALUE}).")
     String layout;
 
     @Option(names = "--batch", paramLabel = "B", defaultValue = "32",
@@ -94,9 +90,7 @@ final class SimulateCommand implements Callable<Integer> {
     int workerThreads;
 
     @Option(names = "--cpu", paramLabel = "MODE", defaultValue = "per-host:2",
-            description = {"Which processes share cores: dedicated (each process its own), per-host:C (the",
-                    "processes of a host share C cores), machine:C (every process shares C cores: this",
-                    "machine's loopback and namespace runs) (default ${DEFAULT-VALUE})."})
+            description = "Which processes share cores: dedicated (each process its own), per-host:C (the processes of a host share C cores), machine:C (every process shares C cores: this machine's loopback and namespace runs) (default ${DEFAULT-VALUE}).")
     String cpu;
 
     @Option(names = "--latency-us", paramLabel = "US", defaultValue = "20",
@@ -108,8 +102,7 @@ final class SimulateCommand implements Callable<Integer> {
     String bandwidth;
 
     @Option(names = "--message-us", paramLabel = "US", defaultValue = "0",
-            description = {"Software cost of one message (RPC stacks, waking threads), microseconds; --calibrate",
-                    "fits it for this machine's loopback gRPC (default ${DEFAULT-VALUE})."})
+            description = "Software cost of one message (RPC stacks, waking threads), microseconds; --calibrate fits it for this machine's loopback gRPC (default ${DEFAULT-VALUE}).")
     double messageMicros;
 
     @Option(names = "--wire-dtype", paramLabel = "DTYPE", defaultValue = "f32",
@@ -117,8 +110,7 @@ final class SimulateCommand implements Callable<Integer> {
     String wireDtype;
 
     @Option(names = "--load", paramLabel = "FILE",
-            description = {"Routed load per expert: {\"layers\":[{\"layer\":0,\"tokens\":[n_0..n_{E-1}]}]}, what",
-                    "GET /v1/epserve/load returns; layers it lacks take the mean of those it has."})
+            description = "Routed load per expert: {\"layers\":[{\"layer\":0,\"tokens\":[n_0..n_{E-1}]}]}, what GET /v1/epserve/load returns; layers it lacks take the mean of those it has.")
     Path load;
 
     @Option(names = "--zipf", paramLabel = "S",
@@ -126,9 +118,7 @@ final class SimulateCommand implements Callable<Integer> {
     Double zipf;
 
     @Option(names = "--policy", paramLabel = "POLICY", defaultValue = "contiguous", split = ",",
-            description = {"Placement: contiguous, round_robin, replicated or balanced; several give a row each",
-                    "(default ${DEFAULT-VALUE}). With more workers than experts, contiguous and round_robin leave",
-                    "workers without experts, as the dispatcher does."})
+            description = "Placement: contiguous, round_robin, replicated or balanced; several give a row each (default ${DEFAULT-VALUE}). With more workers than experts, contiguous and round_robin leave workers without experts, as the dispatcher does.")
     List<String> policies;
 
     @Option(names = "--redundant-slots", paramLabel = "R", defaultValue = "0",
@@ -136,8 +126,7 @@ final class SimulateCommand implements Callable<Integer> {
     int redundantSlots;
 
     @Option(names = "--routing", paramLabel = "MODE", defaultValue = "sampled",
-            description = {"sampled: each token draws its top-k experts from the load every step (steps vary);",
-                    "expected: every step gets the expected count per expert (default ${DEFAULT-VALUE})."})
+            description = "sampled: each token draws its top-k experts from the load every step (steps vary); expected: every step gets the expected count per expert (default ${DEFAULT-VALUE}).")
     String routing;
 
     @Option(names = "--steps", paramLabel = "N", defaultValue = "20", description = "Decode steps per frontend (default ${DEFAULT-VALUE}).")
@@ -151,8 +140,7 @@ final class SimulateCommand implements Callable<Integer> {
     Path cost;
 
     @Option(names = "--fit-cost", paramLabel = "FILE",
-            description = {"Measure the expert kernels here (BF16, one thread, the first --model's expert shape,",
-                    "1-32 tokens) and write a cost model to FILE, then exit."})
+            description = "Measure the expert kernels here (BF16, one thread, the first --model's expert shape, 1-32 tokens) and write a cost model to FILE, then exit.")
     Path fitCost;
 
     @Option(names = "--memory-per-worker", paramLabel = "SIZE",
@@ -160,11 +148,7 @@ final class SimulateCommand implements Callable<Integer> {
     String memoryPerWorker;
 
     @Option(names = "--calibrate", paramLabel = "FILE",
-            description = {"Measured points, one per line (tab-separated, # comments): name, use (fit-frontend,",
-                    "fit-message or predict), model (a path, or demo), workers (0 = single process), layout,",
-                    "policy, overlap (on/off), batch, latency_us, bandwidth, measured tokens/s; one frontend",
-                    "per point, --cpu and the thread counts as given (tools/calibrate.sh: machine:2, 2 and",
-                    "1). Prints predicted against measured."})
+            description = "Measured points, one per line (tab-separated, # comments): name, use (fit-frontend, fit-message or predict), model (a path, or demo), workers (0 = single process), layout, policy, overlap (on/off), batch, latency_us, bandwidth, measured tokens/s; one frontend per point, --cpu and the thread counts as given (tools/calibrate.sh: machine:2, 2 and 1). Prints predicted against measured.")
     Path calibrate;
 
     @Option(names = "--save-cost", paramLabel = "FILE",
