@@ -86,7 +86,10 @@ public final class Calibration {
 
     /**
      * A single process runs every task in turn, so its step is the step without frontend
-     * overheads plus, per layer, a + b·batch: two batch sizes give a and b (clamped at 0).
+     * overheads plus, per layer, a + b·batch: two batch sizes give a and b (clamped at 0). When
+     * a measured step is shorter than the kernels alone predict, the kernels were measured at a
+     * slower moment than the runs: they are first scaled to the larger batch's measurement (its
+     * step is mostly kernels), then a and b are fitted.
      */
     static CostModel fitFrontend(Point p1, Point p2, CostModel cost) {
         for (Point p : List.of(p1, p2)) {
@@ -94,25 +97,42 @@ public final class Calibration {
                 throw new IllegalArgumentException("fit-frontend point '" + p.name() + "' must be a single process (0 workers) without overlap");
             }
         }
+        Point[] ps = p1.scenario().cluster().batch() <= p2.scenario().cluster().batch() ? new Point[] {p1, p2} : new Point[] {p2, p1};
+        if (ps[0].scenario().cluster().batch() == ps[1].scenario().cluster().batch()) {
+            throw new IllegalArgumentException("the two fit-frontend points need different batch sizes, both have "
+                    + ps[0].scenario().cluster().batch());
+        }
         CostModel bare = cost.withFrontendOverheads(0, 0, cost.source());
-        double[] extra = new double[2];
-        int[] batch = new int[2];
-        Point[] ps = {p1, p2};
-        int layers = p1.scenario().model().layers();
-        for (int i = 0; i < 2; i++) {
-            Cluster c = ps[i].scenario().cluster();
-            batch[i] = c.batch();
-            double measuredStep = c.batch() * c.frontends() / ps[i].measuredTokensPerSecond();
-            double modelled = Simulator.run(apply(ps[i].scenario(), bare, 0)).stepMean();
-            extra[i] = (measuredStep - modelled) / layers;
+        double[] extra = extraPerLayer(ps, bare);
+        String source = cost.source();
+        if (extra[0] < 0 || extra[1] < 0) {
+            double modelled = Simulator.run(apply(ps[1].scenario(), bare, 0)).stepMean();
+            double factor = measuredStep(ps[1]) / modelled;
+            source += String.format(Locale.ROOT, "; kernels scaled ×%.3f to '%s'", factor, ps[1].name());
+            bare = bare.slower(factor, source);
+            extra = extraPerLayer(ps, bare);
         }
-        if (batch[0] == batch[1]) {
-            throw new IllegalArgumentException("the two fit-frontend points need different batch sizes, both have " + batch[0]);
-        }
-        double b = Math.max(0, (extra[1] - extra[0]) / (batch[1] - batch[0]));
-        double a = Math.max(0, extra[0] - b * batch[0]);
-        return cost.withFrontendOverheads(a, b, cost.source() + String.format(Locale.ROOT,
+        int b0 = ps[0].scenario().cluster().batch();
+        int b1 = ps[1].scenario().cluster().batch();
+        double b = Math.max(0, (extra[1] - extra[0]) / (b1 - b0));
+        double a = Math.max(0, extra[0] - b * b0);
+        return bare.withFrontendOverheads(a, b, source + String.format(Locale.ROOT,
                 "; frontend overheads fitted on '%s' and '%s'", p1.name(), p2.name()));
+    }
+
+    private static double measuredStep(Point p) {
+        Cluster c = p.scenario().cluster();
+        return c.batch() * c.frontends() / p.measuredTokensPerSecond();
+    }
+
+    /** Per layer, measured step minus the modelled step without frontend overheads. */
+    private static double[] extraPerLayer(Point[] ps, CostModel bare) {
+        double[] extra = new double[ps.length];
+        for (int i = 0; i < ps.length; i++) {
+            double modelled = Simulator.run(apply(ps[i].scenario(), bare, 0)).stepMean();
+            extra[i] = (measuredStep(ps[i]) - modelled) / ps[i].scenario().model().layers();
+        }
+        return extra;
     }
 
     /** The message cost that makes the point's prediction its measurement (bisection: more cost, fewer tokens/s). */

@@ -84,6 +84,24 @@ public record CostModel(Map<WeightFormat, KernelCost> experts, KernelCost fronte
         return new CostModel(experts, frontend, layerSeconds, tokenSeconds, newSource);
     }
 
+    /**
+     * Every kernel {@code factor} times slower (rates divided, per-call costs multiplied); the
+     * frontend's other work unchanged. What a calibration applies when the kernels were measured
+     * at another moment than the runs (on a shared machine, minutes apart is another machine).
+     */
+    public CostModel slower(double factor, String newSource) {
+        if (!(factor > 0)) {
+            throw new IllegalArgumentException("a slow-down factor must be > 0, got " + factor);
+        }
+        Map<WeightFormat, KernelCost> e = new EnumMap<>(WeightFormat.class);
+        experts.forEach((f, k) -> e.put(f, slower(k, factor)));
+        return new CostModel(e, slower(frontend, factor), frontendLayerSeconds, frontendTokenSeconds, newSource);
+    }
+
+    private static KernelCost slower(KernelCost k, double factor) {
+        return new KernelCost(k.fixedSeconds() * factor, k.bytesPerSecond() / factor, k.flopsPerSecond() / factor);
+    }
+
     /** Writes the model as JSON: {"source":..., "frontend":{...}, "frontend_layer_seconds":..., "experts":{"bf16":{...}}}. */
     public void write(Path file) {
         ObjectNode root = JSON.createObjectNode();

@@ -48,8 +48,4 @@ public record Scenario(ModelShape model, CostModel cost, Network network, Cluste
     public Scenario with(Cluster c, ExpertPlacement p) {
         return new Scenario(model, cost, network, c, popularity, p, routing, steps, seed);
     }
-
-    public Scenario with(Network n) {
-        return new Scenario(model, cost, n, cluster, popularity, placement, routing, steps, seed);
-    }
 }
