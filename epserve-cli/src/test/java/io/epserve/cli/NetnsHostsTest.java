@@ -183,7 +183,7 @@ class NetnsHostsTest {
         assertThat(p.exitValue()).as(stderr).isEqualTo(2);
         assertThat(stderr).contains("epserve: error: ").contains(WORKERS.get(1));
         System.out.printf(Locale.ROOT, "host cut off: frontend failed after %.1f s (worker timeout %d ms): %s%n", seconds, timeoutMs,
-                stderr.lines().filter(l -> l.startsWith("epserve:")).findFirst().orElse(""));
+                stderr.lines().filter(l -> l.startsWith("epserve: error:")).findFirst().orElse(""));
     }
 
     /**
