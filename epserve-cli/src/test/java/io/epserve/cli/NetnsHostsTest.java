@@ -6,19 +6,24 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.BufferedReader;
+import java.io.File;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.assertj.core.api.InstanceOfAssertFactories;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.MethodOrderer;
@@ -60,7 +65,7 @@ class NetnsHostsTest {
         assumeTrue(probe.code() == 0, "cannot create a network namespace here: " + probe.err().strip());
         model = CliRunner.fixtures().resolve("mixtral/model");
         secret = Files.createTempFile("netns-secret", ".txt");
-        Files.writeString(secret, "netns-test-" + Long.toHexString(new java.security.SecureRandom().nextLong()) + "-secret\n");
+        Files.writeString(secret, "netns-test-" + Long.toHexString(new SecureRandom().nextLong()) + "-secret\n");
         cleanupHook = new Thread(NetnsHostsTest::cleanup);
         Runtime.getRuntime().addShutdownHook(cleanupHook);
         script("down", NAME);
@@ -181,7 +186,9 @@ class NetnsHostsTest {
         assertThat(ended).as("the frontend ended within the worker deadline plus 30 s").isTrue();
         String stderr = err.get(10, TimeUnit.SECONDS);
         assertThat(p.exitValue()).as(stderr).isEqualTo(2);
-        assertThat(stderr).contains("epserve: error: ").contains(WORKERS.get(1));
+        // the one error line names the worker whose host was cut off
+        assertThat(stderr.lines().filter(l -> l.startsWith("epserve: error: "))).singleElement(InstanceOfAssertFactories.STRING)
+                .contains(WORKERS.get(1));
         System.out.printf(Locale.ROOT, "host cut off: frontend failed after %.1f s (worker timeout %d ms): %s%n", seconds, timeoutMs,
                 stderr.lines().filter(l -> l.startsWith("epserve: error:")).findFirst().orElse(""));
     }
@@ -223,10 +230,8 @@ class NetnsHostsTest {
         CompletableFuture<Boolean> ready = CompletableFuture.supplyAsync(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
                 String line;
-                boolean seen = false;
                 while ((line = r.readLine()) != null) {
-                    if (!seen && line.startsWith("epserve worker listening on ")) {
-                        seen = true;
+                    if (line.startsWith("epserve worker listening on ")) {
                         return true;
                     }
                 }
@@ -241,7 +246,7 @@ class NetnsHostsTest {
     }
 
     private static synchronized Process start(ProcessBuilder pb) throws IOException {
-        pb.redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+        pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
         Process p = pb.start();
         started.add(p);
         return p;
@@ -285,7 +290,7 @@ class NetnsHostsTest {
         }
     }
 
-    private static String readAll(java.io.InputStream in) {
+    private static String readAll(InputStream in) {
         try {
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);
         } catch (IOException e) {
@@ -294,6 +299,6 @@ class NetnsHostsTest {
     }
 
     private static String join(int[] ids) {
-        return String.join(",", java.util.Arrays.stream(ids).mapToObj(String::valueOf).toList());
+        return String.join(",", Arrays.stream(ids).mapToObj(String::valueOf).toList());
     }
 }

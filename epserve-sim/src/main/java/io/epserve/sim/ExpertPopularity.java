@@ -2,6 +2,7 @@ package io.epserve.sim;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.Arrays;
+import java.util.Locale;
 import java.util.SplittableRandom;
 
 /**
@@ -56,7 +57,7 @@ public final class ExpertPopularity {
                 p[l][perm[rank]] = Math.pow(rank + 1, -s) / sum;
             }
         }
-        return new ExpertPopularity(p, String.format(java.util.Locale.ROOT, "zipf s=%.2f", s));
+        return new ExpertPopularity(p, String.format(Locale.ROOT, "zipf s=%.2f", s));
     }
 
     /**

@@ -6,9 +6,12 @@ import static org.assertj.core.api.Assertions.within;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.model.plan.WeightFormat;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Map;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** The simulator on cases whose answer is known in closed form. */
 class SimulatorTest {
@@ -212,7 +215,7 @@ class SimulatorTest {
         double[] cum = {0.5, 0.75, 0.875, 1.0};
         int[] out = new int[2];
         int[] seen = new int[4];
-        java.util.SplittableRandom r = new java.util.SplittableRandom(1);
+        SplittableRandom r = new SplittableRandom(1);
         for (int i = 0; i < 100_000; i++) {
             Simulator.pickDistinct(share, cum, 2, r, out, 0);
             assertThat(out[0]).isNotEqualTo(out[1]);
@@ -237,9 +240,9 @@ class SimulatorTest {
     }
 
     @Test
-    void costModelRoundTripsThroughJson(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) {
+    void costModelRoundTripsThroughJson(@TempDir Path dir) {
         CostModel c = CostModel.thisMachine();
-        java.nio.file.Path f = dir.resolve("cost.json");
+        Path f = dir.resolve("cost.json");
         c.write(f);
         CostModel back = CostModel.read(f);
         assertThat(back.experts()).isEqualTo(c.experts());
