@@ -1,0 +1,42 @@
+package io.epserve.operator;
+
+import io.epserve.operator.status.FrontendProbe;
+import io.epserve.operator.status.HttpFrontendProbe;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.javaoperatorsdk.operator.Operator;
+import java.time.Clock;
+import java.time.Duration;
+
+/**
+ * The operator process: one controller for EpServe resources in every namespace the service account may see.
+ * Tests build it through {@link #create} with the same settings, against a mock API server.
+ */
+public final class EpServeOperator {
+    /** Deadline of each call to a frontend's status endpoints. */
+    public static final Duration PROBE_TIMEOUT = Duration.ofSeconds(2);
+
+    private EpServeOperator() {
+    }
+
+    public static void main(String[] args) {
+        Operator operator = create(new KubernetesClientBuilder().build(), new HttpFrontendProbe(PROBE_TIMEOUT),
+                Clock.systemUTC());
+        operator.installShutdownHook(Duration.ofSeconds(10));
+        operator.start();
+    }
+
+    /**
+     * Plain create/update/merge-patch instead of server-side apply, for owned objects and the status alike: the
+     * objects are wholly ours, so field ownership buys nothing, and the same code path then runs against the
+     * fabric8 mock API server in the tests, which does not implement server-side apply.
+     */
+    public static Operator create(KubernetesClient client, FrontendProbe probe, Clock clock) {
+        Operator operator = new Operator(o -> o.withKubernetesClient(client)
+                .withSSABasedCreateUpdateMatchForDependentResources(false)
+                .withUseSSAToPatchPrimaryResource(false)
+                .withCloseClientOnStop(true));
+        operator.register(new EpServeReconciler(probe, clock));
+        return operator;
+    }
+}
