@@ -35,7 +35,9 @@ public final class EpServeOperator {
         Operator operator = new Operator(o -> o.withKubernetesClient(client)
                 .withSSABasedCreateUpdateMatchForDependentResources(false)
                 .withUseSSAToPatchPrimaryResource(false)
-                .withCloseClientOnStop(true));
+                .withCloseClientOnStop(true)
+                // On shutdown, a reconciliation in flight finishes (its status write included) before the client closes.
+                .withReconciliationTerminationTimeout(Duration.ofSeconds(5)));
         operator.register(new EpServeReconciler(probe, clock));
         return operator;
     }

@@ -17,6 +17,7 @@ import io.epserve.operator.status.FrontendReport;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.api.model.apps.StatefulSet;
+import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
 import io.javaoperatorsdk.operator.api.reconciler.ControllerConfiguration;
 import io.javaoperatorsdk.operator.api.reconciler.ErrorStatusUpdateControl;
@@ -49,7 +50,9 @@ import java.util.Optional;
         @Dependent(name = "service-monitor", type = ServiceMonitorDependent.class, dependsOn = "frontend-service",
                 activationCondition = CRDPresentActivationCondition.class)
 })
-@ControllerConfiguration(name = EpServeReconciler.NAME)
+// Events of the EpServe are not filtered by resource version: a spec edit that lands while this operator's status
+// patch is in flight has a lower version than the patch's result and would otherwise wait for the next poll.
+@ControllerConfiguration(name = EpServeReconciler.NAME, informer = @Informer(comparableResourceVersions = false))
 public final class EpServeReconciler implements Reconciler<EpServe> {
     public static final String NAME = "epserve";
     /** How often a running EpServe's frontends are asked for load and placement, events aside. */

@@ -9,7 +9,6 @@ import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
 import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
-import io.javaoperatorsdk.operator.processing.dependent.kubernetes.CRUDKubernetesDependentResource;
 import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDependent;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
@@ -25,7 +24,7 @@ import java.util.TreeMap;
  * scaled worker pool) rolls them onto the new list.
  */
 @KubernetesDependent(informer = @Informer(labelSelector = Names.MANAGED_SELECTOR))
-public final class ConfigMapDependent extends CRUDKubernetesDependentResource<ConfigMap, EpServe> {
+public final class ConfigMapDependent extends OwnedDependent<ConfigMap> {
 
     public ConfigMapDependent() {
         super(ConfigMap.class);

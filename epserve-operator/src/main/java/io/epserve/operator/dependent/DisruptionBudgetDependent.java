@@ -10,7 +10,6 @@ import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
 import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudgetBuilder;
 import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
-import io.javaoperatorsdk.operator.processing.dependent.kubernetes.CRUDKubernetesDependentResource;
 import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDependent;
 
 /**
@@ -18,7 +17,7 @@ import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDep
  * two at once can leave experts with no replica (the frontend then computes them itself, slowly).
  */
 @KubernetesDependent(informer = @Informer(labelSelector = Names.MANAGED_SELECTOR))
-public final class DisruptionBudgetDependent extends CRUDKubernetesDependentResource<PodDisruptionBudget, EpServe> {
+public final class DisruptionBudgetDependent extends OwnedDependent<PodDisruptionBudget> {
 
     public DisruptionBudgetDependent() {
         super(PodDisruptionBudget.class);

@@ -15,7 +15,6 @@ import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.api.model.apps.DeploymentBuilder;
 import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
-import io.javaoperatorsdk.operator.processing.dependent.kubernetes.CRUDKubernetesDependentResource;
 import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDependent;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -26,7 +25,7 @@ import java.util.Map;
  * otherwise it answers 503 with the reason). The pod annotations let a Prometheus without the Prometheus Operator find /metrics.
  */
 @KubernetesDependent(informer = @Informer(labelSelector = Names.MANAGED_SELECTOR))
-public final class FrontendDeploymentDependent extends CRUDKubernetesDependentResource<Deployment, EpServe> {
+public final class FrontendDeploymentDependent extends OwnedDependent<Deployment> {
     static final int STARTUP_SECONDS = 900;
 
     public FrontendDeploymentDependent() {

@@ -10,12 +10,11 @@ import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.ServiceBuilder;
 import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
-import io.javaoperatorsdk.operator.processing.dependent.kubernetes.CRUDKubernetesDependentResource;
 import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDependent;
 
 /** The API: a ClusterIP Service named as the EpServe, over the frontends' OpenAI API, live view and /metrics. */
 @KubernetesDependent(informer = @Informer(name = "frontend-service", labelSelector = Names.MANAGED_SELECTOR))
-public final class FrontendServiceDependent extends CRUDKubernetesDependentResource<Service, EpServe> {
+public final class FrontendServiceDependent extends OwnedDependent<Service> {
 
     public FrontendServiceDependent() {
         super(Service.class);

@@ -10,7 +10,6 @@ import io.epserve.operator.monitoring.ServiceMonitorSpec;
 import io.fabric8.kubernetes.api.model.LabelSelectorBuilder;
 import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
-import io.javaoperatorsdk.operator.processing.dependent.kubernetes.CRUDKubernetesDependentResource;
 import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDependent;
 import java.util.List;
 
@@ -20,7 +19,7 @@ import java.util.List;
  * Prometheus.
  */
 @KubernetesDependent(informer = @Informer(labelSelector = Names.MANAGED_SELECTOR))
-public final class ServiceMonitorDependent extends CRUDKubernetesDependentResource<ServiceMonitor, EpServe> {
+public final class ServiceMonitorDependent extends OwnedDependent<ServiceMonitor> {
     public static final String SCRAPE_INTERVAL = "15s";
 
     public ServiceMonitorDependent() {

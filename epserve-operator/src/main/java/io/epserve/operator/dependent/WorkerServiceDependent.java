@@ -9,7 +9,6 @@ import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.ServiceBuilder;
 import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
-import io.javaoperatorsdk.operator.processing.dependent.kubernetes.CRUDKubernetesDependentResource;
 import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDependent;
 
 /**
@@ -18,7 +17,7 @@ import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDep
  * connection instead of failing the name lookup.
  */
 @KubernetesDependent(informer = @Informer(name = "worker-service", labelSelector = Names.MANAGED_SELECTOR))
-public final class WorkerServiceDependent extends CRUDKubernetesDependentResource<Service, EpServe> {
+public final class WorkerServiceDependent extends OwnedDependent<Service> {
 
     public WorkerServiceDependent() {
         super(Service.class);

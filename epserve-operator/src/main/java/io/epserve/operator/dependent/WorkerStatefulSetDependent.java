@@ -15,7 +15,6 @@ import io.fabric8.kubernetes.api.model.apps.StatefulSet;
 import io.fabric8.kubernetes.api.model.apps.StatefulSetBuilder;
 import io.javaoperatorsdk.operator.api.config.informer.Informer;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
-import io.javaoperatorsdk.operator.processing.dependent.kubernetes.CRUDKubernetesDependentResource;
 import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDependent;
 
 /**
@@ -24,7 +23,7 @@ import io.javaoperatorsdk.operator.processing.dependent.kubernetes.KubernetesDep
  * TCP: the gRPC health service sits behind the worker credential when one is set, which a kubelet probe lacks.
  */
 @KubernetesDependent(informer = @Informer(labelSelector = Names.MANAGED_SELECTOR))
-public final class WorkerStatefulSetDependent extends CRUDKubernetesDependentResource<StatefulSet, EpServe> {
+public final class WorkerStatefulSetDependent extends OwnedDependent<StatefulSet> {
     /** Mapping a large checkpoint, or converting experts to {@code --expert-dtype}, can take minutes. */
     static final int STARTUP_SECONDS = 900;
 
