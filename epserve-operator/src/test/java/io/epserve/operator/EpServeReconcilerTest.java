@@ -3,6 +3,7 @@ package io.epserve.operator;
 import static io.epserve.operator.OperatorHarness.NAMESPACE;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.epserve.operator.api.Autoscaling;
 import io.epserve.operator.api.EpServe;
 import io.epserve.operator.api.EpServeSpec;
 import io.epserve.operator.api.EpServeStatus;
@@ -26,6 +27,7 @@ import io.fabric8.kubernetes.api.model.apps.StatefulSetStatusBuilder;
 import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
 import java.net.URI;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -342,5 +344,51 @@ class EpServeReconcilerTest {
         assertThat(status.workersServing()).isEqualTo(2);
         assertThat(status.observedFrom()).isEqualTo("placement-api");
         assertThat(h.probe.asked).contains(List.of(URI.create("http://10.1.2.3:8080")));
+    }
+
+    /** A change of the workers' status, as a kubelet reporting a pod would make: an event, so a reconciliation. */
+    private void nudge(int readyReplicas) {
+        StatefulSet s = h.get(StatefulSet.class, WORKERS);
+        s.setStatus(new StatefulSetStatusBuilder().withReplicas(s.getSpec().getReplicas()).withReadyReplicas(readyReplicas)
+                .build());
+        h.client.resource(s).updateStatus();
+    }
+
+    private void reportRoutedTokens(double total) {
+        h.probe.report.set(new FrontendReport(FrontendReport.Source.METRICS, OptionalLong.of(1), OptionalDouble.of(0.9),
+                OptionalInt.of(1), OptionalDouble.of(total)));
+    }
+
+    @Test
+    void workersFollowTheRoutedTokenRateWithACooldown() {
+        Instant t0 = h.clock.now.get();
+        reportRoutedTokens(0);
+        h.create(epServe(NAME, new EpServeSpec(IMAGE, new ModelSource(null, "/models", null), null, 1,
+                new WorkerRange(1, 4), null, null, null, new Autoscaling(1000.0, 60), null)));
+        h.await(StatefulSet.class, WORKERS, s -> s.getSpec().getReplicas() == 1);
+        awaitStatus(s -> s.loadSample() != null && s.loadSample().sampledAt().equals(t0.toString()));
+
+        // 90 000 tokens in 30 s: 3000/s, three workers at the target of 1000 each.
+        reportRoutedTokens(90_000);
+        h.clock.advance(Duration.ofSeconds(30));
+        nudge(1);
+        h.await(StatefulSet.class, WORKERS, s -> s.getSpec().getReplicas() == 3);
+        h.await(ConfigMap.class, "mixtral-config", c -> c.getData().get("EPSERVE_WORKERS").split(",").length == 3);
+        EpServeStatus scaled = awaitStatus(s -> Objects.equals(s.workersDesired(), 3));
+        assertThat(scaled.lastScaleTime()).isEqualTo(t0.plusSeconds(30).toString());
+        assertThat(condition(scaled, "Progressing")).isEqualTo("True/ScalingUp");
+
+        // Load stops, but 30 s later the cooldown (60 s) still holds the count.
+        h.clock.advance(Duration.ofSeconds(30));
+        nudge(2);
+        awaitStatus(s -> s.loadSample().sampledAt().equals(t0.plusSeconds(60).toString()));
+        assertThat(h.get(StatefulSet.class, WORKERS).getSpec().getReplicas()).isEqualTo(3);
+
+        // After the cooldown: down to the minimum.
+        h.clock.advance(Duration.ofSeconds(60));
+        nudge(3);
+        h.await(StatefulSet.class, WORKERS, s -> s.getSpec().getReplicas() == 1);
+        assertThat(condition(awaitStatus(s -> Objects.equals(s.workersDesired(), 1)), "Progressing"))
+                .isEqualTo("True/ScalingDown");
     }
 }

@@ -52,11 +52,13 @@ final class OperatorHarness implements AutoCloseable {
     final Operator operator;
     final ScriptedProbe probe = new ScriptedProbe();
     final TestClock clock = new TestClock(Instant.parse("2026-01-01T00:00:00Z"));
-    // The mock server logs every request at INFO; held here so the logger (and its level) outlives this harness.
-    private static final Logger MOCK_LOG = Logger.getLogger("io.fabric8.mockwebserver");
+    // The mock server logs every request and JOSDK every start and stop at INFO; held here so the loggers (and
+    // their levels) outlive each harness.
+    private static final List<Logger> QUIETED = List.of(Logger.getLogger("io.fabric8.mockwebserver"),
+            Logger.getLogger("io.javaoperatorsdk"));
 
     static {
-        MOCK_LOG.setLevel(Level.WARNING);
+        QUIETED.forEach(l -> l.setLevel(Level.WARNING));
     }
 
     OperatorHarness(boolean serviceMonitorCrd) {
