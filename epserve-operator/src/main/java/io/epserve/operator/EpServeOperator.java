@@ -7,6 +7,7 @@ import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.javaoperatorsdk.operator.Operator;
 import java.time.Clock;
 import java.time.Duration;
+import java.util.concurrent.CountDownLatch;
 
 /**
  * The operator process: one controller for EpServe resources in every namespace the service account may see.
@@ -19,11 +20,19 @@ public final class EpServeOperator {
     private EpServeOperator() {
     }
 
-    public static void main(String[] args) {
-        Operator operator = create(new KubernetesClientBuilder().build(), new HttpFrontendProbe(PROBE_TIMEOUT),
-                Clock.systemUTC());
+    public static void main(String[] args) throws InterruptedException {
+        run(new KubernetesClientBuilder().build());
+    }
+
+    /**
+     * Starts the operator and blocks; it stops (finishing reconciliations in flight) when the JVM shuts down, as on
+     * the SIGTERM a pod gets. Throws if the API server cannot be reached or refuses the watches at start.
+     */
+    public static void run(KubernetesClient client) throws InterruptedException {
+        Operator operator = create(client, new HttpFrontendProbe(PROBE_TIMEOUT), Clock.systemUTC());
         operator.installShutdownHook(Duration.ofSeconds(10));
         operator.start();
+        new CountDownLatch(1).await(); // until the JVM exits: the shutdown hook stops the operator
     }
 
     /**
