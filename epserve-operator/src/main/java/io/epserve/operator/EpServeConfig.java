@@ -40,6 +40,8 @@ public record EpServeConfig(
     /** The image frontends and workers run when the spec names none: the one built with this operator. */
     public static final String DEFAULT_IMAGE = "ghcr.io/epserve/epserve:" + OperatorVersion.get();
     public static final int DEFAULT_FRONTENDS = 1;
+    /** Workers are fenced to one frontend (the one holding their lease); see the worker's --lease-timeout. */
+    public static final int MAX_FRONTENDS = 1;
     public static final int DEFAULT_MIN_WORKERS = 1;
     public static final Duration DEFAULT_COOLDOWN = Duration.ofMinutes(5);
     public static final Duration DEFAULT_REBALANCE_INTERVAL = Duration.ofMinutes(5);
@@ -99,6 +101,10 @@ public record EpServeConfig(
         }
         Model model = model(spec.model(), problems);
         int frontends = atLeast("spec.frontends", spec.frontends(), DEFAULT_FRONTENDS, 1, problems);
+        if (frontends > MAX_FRONTENDS) {
+            problems.add("spec.frontends must be 1, got " + frontends + ": a worker serves one frontend at a time, so more "
+                    + "frontends would need a worker pool each");
+        }
         WorkerRange range = spec.workers() == null ? new WorkerRange(null, null) : spec.workers();
         int minWorkers = atLeast("spec.workers.min", range.min(), DEFAULT_MIN_WORKERS, 1, problems);
         int maxWorkers = atLeast("spec.workers.max", range.max(), minWorkers, 1, problems);
@@ -109,6 +115,10 @@ public record EpServeConfig(
         RebalancePolicy rebalancing = rebalancing(spec.rebalancing(), problems);
         ScalingPolicy scaling = scaling(spec.autoscaling(), minWorkers, Math.max(minWorkers, maxWorkers), problems);
         Optional<AuthSecret> auth = authSecret(spec.authSecret(), problems);
+        if (auth.isEmpty()) {
+            problems.add("spec.authSecret is missing: workers accept connections from other pods only with a credential "
+                    + "(create one with: kubectl create secret generic NAME --from-literal=secret=...)");
+        }
         RoleResources resources = spec.resources() == null ? new RoleResources(null, null) : spec.resources();
         if (!problems.isEmpty()) {
             return new Check.Invalid(List.copyOf(problems));

@@ -26,8 +26,10 @@ class EpServeConfigTest {
         return r;
     }
 
+    private static final SecretKeyRef AUTH = new SecretKeyRef("auth", null);
+
     private static EpServeSpec spec(ModelSource model) {
-        return new EpServeSpec(null, model, null, null, null, null, null, null, null, null);
+        return new EpServeSpec(null, model, null, null, null, null, null, null, null, AUTH);
     }
 
     private static List<String> problems(EpServeSpec spec) {
@@ -52,13 +54,13 @@ class EpServeConfigTest {
         assertThat(c.rebalancing()).isEqualTo(new EpServeConfig.RebalancePolicy(true, Duration.ofMinutes(5), 0.8));
         assertThat(c.scaling().targetTokensPerWorkerSecond()).isEmpty();
         assertThat(c.scaling().cooldown()).isEqualTo(Duration.ofMinutes(5));
-        assertThat(c.authSecret()).isEmpty();
+        assertThat(c.authSecret()).contains(new EpServeConfig.AuthSecret("auth", "secret"));
         assertThat(Pods.modelDir(c)).isEqualTo("/models");
     }
 
     @Test
     void maxDefaultsToMin() {
-        EpServeSpec s = new EpServeSpec(null, PVC, null, null, new WorkerRange(3, null), null, null, null, null, null);
+        EpServeSpec s = new EpServeSpec(null, PVC, null, null, new WorkerRange(3, null), null, null, null, null, AUTH);
         EpServeConfig c = ((Check.Valid) EpServeConfig.check(resource("m", s))).config();
         assertThat(c.minWorkers()).isEqualTo(3);
         assertThat(c.maxWorkers()).isEqualTo(3);
@@ -77,13 +79,14 @@ class EpServeConfigTest {
 
     @Test
     void namesEveryProblemAtOnce() {
-        EpServeSpec s = new EpServeSpec(" ", new ModelSource("Bad_Claim", null, "../up"), null, 0, new WorkerRange(0, 5), -1,
+        EpServeSpec s = new EpServeSpec(" ", new ModelSource("Bad_Claim", null, "../up"), null, 2, new WorkerRange(0, 5), -1,
                 new Rebalancing(null, 5, 1.5), null, new Autoscaling(-3.0, -1), new SecretKeyRef(null, "a/b"));
         assertThat(problems(s)).containsExactlyInAnyOrder(
                 "spec.image is empty",
                 "spec.model.path must be relative to the volume root and must not contain '..', got '../up'",
                 "spec.model.persistentVolumeClaim is not a valid claim name: 'Bad_Claim'",
-                "spec.frontends must be at least 1, got 0",
+                "spec.frontends must be 1, got 2: a worker serves one frontend at a time, so more frontends would need a "
+                        + "worker pool each",
                 "spec.workers.min must be at least 1, got 0",
                 "spec.redundantExperts must be at least 0, got -1",
                 "spec.rebalancing.intervalSeconds must be at least 10, got 5",
@@ -118,10 +121,18 @@ class EpServeConfigTest {
     }
 
     @Test
+    void workersNeedACredentialAndThereIsNoSecondFrontend() {
+        EpServeSpec noAuth = new EpServeSpec(null, PVC, null, 0, null, null, null, null, null, null);
+        assertThat(problems(noAuth)).containsExactly("spec.frontends must be at least 1, got 0",
+                "spec.authSecret is missing: workers accept connections from other pods only with a credential "
+                        + "(create one with: kubectl create secret generic NAME --from-literal=secret=...)");
+    }
+
+    @Test
     void frontendCommandOmitsUnsetOptions() {
         EpServeConfig c = ((Check.Valid) EpServeConfig.check(resource("m", spec(PVC)))).config();
         assertThat(Commands.frontend(c)).containsExactly("serve", "--host", "0.0.0.0", "--port", "8080", "--model", "/models",
-                "--workers", "$(EPSERVE_WORKERS)");
+                "--workers", "$(EPSERVE_WORKERS)", "--worker-secret-file", "/etc/epserve/auth/secret");
         assertThat(Optional.of(Names.workerAddresses(c, 2)))
                 .contains(List.of("m-worker-0.m-worker.ns.svc:7070", "m-worker-1.m-worker.ns.svc:7070"));
     }

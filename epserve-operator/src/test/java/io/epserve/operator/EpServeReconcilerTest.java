@@ -66,7 +66,7 @@ class EpServeReconcilerTest {
     }
 
     private static EpServeSpec spec(int minWorkers, int maxWorkers, ExpertDtype dtype) {
-        return new EpServeSpec(IMAGE, new ModelSource("models", null, "mixtral-8x7b"), dtype, 2,
+        return new EpServeSpec(IMAGE, new ModelSource("models", null, "mixtral-8x7b"), dtype, 1,
                 new WorkerRange(minWorkers, maxWorkers), 1, null, null, null, new SecretKeyRef("epserve-auth", null));
     }
 
@@ -161,7 +161,8 @@ class EpServeReconcilerTest {
 
         Deployment frontends = h.await(Deployment.class, FRONTENDS, d -> true);
         assertOwnedBy(frontends, created);
-        assertThat(frontends.getSpec().getReplicas()).isEqualTo(2);
+        assertThat(frontends.getSpec().getReplicas()).isEqualTo(1);
+        assertThat(frontends.getSpec().getStrategy().getType()).isEqualTo("Recreate");
         Container frontend = container(frontends);
         assertThat(frontend.getImage()).isEqualTo(IMAGE);
         assertThat(frontend.getArgs()).containsExactly("serve", "--host", "0.0.0.0", "--port", "8080", "--model",
@@ -228,7 +229,8 @@ class EpServeReconcilerTest {
         ConfigMap config = h.await(ConfigMap.class, "mixtral-config",
                 c -> c.getData().get("EPSERVE_WORKERS").split(",").length == 3);
         assertThat(config.getData().get("EPSERVE_WORKERS")).endsWith("mixtral-worker-2.mixtral-worker.serving.svc:7070");
-        Deployment frontends = h.await(Deployment.class, FRONTENDS, d -> d.getSpec().getReplicas() == 1);
+        Deployment frontends = h.await(Deployment.class, FRONTENDS,
+                d -> container(d).getArgs().contains("q8_0"));
         assertThat(container(frontends).getArgs()).containsSequence("--expert-dtype", "q8_0");
         assertThat(frontends.getSpec().getTemplate().getMetadata().getAnnotations().get("epserve.io/config-hash"))
                 .as("a new worker list rolls the frontends").isNotEqualTo(hashBefore);
@@ -331,14 +333,14 @@ class EpServeReconcilerTest {
         workers.setStatus(new StatefulSetStatusBuilder().withReplicas(2)
                 .withReadyReplicas(2).build());
         h.client.resource(workers).updateStatus();
-        frontends.setStatus(new DeploymentStatusBuilder().withReplicas(2)
-                .withReadyReplicas(2).build());
+        frontends.setStatus(new DeploymentStatusBuilder().withReplicas(1)
+                .withReadyReplicas(1).build());
         h.client.resource(frontends).updateStatus();
 
         EpServeStatus status = awaitStatus(s -> condition(s, "Ready").equals("True/Ready"));
         assertThat(condition(status, "Progressing")).isEqualTo("False/Stable");
         assertThat(status.workersReady()).isEqualTo(2);
-        assertThat(status.frontendsReady()).isEqualTo(2);
+        assertThat(status.frontendsReady()).isEqualTo(1);
         assertThat(status.placementEpoch()).isEqualTo(7);
         assertThat(status.balancedness()).isEqualTo(0.83);
         assertThat(status.workersServing()).isEqualTo(2);
@@ -364,7 +366,7 @@ class EpServeReconcilerTest {
         Instant t0 = h.clock.now.get();
         reportRoutedTokens(0);
         h.create(epServe(NAME, new EpServeSpec(IMAGE, new ModelSource(null, "/models", null), null, 1,
-                new WorkerRange(1, 4), null, null, null, new Autoscaling(1000.0, 60), null)));
+                new WorkerRange(1, 4), null, null, null, new Autoscaling(1000.0, 60), new SecretKeyRef("auth", null))));
         h.await(StatefulSet.class, WORKERS, s -> s.getSpec().getReplicas() == 1);
         awaitStatus(s -> s.loadSample() != null && s.loadSample().sampledAt().equals(t0.toString()));
 

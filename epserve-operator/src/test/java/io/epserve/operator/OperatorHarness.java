@@ -10,6 +10,7 @@ import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
 import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinitionBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.server.mock.KubernetesCrudDispatcher;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
 import io.fabric8.kubernetes.client.utils.Serialization;
@@ -20,6 +21,7 @@ import io.javaoperatorsdk.operator.processing.dependent.workflow.CRDPresentActiv
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.net.HttpURLConnection;
 import java.net.URI;
 import java.time.Clock;
 import java.time.Duration;
@@ -101,12 +103,24 @@ final class OperatorHarness implements AutoCloseable {
         return client.resource(resource).create();
     }
 
-    /** Edits the spec as a user would with kubectl edit: read, change, write (a patch, so no version conflict). */
+    /**
+     * Edits the spec as {@code kubectl edit} does: read, change, write with the version read, and again from the top
+     * when the operator's status write got in between (409 Conflict).
+     */
     void editSpec(String name, UnaryOperator<EpServeSpec> change) {
-        client.resources(EpServe.class).inNamespace(NAMESPACE).withName(name).edit(r -> {
+        Instant deadline = Instant.now().plus(DEADLINE);
+        while (true) {
+            EpServe r = get(name);
             r.setSpec(change.apply(r.getSpec()));
-            return r;
-        });
+            try {
+                client.resource(r).update();
+                return;
+            } catch (KubernetesClientException e) {
+                if (e.getCode() != HttpURLConnection.HTTP_CONFLICT || Instant.now().isAfter(deadline)) {
+                    throw e;
+                }
+            }
+        }
     }
 
     EpServe get(String name) {

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.epserve.operator.api.EpServeSpec;
 import io.epserve.operator.api.ModelSource;
+import io.epserve.operator.api.SecretKeyRef;
 import io.epserve.operator.monitoring.ServiceMonitor;
 import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
@@ -16,7 +17,8 @@ class WithoutPrometheusOperatorTest {
     void noServiceMonitorAndNoError() {
         try (OperatorHarness h = new OperatorHarness(false)) {
             h.create(EpServeReconcilerTest.epServe("small", new EpServeSpec(null,
-                    new ModelSource("models", null, null), null, null, null, null, null, null, null, null)));
+                    new ModelSource("models", null, null), null, null, null, null, null, null, null,
+                    new SecretKeyRef("auth", null))));
             h.await(Deployment.class, "small-frontend", d -> true);
             h.await(Service.class, "small", s -> true);
             OperatorHarness.await("status", () -> h.get("small").getStatus(), s -> s.workersDesired() != null);

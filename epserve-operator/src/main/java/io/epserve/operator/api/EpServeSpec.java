@@ -2,6 +2,7 @@ package io.epserve.operator.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Required;
 
@@ -19,7 +20,8 @@ public record EpServeSpec(
         @JsonPropertyDescription("Routed experts held as q8_0, q4_0, q4_k, bf16, f16 or f32. Default: as stored.")
         ExpertDtype expertDtype,
         @Min(1)
-        @JsonPropertyDescription("Frontend replicas (API, scheduler, KV cache, attention). Default: 1.")
+        @Max(1)
+        @JsonPropertyDescription("Frontend replicas (API, scheduler, KV cache, attention). Default and, while a worker serves one frontend at a time, only value: 1.")
         Integer frontends,
         @JsonPropertyDescription("Expert worker count range; the operator scales between min and max with load.")
         WorkerRange workers,
@@ -32,6 +34,7 @@ public record EpServeSpec(
         RoleResources resources,
         @JsonPropertyDescription("Worker autoscaling from the routed-token rate the frontends report.")
         Autoscaling autoscaling,
-        @JsonPropertyDescription("Secret holding the shared worker credential; without it worker calls are not authenticated.")
+        @Required
+        @JsonPropertyDescription("Secret holding the shared worker credential (frontends send it, workers check it); workers listen beyond loopback only with one.")
         SecretKeyRef authSecret) {
 }

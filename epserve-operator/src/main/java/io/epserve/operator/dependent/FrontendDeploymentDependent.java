@@ -45,6 +45,9 @@ public final class FrontendDeploymentDependent extends OwnedDependent<Deployment
                 .withMetadata(Metadata.of(c, Names.frontendDeployment(c), Names.labels(c, Component.FRONTEND)))
                 .withNewSpec()
                 .withReplicas(c.frontends())
+                // A new frontend cannot take the workers while the old one holds their lease, so a rolling update
+                // would wait forever for it to become ready: stop the old one first.
+                .withNewStrategy().withType("Recreate").endStrategy()
                 .withNewSelector().withMatchLabels(Names.selector(c, Component.FRONTEND)).endSelector()
                 .withNewTemplate()
                 .withNewMetadata().withLabels(Names.labels(c, Component.FRONTEND)).withAnnotations(annotations).endMetadata()
