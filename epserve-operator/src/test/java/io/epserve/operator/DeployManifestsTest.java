@@ -48,6 +48,20 @@ class DeployManifestsTest {
     }
 
     @Test
+    void generatedCrdIsNamespacedWithStatusAndColumns() {
+        CustomResourceDefinition crd = OperatorHarness.generatedCrd();
+        assertThat(crd.getSpec().getScope()).isEqualTo("Namespaced");
+        var version = crd.getSpec().getVersions().getFirst();
+        assertThat(version.getName()).isEqualTo("v1alpha1");
+        assertThat(version.getSubresources().getStatus()).isNotNull();
+        assertThat(version.getSchema().getOpenAPIV3Schema().getProperties().get("spec").getRequired())
+                .containsExactlyInAnyOrder("model", "authSecret");
+        assertThat(version.getAdditionalPrinterColumns()).extracting(c -> c.getName() + "=" + c.getJsonPath())
+                .containsExactly("Ready=.status.conditions[?(@.type==\"Ready\")].status", "Epoch=.status.placementEpoch",
+                        "Desired=.status.workersDesired", "Workers=.status.workersReady");
+    }
+
+    @Test
     void exampleIsAValidEpServe() throws IOException {
         EpServe example = Serialization.unmarshal(Files.readString(DEPLOY.resolve("examples/mixtral.yaml")), EpServe.class);
         example.getMetadata().setNamespace("default");

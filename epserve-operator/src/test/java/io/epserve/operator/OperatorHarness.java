@@ -64,7 +64,7 @@ final class OperatorHarness implements AutoCloseable {
     }
 
     OperatorHarness(boolean serviceMonitorCrd) {
-        server = new KubernetesMockServer(new Context(Serialization.jsonMapper()), new MockWebServer(), new HashMap<>(),
+        server = new KubernetesMockServer(new Context(), new MockWebServer(), new HashMap<>(),
                 new KubernetesCrudDispatcher(List.of()), false);
         server.init();
         client = server.createClient();

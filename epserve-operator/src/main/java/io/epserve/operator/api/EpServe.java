@@ -1,5 +1,7 @@
 package io.epserve.operator.api;
 
+import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn;
+import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn.Type;
 import io.fabric8.kubernetes.api.model.Namespaced;
 import io.fabric8.kubernetes.client.CustomResource;
 import io.fabric8.kubernetes.model.annotation.Group;
@@ -11,6 +13,11 @@ import io.fabric8.kubernetes.model.annotation.Version;
  * routed experts. The operator turns this into a worker StatefulSet, a frontend Deployment and their Services.
  * The CRD YAML is generated from this class at build time (deploy/crd holds the copy a cluster applies).
  */
+// What `kubectl get epserve` shows (the generator orders columns by JSON path).
+@AdditionalPrinterColumn(name = "Ready", jsonPath = ".status.conditions[?(@.type==\"Ready\")].status", type = Type.STRING)
+@AdditionalPrinterColumn(name = "Workers", jsonPath = ".status.workersReady", type = Type.INTEGER)
+@AdditionalPrinterColumn(name = "Desired", jsonPath = ".status.workersDesired", type = Type.INTEGER)
+@AdditionalPrinterColumn(name = "Epoch", jsonPath = ".status.placementEpoch", type = Type.INTEGER)
 @Group(EpServe.GROUP)
 @Version(EpServe.VERSION)
 @ShortNames("eps")
