@@ -25,6 +25,7 @@ public final class Commands {
     public static List<String> frontend(EpServeConfig c) {
         List<String> args = new ArrayList<>(List.of("serve", "--host", "0.0.0.0", "--port", "" + Names.FRONTEND_PORT,
                 "--model", Pods.modelDir(c), "--workers", "$(" + WORKERS_ENV + ")"));
+        c.kvMemory().ifPresent(m -> args.addAll(List.of("--kv-memory", m)));
         c.expertDtype().ifPresent(d -> args.addAll(List.of("--expert-dtype", d.flagValue())));
         c.authSecret().ifPresent(s -> args.addAll(List.of("--worker-secret-file", Pods.secretFile(s))));
         return List.copyOf(args);

@@ -28,6 +28,7 @@ public record EpServeConfig(
         Model model,
         Optional<ExpertDtype> expertDtype,
         int frontends,
+        Optional<String> kvMemory,
         int minWorkers,
         int maxWorkers,
         int redundantExperts,
@@ -51,6 +52,8 @@ public record EpServeConfig(
     // RFC 1123 label, as Kubernetes requires of volume claim and secret names.
     private static final Pattern DNS_NAME = Pattern.compile("[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?");
     private static final Pattern SECRET_KEY = Pattern.compile("[-._a-zA-Z0-9]{1,253}");
+    // The sizes `epserve serve --kv-memory` reads: a number and an optional SI or binary unit.
+    private static final Pattern SIZE = Pattern.compile("(?i)[0-9]+(\\.[0-9]+)?(b|kb|mb|gb|tb|k|m|g|t|kib|mib|gib|tib)?");
     // Longest resource name whose derived names ("<name>-worker-<ordinal>" as a pod's hostname) stay within 63.
     static final int MAX_NAME_LENGTH = 45;
 
@@ -105,6 +108,9 @@ public record EpServeConfig(
             problems.add("spec.frontends must be 1, got " + frontends + ": a worker serves one frontend at a time, so more "
                     + "frontends would need a worker pool each");
         }
+        if (spec.kvMemory() != null && !SIZE.matcher(spec.kvMemory()).matches()) {
+            problems.add("spec.kvMemory is not a size such as 512MiB or 8GiB: '" + spec.kvMemory() + "'");
+        }
         WorkerRange range = spec.workers() == null ? new WorkerRange(null, null) : spec.workers();
         int minWorkers = atLeast("spec.workers.min", range.min(), DEFAULT_MIN_WORKERS, 1, problems);
         int maxWorkers = atLeast("spec.workers.max", range.max(), minWorkers, 1, problems);
@@ -124,7 +130,7 @@ public record EpServeConfig(
             return new Check.Invalid(List.copyOf(problems));
         }
         return new Check.Valid(new EpServeConfig(name, resource.getMetadata().getNamespace(), image, model,
-                Optional.ofNullable(spec.expertDtype()), frontends, minWorkers, maxWorkers, redundant, rebalancing,
+                Optional.ofNullable(spec.expertDtype()), frontends, Optional.ofNullable(spec.kvMemory()), minWorkers, maxWorkers, redundant, rebalancing,
                 orEmpty(resources.frontend()), orEmpty(resources.worker()), scaling, auth));
     }
 

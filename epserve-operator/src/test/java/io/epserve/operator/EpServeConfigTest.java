@@ -29,7 +29,7 @@ class EpServeConfigTest {
     private static final SecretKeyRef AUTH = new SecretKeyRef("auth", null);
 
     private static EpServeSpec spec(ModelSource model) {
-        return new EpServeSpec(null, model, null, null, null, null, null, null, null, AUTH);
+        return new EpServeSpec(null, model, null, null, null, null, null, null, null, null, AUTH);
     }
 
     private static List<String> problems(EpServeSpec spec) {
@@ -60,16 +60,17 @@ class EpServeConfigTest {
 
     @Test
     void maxDefaultsToMin() {
-        EpServeSpec s = new EpServeSpec(null, PVC, null, null, new WorkerRange(3, null), null, null, null, null, AUTH);
+        EpServeSpec s = new EpServeSpec(null, PVC, null, null, new WorkerRange(3, null), "8GiB", null, null, null, null, AUTH);
         EpServeConfig c = ((Check.Valid) EpServeConfig.check(resource("m", s))).config();
         assertThat(c.minWorkers()).isEqualTo(3);
         assertThat(c.maxWorkers()).isEqualTo(3);
+        assertThat(Commands.frontend(c)).containsSequence("--kv-memory", "8GiB");
     }
 
     @Test
     void hostPathModelsAndSecretsResolve() {
         EpServeSpec s = new EpServeSpec("img:1", new ModelSource(null, "/data/models", "olmoe"), null, null, null, null, null,
-                null, null, new SecretKeyRef("auth", "token"));
+                null, null, null, new SecretKeyRef("auth", "token"));
         EpServeConfig c = ((Check.Valid) EpServeConfig.check(resource("m", s))).config();
         assertThat(c.model()).isEqualTo(new EpServeConfig.Model.HostPath("/data/models", "olmoe"));
         assertThat(c.authSecret()).contains(new EpServeConfig.AuthSecret("auth", "token"));
@@ -79,7 +80,7 @@ class EpServeConfigTest {
 
     @Test
     void namesEveryProblemAtOnce() {
-        EpServeSpec s = new EpServeSpec(" ", new ModelSource("Bad_Claim", null, "../up"), null, 2, new WorkerRange(0, 5), -1,
+        EpServeSpec s = new EpServeSpec(" ", new ModelSource("Bad_Claim", null, "../up"), null, 2, new WorkerRange(0, 5), "8 parsecs", -1,
                 new Rebalancing(null, 5, 1.5), null, new Autoscaling(-3.0, -1), new SecretKeyRef(null, "a/b"));
         assertThat(problems(s)).containsExactlyInAnyOrder(
                 "spec.image is empty",
@@ -87,6 +88,7 @@ class EpServeConfigTest {
                 "spec.model.persistentVolumeClaim is not a valid claim name: 'Bad_Claim'",
                 "spec.frontends must be 1, got 2: a worker serves one frontend at a time, so more frontends would need a "
                         + "worker pool each",
+                "spec.kvMemory is not a size such as 512MiB or 8GiB: '8 parsecs'",
                 "spec.workers.min must be at least 1, got 0",
                 "spec.redundantExperts must be at least 0, got -1",
                 "spec.rebalancing.intervalSeconds must be at least 10, got 5",
@@ -122,7 +124,7 @@ class EpServeConfigTest {
 
     @Test
     void workersNeedACredentialAndThereIsNoSecondFrontend() {
-        EpServeSpec noAuth = new EpServeSpec(null, PVC, null, 0, null, null, null, null, null, null);
+        EpServeSpec noAuth = new EpServeSpec(null, PVC, null, 0, null, null, null, null, null, null, null);
         assertThat(problems(noAuth)).containsExactly("spec.frontends must be at least 1, got 0",
                 "spec.authSecret is missing: workers accept connections from other pods only with a credential "
                         + "(create one with: kubectl create secret generic NAME --from-literal=secret=...)");

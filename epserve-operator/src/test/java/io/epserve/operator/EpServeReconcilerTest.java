@@ -67,7 +67,7 @@ class EpServeReconcilerTest {
 
     private static EpServeSpec spec(int minWorkers, int maxWorkers, ExpertDtype dtype) {
         return new EpServeSpec(IMAGE, new ModelSource("models", null, "mixtral-8x7b"), dtype, 1,
-                new WorkerRange(minWorkers, maxWorkers), 1, null, null, null, new SecretKeyRef("epserve-auth", null));
+                new WorkerRange(minWorkers, maxWorkers), null, 1, null, null, null, new SecretKeyRef("epserve-auth", null));
     }
 
     private static Container container(StatefulSet s) {
@@ -220,8 +220,8 @@ class EpServeReconcilerTest {
         String hashBefore = h.await(Deployment.class, FRONTENDS, d -> true)
                 .getSpec().getTemplate().getMetadata().getAnnotations().get("epserve.io/config-hash");
 
-        h.editSpec(NAME, s -> new EpServeSpec(IMAGE, s.model(), ExpertDtype.Q8_0, 1, new WorkerRange(3, 4), 1,
-                null, null, null, s.authSecret()));
+        h.editSpec(NAME, s -> new EpServeSpec(IMAGE, s.model(), ExpertDtype.Q8_0, 1, new WorkerRange(3, 4), null,
+                1, null, null, null, s.authSecret()));
 
         StatefulSet after = h.await(StatefulSet.class, WORKERS, s -> s.getSpec().getReplicas() == 3);
         assertThat(after.getMetadata().getUid()).isEqualTo(before.getMetadata().getUid());
@@ -366,7 +366,7 @@ class EpServeReconcilerTest {
         Instant t0 = h.clock.now.get();
         reportRoutedTokens(0);
         h.create(epServe(NAME, new EpServeSpec(IMAGE, new ModelSource(null, "/models", null), null, 1,
-                new WorkerRange(1, 4), null, null, null, new Autoscaling(1000.0, 60), new SecretKeyRef("auth", null))));
+                new WorkerRange(1, 4), null, null, null, null, new Autoscaling(1000.0, 60), new SecretKeyRef("auth", null))));
         h.await(StatefulSet.class, WORKERS, s -> s.getSpec().getReplicas() == 1);
         awaitStatus(s -> s.loadSample() != null && s.loadSample().sampledAt().equals(t0.toString()));
 

@@ -17,7 +17,7 @@ class WithoutPrometheusOperatorTest {
     void noServiceMonitorAndNoError() {
         try (OperatorHarness h = new OperatorHarness(false)) {
             h.create(EpServeReconcilerTest.epServe("small", new EpServeSpec(null,
-                    new ModelSource("models", null, null), null, null, null, null, null, null, null,
+                    new ModelSource("models", null, null), null, null, null, null, null, null, null, null,
                     new SecretKeyRef("auth", null))));
             h.await(Deployment.class, "small-frontend", d -> true);
             h.await(Service.class, "small", s -> true);

@@ -25,6 +25,8 @@ public record EpServeSpec(
         Integer frontends,
         @JsonPropertyDescription("Expert worker count range; the operator scales between min and max with load.")
         WorkerRange workers,
+        @JsonPropertyDescription("Memory of each frontend's paged KV cache, e.g. 8GiB (epserve serve --kv-memory). Default: the server's.")
+        String kvMemory,
         @Min(0)
         @JsonPropertyDescription("Redundant expert slots per worker, for replicas of hot experts. Default: 0.")
         Integer redundantExperts,
