@@ -30,6 +30,7 @@ import java.time.ZoneId;
 import java.time.ZoneOffset;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
@@ -54,13 +55,15 @@ final class OperatorHarness implements AutoCloseable {
     final Operator operator;
     final ScriptedProbe probe = new ScriptedProbe();
     final TestClock clock = new TestClock(Instant.parse("2026-01-01T00:00:00Z"));
-    // The mock server logs every request and JOSDK every start and stop at INFO; held here so the loggers (and
-    // their levels) outlive each harness.
-    private static final List<Logger> QUIETED = List.of(Logger.getLogger("io.fabric8.mockwebserver"),
-            Logger.getLogger("io.javaoperatorsdk"));
+    // The mock server logs every request and JOSDK every start and stop at INFO, and JOSDK each failed reconciliation
+    // with its stack trace at WARNING: the tests cause some on purpose and assert on their outcome instead. Held here
+    // so the loggers (and their levels) outlive each harness.
+    private static final Map<Logger, Level> QUIETED = Map.of(Logger.getLogger("io.fabric8.mockwebserver"), Level.WARNING,
+            Logger.getLogger("io.javaoperatorsdk"), Level.WARNING,
+            Logger.getLogger("io.javaoperatorsdk.operator.processing.event"), Level.SEVERE);
 
     static {
-        QUIETED.forEach(l -> l.setLevel(Level.WARNING));
+        QUIETED.forEach(Logger::setLevel);
     }
 
     OperatorHarness(boolean serviceMonitorCrd) {
