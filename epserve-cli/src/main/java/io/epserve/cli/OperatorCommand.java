@@ -1,10 +1,12 @@
 package io.epserve.cli;
 
 import io.epserve.operator.EpServeOperator;
+import io.epserve.operator.OperatorHealth;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.javaoperatorsdk.operator.OperatorException;
+import java.io.IOException;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 
@@ -14,7 +16,8 @@ import picocli.CommandLine.Command;
                 "namespace its service account may read, and keeps each one's workers (StatefulSet and",
                 "headless Service), frontends (Deployment and Service), ConfigMap, PodDisruptionBudget and",
                 "ServiceMonitor as its spec says, scaling workers with the frontends' load. Connects with",
-                "the in-cluster service account, else $KUBECONFIG or ~/.kube/config. Runs until stopped."})
+                "the in-cluster service account, else $KUBECONFIG or ~/.kube/config. Serves GET /healthz on",
+                "port 8081 for the kubelet. Runs until stopped."})
 final class OperatorCommand implements Callable<Integer> {
 
     @Override
@@ -27,6 +30,8 @@ final class OperatorCommand implements Callable<Integer> {
         } catch (OperatorException | KubernetesClientException e) {
             throw new Main.UsageError("cannot run the operator against the Kubernetes API at " + apiServer + ": "
                     + e.getMessage());
+        } catch (IOException e) {
+            throw new Main.UsageError("cannot serve /healthz on port " + OperatorHealth.PORT + ": " + e.getMessage());
         }
     }
 }

@@ -5,6 +5,8 @@ import io.epserve.operator.status.HttpFrontendProbe;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.javaoperatorsdk.operator.Operator;
+import java.io.IOException;
+import java.net.InetSocketAddress;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
@@ -20,19 +22,26 @@ public final class EpServeOperator {
     private EpServeOperator() {
     }
 
-    public static void main(String[] args) throws InterruptedException {
+    public static void main(String[] args) throws InterruptedException, IOException {
         run(new KubernetesClientBuilder().build());
     }
 
     /**
      * Starts the operator and blocks; it stops (finishing reconciliations in flight) when the JVM shuts down, as on
-     * the SIGTERM a pod gets. Throws if the API server cannot be reached or refuses the watches at start.
+     * the SIGTERM a pod gets. Serves {@code /healthz} on {@link OperatorHealth#PORT}. Throws if the API server cannot
+     * be reached or refuses the watches at start, or if the health port is taken.
      */
-    public static void run(KubernetesClient client) throws InterruptedException {
+    public static void run(KubernetesClient client) throws InterruptedException, IOException {
         Operator operator = create(client, new HttpFrontendProbe(PROBE_TIMEOUT), Clock.systemUTC());
         operator.installShutdownHook(Duration.ofSeconds(10));
-        operator.start();
-        new CountDownLatch(1).await(); // until the JVM exits: the shutdown hook stops the operator
+        // Listening before the start, so the kubelet sees 503 (not a refused connection) while informers sync.
+        OperatorHealth health = new OperatorHealth(operator.getRuntimeInfo(), new InetSocketAddress(OperatorHealth.PORT));
+        try {
+            operator.start();
+            new CountDownLatch(1).await(); // until the JVM exits: the shutdown hook stops the operator
+        } finally {
+            health.close();
+        }
     }
 
     /**

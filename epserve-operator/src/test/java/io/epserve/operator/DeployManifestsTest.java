@@ -106,6 +106,12 @@ class DeployManifestsTest {
         var container = pod.getContainers().getFirst();
         assertThat(container.getImage()).isEqualTo(EpServeConfig.DEFAULT_IMAGE);
         assertThat(container.getArgs()).containsExactly("operator");
+        assertThat(container.getPorts()).singleElement().satisfies(port -> {
+            assertThat(port.getContainerPort()).isEqualTo(OperatorHealth.PORT);
+            assertThat(container.getLivenessProbe().getHttpGet().getPort().getStrVal()).isEqualTo(port.getName());
+        });
+        assertThat(container.getLivenessProbe().getHttpGet().getPath()).isEqualTo("/healthz");
+        assertThat(container.getStartupProbe().getHttpGet().getPath()).isEqualTo("/healthz");
         assertThat(container.getSecurityContext().getReadOnlyRootFilesystem()).isTrue();
         assertThat(container.getSecurityContext().getAllowPrivilegeEscalation()).isFalse();
 
