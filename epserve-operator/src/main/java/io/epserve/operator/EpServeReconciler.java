@@ -82,7 +82,7 @@ public final class EpServeReconciler implements Reconciler<EpServe> {
                 Optional<Instant> lastScale = Optional.ofNullable(previous).map(EpServeStatus::lastScaleTime).map(Instant::parse);
                 int current = Optional.ofNullable(previous).map(EpServeStatus::workersDesired).orElse(config.minWorkers());
                 Decision decision = WorkerScaler.decide(config.scaling(), current, lastSample, sample, lastScale, now);
-                if (decision.reason() == WorkerScaler.Reason.SCALED_UP || decision.reason() == WorkerScaler.Reason.SCALED_DOWN) {
+                if (decision.autoscaled()) {
                     lastScale = Optional.of(now);
                 }
 

@@ -42,8 +42,9 @@ public final class WorkerScaler {
     }
 
     public record Decision(int workers, Reason reason, double tokensPerSecond) {
-        public boolean changed(int previous) {
-            return workers != previous;
+        /** The load changed the count (not a spec change): this starts a cooldown. */
+        public boolean autoscaled() {
+            return reason == Reason.SCALED_UP || reason == Reason.SCALED_DOWN;
         }
     }
 

@@ -30,6 +30,7 @@ class WorkerScalerTest {
         assertThat(d.workers()).isEqualTo(6);
         assertThat(d.reason()).isEqualTo(Reason.SCALED_UP);
         assertThat(d.tokensPerSecond()).isEqualTo(5200.0);
+        assertThat(d.autoscaled()).isTrue();
     }
 
     @Test
@@ -65,6 +66,7 @@ class WorkerScalerTest {
         Decision d = WorkerScaler.decide(narrowed, 6, Optional.empty(), Optional.empty(), Optional.of(T0), T0);
         assertThat(d.workers()).isEqualTo(4);
         assertThat(d.reason()).isEqualTo(Reason.CLAMPED);
+        assertThat(d.autoscaled()).as("a spec change starts no cooldown").isFalse();
         assertThat(WorkerScaler.decide(narrowed, 1, Optional.empty(), Optional.empty(), Optional.of(T0), T0).workers())
                 .isEqualTo(3);
     }
