@@ -12,12 +12,12 @@ import picocli.CommandLine.Command;
 
 /** {@code epserve operator}: the Kubernetes operator, as the operator Deployment in deploy/ runs it. */
 @Command(name = "operator", mixinStandardHelpOptions = true,
-        description = {"Run the Kubernetes operator: watches EpServe resources (epserve.io/v1alpha1) in every",
-                "namespace its service account may read, and keeps each one's workers (StatefulSet and",
-                "headless Service), frontends (Deployment and Service), ConfigMap, PodDisruptionBudget and",
-                "ServiceMonitor as its spec says, scaling workers with the frontends' load. Connects with",
-                "the in-cluster service account, else $KUBECONFIG or ~/.kube/config. Serves GET /healthz on",
-                "port 8081 for the kubelet. Runs until stopped."})
+        description = {"Run the Kubernetes operator: watches EpServe resources (epserve.io/v1alpha1) in every "
+                + "namespace its service account may read, and keeps each one's workers (StatefulSet and "
+                + "headless Service), frontends (Deployment and Service), ConfigMap, PodDisruptionBudget and "
+                + "ServiceMonitor as its spec says, scaling workers with the frontends' load. Connects with "
+                + "the in-cluster service account, else $KUBECONFIG or ~/.kube/config. Serves GET /healthz on "
+                + "port 8081 for the kubelet. Runs until stopped."})
 final class OperatorCommand implements Callable<Integer> {
 
     @Override
