@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
                 + "everything runs out of the box."},
         subcommands = {ServeCommand.class, GenerateCommand.class, LogitsCommand.class, WorkerCommand.class, ClusterCommand.class,
                 LoadgenCommand.class, BenchCommand.class, PlanCommand.class, SimulateCommand.class, AotTrainCommand.class,
+                OperatorCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
