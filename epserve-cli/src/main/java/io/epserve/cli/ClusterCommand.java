@@ -7,16 +7,20 @@ import io.epserve.model.demo.DemoModel;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.rpc.LocalWorkerProcesses;
+import io.epserve.rpc.WorkerSecurity;
 import io.epserve.rpc.v1.InfoResponse;
+import io.epserve.tensor.DType;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code epserve cluster}: N expert worker processes on loopback, for local experiments. */
@@ -46,6 +50,13 @@ final class ClusterCommand implements Callable<Integer> {
     @Option(names = "--base-port", defaultValue = "0", paramLabel = "P",
             description = "Worker i listens on P+i; 0 (default) picks free ports.")
     int basePort;
+
+    @Option(names = "--expert-dtype", paramLabel = "DTYPE",
+            description = "The workers hold the routed experts in this dtype (their --expert-dtype; frontends give the same). Default: as stored.")
+    String expertDtype;
+
+    @Mixin
+    WorkerSecurityOptions security;
 
     @Option(names = "--worker-threads", paramLabel = "T",
             description = "Kernel threads per worker (-Depserve.threads). Default: processors / N, at least 1.")
@@ -78,9 +89,22 @@ final class ClusterCommand implements Callable<Integer> {
             cfg = ModelConfig.from(header.config());
         }
 
+        DType dtype;
+        try {
+            dtype = expertDtype == null ? null : DType.parse(expertDtype);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError("--expert-dtype: " + e.getMessage());
+        }
+        WorkerSecurity workerSecurity = security.security();
+
         PrintStream out = System.out;
+        List<String> args = new ArrayList<>(List.of("worker", "--model", dir.toString()));
+        if (dtype != null) {
+            args.addAll(List.of("--expert-dtype", dtype.label()));
+        }
+        args.addAll(security.workerArgs());
         LocalWorkerProcesses.CommandLine command = LocalWorkerProcesses.sameJvm(Main.class.getName(),
-                List.of("-Depserve.threads=" + threads), List.of("worker", "--model", dir.toString()));
+                List.of("-Depserve.threads=" + threads), args);
         LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", basePort, command, System.err,
                 LocalWorkerProcesses.DEFAULT_START_TIMEOUT);
         AtomicBoolean interrupted = new AtomicBoolean();
@@ -96,14 +120,16 @@ final class ClusterCommand implements Callable<Integer> {
             }
             ExpertPlacement placement = ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), procs.addresses(), placementPolicy, 1);
             placement.describe().forEach(out::println);
-            try (GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, placement, GrpcExpertDispatcher.Config.defaults()).start()) {
+            // assigned once so the workers map their experts now; closing releases them for the frontend
+            try (GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, placement, GrpcExpertDispatcher.Config.defaults()
+                    .withExpertDType(dtype).withSecurity(workerSecurity)).start()) {
                 for (int i = 0; i < workers; i++) {
                     InfoResponse info = d.info(i);
                     out.printf(Locale.ROOT, "  worker %d assigned: %d experts, %.1f MiB mapped, %.1f MiB resident%n", i, info.getExpertCount(),
                             info.getMappedBytes() / 1048576.0, info.getResidentBytes() / 1048576.0);
                 }
             }
-            out.println("--workers " + String.join(",", procs.addresses()));
+            out.println("--workers " + String.join(",", procs.addresses()) + (dtype != null ? " --expert-dtype " + dtype.label() : ""));
             out.println("running; Ctrl-C stops the workers");
             out.flush();
             CompletableFuture<?>[] exits = new CompletableFuture<?>[workers];

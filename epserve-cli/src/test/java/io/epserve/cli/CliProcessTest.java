@@ -41,6 +41,15 @@ class CliProcessTest {
         assertThat(again.out()).isEqualTo(o.out());
     }
 
+    /** The launcher's ahead-of-time cache is made from this run: it must serve, stream and generate, and exit 0. */
+    @Test
+    void theAotTrainingRunServesAndGeneratesOnTheTinyDemo() throws Exception {
+        CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()), "aot-train");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.err()).containsPattern("generation: 32 tokens");
+        assertThat(tmp.resolve("demo-mixtral-tiny-v1").resolve(".complete")).exists();
+    }
+
     @Test
     void benchEpComparesSingleProcessWithWorkerProcesses() throws Exception {
         CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()), "bench", "ep", "--demo", "tiny",
