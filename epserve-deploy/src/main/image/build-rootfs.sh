@@ -30,7 +30,7 @@ done
 libs=$(find "$out/opt/java" -type f \( -name '*.so' -o -perm -u+x \) -print0 \
   | { xargs -0 ldd 2>/dev/null || true; } | awk '/=> \// {print $3} /^\t\/[^ ]+ \(/ {print $1}' | sort -u)
 # glibc loads libgcc_s on demand (thread cancellation and unwinding); a JVM thread may need it.
-gcc_s=$(ldconfig -p | awk '/libgcc_s\.so\.1 \(libc6,x86-64\)/ && !found {print $NF; found = 1}')
+gcc_s=$("$(command -v ldconfig || echo /sbin/ldconfig)" -p | awk '/libgcc_s\.so\.1 \(libc6,x86-64\)/ && !found {print $NF; found = 1}')
 for lib in $libs $gcc_s; do
   case "$lib" in "$out"/*) continue ;; esac
   mkdir -p "$out$(dirname "$lib")"

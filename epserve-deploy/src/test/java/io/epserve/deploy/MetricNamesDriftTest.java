@@ -7,31 +7,23 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
  * The dashboard and the alert rules read only series a running epserve exports: every metric name
  * their queries use is in the /metrics of a frontend with two remote workers, after a request. A
  * renamed or removed metric fails here, not silently on a cluster's empty panel.
  */
+@ExtendWith(SharedCluster.class)
 class MetricNamesDriftTest {
-    static EpserveCluster cluster;
     static Set<String> exported;
 
     @BeforeAll
-    static void scrape() throws Exception {
-        cluster = EpserveCluster.start(2);
+    static void scrape(EpserveCluster cluster) throws Exception {
         cluster.complete();
         exported = MetricsScrape.sampleNames(cluster.metrics());
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (cluster != null) {
-            cluster.close();
-        }
     }
 
     @Test

@@ -21,4 +21,16 @@ final class MetricsScrape {
         }
         return names;
     }
+
+    /** The sum of every sample of the series {@code name} (all label sets). */
+    static double sum(String exposition, String name) {
+        double total = 0;
+        for (String line : exposition.split("\n")) {
+            if (line.startsWith(name + "{") || line.startsWith(name + " ")) {
+                String rest = line.indexOf('}') >= 0 ? line.substring(line.lastIndexOf('}') + 1) : line.substring(name.length());
+                total += Double.parseDouble(rest.trim().split(" ")[0]); // value, then an optional timestamp
+            }
+        }
+        return total;
+    }
 }

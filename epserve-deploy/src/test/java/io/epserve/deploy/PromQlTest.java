@@ -41,5 +41,7 @@ class PromQlTest {
                 b_total{x="y"} 3
                 """;
         assertThat(MetricsScrape.sampleNames(text)).containsExactly("a_seconds_bucket", "a_seconds_count", "a_seconds_sum", "b_total");
+        assertThat(MetricsScrape.sum(text + "b_total{x=\"z\"} 4 1700000000\nb_totals 100\n", "b_total")).isEqualTo(7);
+        assertThat(MetricsScrape.sum(text, "a_seconds_count")).isEqualTo(1);
     }
 }
