@@ -69,12 +69,7 @@ final class ImageContainer {
 
     /** A host program's absolute path: the container's PATH is the image's, where host tools are not. */
     private static String hostTool(String name) {
-        for (String dir : System.getenv().getOrDefault("PATH", "/usr/bin:/bin").split(":")) {
-            Path p = Path.of(dir, name);
-            if (Files.isExecutable(p)) {
-                return p.toString();
-            }
-        }
-        throw new IllegalStateException(name + " (util-linux) is not on PATH: the image test needs it to run the image");
+        return HostTools.onPath(name).map(Path::toString).orElseThrow(() -> new IllegalStateException(
+                name + " (util-linux) is not on PATH: the image test needs it to run the image"));
     }
 }

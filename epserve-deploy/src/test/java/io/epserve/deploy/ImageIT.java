@@ -28,7 +28,7 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class ImageIT {
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Path FIXTURES = Path.of(System.getProperty("epserve.fixtures", "../../shared/fixtures"));
+    private static final Path FIXTURES = EpserveCluster.FIXTURES;
 
     @TempDir
     static Path work;
