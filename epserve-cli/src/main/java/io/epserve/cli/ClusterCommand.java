@@ -8,6 +8,7 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.rpc.LocalWorkerProcesses;
 import io.epserve.rpc.WorkerSecurity;
+import io.epserve.rpc.WorkerSupervisor;
 import io.epserve.rpc.v1.InfoResponse;
 import io.epserve.tensor.DType;
 import java.io.PrintStream;
@@ -18,18 +19,22 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code epserve cluster}: N expert worker processes on loopback, for local experiments. */
 @Command(name = "cluster", mixinStandardHelpOptions = true,
-        description = {"Start N expert worker processes on 127.0.0.1 (this JVM's java and class path), wait",
-                "until each listens, assign each its share of the model's experts under the placement",
-                "policy, print the addresses, the placement and what each worker maps, then keep them",
-                "running until interrupted (Ctrl-C stops them all). Point a frontend at them with the",
-                "printed --workers list."})
+        description = {"Start N expert worker processes on 127.0.0.1 (this JVM's java and class path), wait "
+                + "until each listens, assign each its share of the model's experts under the placement "
+                + "policy, print the addresses, the placement and what each worker maps, then keep them "
+                + "running until interrupted (Ctrl-C stops them all). A worker that dies is started again on "
+                + "its address after a backoff (doubling from 250 ms to 30 s) and the frontend assigns it "
+                + "again; one that exits 0 (drained) is not. Point a frontend at them with the printed "
+                + "--workers list."})
 final class ClusterCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR",
@@ -58,9 +63,26 @@ final class ClusterCommand implements Callable<Integer> {
     @Mixin
     WorkerSecurityOptions security;
 
+    @Option(names = "--no-restart", description = "Stop the cluster when a worker dies instead of starting it again.")
+    boolean noRestart;
+
     @Option(names = "--worker-threads", paramLabel = "T",
             description = "Kernel threads per worker (-Depserve.threads). Default: processors / N, at least 1.")
     Integer workerThreads;
+
+    static String describe(WorkerSupervisor.Event e) {
+        return switch (e) {
+            case WorkerSupervisor.Event.Died d -> String.format(Locale.ROOT, "worker %d (%s, pid %d) died with code %d; restarting in %d ms",
+                    d.worker(), d.address(), d.pid(), d.exitCode(), d.delay().toMillis());
+            case WorkerSupervisor.Event.Restarted r -> String.format(Locale.ROOT,
+                    "worker %d (%s) restarted as pid %d, listening %d ms after it died (failure %d in a row)", r.worker(), r.address(),
+                    r.pid(), r.downtime().toMillis(), r.attempt());
+            case WorkerSupervisor.Event.RestartFailed f -> String.format(Locale.ROOT, "worker %d (%s) did not restart: %s; again in %d ms",
+                    f.worker(), f.address(), f.reason(), f.delay().toMillis());
+            case WorkerSupervisor.Event.Left l -> String.format(Locale.ROOT, "worker %d (%s, pid %d) exited 0 (drained); not restarted",
+                    l.worker(), l.address(), l.pid());
+        };
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -108,8 +130,13 @@ final class ClusterCommand implements Callable<Integer> {
         LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", basePort, command, System.err,
                 LocalWorkerProcesses.DEFAULT_START_TIMEOUT);
         AtomicBoolean interrupted = new AtomicBoolean();
+        AtomicReference<WorkerSupervisor> supervising = new AtomicReference<>();
         Thread stopper = new Thread(() -> {
             interrupted.set(true);
+            WorkerSupervisor s = supervising.get();
+            if (s != null) {
+                s.close(); // first, or it would restart the workers that close() stops
+            }
             procs.close();
         }, "epserve-cluster-shutdown");
         Runtime.getRuntime().addShutdownHook(stopper);
@@ -132,18 +159,32 @@ final class ClusterCommand implements Callable<Integer> {
             out.println("--workers " + String.join(",", procs.addresses()) + (dtype != null ? " --expert-dtype " + dtype.label() : ""));
             out.println("running; Ctrl-C stops the workers");
             out.flush();
-            CompletableFuture<?>[] exits = new CompletableFuture<?>[workers];
-            for (int i = 0; i < workers; i++) {
-                exits[i] = procs.process(i).onExit();
-            }
-            CompletableFuture.anyOf(exits).join();
-            for (int i = 0; i < workers && !interrupted.get(); i++) {
-                if (!procs.process(i).isAlive()) {
-                    System.err.println("epserve: error: worker " + i + " (" + procs.address(i) + ") exited with code "
-                            + procs.process(i).exitValue() + "; stopping the cluster");
+            if (noRestart) {
+                CompletableFuture<?>[] exits = new CompletableFuture<?>[workers];
+                for (int i = 0; i < workers; i++) {
+                    exits[i] = procs.process(i).onExit();
                 }
+                CompletableFuture.anyOf(exits).join();
+                for (int i = 0; i < workers && !interrupted.get(); i++) {
+                    if (!procs.process(i).isAlive()) {
+                        System.err.println("epserve: error: worker " + i + " (" + procs.address(i) + ") exited with code "
+                                + procs.process(i).exitValue() + "; stopping the cluster");
+                    }
+                }
+                return 1;
             }
-            return 1;
+            CountDownLatch allLeft = new CountDownLatch(workers);
+            try (WorkerSupervisor supervisor = WorkerSupervisor.start(procs, WorkerSupervisor.Backoff.DEFAULT, e -> {
+                System.err.println("epserve cluster: " + describe(e));
+                if (e instanceof WorkerSupervisor.Event.Left) {
+                    allLeft.countDown();
+                }
+            })) {
+                supervising.set(supervisor);
+                allLeft.await();
+            }
+            System.err.println("epserve cluster: every worker left");
+            return 0;
         } finally {
             procs.close();
             try {
