@@ -2,6 +2,7 @@ package io.epserve.cli;
 
 import io.epserve.format.CheckpointException;
 import io.epserve.model.tokenizer.TokenizerException;
+import io.epserve.rpc.WorkerException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import picocli.CommandLine;
@@ -16,7 +17,9 @@ import picocli.CommandLine.Command;
                 + "($EPSERVE_CACHE, else ~/.cache/epserve) on first use. Its text is noise; it exists so that "
                 + "everything runs out of the box."},
         subcommands = {ServeCommand.class, GenerateCommand.class, LogitsCommand.class, WorkerCommand.class, ClusterCommand.class,
-                LoadgenCommand.class, BenchCommand.class, PlanCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
+                LoadgenCommand.class, BenchCommand.class, PlanCommand.class, SimulateCommand.class, AotTrainCommand.class,
+                OperatorCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
@@ -47,11 +50,14 @@ public final class Main implements Runnable {
         return cl.execute(args);
     }
 
-    /** Expected failures get one line and exit code 2; bugs one line and exit code 1 (EPSERVE_DEBUG=1 for the trace). */
+    /**
+     * Expected failures (bad input, a remote worker that refuses, fails or does not answer) get one
+     * line and exit code 2; bugs one line and exit code 1 (EPSERVE_DEBUG=1 for the trace).
+     */
     private static int handle(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
         PrintWriter err = cl.getErr();
         if (e instanceof CheckpointException || e instanceof TokenizerException || e instanceof IllegalArgumentException
-                || e instanceof UncheckedIOException || e instanceof UsageError) {
+                || e instanceof UncheckedIOException || e instanceof UsageError || e instanceof WorkerException) {
             err.println("epserve: error: " + e.getMessage());
             err.flush();
             return 2;

@@ -1,5 +1,7 @@
 package io.epserve.cli;
 
+import io.epserve.model.KvDtype;
+import io.epserve.model.KvOptions;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.demo.DemoModel;
@@ -18,6 +20,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
@@ -64,8 +67,12 @@ final class ModelOptions {
     boolean overlap;
 
     @Option(names = "--worker-timeout", defaultValue = "10000", paramLabel = "MS",
-            description = "Deadline of every call to a remote worker, in ms, from the first connection on (default ${DEFAULT-VALUE}).")
+            description = "Deadline of every call to a remote worker, in ms (default ${DEFAULT-VALUE}).")
     long workerTimeoutMs;
+
+    @Option(names = "--worker-connect-timeout", defaultValue = "30000", paramLabel = "MS",
+            description = "How long start-up waits for each remote worker's first answer, in ms (default ${DEFAULT-VALUE}).")
+    long workerConnectMs;
 
     @Option(names = "--worker-load-timeout", defaultValue = "300", paramLabel = "SECONDS",
             description = "How long a remote worker may take to load (map and check) its experts (default ${DEFAULT-VALUE}).")
@@ -88,6 +95,17 @@ final class ModelOptions {
                     + "its own cache (building it when missing). Attention, dense layers and shared experts stay as stored. Default: as stored.")
     String expertDtype;
 
+    @Option(names = "--kv-dtype", defaultValue = "f32", paramLabel = "DTYPE",
+            description = "Element type of the KV cache: f32 (default; attention reads exactly the keys and values the model "
+                    + "computed) or bf16 (half the memory, so twice the cached tokens for the same --kv-memory; keys and "
+                    + "values rounded to bfloat16).")
+    String kvDtype;
+
+    @Option(names = "--mla-cache", defaultValue = "compressed", paramLabel = "KIND",
+            description = "MLA models (DeepSeek): compressed (default; caches kv_lora_rank + qk_rope_head_dim per token and "
+                    + "layer, as DeepSeek's inference does) or expanded (per-head keys and values).")
+    String mlaCache;
+
     @Option(names = "--stats", description = "Print dispatch statistics at the end (per worker: calls, bytes, compute "
             + "and round-trip time; per layer and expert: tokens routed) to stderr.")
     boolean stats;
@@ -100,6 +118,22 @@ final class ModelOptions {
             return model;
         }
         return DemoModel.ensure(demoSpec(demo), DemoModel.defaultCacheDir(), progress);
+    }
+
+    /** How the KV cache stores keys and values (--kv-dtype, --mla-cache). */
+    KvOptions kvOptions() {
+        KvDtype dtype;
+        try {
+            dtype = KvDtype.parse(kvDtype);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError("--kv-dtype must be f32 or bf16, not '" + kvDtype + "'");
+        }
+        KvOptions.MlaCache mla = switch (mlaCache.toLowerCase(Locale.ROOT)) {
+            case "compressed" -> KvOptions.MlaCache.COMPRESSED;
+            case "expanded" -> KvOptions.MlaCache.EXPANDED;
+            default -> throw new Main.UsageError("--mla-cache must be compressed or expanded, not '" + mlaCache + "'");
+        };
+        return new KvOptions(dtype, mla);
     }
 
     MoeTransformer.RouterChoice routerChoice() {
@@ -116,7 +150,7 @@ final class ModelOptions {
 
     /** The placement policy named on a command line (every command that takes --policy). */
     static ExpertPlacement.Policy parsePolicy(String name) {
-        return switch (name.toLowerCase(java.util.Locale.ROOT)) {
+        return switch (name.toLowerCase(Locale.ROOT)) {
             case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
             case "round-robin", "round_robin", "roundrobin" -> ExpertPlacement.Policy.ROUND_ROBIN;
             case "replicated" -> ExpertPlacement.Policy.REPLICATED;
@@ -171,6 +205,9 @@ final class ModelOptions {
         if (workerTimeoutMs < 1) {
             throw new Main.UsageError("--worker-timeout must be at least 1 ms");
         }
+        if (workerConnectMs < 1) {
+            throw new Main.UsageError("--worker-connect-timeout must be at least 1 ms");
+        }
         if (workerLoadSeconds < 1) {
             throw new Main.UsageError("--worker-load-timeout must be at least 1 s");
         }
@@ -179,7 +216,8 @@ final class ModelOptions {
         }
         try {
             GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
-                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
+                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withConnectDeadline(Duration.ofMillis(workerConnectMs))
+                    .withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
                     .withWireDType(wire).withExpertDType(expertDType()).withSecurity(remote ? workerSecurity.security() : WorkerSecurity.NONE);
             ExpertTopology.Workers w = remote ? new ExpertTopology.Remote(workers) : new ExpertTopology.InProcess(ep == null ? 1 : ep);
             return new ExpertTopology(w, pol, redundantExperts, expertShards, loadWindow, config);
@@ -225,7 +263,7 @@ final class ModelOptions {
 
     LoadedModel load(Path dir, TerminalProgress progress) {
         LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withRouter(routerChoice()).withValidate(!noValidate)
-                .withProgress(progress).withDispatchers(dispatchers()).withExpertDType(expertDType()));
+                .withProgress(progress).withDispatchers(dispatchers()).withExpertDType(expertDType()).withKv(kvOptions()));
         m.transformer().setOverlap(overlap);
         return m;
     }

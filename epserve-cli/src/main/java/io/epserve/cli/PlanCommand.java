@@ -57,7 +57,7 @@ final class PlanCommand implements Callable<Integer> {
     String memoryPerWorker;
 
     @Option(names = "--expert-dtype", paramLabel = "DTYPE", defaultValue = "bf16",
-            description = "Routed experts: bf16, f16, f32, q8_0, q4_0 or q4_k (GGUF blocks; default ${DEFAULT-VALUE}).")
+            description = "Routed experts: bf16, f16, f32, q8_0, q4_0 or q4_k (GGUF blocks), or mxfp4 (gpt-oss as shipped; default ${DEFAULT-VALUE}).")
     String expertDtype;
 
     @Option(names = "--dtype", paramLabel = "DTYPE", defaultValue = "bf16",
@@ -73,7 +73,8 @@ final class PlanCommand implements Callable<Integer> {
     long kvTokens;
 
     @Option(names = "--kv-dtype", paramLabel = "DTYPE", defaultValue = "f32",
-            description = "Cached keys and values: f32 (what the engine stores today, default), bf16 or f16.")
+            description = "Cached keys and values, as `serve --kv-dtype` stores them: f32 (default) or bf16. "
+                    + "MLA models are counted with the compressed latent cache the engine keeps.")
     String kvDtype;
 
     @Option(names = "--policy", paramLabel = "POLICY", defaultValue = "contiguous",
@@ -124,8 +125,8 @@ final class PlanCommand implements Callable<Integer> {
             throw new Main.UsageError("--dtype must be bf16, f16 or f32, not '" + dtype + "' (quantized dtypes are for --expert-dtype)");
         }
         WeightFormat kv = format("--kv-dtype", kvDtype);
-        if (kv.quantized()) {
-            throw new Main.UsageError("--kv-dtype must be f32, bf16 or f16, not '" + kvDtype + "'");
+        if (kv != WeightFormat.F32 && kv != WeightFormat.BF16) {
+            throw new Main.UsageError("--kv-dtype must be f32 or bf16 (what the engine stores), not '" + kvDtype + "'");
         }
         ExpertPlacement.Policy p = ModelOptions.parsePolicy(policy);
         PlanOptions o = new PlanOptions(workers, memory, weights, experts, expertShards, kvTokens, kv, p,

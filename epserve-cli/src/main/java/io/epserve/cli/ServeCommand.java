@@ -12,10 +12,12 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.moe.Rebalancer;
+import io.epserve.rpc.WorkerMonitor;
 import io.epserve.server.ApiKeys;
 import io.epserve.server.EpServer;
 import io.epserve.server.PlacementMetrics;
 import io.epserve.server.ExpertLayout;
+import io.epserve.server.Readiness;
 import io.epserve.server.ServedModel;
 import io.epserve.server.WorkerStatsSource;
 import java.io.PrintStream;
@@ -25,6 +27,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -167,6 +170,7 @@ final class ServeCommand implements Callable<Integer> {
         EpServer server = serverBuilder().build().start();
         LoadedModel loaded = null;
         Engine engine = null;
+        WorkerMonitor monitor = null;
         try {
             Path dir = model.resolveModelDir(progress);
             if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
@@ -192,6 +196,19 @@ final class ServeCommand implements Callable<Integer> {
                     placement = g.placement();
                     workerStats = () -> g.stats().workers().stream().map(w -> new WorkerStatsSource.WorkerStats(w.address(),
                             w.calls(), w.bytesSent(), w.bytesReceived(), w.computeNanos(), w.roundTripNanos(), w.failures())).toList();
+                    monitor = new WorkerMonitor(g, WorkerMonitor.DEFAULT_INTERVAL, System.err).start();
+                    WorkerMonitor m = monitor;
+                    server.readiness(new Readiness() {
+                        @Override
+                        public String notReadyReason() {
+                            return m.notReadyReason();
+                        }
+
+                        @Override
+                        public Map<String, Boolean> workersUp() {
+                            return m.up();
+                        }
+                    });
                 }
                 default -> throw new IllegalStateException("unexpected dispatcher " + loaded.dispatcher().getClass().getName());
             }
@@ -231,14 +248,21 @@ final class ServeCommand implements Callable<Integer> {
             }
             out.flush();
             LoadedModel m = loaded;
+            WorkerMonitor watching = monitor;
             return new Running(server, engine, loaded, served, () -> {
                 if (rebalancer != null) {
                     rebalancer.close();
+                }
+                if (watching != null) {
+                    watching.close();
                 }
                 model.printStats(m, System.err);
             });
         } catch (RuntimeException e) {
             server.close();
+            if (monitor != null) {
+                monitor.close();
+            }
             if (engine != null) {
                 engine.close();
             }

@@ -87,7 +87,9 @@ class PlanCommandTest {
             assertThat(w.get("layers").get(0).get("layer").asInt()).isEqualTo(1);
         }
         assertThat(j.get("frontend").get("bytes").asLong()).isPositive();
-        assertThat(j.get("frontend").get("components").get("kv_cache").asLong()).isEqualTo(4096L * 3 * 4 * (24 + 16) * 4);
+        // MLA's compressed cache: 3 layers × (kv_lora_rank 16 + qk_rope_head_dim 8) f32 per token
+        assertThat(j.get("frontend").get("components").get("kv_cache").asLong()).isEqualTo(4096L * 3 * (16 + 8) * 4);
+        assertThat(j.get("kv_bytes_per_token").asLong()).isEqualTo(3L * (16 + 8) * 4);
         assertThat(j.get("fits").asBoolean()).isTrue();
         assertThat(j.get("min_workers").asInt()).isEqualTo(1);
         assertThat(j.get("options").get("memory_per_worker").asLong()).isEqualTo(64L << 20);
@@ -201,5 +203,14 @@ class PlanCommandTest {
         assertOneLineError(plan("--model", model.toString(), "--workers", "2", "--load", bad.toString()), "has 2 token counts");
         assertOneLineError(plan("--model", model.toString(), "--workers", "2", "--load", tmp.resolve("none.json").toString()), "--load");
         assertOneLineError(plan("--model", model.toString(), "--workers", "2", "--redundant-experts", "1"), "--policy balanced");
+    }
+
+    @Test
+    void kvDtypeBf16HalvesTheCacheAndOnlyWhatTheEngineStoresIsAccepted() throws Exception {
+        String ds = fixture("deepseek_v3").toString();
+        CliRunner.Outcome o = plan("--model", ds, "--workers", "2", "--memory-per-worker", "64MiB", "--kv-dtype", "bf16", "--json");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(JSON.readTree(o.out()).get("kv_bytes_per_token").asLong()).isEqualTo(3L * (16 + 8) * 2);
+        assertOneLineError(plan("--model", ds, "--kv-dtype", "f16"), "--kv-dtype must be f32 or bf16");
     }
 }

@@ -10,9 +10,9 @@ import io.epserve.rpc.v1.AssignResponse;
 import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ComputeResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
+import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
-import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.LayerExperts;
 import io.epserve.rpc.v1.ReleaseRequest;
 import io.epserve.rpc.v1.ReleaseResponse;
@@ -100,6 +100,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     }
 
     private AssignResponse doAssign(AssignRequest req, String frontend) {
+        // a frontend that may not use the worker learns nothing about its request's validity
+        ownership.requireNotHeldByOther(frontend);
         if (!req.getModelFingerprint().isEmpty() && !req.getModelFingerprint().equals(fingerprint)) {
             throw Status.FAILED_PRECONDITION.withDescription("worker " + name.get() + " serves model " + fingerprint
                     + ", the frontend runs " + req.getModelFingerprint()).asRuntimeException();

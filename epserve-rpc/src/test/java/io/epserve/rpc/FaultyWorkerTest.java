@@ -52,6 +52,8 @@ class FaultyWorkerTest {
     /** Answers every Compute with partial sums = 1.0 everywhere, unless told to misbehave. */
     static final class FakeWorker extends ExpertServiceGrpc.ExpertServiceImplBase {
         volatile Behaviour behaviour = Behaviour.OK;
+        /** Info never answers (a hung worker, as the monitor sees it). */
+        volatile boolean infoHangs;
         final AtomicInteger assigns = new AtomicInteger();
         final AtomicInteger computes = new AtomicInteger();
 
@@ -67,6 +69,9 @@ class FaultyWorkerTest {
 
         @Override
         public void info(InfoRequest req, StreamObserver<InfoResponse> out) {
+            if (infoHangs) {
+                return;
+            }
             out.onNext(InfoResponse.newBuilder().setModelFingerprint(ModelFingerprint.of(MODEL, null).toString())
                     .setHolder(Holder.HOLDER_NONE).build());
             out.onCompleted();
@@ -149,6 +154,37 @@ class FaultyWorkerTest {
         dispatcher.close();
         server0.shutdownNow();
         server1.shutdownNow();
+    }
+
+    @Test
+    void theMonitorSeesAHungOrFailingWorkerDownAndBackUp() {
+        try (WorkerMonitor m = new WorkerMonitor(dispatcher, Duration.ofHours(1))) { // not started: checked on demand
+            m.checkNow();
+            assertThat(m.notReadyReason()).isNull();
+            assertThat(m.up()).containsEntry(name0, true).containsEntry(name1, true);
+
+            fake1.infoHangs = true;
+            long t0 = System.nanoTime();
+            m.checkNow();
+            assertThat((System.nanoTime() - t0) / 1_000_000).as("a check waits at most the deadline").isLessThan(DEADLINE.toMillis() + 2000);
+            assertThat(m.notReadyReason()).contains("expert worker " + name1 + " is down: did not answer within 500 ms")
+                    .doesNotContain(name0);
+            assertThat(m.up()).containsEntry(name0, true).containsEntry(name1, false);
+            fake1.infoHangs = false;
+            m.checkNow();
+            assertThat(m.notReadyReason()).isNull();
+
+            // a failed dispatch marks its worker down at once, until its next good check
+            fake0.behaviour = Behaviour.REFUSE;
+            assertThatThrownBy(() -> dispatch(0)).isInstanceOf(WorkerException.class);
+            assertThat(m.notReadyReason()).contains("expert worker " + name0 + " is down: a dispatch failed since its last check")
+                    .contains("expert 3 of layer 0 is not held here");
+            fake0.behaviour = Behaviour.OK;
+            m.checkNow();
+            assertThat(m.notReadyReason()).isNull();
+        }
+        dispatcher.close();
+        assertThat(new WorkerMonitor(dispatcher, Duration.ofSeconds(1)).notReadyReason()).isEqualTo("the expert dispatcher is closed");
     }
 
     /** Two tokens, each routed to expert 1 (worker 0) and expert 3 (worker 1), weights summing to 1. */

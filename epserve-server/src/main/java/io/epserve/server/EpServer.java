@@ -79,6 +79,7 @@ public final class EpServer implements AutoCloseable {
     private final ChannelGroup connections = new DefaultChannelGroup("epserve-http", GlobalEventExecutor.INSTANCE);
     private final AtomicInteger activeExchanges = new AtomicInteger();
     private volatile Serving serving;
+    private volatile Readiness readiness;
     private volatile boolean draining;
     private final AtomicInteger openConnections = new AtomicInteger();
     private final Routes routes;
@@ -277,6 +278,10 @@ public final class EpServer implements AutoCloseable {
         this.parsers = new ThreadPoolExecutor(threads, threads, 0, TimeUnit.SECONDS, new ArrayBlockingQueue<>(PARSE_QUEUE),
                 new DefaultThreadFactory("epserve-parse", true));
         this.routes = Routes.standard(this);
+        metrics.readiness(this::ready, () -> {
+            Readiness r = readiness;
+            return r == null ? java.util.Map.of() : r.workersUp();
+        });
     }
 
     /** Request bodies that may wait for a parser thread; more get 429. */
@@ -402,6 +407,11 @@ public final class EpServer implements AutoCloseable {
         return serving;
     }
 
+    /** Where /ready learns whether the expert layer can serve (remote workers); none: it can whenever the engine can. */
+    public void readiness(Readiness r) {
+        this.readiness = r;
+    }
+
     /** Why the server does not take generations now, or null when it does. */
     String notReadyReason() {
         Serving s = serving;
@@ -414,7 +424,8 @@ public final class EpServer implements AutoCloseable {
         if (!s.engine().ready()) {
             return "the engine is not ready (experts loading, or stopped)";
         }
-        return null;
+        Readiness r = readiness;
+        return r == null ? null : r.notReadyReason();
     }
 
     public boolean ready() {

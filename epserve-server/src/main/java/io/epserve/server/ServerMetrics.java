@@ -182,6 +182,16 @@ public final class ServerMetrics implements EngineObserver {
         attached = new Attached(layout, new AtomicLongArray(layout.layers() * layout.experts()), points, stats);
     }
 
+    /**
+     * {@code epserve_ready} (1 when /ready answers 200) and {@code epserve_worker_up{worker}} (1 per
+     * remote expert worker that answers its checks, 0 per one that does not).
+     */
+    void readiness(java.util.function.BooleanSupplier ready, Supplier<Map<String, Boolean>> workersUp) {
+        gauge("epserve_ready", "1 when the server takes generations (/ready answers 200), else 0", () -> ready.getAsBoolean() ? 1 : 0);
+        GaugeWithCallback.builder().name("epserve_worker_up").help("1 per remote expert worker that answers its checks, 0 per one that does not")
+                .labelNames("worker").callback(cb -> workersUp.get().forEach((w, up) -> cb.call(up ? 1 : 0, w))).register(registry);
+    }
+
     private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
         GaugeWithCallback.builder().name(name).help(help).callback(cb -> cb.call(value.getAsDouble())).register(registry);
     }
