@@ -124,7 +124,7 @@ final class BenchBalanceCommand implements Callable<Integer> {
                         System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT);
                 names = procs.addresses();
                 ExpertPlacement p = ExpertPlacement.create(cfg.sparseLayers(), experts, names, ExpertPlacement.Policy.CONTIGUOUS, 1);
-                d = new GrpcExpertDispatcher(model, p, GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60)),
+                d = new GrpcExpertDispatcher(model, p, GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(600)),
                         GrpcExpertDispatcher.TCP, routed).start();
             }
             int layer = IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();
@@ -136,7 +136,9 @@ final class BenchBalanceCommand implements Callable<Integer> {
                     inProcess ? "in-process workers" : "worker processes", inProcess ? 1 : workerThreads, warmupSteps, steps);
 
             s.run(d, warmupSteps, null);
+            long[] c0 = computeNanos(d);
             double[] contiguousTimes = s.run(d, steps, null);
+            long[] c1 = computeNanos(d);
             ExpertLoad observed = routed.window();
             double bContiguous = control.placement().balancedness(observed)[0];
 
@@ -153,7 +155,9 @@ final class BenchBalanceCommand implements Callable<Integer> {
                 throw new IllegalStateException("the re-placement did not happen: " + o.reason());
             }
             s.run(d, warmupSteps, null);
+            long[] b0 = computeNanos(d);
             double[] balancedTimes = s.run(d, steps, null);
+            long[] b1 = computeNanos(d);
             double bBalanced = control.placement().balancedness(observed)[0];
 
             double tpsC = tokens / mean(contiguousTimes);
@@ -163,6 +167,15 @@ final class BenchBalanceCommand implements Callable<Integer> {
                     pct(contiguousTimes, 50) * 1e3, pct(contiguousTimes, 99) * 1e3);
             out.printf(Locale.ROOT, "%-12s %14.3f %14.1f %12.2f %12.2f%n", "balanced", bBalanced, tpsB,
                     pct(balancedTimes, 50) * 1e3, pct(balancedTimes, 99) * 1e3);
+            if (c0 != null) {
+                // where the step time goes: each worker's own compute per step (what balance evens out)
+                StringBuilder sb = new StringBuilder("worker compute per step, ms (contiguous -> balanced):");
+                for (int w = 0; w < c0.length; w++) {
+                    sb.append(String.format(Locale.ROOT, " %s %.1f -> %.1f", names.get(w), (c1[w] - c0[w]) / 1e6 / steps,
+                            (b1[w] - b0[w]) / 1e6 / steps));
+                }
+                out.println(sb);
+            }
             double predicted = bBalanced / bContiguous;
             double gain = tpsB / tpsC;
             out.printf(Locale.ROOT, "throughput gain %.2fx; predicted by balancedness %.2fx; reached %.0f%% of the predicted gain%n",
@@ -292,6 +305,14 @@ final class BenchBalanceCommand implements Callable<Integer> {
                 16, 4, experts, topK, ffn, 512, 1e6, 4096, 20261203L);
         Path base = dir != null ? dir : DemoModel.defaultCacheDir();
         return DemoModel.ensure(spec, base, TerminalProgress.forStderr());
+    }
+
+    /** Per remote worker, the compute time it reported so far; null for in-process workers. */
+    private static long[] computeNanos(ExpertDispatcher d) {
+        if (!(d instanceof GrpcExpertDispatcher g)) {
+            return null;
+        }
+        return g.stats().workers().stream().mapToLong(w -> w.computeNanos()).toArray();
     }
 
     private static double mean(double[] v) {

@@ -10,6 +10,7 @@ import io.epserve.model.sampling.SamplingParams;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.DispatchStats;
 import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.rpc.HostPort;
 import io.epserve.rpc.LocalWorkerProcesses;
 import java.io.PrintStream;
 import java.math.BigDecimal;
@@ -33,9 +34,10 @@ import picocli.CommandLine.Option;
  * token on the wire.
  */
 @Command(name = "ep", mixinStandardHelpOptions = true,
-        description = {"Compare single-process experts with 2 expert worker processes on loopback (gRPC),",
-                "with and without two-batch overlap: prefill, decode and batched-decode tokens/s, and the",
-                "bytes per token that cross the wire."})
+        description = {"Compare single-process experts with 2 expert worker processes on loopback (gRPC), "
+                + "with and without two-batch overlap: prefill, decode and batched-decode tokens/s, and the "
+                + "bytes per token that cross the wire. With --workers, the running workers at those addresses "
+                + "(e.g. on other hosts) instead of --ep-workers processes started on loopback."})
 final class BenchEpCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;
@@ -50,11 +52,11 @@ final class BenchEpCommand implements Callable<Integer> {
     int workers;
 
     @Option(names = "--warmup-seconds", defaultValue = "30",
-            description = {"Unmeasured runs, repeated for at least this long, before the first configuration",
-                    "of the single process and of the workers is measured; every configuration also gets one",
-                    "warm-up run (default ${DEFAULT-VALUE}). Three JVMs on few cores take tens of seconds",
-                    "to finish compiling the per-call code (-XX:+PrintCompilation shows it): without this the",
-                    "first worker configuration measures the JIT."})
+            description = {"Unmeasured runs, repeated for at least this long, before the first configuration "
+                    + "of the single process and of the workers is measured; every configuration also gets one "
+                    + "warm-up run (default ${DEFAULT-VALUE}). Three JVMs on few cores take tens of seconds "
+                    + "to finish compiling the per-call code (-XX:+PrintCompilation shows it): without this the "
+                    + "first worker configuration measures the JIT."})
     double warmupSeconds;
 
     @Option(names = "--worker-threads", defaultValue = "1",
@@ -87,34 +89,21 @@ final class BenchEpCommand implements Callable<Integer> {
                 rows.add(row("single process", overlap, f));
             }
         }
-        try (LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", 0,
-                LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads),
-                        workerArgs(dir)),
-                System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT)) {
-            List<String> addresses = procs.addresses();
-            LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
-                @Override
-                public io.epserve.moe.ExpertDispatcher create(Path d, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
-                    return GrpcExpertDispatcher.connect(d, cfg, addresses, model.placementPolicy(),
-                            GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
-                                    .withSecurity(model.workerSecurity.security()));
-                }
-
-                @Override
-                public boolean local() {
-                    return false;
-                }
-            };
-            try (LoadedModel ep = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(false).withDispatchers(remote))) {
-                for (boolean overlap : new boolean[] {false, true}) {
-                    Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher(), overlap ? 0 : warmupSeconds);
-                    rows.add(row(workers + " workers, loopback", overlap, f));
-                    callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s: per call %.0f µs computing, %.0f µs on the way "
-                            + "(round trip minus compute; mean over workers and over the calls of one --gen-tokens decode)", workers, overlap ? "on" : "off",
-                            f.computeMicrosPerCall(), f.overheadMicrosPerCall()));
-                }
+        List<String> remote = model.workers == null ? List.of() : List.copyOf(model.workers);
+        if (!remote.isEmpty()) {
+            for (String a : remote) {
+                HostPort.parse(a, "--workers");
+            }
+            measureWorkers(dir, remote, remote.size() + " workers, remote", rows, callLines);
+        } else {
+            try (LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", 0,
+                    LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads),
+                            workerArgs(dir)),
+                    System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT)) {
+                measureWorkers(dir, procs.addresses(), workers + " workers, loopback", rows, callLines);
             }
         }
+        int used = remote.isEmpty() ? workers : remote.size();
         out.printf(Locale.ROOT, "model: %s; prompt %d, decode %d tokens, batched decode %d sequences; median of %d runs "
                 + "after %s s of warm-up; placement %s, %d kernel thread(s) per worker%n", dir, shape.promptTokens, shape.genTokens, batch,
                 shape.runs, BigDecimal.valueOf(warmupSeconds).stripTrailingZeros().toPlainString(),
@@ -129,15 +118,42 @@ final class BenchEpCommand implements Callable<Integer> {
         }
         double base = Double.parseDouble(rows.get(0)[3]);
         double twoWorkers = Double.parseDouble(rows.get(2)[3]);
-        out.printf(Locale.ROOT, "decode with %d worker processes / single process: %.2f%n", workers, twoWorkers / base);
+        out.printf(Locale.ROOT, "decode with %d worker processes / single process: %.2f%n", used, twoWorkers / base);
         // Every column against the single process without overlap, for each overlap setting of
         // the workers (one sequence's decode is latency-bound; a batch's is throughput-bound).
         for (int i = 2; i < 4; i++) {
             String[] ep = rows.get(i);
             out.printf(Locale.ROOT, "%d worker processes, overlap %s / single process: prefill %.2f, decode %.2f, batched decode (%d sequences) %.2f%n",
-                    workers, ep[1], ratio(ep[2], rows.get(0)[2]), ratio(ep[3], rows.get(0)[3]), batch, ratio(ep[4], rows.get(0)[4]));
+                    used, ep[1], ratio(ep[2], rows.get(0)[2]), ratio(ep[3], rows.get(0)[3]), batch, ratio(ep[4], rows.get(0)[4]));
         }
         return 0;
+    }
+
+    /** Overlap off and on through the workers at {@code addresses}: one row each, and the per-call split. */
+    private void measureWorkers(Path dir, List<String> addresses, String label, List<String[]> rows, List<String> callLines) {
+        int n = addresses.size();
+        LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
+            @Override
+            public io.epserve.moe.ExpertDispatcher create(Path d, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
+                return GrpcExpertDispatcher.connect(d, cfg, addresses, model.placementPolicy(),
+                        GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
+                                .withSecurity(model.workerSecurity.security()));
+            }
+
+            @Override
+            public boolean local() {
+                return false;
+            }
+        };
+        try (LoadedModel ep = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(false).withDispatchers(remote))) {
+            for (boolean overlap : new boolean[] {false, true}) {
+                Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher(), overlap ? 0 : warmupSeconds);
+                rows.add(row(label, overlap, f));
+                callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s: per call %.0f µs computing, %.0f µs on the way "
+                        + "(round trip minus compute; mean over workers and over the calls of one --gen-tokens decode)", n, overlap ? "on" : "off",
+                        f.computeMicrosPerCall(), f.overheadMicrosPerCall()));
+            }
+        }
     }
 
     private static double ratio(String a, String b) {

@@ -2,6 +2,7 @@ package io.epserve.cli;
 
 import io.epserve.format.CheckpointException;
 import io.epserve.model.tokenizer.TokenizerException;
+import io.epserve.rpc.WorkerException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import picocli.CommandLine;
@@ -11,12 +12,14 @@ import picocli.CommandLine.Command;
 @Command(name = "epserve", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = {"Serve Mixture-of-Experts language models with expert parallelism.",
                 "",
-                "Without --model, commands use the built-in demo model: a deterministic random Mixtral-shaped",
-                "MoE (640M parameters, BF16) written in Hugging Face format into the cache folder",
-                "($EPSERVE_CACHE, else ~/.cache/epserve) on first use. Its text is noise; it exists so that",
-                "everything runs out of the box."},
+                "Without --model, commands use the built-in demo model: a deterministic random Mixtral-shaped "
+                + "MoE (640M parameters, BF16) written in Hugging Face format into the cache folder "
+                + "($EPSERVE_CACHE, else ~/.cache/epserve) on first use. Its text is noise; it exists so that "
+                + "everything runs out of the box."},
         subcommands = {ServeCommand.class, GenerateCommand.class, LogitsCommand.class, WorkerCommand.class, ClusterCommand.class,
-                LoadgenCommand.class, BenchCommand.class, PlanCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
+                LoadgenCommand.class, BenchCommand.class, PlanCommand.class, SimulateCommand.class, AotTrainCommand.class,
+                OperatorCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
@@ -35,14 +38,26 @@ public final class Main implements Runnable {
     public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
         cl.setExecutionExceptionHandler(Main::handle);
+        // picocli lets a help option win over an unmatched word, so `epserve simulate --help` would print the
+        // top-level usage and succeed: an unknown command is refused before picocli sees it.
+        if (args.length > 0 && !args[0].startsWith("-") && !cl.getSubcommands().containsKey(args[0])) {
+            PrintWriter err = cl.getErr();
+            err.println("epserve: error: unknown command '" + args[0] + "'; the commands are: "
+                    + String.join(", ", cl.getSubcommands().keySet()) + " (epserve --help describes them)");
+            err.flush();
+            return 2;
+        }
         return cl.execute(args);
     }
 
-    /** Expected failures get one line and exit code 2; bugs one line and exit code 1 (EPSERVE_DEBUG=1 for the trace). */
+    /**
+     * Expected failures (bad input, a remote worker that refuses, fails or does not answer) get one
+     * line and exit code 2; bugs one line and exit code 1 (EPSERVE_DEBUG=1 for the trace).
+     */
     private static int handle(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
         PrintWriter err = cl.getErr();
         if (e instanceof CheckpointException || e instanceof TokenizerException || e instanceof IllegalArgumentException
-                || e instanceof UncheckedIOException || e instanceof UsageError) {
+                || e instanceof UncheckedIOException || e instanceof UsageError || e instanceof WorkerException) {
             err.println("epserve: error: " + e.getMessage());
             err.flush();
             return 2;

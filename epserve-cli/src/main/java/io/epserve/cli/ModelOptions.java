@@ -1,5 +1,7 @@
 package io.epserve.cli;
 
+import io.epserve.model.KvDtype;
+import io.epserve.model.KvOptions;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.demo.DemoModel;
@@ -7,7 +9,10 @@ import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
-import io.epserve.rpc.HostPort;
+import io.epserve.moe.PlacementControl;
+import io.epserve.moe.Rebalancer;
+import io.epserve.rpc.ExpertTopology;
+import io.epserve.rpc.WorkerSecurity;
 import io.epserve.rpc.v1.WireDType;
 import io.epserve.tensor.DType;
 import java.io.PrintStream;
@@ -15,6 +20,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
@@ -49,9 +55,11 @@ final class ModelOptions {
     Integer ep;
 
     @Option(names = "--policy", defaultValue = "contiguous", paramLabel = "POLICY",
-            description = "Expert placement over workers: contiguous (default), round-robin, or replicated (every worker "
-                    + "holds every expert; each step gives each expert, with all its tokens, to its least loaded worker, "
-                    + "and a token's experts to different workers: balanced, at data-parallel memory cost).")
+            description = "Expert placement over workers: contiguous (default), round-robin, replicated (every worker "
+                    + "holds every expert; each step spreads each expert's tokens over its replicas by load: balanced, at "
+                    + "data-parallel memory cost), or balanced (hot experts get replicas within --redundant-experts slots per "
+                    + "worker, packed by observed load; re-placed live with --rebalance-every / --rebalance-below or "
+                    + "POST /v1/epserve/placement/rebalance).")
     String policy;
 
     @Option(names = "--overlap", description = "Two-batch overlap: split each step into two micro-batches so that one's "
@@ -59,8 +67,12 @@ final class ModelOptions {
     boolean overlap;
 
     @Option(names = "--worker-timeout", defaultValue = "10000", paramLabel = "MS",
-            description = "Deadline of every call to a remote worker, in ms, from the first connection on (default ${DEFAULT-VALUE}).")
+            description = "Deadline of every call to a remote worker, in ms (default ${DEFAULT-VALUE}).")
     long workerTimeoutMs;
+
+    @Option(names = "--worker-connect-timeout", defaultValue = "30000", paramLabel = "MS",
+            description = "How long start-up waits for each remote worker's first answer, in ms (default ${DEFAULT-VALUE}).")
+    long workerConnectMs;
 
     @Option(names = "--worker-load-timeout", defaultValue = "300", paramLabel = "SECONDS",
             description = "How long a remote worker may take to load (map and check) its experts (default ${DEFAULT-VALUE}).")
@@ -83,6 +95,17 @@ final class ModelOptions {
                     + "its own cache (building it when missing). Attention, dense layers and shared experts stay as stored. Default: as stored.")
     String expertDtype;
 
+    @Option(names = "--kv-dtype", defaultValue = "f32", paramLabel = "DTYPE",
+            description = "Element type of the KV cache: f32 (default; attention reads exactly the keys and values the model "
+                    + "computed) or bf16 (half the memory, so twice the cached tokens for the same --kv-memory; keys and "
+                    + "values rounded to bfloat16).")
+    String kvDtype;
+
+    @Option(names = "--mla-cache", defaultValue = "compressed", paramLabel = "KIND",
+            description = "MLA models (DeepSeek): compressed (default; caches kv_lora_rank + qk_rope_head_dim per token and "
+                    + "layer, as DeepSeek's inference does) or expanded (per-head keys and values).")
+    String mlaCache;
+
     @Option(names = "--stats", description = "Print dispatch statistics at the end (per worker: calls, bytes, compute "
             + "and round-trip time; per layer and expert: tokens routed) to stderr.")
     boolean stats;
@@ -95,6 +118,22 @@ final class ModelOptions {
             return model;
         }
         return DemoModel.ensure(demoSpec(demo), DemoModel.defaultCacheDir(), progress);
+    }
+
+    /** How the KV cache stores keys and values (--kv-dtype, --mla-cache). */
+    KvOptions kvOptions() {
+        KvDtype dtype;
+        try {
+            dtype = KvDtype.parse(kvDtype);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError("--kv-dtype must be f32 or bf16, not '" + kvDtype + "'");
+        }
+        KvOptions.MlaCache mla = switch (mlaCache.toLowerCase(Locale.ROOT)) {
+            case "compressed" -> KvOptions.MlaCache.COMPRESSED;
+            case "expanded" -> KvOptions.MlaCache.EXPANDED;
+            default -> throw new Main.UsageError("--mla-cache must be compressed or expanded, not '" + mlaCache + "'");
+        };
+        return new KvOptions(dtype, mla);
     }
 
     MoeTransformer.RouterChoice routerChoice() {
@@ -111,11 +150,12 @@ final class ModelOptions {
 
     /** The placement policy named on a command line (every command that takes --policy). */
     static ExpertPlacement.Policy parsePolicy(String name) {
-        return switch (name.toLowerCase(java.util.Locale.ROOT)) {
+        return switch (name.toLowerCase(Locale.ROOT)) {
             case "contiguous" -> ExpertPlacement.Policy.CONTIGUOUS;
             case "round-robin", "round_robin", "roundrobin" -> ExpertPlacement.Policy.ROUND_ROBIN;
             case "replicated" -> ExpertPlacement.Policy.REPLICATED;
-            default -> throw new Main.UsageError("--policy must be contiguous or round-robin (or replicated), not '" + name + "'");
+            case "balanced" -> ExpertPlacement.Policy.BALANCED;
+            default -> throw new Main.UsageError("--policy must be contiguous, round-robin, replicated or balanced, not '" + name + "'");
         };
     }
 
@@ -128,79 +168,83 @@ final class ModelOptions {
         };
     }
 
+    @Option(names = "--redundant-experts", defaultValue = "0", paramLabel = "R",
+            description = "With --policy balanced: extra expert slots per worker and layer, for replicas of hot experts (default ${DEFAULT-VALUE}).")
+    int redundantExperts;
+
+    @Option(names = "--load-window", defaultValue = "1000", paramLabel = "STEPS",
+            description = "Steps of routed tokens the frontend keeps per (layer, expert) for balancing and GET /v1/epserve/load (default ${DEFAULT-VALUE}).")
+    int loadWindow;
+
+    @Option(names = "--rebalance-every", defaultValue = "0", paramLabel = "STEPS",
+            description = "Re-place the experts (balanced, from the load window) every STEPS steps, live (default ${DEFAULT-VALUE}: never on a timer).")
+    long rebalanceEvery;
+
+    @Option(names = "--rebalance-below", defaultValue = "0", paramLabel = "B",
+            description = "Re-place the experts when a layer's balancedness (mean / max per-worker load) falls below B, 0..1 "
+                    + "(default ${DEFAULT-VALUE}: never on it).")
+    double rebalanceBelow;
+
+    @Option(names = "--worker-hosts", split = ",", paramLabel = "HOST",
+            description = "Host label of each --workers address, in order: the balanced policy keeps each group of experts' "
+                    + "replicas on one host (hierarchical placement).")
+    List<String> workerHosts;
+
+    /** Where the routed experts run, validated once: the one value every command turns into a dispatcher. */
+    ExpertTopology topology() {
+        ExpertPlacement.Policy pol = placementPolicy();
+        boolean remote = workers != null && !workers.isEmpty();
+        if (remote && ep != null) {
+            throw new Main.UsageError("give either --workers (remote) or --ep (in-process), not both");
+        }
+        WireDType wire = switch (wireDtype) {
+            case "f32" -> WireDType.WIRE_DTYPE_F32;
+            case "bf16" -> WireDType.WIRE_DTYPE_BF16;
+            default -> throw new Main.UsageError("--wire-dtype must be f32 or bf16, not '" + wireDtype + "'");
+        };
+        if (workerTimeoutMs < 1) {
+            throw new Main.UsageError("--worker-timeout must be at least 1 ms");
+        }
+        if (workerConnectMs < 1) {
+            throw new Main.UsageError("--worker-connect-timeout must be at least 1 ms");
+        }
+        if (workerLoadSeconds < 1) {
+            throw new Main.UsageError("--worker-load-timeout must be at least 1 s");
+        }
+        if (workerHosts != null && (!remote || workerHosts.size() != workers.size())) {
+            throw new Main.UsageError("--worker-hosts needs one host label per --workers address");
+        }
+        try {
+            GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
+                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withConnectDeadline(Duration.ofMillis(workerConnectMs))
+                    .withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
+                    .withWireDType(wire).withExpertDType(expertDType()).withSecurity(remote ? workerSecurity.security() : WorkerSecurity.NONE);
+            ExpertTopology.Workers w = remote ? new ExpertTopology.Remote(workers) : new ExpertTopology.InProcess(ep == null ? 1 : ep);
+            return new ExpertTopology(w, pol, redundantExperts, expertShards, loadWindow, config);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError(e.getMessage());
+        }
+    }
+
     /** Where the routed experts run: one in-process worker, N in-process workers, or remote workers. */
     LoadedModel.Dispatchers dispatchers() {
-        ExpertPlacement.Policy pol = placementPolicy();
-        if (workers != null && !workers.isEmpty()) {
-            if (ep != null) {
-                throw new Main.UsageError("give either --workers (remote) or --ep (in-process), not both");
-            }
-            if (expertShards != 1) {
-                throw new Main.UsageError("--expert-shards runs on in-process workers (--ep); remote workers hold whole experts");
-            }
-            for (String w : workers) {
-                HostPort.parse(w, "--workers");
-            }
-            WireDType wire = switch (wireDtype) {
-                case "f32" -> WireDType.WIRE_DTYPE_F32;
-                case "bf16" -> WireDType.WIRE_DTYPE_BF16;
-                default -> throw new Main.UsageError("--wire-dtype must be f32 or bf16, not '" + wireDtype + "'");
-            };
-            if (workerTimeoutMs < 1) {
-                throw new Main.UsageError("--worker-timeout must be at least 1 ms");
-            }
-            if (workerLoadSeconds < 1) {
-                throw new Main.UsageError("--worker-load-timeout must be at least 1 s");
-            }
-            GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
-                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
-                    .withWireDType(wire).withExpertDType(expertDType()).withSecurity(workerSecurity.security());
-            List<String> addresses = List.copyOf(workers);
-            return new LoadedModel.Dispatchers() {
-                @Override
-                public ExpertDispatcher create(Path dir, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
-                    // said before the wait, so a slow or silent worker is never a silent hang
-                    System.err.printf("epserve: connecting to %d expert worker(s) %s (%s): each must answer within %d ms "
-                            + "and load its experts within %d s%n", addresses.size(), String.join(",", addresses),
-                            config.security().describe(), workerTimeoutMs, workerLoadSeconds);
-                    System.err.flush();
-                    GrpcExpertDispatcher d = GrpcExpertDispatcher.connect(dir, cfg, addresses, pol, config);
-                    System.err.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
-                    return d;
-                }
+        return topology().dispatchers(System.err);
+    }
 
-                @Override
-                public boolean local() {
-                    return false;
-                }
-            };
+    /**
+     * The placement control loop over a loaded model's dispatcher (--rebalance-every,
+     * --rebalance-below, on demand), started; null when its dispatcher cannot change placement.
+     */
+    Rebalancer rebalancer(LoadedModel m, Rebalancer.Listener listener) {
+        if (!(m.dispatcher() instanceof PlacementControl control)) {
+            return null;
         }
-        int n = ep == null ? 1 : ep;
-        if (n < 1) {
-            throw new Main.UsageError("--ep must be at least 1");
+        try {
+            return new Rebalancer(control, new Rebalancer.Settings(redundantExperts, workerHosts, rebalanceEvery, rebalanceBelow, 200),
+                    listener).start();
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError(e.getMessage());
         }
-        if (expertShards < 1 || expertShards > n) {
-            throw new Main.UsageError("--expert-shards must be between 1 and the number of in-process workers (--ep " + n + ")");
-        }
-        int k = expertShards;
-        if (k > 1) {
-            return (dir, cfg, w) -> {
-                if (k > cfg.moeIntermediate()) {
-                    throw new Main.UsageError("--expert-shards " + k + " exceeds the experts' intermediate size " + cfg.moeIntermediate());
-                }
-                List<String> names = java.util.stream.IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
-                ExpertPlacement p = ExpertPlacement.createSharded(cfg.sparseLayers(), cfg.numExperts(), k, names, pol, 0);
-                io.epserve.moe.ExpertStore store = io.epserve.moe.ExpertShards.store(w, cfg.layers(), cfg.numExperts(), k);
-                // cut the first expert now: a shard count that splits quantized blocks fails here, before serving
-                int first = java.util.stream.IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();
-                for (int s = 0; s < k; s++) {
-                    store.expert(first, s);
-                }
-                return io.epserve.moe.ExpertShards.dispatcher(new InProcessDispatcher(p,
-                        names.stream().map(nm -> new io.epserve.moe.ExpertWorker(nm, store, cfg.numExperts() * k)).toList()), k);
-            };
-        }
-        return (dir, cfg, w) -> InProcessDispatcher.of(w, cfg.sparseLayers(), cfg.numExperts(), n, pol);
     }
 
     /** --expert-dtype, checked; null when not given (experts as stored). */
@@ -219,7 +263,7 @@ final class ModelOptions {
 
     LoadedModel load(Path dir, TerminalProgress progress) {
         LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withRouter(routerChoice()).withValidate(!noValidate)
-                .withProgress(progress).withDispatchers(dispatchers()).withExpertDType(expertDType()));
+                .withProgress(progress).withDispatchers(dispatchers()).withExpertDType(expertDType()).withKv(kvOptions()));
         m.transformer().setOverlap(overlap);
         return m;
     }

@@ -82,6 +82,27 @@ class CliFixtureTest {
         }
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"compressed", "expanded"})
+    void generateTakesTheKvCacheOptions(String mla) throws Exception {
+        Path dir = CliRunner.fixtures().resolve("deepseek_v3");
+        JsonNode c = JSON.readTree(Files.readString(dir.resolve("expected.json"))).get("cases").get(0);
+        CliRunner.Outcome o = CliRunner.inProcess("generate", "--model", dir.resolve("model").toString(), "--tokens", ids(c.get("tokens")),
+                "--temperature", "0", "--ignore-eos", "--max-tokens", "16", "--json", "--kv-dtype", "f32", "--mla-cache", mla);
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(JSON.readTree(o.out()).get("generated")).isEqualTo(c.get("generated"));
+        // bf16 rounds keys and values: the fixture's closest greedy gap (0.008) may go either way, so only the run is checked
+        CliRunner.Outcome half = CliRunner.inProcess("generate", "--model", dir.resolve("model").toString(), "--tokens",
+                ids(c.get("tokens")), "--temperature", "0", "--ignore-eos", "--max-tokens", "16", "--json", "--kv-dtype", "bf16",
+                "--mla-cache", mla);
+        assertThat(half.exitCode()).as(half.err()).isZero();
+        assertThat(JSON.readTree(half.out()).get("generated")).hasSize(16);
+        CliRunner.Outcome bad = CliRunner.inProcess("generate", "--model", dir.resolve("model").toString(), "--tokens", "1,2",
+                "--kv-dtype", "q8_0");
+        assertThat(bad.exitCode()).isEqualTo(2);
+        assertThat(bad.err()).contains("--kv-dtype must be f32 or bf16");
+    }
+
     static int[] ints(JsonNode a) {
         return IntStream.range(0, a.size()).map(i -> a.get(i).asInt()).toArray();
     }

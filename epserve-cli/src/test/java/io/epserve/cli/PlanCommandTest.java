@@ -87,7 +87,9 @@ class PlanCommandTest {
             assertThat(w.get("layers").get(0).get("layer").asInt()).isEqualTo(1);
         }
         assertThat(j.get("frontend").get("bytes").asLong()).isPositive();
-        assertThat(j.get("frontend").get("components").get("kv_cache").asLong()).isEqualTo(4096L * 3 * 4 * (24 + 16) * 4);
+        // MLA's compressed cache: 3 layers × (kv_lora_rank 16 + qk_rope_head_dim 8) f32 per token
+        assertThat(j.get("frontend").get("components").get("kv_cache").asLong()).isEqualTo(4096L * 3 * (16 + 8) * 4);
+        assertThat(j.get("kv_bytes_per_token").asLong()).isEqualTo(3L * (16 + 8) * 4);
         assertThat(j.get("fits").asBoolean()).isTrue();
         assertThat(j.get("min_workers").asInt()).isEqualTo(1);
         assertThat(j.get("options").get("memory_per_worker").asLong()).isEqualTo(64L << 20);
@@ -137,7 +139,7 @@ class PlanCommandTest {
         assertOneLineError(plan("--model", mixtral, "--expert-dtype", "q4_k"), "multiples of 256");
         assertOneLineError(plan("--model", mixtral, "--expert-dtype", "int3"), "--expert-dtype: unknown dtype 'int3'");
         assertOneLineError(plan("--model", mixtral, "--dtype", "q8_0"), "--dtype must be bf16, f16 or f32");
-        assertOneLineError(plan("--model", mixtral, "--policy", "random"), "--policy must be contiguous or round-robin");
+        assertOneLineError(plan("--model", mixtral, "--policy", "random"), "--policy must be contiguous, round-robin, replicated or balanced");
     }
 
     @Test
@@ -147,5 +149,68 @@ class PlanCommandTest {
         JsonNode j = JSON.readTree(o.out());
         assertThat(j.get("options").get("memory_per_worker").asLong()).isPositive();
         assertThat(j.get("options").get("memory_per_worker_source").asText()).isEqualTo("physical memory of this machine");
+    }
+
+    /** A load file for the qwen3_moe fixture (16 experts, every layer sparse): one hot expert per layer. */
+    static Path hotLoad(Path dir, int layers) throws Exception {
+        ObjectNode root = JSON.createObjectNode();
+        var arr = root.putArray("layers");
+        for (int l = 0; l < layers; l++) {
+            ObjectNode o = arr.addObject();
+            o.put("layer", l);
+            var t = o.putArray("tokens");
+            for (int e = 0; e < 16; e++) {
+                t.add(e == 3 ? 400 : 10);
+            }
+        }
+        Path f = dir.resolve("load.json");
+        Files.writeString(f, JSON.writeValueAsString(root));
+        return f;
+    }
+
+    @Test
+    void loadGivesBalancednessPerSparseLayerAndBalancedBeatsContiguous(@TempDir Path tmp) throws Exception {
+        Path model = fixture("qwen3_moe");
+        JsonNode cfg = JSON.readTree(model.resolve("config.json").toFile());
+        int layers = cfg.get("num_hidden_layers").asInt();
+        Path load = hotLoad(tmp, layers);
+        CliRunner.Outcome c = plan("--model", model.toString(), "--workers", "4", "--load", load.toString(), "--json",
+                "--memory-per-worker", "1GiB");
+        assertThat(c.exitCode()).as(c.err()).isZero();
+        JsonNode cj = JSON.readTree(c.out());
+        assertThat(cj.get("balancedness")).hasSize(layers);
+        // contiguous: the hot expert's worker has 400 + 3·10, the mean is 550 / 4
+        assertThat(cj.get("balancedness").get(0).asDouble()).isCloseTo(550.0 / 4 / 430, org.assertj.core.data.Offset.offset(1e-9));
+        CliRunner.Outcome b = plan("--model", model.toString(), "--workers", "4", "--load", load.toString(), "--json",
+                "--policy", "balanced", "--redundant-experts", "1", "--memory-per-worker", "1GiB");
+        assertThat(b.exitCode()).as(b.err()).isZero();
+        JsonNode bj = JSON.readTree(b.out());
+        for (JsonNode v : bj.get("balancedness")) {
+            assertThat(v.asDouble()).isGreaterThan(0.95);
+        }
+        assertThat(bj.get("load_placement").get("placement").get("layers").get(0).get("replicas").get(3)).hasSize(4);
+        // human output names the balancedness line
+        CliRunner.Outcome h = plan("--model", model.toString(), "--workers", "4", "--load", load.toString(), "--policy", "balanced",
+                "--redundant-experts", "1", "--memory-per-worker", "1GiB");
+        assertThat(h.out()).contains("balancedness (mean / max per-worker load) per sparse layer:");
+    }
+
+    @Test
+    void badLoadFilesAndOptionsAreOneLineErrors(@TempDir Path tmp) throws Exception {
+        Path model = fixture("qwen3_moe");
+        Path bad = tmp.resolve("bad.json");
+        Files.writeString(bad, "{\"layers\": [{\"layer\": 0, \"tokens\": [1, 2]}]}");
+        assertOneLineError(plan("--model", model.toString(), "--workers", "2", "--load", bad.toString()), "has 2 token counts");
+        assertOneLineError(plan("--model", model.toString(), "--workers", "2", "--load", tmp.resolve("none.json").toString()), "--load");
+        assertOneLineError(plan("--model", model.toString(), "--workers", "2", "--redundant-experts", "1"), "--policy balanced");
+    }
+
+    @Test
+    void kvDtypeBf16HalvesTheCacheAndOnlyWhatTheEngineStoresIsAccepted() throws Exception {
+        String ds = fixture("deepseek_v3").toString();
+        CliRunner.Outcome o = plan("--model", ds, "--workers", "2", "--memory-per-worker", "64MiB", "--kv-dtype", "bf16", "--json");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(JSON.readTree(o.out()).get("kv_bytes_per_token").asLong()).isEqualTo(3L * (16 + 8) * 2);
+        assertOneLineError(plan("--model", ds, "--kv-dtype", "f16"), "--kv-dtype must be f32 or bf16");
     }
 }

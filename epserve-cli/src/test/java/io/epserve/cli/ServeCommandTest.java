@@ -11,12 +11,14 @@ import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.net.ConnectException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -85,6 +87,49 @@ class ServeCommandTest {
         assertThatThrownBy(() -> get(base.resolve("/health"))).as("closed").isInstanceOf(ConnectException.class);
     }
 
+    /** The placement endpoints and metrics: live placement with its epoch, the load window, a re-placement on demand. */
+    @Test
+    void placementEndpointsShowTheLoadAndRebalanceOnDemand() throws Exception {
+        ServeCommand cmd = parse("--model", tinyModel().toString(), "--port", "0", "--ep", "2", "--kv-memory", "8MiB",
+                "--no-validate", "--policy", "balanced", "--redundant-experts", "1", "--load-window", "64");
+        try (ServeCommand.Running r = cmd.start(new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
+                new TerminalProgress(System.err, false))) {
+            URI base = r.base();
+            HttpResponse<String> chat = post(base.resolve("/v1/completions"),
+                    "{\"prompt\": \"hello there\", \"max_tokens\": 8, \"ignore_eos\": true}");
+            assertThat(chat.statusCode()).as(chat.body()).isEqualTo(200);
+            JsonNode load = JSON.readTree(get(base.resolve("/v1/epserve/load")).body());
+            assertThat(load.get("window_steps").asInt()).isEqualTo(64);
+            long routed = 0;
+            for (JsonNode l : load.get("layers")) {
+                assertThat(l.get("tokens")).hasSize(8);
+                for (JsonNode n : l.get("tokens")) {
+                    routed += n.asLong();
+                }
+            }
+            assertThat(routed).isPositive();
+            JsonNode placement = JSON.readTree(get(base.resolve("/v1/epserve/placement")).body());
+            assertThat(placement.get("epoch").asLong()).isZero();
+            assertThat(placement.get("policy").asText()).isEqualTo("balanced");
+            assertThat(placement.get("workers")).hasSize(2);
+            assertThat(placement.get("layers").get(0).get("replicas")).hasSize(8);
+            assertThat(get(base.resolve("/v1/epserve/placement/rebalance")).statusCode()).isEqualTo(405);
+            HttpResponse<String> rb = post(base.resolve("/v1/epserve/placement/rebalance"), "");
+            assertThat(rb.statusCode()).as(rb.body()).isEqualTo(200);
+            JsonNode outcome = JSON.readTree(rb.body());
+            long epoch = outcome.get("epoch").asLong();
+            assertThat(epoch).isEqualTo(outcome.get("changed").asBoolean() ? 1 : 0);
+            assertThat(JSON.readTree(get(base.resolve("/v1/epserve/placement")).body()).get("epoch").asLong()).isEqualTo(epoch);
+            // generation still works on the new epoch
+            assertThat(post(base.resolve("/v1/completions"), "{\"prompt\": \"hi\", \"max_tokens\": 3, \"ignore_eos\": true}")
+                    .statusCode()).isEqualTo(200);
+            String metrics = get(base.resolve("/metrics")).body();
+            assertThat(metrics).contains("epserve_placement_epoch " + epoch + ".0", "epserve_placement_balancedness{layer=\"0\"}",
+                    "epserve_placement_balancedness{layer=\"1\"}", "epserve_rebalances_total " + epoch + ".0",
+                    "epserve_rebalance_duration_seconds_count " + epoch);
+        }
+    }
+
     /** Experts on two gRPC expert workers: the same API, and the transport counters in /metrics. */
     @Test
     void servesWithRemoteExpertWorkersAndExportsTheirCounters() throws Exception {
@@ -137,7 +182,47 @@ class ServeCommandTest {
         assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--max-model-len", "100000").start(sink, quiet))
                 .isInstanceOf(Main.UsageError.class).hasMessageContaining("context length 4096");
         assertThatThrownBy(() -> parse("--model", model, "--port", "70000").start(sink, quiet))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("port");
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--port must be in [0, 65535]");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--header-timeout", "0").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--header-timeout must be a number of seconds > 0");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--idle-timeout", "NaN").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--idle-timeout");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--max-connections", "0").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--max-connections must be at least 1");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--max-header-bytes", "10").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--max-header-bytes");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--metrics-listen", "localhost:http").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--metrics-listen");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--api-key", "two words").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--api-key");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--api-key-file", "/nonexistent/keys").start(sink, quiet))
+                .isInstanceOf(UncheckedIOException.class).hasMessageContaining("/nonexistent/keys");
+    }
+
+    /** --api-key-file guards the API; --metrics-listen moves metrics and the live view to their own port. */
+    @Test
+    void apiKeysAndAMetricsListener() throws Exception {
+        Path keys = Files.createTempFile("epserve-keys", ".txt");
+        try {
+            Files.writeString(keys, "# the test's key\n\nsk-serve-test\n");
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            ServeCommand cmd = parse("--model", tinyModel().toString(), "--port", "0", "--ep", "2", "--kv-memory", "8MiB",
+                    "--no-validate", "--api-key-file", keys.toString(), "--metrics-listen", "127.0.0.1:0");
+            try (ServeCommand.Running r = cmd.start(new PrintStream(out, true, StandardCharsets.UTF_8),
+                    new TerminalProgress(System.err, false))) {
+                URI ops = r.server().metricsUri();
+                assertThat(out.toString(StandardCharsets.UTF_8)).contains("metrics: " + ops.resolve("/metrics"))
+                        .contains("API keys: 1 accepted");
+                assertThat(get(r.base().resolve("/v1/models")).statusCode()).isEqualTo(401);
+                HttpResponse<String> models = HTTP.send(HttpRequest.newBuilder(r.base().resolve("/v1/models"))
+                        .header("Authorization", "Bearer sk-serve-test").build(), HttpResponse.BodyHandlers.ofString());
+                assertThat(models.statusCode()).isEqualTo(200);
+                assertThat(get(ops.resolve("/metrics")).statusCode()).isEqualTo(200);
+                assertThat(get(r.base().resolve("/health")).statusCode()).isEqualTo(200);
+            }
+        } finally {
+            Files.deleteIfExists(keys);
+        }
     }
 
     @Test

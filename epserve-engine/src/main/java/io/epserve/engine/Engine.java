@@ -81,7 +81,7 @@ public final class Engine implements AutoCloseable {
         this.model = Objects.requireNonNull(model, "model");
         this.config = Objects.requireNonNull(config, "config");
         this.modelConfig = model.config();
-        this.pool = KvBlockPool.forModel(modelConfig, config.blockSize(), config.kvCacheBytes());
+        this.pool = KvBlockPool.forLayout(model.kvLayout(), config.blockSize(), config.kvCacheBytes());
         this.scheduler = new Scheduler(new SchedulerConfig(config.blockSize(), pool.totalBlocks(), config.maxBatchTokens(),
                 config.maxRunning(), config.maxWaiting(), modelConfig.maxPositions()));
         this.sampler = new Sampler(modelConfig.vocabSize());

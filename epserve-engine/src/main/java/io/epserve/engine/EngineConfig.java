@@ -5,7 +5,7 @@ package io.epserve.engine;
  * with a message naming it.
  *
  * @param kvCacheBytes   memory budget of the paged KV cache; the pool gets as many whole blocks as
- *                       it pays for (a block is {@code blockSize × layers × (keyStride + valueStride) × 4} bytes)
+ *                       it pays for (a block is {@code blockSize} × the transformer's {@code KvLayout.bytesPerToken()} bytes)
  * @param blockSize      positions per KV block
  * @param maxBatchTokens tokens one step may run (each decode is 1, a prefill chunk its length); at
  *                       least {@code maxRunning}

@@ -1,10 +1,12 @@
 package io.epserve.format;
 
+
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.tensor.Tensor;
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -159,6 +161,16 @@ public final class Checkpoint implements AutoCloseable {
                     + ", expected " + Arrays.toString(expected));
         }
         return t;
+    }
+
+    /** The bytes of a tensor stored as {@code dtypeName} with exactly the shape {@code expected} (any dtype; see {@link SafetensorsFile#raw}). */
+    public MemorySegment raw(String name, String dtypeName, long... expected) {
+        SafetensorsFile.Entry e = entry(name);
+        if (!Arrays.equals(e.shape(), expected)) {
+            throw new CheckpointException(fileOf(name) + ": tensor '" + name + "' has shape " + Arrays.toString(e.shape())
+                    + ", expected " + Arrays.toString(expected));
+        }
+        return file(fileOf(name)).raw(name, dtypeName);
     }
 
     /** Opens (maps) a shard on first use. */

@@ -276,6 +276,22 @@ public final class SafetensorsFile implements AutoCloseable {
         return new Tensor(name, segment(e), dtype, e.shape());
     }
 
+    /**
+     * The bytes of a tensor of any stored dtype (e.g. the U8 blocks and scales of MXFP4 experts,
+     * which a reader repacks), refused unless the dtype is {@code dtypeName}.
+     */
+    public MemorySegment raw(String name, String dtypeName) {
+        Entry e = entries.get(name);
+        if (e == null) {
+            throw new CheckpointException(path.getFileName() + ": missing tensor '" + name + "'");
+        }
+        if (!e.dtypeName().equals(dtypeName)) {
+            throw new CheckpointException(path.getFileName() + ": tensor '" + name + "' has dtype " + e.dtypeName() + ", expected "
+                    + dtypeName);
+        }
+        return segment(e);
+    }
+
     private MemorySegment segment(Entry e) {
         if (data != null) {
             return data.asSlice(e.begin(), e.end() - e.begin());

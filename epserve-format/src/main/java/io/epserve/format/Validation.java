@@ -52,7 +52,7 @@ public final class Validation {
             case F32 -> 0x7F8000007F800000L;
             case BF16 -> 0x7F807F807F807F80L;
             case F16 -> 0x7C007C007C007C00L;
-            case Q8_0, Q4_0, Q4_K -> throw new IllegalStateException("quantized: handled above");
+            case Q8_0, Q4_0, Q4_K, MXFP4 -> throw new IllegalStateException("quantized: handled above");
         };
         int lane = t.dtype().bytes();
         long done = 0;

@@ -3,22 +3,30 @@ package io.epserve.model;
 import java.util.Arrays;
 import java.util.stream.Collectors;
 
-/** The checkpoint architectures epserve computes, by the name config.json gives them. */
+/** The checkpoint architectures epserve computes, by the name config.json gives them, each with its {@link ArchitectureMapper}. */
 public enum Architecture {
-    MIXTRAL("MixtralForCausalLM"),
-    QWEN2_MOE("Qwen2MoeForCausalLM"),
-    QWEN3_MOE("Qwen3MoeForCausalLM"),
-    OLMOE("OlmoeForCausalLM"),
-    DEEPSEEK_V3("DeepseekV3ForCausalLM");
+    MIXTRAL("MixtralForCausalLM", new MixtralMapper()),
+    QWEN2_MOE("Qwen2MoeForCausalLM", new QwenMoeMapper(false)),
+    QWEN3_MOE("Qwen3MoeForCausalLM", new QwenMoeMapper(true)),
+    OLMOE("OlmoeForCausalLM", new OlmoeMapper()),
+    DEEPSEEK_V2("DeepseekV2ForCausalLM", new DeepSeekMapper(false)),
+    DEEPSEEK_V3("DeepseekV3ForCausalLM", new DeepSeekMapper(true)),
+    GPT_OSS("GptOssForCausalLM", new GptOssMapper());
 
     private final String hfName;
+    private final ArchitectureMapper mapper;
 
-    Architecture(String hfName) {
+    Architecture(String hfName, ArchitectureMapper mapper) {
         this.hfName = hfName;
+        this.mapper = mapper;
     }
 
     public String hfName() {
         return hfName;
+    }
+
+    ArchitectureMapper mapper() {
+        return mapper;
     }
 
     public static Architecture fromHfName(String name) {

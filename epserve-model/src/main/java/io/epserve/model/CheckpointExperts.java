@@ -83,7 +83,8 @@ public final class CheckpointExperts implements ExpertStore {
         String ep = moePrefix(ckpt, layer) + ".experts.";
         if (ckpt.has(ep + "gate_up_proj")) {
             Tensor gu = ckpt.tensor(ep + "gate_up_proj");
-            if (gu.rank() == 3 && gu.dim(0) == cfg.numExperts() && gu.dim(1) == h && gu.dim(2) == 2L * inter) {
+            // with 2I == H both layouts have one shape: it is read as transformers 5 writes it
+            if (gu.rank() == 3 && gu.dim(0) == cfg.numExperts() && gu.dim(1) == h && gu.dim(2) == 2L * inter && 2L * inter != h) {
                 throw new CheckpointException(ckpt.fileOf(ep + "gate_up_proj") + ": tensor '" + ep + "gate_up_proj' is stored "
                         + "[E, H, 2I] (transposed); epserve reads the transformers 5 layout [E, 2I, H]");
             }

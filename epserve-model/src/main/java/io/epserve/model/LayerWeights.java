@@ -12,11 +12,17 @@ public record LayerWeights(Tensor inputNorm, Attention attention, Tensor postAtt
     }
 
     /**
-     * Grouped-query attention (Mixtral, Qwen, OLMoE). Biases and q/k norms are null when the
-     * architecture has none; biases are small and kept as floats.
+     * Grouped-query attention (Mixtral, Qwen, OLMoE, gpt-oss). Biases, q/k norms and sinks are
+     * null when the architecture has none; biases are small and kept as floats. {@code sinks}:
+     * gpt-oss's per-head logit that joins every softmax's denominator.
      */
     public record Gqa(Tensor q, Tensor k, Tensor v, Tensor o, float[] qBias, float[] kBias, float[] vBias,
-                      Tensor qNorm, Tensor kNorm) implements Attention {}
+                      Tensor qNorm, Tensor kNorm, float[] oBias, float[] sinks) implements Attention {
+        /** Without an output bias or sinks. */
+        public Gqa(Tensor q, Tensor k, Tensor v, Tensor o, float[] qBias, float[] kBias, float[] vBias, Tensor qNorm, Tensor kNorm) {
+            this(q, k, v, o, qBias, kBias, vBias, qNorm, kNorm, null, null);
+        }
+    }
 
     /**
      * DeepSeek's multi-head latent attention: q through a low-rank bottleneck (qA, qANorm, qB)
@@ -32,8 +38,13 @@ public record LayerWeights(Tensor inputNorm, Attention attention, Tensor postAtt
 
     /**
      * A sparse layer: the router's gate {@code [E, H]}, DeepSeek's correction bias (or null), the
-     * shared expert (or null) and Qwen2-MoE's shared-expert gate {@code [1, H]} (or null). The
-     * routed experts live in an {@link io.epserve.moe.ExpertStore}.
+     * shared expert (or null), Qwen2-MoE's shared-expert gate {@code [1, H]} (or null) and
+     * gpt-oss's router bias added to the logits (or null). The routed experts live in an
+     * {@link io.epserve.moe.ExpertStore}.
      */
-    public record Moe(Tensor gate, float[] correctionBias, ExpertWeights shared, Tensor sharedGate) implements Ffn {}
+    public record Moe(Tensor gate, float[] correctionBias, ExpertWeights shared, Tensor sharedGate, float[] gateBias) implements Ffn {
+        public Moe(Tensor gate, float[] correctionBias, ExpertWeights shared, Tensor sharedGate) {
+            this(gate, correctionBias, shared, sharedGate, null);
+        }
+    }
 }

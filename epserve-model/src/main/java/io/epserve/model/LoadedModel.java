@@ -10,6 +10,7 @@ import io.epserve.moe.InProcessDispatcher;
 import io.epserve.tensor.DType;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Objects;
 
 /**
  * A model ready to run: its checkpoint mapped, config and weights validated, routed experts
@@ -40,30 +41,45 @@ public final class LoadedModel implements AutoCloseable {
      * checkpoint and mapped from there ({@link QuantizedExperts}).
      */
     public record Options(MoeTransformer.RouterChoice router, boolean validate, Progress progress, Dispatchers dispatchers,
-                          DType expertDType) {
+                          DType expertDType, KvOptions kv) {
+        public Options {
+            Objects.requireNonNull(kv, "kv");
+        }
+
+        /** The options as they were before the KV cache had any ({@link KvOptions#defaults()}). */
+        public Options(MoeTransformer.RouterChoice router, boolean validate, Progress progress, Dispatchers dispatchers,
+                       DType expertDType) {
+            this(router, validate, progress, dispatchers, expertDType, KvOptions.defaults());
+        }
+
         public static Options defaults() {
-            return new Options(MoeTransformer.RouterChoice.LEARNED, true, Progress.NONE, Dispatchers.SINGLE, null);
+            return new Options(MoeTransformer.RouterChoice.LEARNED, true, Progress.NONE, Dispatchers.SINGLE, null, KvOptions.defaults());
         }
 
         public Options withRouter(MoeTransformer.RouterChoice r) {
-            return new Options(r, validate, progress, dispatchers, expertDType);
+            return new Options(r, validate, progress, dispatchers, expertDType, kv);
         }
 
         public Options withProgress(Progress p) {
-            return new Options(router, validate, p, dispatchers, expertDType);
+            return new Options(router, validate, p, dispatchers, expertDType, kv);
         }
 
         public Options withValidate(boolean v) {
-            return new Options(router, v, progress, dispatchers, expertDType);
+            return new Options(router, v, progress, dispatchers, expertDType, kv);
         }
 
         public Options withDispatchers(Dispatchers d) {
-            return new Options(router, validate, progress, d, expertDType);
+            return new Options(router, validate, progress, d, expertDType, kv);
         }
 
         /** Routed experts in {@code t} (Q8_0, Q4_0, Q4_K, BF16, ...); null keeps them as stored. */
         public Options withExpertDType(DType t) {
-            return new Options(router, validate, progress, dispatchers, t);
+            return new Options(router, validate, progress, dispatchers, t, kv);
+        }
+
+        /** How the KV cache stores keys and values (element type; MLA compressed or expanded). */
+        public Options withKv(KvOptions k) {
+            return new Options(router, validate, progress, dispatchers, expertDType, k);
         }
     }
 
@@ -97,6 +113,10 @@ public final class LoadedModel implements AutoCloseable {
             ModelConfig cfg = ModelConfig.from(ckpt.config());
             ModelWeights w = ModelWeights.load(cfg, ckpt);
             boolean local = options.dispatchers().local();
+            if (options.expertDType() != null && cfg.ffn().expertBias()) {
+                throw new IllegalArgumentException(cfg.architecture().hfName() + ": its experts are computed on as stored (MXFP4 with "
+                        + "biases); --expert-dtype does not apply");
+            }
             if (local && options.expertDType() != null && !storedAs(w, cfg, options.expertDType())) {
                 q = QuantizedExperts.open(dir, cfg, options.expertDType(),
                         QuantizedExperts.CacheOptions.defaults().withProgress(options.progress()));
@@ -109,14 +129,16 @@ public final class LoadedModel implements AutoCloseable {
                 // Converted experts are checked when converted (and their scales here); the
                 // checkpoint's own copies are then never touched, so their pages stay on disk.
                 boolean scanExperts = local && q == null;
-                List<String> names = scanExperts ? ckpt.names() : ckpt.names().stream().filter(n -> !isRoutedExpertTensor(n)).toList();
+                // raw byte tensors (MXFP4 blocks and scales) are checked when repacked, not scanned as floats
+                List<String> names = ckpt.names().stream().filter(n -> ckpt.entry(n).dtype() != null)
+                        .filter(n -> scanExperts || !isRoutedExpertTensor(n)).toList();
                 Validation.requireFinite(ckpt, names, options.progress());
                 if (q != null) {
                     q.requireFinite(options.progress());
                 }
             }
             d = options.dispatchers().create(dir, cfg, w);
-            return new LoadedModel(ckpt, cfg, w, d, new MoeTransformer(w, d, options.router()), q);
+            return new LoadedModel(ckpt, cfg, w, d, new MoeTransformer(w, d, options.router(), options.kv()), q);
         } catch (RuntimeException e) {
             if (d != null) {
                 d.close();

@@ -2,55 +2,41 @@ package io.epserve.model;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.format.CheckpointException;
+import io.epserve.moe.GatedActivation;
 import io.epserve.tensor.RopeStyle;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.Set;
 
 /**
- * A model's shape and semantics, read once from config.json and validated (DESIGN.md §3.11).
- * One record for all architectures: the differences between them are named fields here (which
- * norm, which router, which attention), so the forward pass reads like the maths.
+ * A model's shape and semantics, read once from config.json and validated (DESIGN.md §3.11): the
+ * fields every architecture shares, and three typed parts an {@link ArchitectureMapper} builds
+ * from the architecture's own fields: {@link AttentionConfig} (GQA or MLA), {@link FfnConfig}
+ * (dense and sparse layers, experts) and {@link RouterConfig}. The flat accessors
+ * ({@link #heads()}, {@link #numExperts()}, ...) read through to the parts.
  */
 public record ModelConfig(
         Architecture architecture,
         int vocabSize,
         int hidden,
         int layers,
-        int heads,
-        int kvHeads,
-        int headDim,
         float rmsEps,
         double ropeTheta,
         RopeScaling ropeScaling,
         RopeStyle ropeStyle,
         int maxPositions,
         boolean tieEmbeddings,
-        // attention
-        boolean qkvBias,
-        QkNorm qkNorm,
-        float clipQkv,
-        int slidingWindow,
-        Mla mla,
-        // feed-forward
-        int denseIntermediate,
-        int numExperts,
-        int topK,
-        int moeIntermediate,
-        boolean[] sparseLayers,
-        RouterKind routerKind,
-        boolean normTopkProb,
-        int nGroup,
-        int topkGroup,
-        float routedScalingFactor,
-        int sharedIntermediate,
-        boolean sharedExpertGate,
+        AttentionConfig attention,
+        FfnConfig ffn,
+        RouterConfig router,
         Integer bosTokenId,
         Set<Integer> eosTokenIds) {
 
     /** Where q/k RMSNorm applies: not at all, per head (Qwen3-MoE), over the whole projection (OLMoE). */
     public enum QkNorm { NONE, PER_HEAD, WHOLE }
 
-    public enum RouterKind { SOFTMAX_TOPK, SIGMOID_GROUPED_TOPK }
+    /** The router families, as {@link RouterConfig}'s variants. */
+    public enum RouterKind { SOFTMAX_TOPK, SIGMOID_GROUPED_TOPK, SOFTMAX_GROUPED_TOPK, TOPK_SOFTMAX }
 
     /** DeepSeek's multi-head latent attention dimensions; qLoraRank 0 means a plain q_proj. */
     public record Mla(int qLoraRank, int kvLoraRank, int qkNopeDim, int qkRopeDim, int vHeadDim) {
@@ -59,13 +45,166 @@ public record ModelConfig(
         }
     }
 
+    public ModelConfig {
+        if (ffn.sparseLayers().length != layers) {
+            throw new IllegalArgumentException("sparse-layer flags for " + ffn.sparseLayers().length + " layers, model has " + layers);
+        }
+        if (attention instanceof AttentionConfig.Gqa g && g.layerWindows().length != layers) {
+            throw new IllegalArgumentException("attention windows for " + g.layerWindows().length + " layers, model has " + layers);
+        }
+        eosTokenIds = Set.copyOf(eosTokenIds);
+    }
+
+    /** The flat form this record had before its typed parts; kept so that callers building one directly still compile. */
+    public ModelConfig(Architecture architecture, int vocabSize, int hidden, int layers, int heads, int kvHeads, int headDim,
+                       float rmsEps, double ropeTheta, RopeScaling ropeScaling, RopeStyle ropeStyle, int maxPositions,
+                       boolean tieEmbeddings, boolean qkvBias, QkNorm qkNorm, float clipQkv, int slidingWindow, Mla mla,
+                       int denseIntermediate, int numExperts, int topK, int moeIntermediate, boolean[] sparseLayers,
+                       RouterKind routerKind, boolean normTopkProb, int nGroup, int topkGroup, float routedScalingFactor,
+                       int sharedIntermediate, boolean sharedExpertGate, Integer bosTokenId, Set<Integer> eosTokenIds) {
+        this(architecture, vocabSize, hidden, layers, rmsEps, ropeTheta, ropeScaling, ropeStyle, maxPositions, tieEmbeddings,
+                mla != null ? new AttentionConfig.Mla(heads, mla, qkvBias)
+                        : new AttentionConfig.Gqa(heads, kvHeads, headDim, qkvBias, false, qkNorm, clipQkv, windows(layers, slidingWindow), false),
+                new FfnConfig(denseIntermediate, sparseLayers, numExperts, moeIntermediate, sharedIntermediate, sharedExpertGate,
+                        GatedActivation.SILU, false),
+                switch (routerKind) {
+                    case SOFTMAX_TOPK -> new RouterConfig.SoftmaxTopK(numExperts, topK, normTopkProb);
+                    case SIGMOID_GROUPED_TOPK -> new RouterConfig.GroupedSigmoid(numExperts, topK, nGroup, topkGroup, normTopkProb,
+                            routedScalingFactor);
+                    case SOFTMAX_GROUPED_TOPK -> new RouterConfig.GroupedSoftmax(numExperts, topK, nGroup, topkGroup, normTopkProb,
+                            routedScalingFactor);
+                    case TOPK_SOFTMAX -> new RouterConfig.TopKSoftmax(numExperts, topK);
+                },
+                bosTokenId, eosTokenIds);
+    }
+
+    private static int[] windows(int layers, int window) {
+        int[] w = new int[layers];
+        Arrays.fill(w, window);
+        return w;
+    }
+
+    // ---- read-through accessors of the typed parts
+
+    public int heads() {
+        return attention.heads();
+    }
+
+    /** Key/value heads of the checkpoint's projections (MLA: one per query head, as expanded). */
+    public int kvHeads() {
+        return attention instanceof AttentionConfig.Gqa g ? g.kvHeads() : attention.heads();
+    }
+
+    public int headDim() {
+        return attention.keyHeadDim();
+    }
+
+    public boolean qkvBias() {
+        return switch (attention) {
+            case AttentionConfig.Gqa g -> g.qkvBias();
+            case AttentionConfig.Mla m -> m.bias();
+        };
+    }
+
+    public QkNorm qkNorm() {
+        return attention instanceof AttentionConfig.Gqa g ? g.qkNorm() : QkNorm.NONE;
+    }
+
+    public float clipQkv() {
+        return attention instanceof AttentionConfig.Gqa g ? g.clipQkv() : 0f;
+    }
+
+    /** The widest sliding window of any layer; 0 when every layer attends to the whole sequence. */
+    public int slidingWindow() {
+        return attention instanceof AttentionConfig.Gqa g ? g.maxWindow() : 0;
+    }
+
+    /** {@code layer}'s sliding window; 0 for full attention. */
+    public int window(int layer) {
+        return attention.window(layer);
+    }
+
+    public Mla mla() {
+        return attention instanceof AttentionConfig.Mla m ? m.dims() : null;
+    }
+
+    public int denseIntermediate() {
+        return ffn.denseIntermediate();
+    }
+
+    public int numExperts() {
+        return ffn.experts();
+    }
+
+    public int topK() {
+        return router.k();
+    }
+
+    public int moeIntermediate() {
+        return ffn.moeIntermediate();
+    }
+
+    public boolean[] sparseLayers() {
+        return ffn.sparseLayers();
+    }
+
+    public RouterKind routerKind() {
+        return switch (router) {
+            case RouterConfig.SoftmaxTopK s -> RouterKind.SOFTMAX_TOPK;
+            case RouterConfig.GroupedSigmoid s -> RouterKind.SIGMOID_GROUPED_TOPK;
+            case RouterConfig.GroupedSoftmax s -> RouterKind.SOFTMAX_GROUPED_TOPK;
+            case RouterConfig.TopKSoftmax s -> RouterKind.TOPK_SOFTMAX;
+        };
+    }
+
+    public boolean normTopkProb() {
+        return switch (router) {
+            case RouterConfig.SoftmaxTopK s -> s.normTopk();
+            case RouterConfig.GroupedSigmoid s -> s.normTopk();
+            case RouterConfig.GroupedSoftmax s -> s.normTopk();
+            case RouterConfig.TopKSoftmax s -> true;
+        };
+    }
+
+    public int nGroup() {
+        return switch (router) {
+            case RouterConfig.GroupedSigmoid s -> s.nGroup();
+            case RouterConfig.GroupedSoftmax s -> s.nGroup();
+            default -> 1;
+        };
+    }
+
+    public int topkGroup() {
+        return switch (router) {
+            case RouterConfig.GroupedSigmoid s -> s.topkGroup();
+            case RouterConfig.GroupedSoftmax s -> s.topkGroup();
+            default -> 1;
+        };
+    }
+
+    public float routedScalingFactor() {
+        return switch (router) {
+            case RouterConfig.GroupedSigmoid s -> s.scale();
+            case RouterConfig.GroupedSoftmax s -> s.scale();
+            default -> 1f;
+        };
+    }
+
+    public int sharedIntermediate() {
+        return ffn.sharedIntermediate();
+    }
+
+    public boolean sharedExpertGate() {
+        return ffn.sharedExpertGate();
+    }
+
     public boolean isSparse(int layer) {
-        return sparseLayers[layer];
+        return ffn.isSparse(layer);
     }
 
     public int sparseLayerCount() {
         int n = 0;
-        for (boolean b : sparseLayers) {
+        for (boolean b : ffn.sparseLayers()) {
             n += b ? 1 : 0;
         }
         return n;
@@ -73,24 +212,24 @@ public record ModelConfig(
 
     /** Rotary dims per head (all of headDim, or DeepSeek's qk_rope_head_dim). */
     public int ropeDim() {
-        return mla != null ? mla.qkRopeDim() : headDim;
+        return attention.ropeDim();
     }
 
-    /** Key width per head as cached. */
+    /** Key width per head as the uncompressed cache stores it. */
     public int keyHeadDim() {
-        return mla != null ? mla.qkHeadDim() : headDim;
+        return attention.keyHeadDim();
     }
 
     public int valueHeadDim() {
-        return mla != null ? mla.vHeadDim() : headDim;
+        return attention.valueHeadDim();
     }
 
     public int cachedKvHeads() {
-        return mla != null ? heads : kvHeads;
+        return attention.cachedKvHeads();
     }
 
     public static ModelConfig from(JsonNode c) {
-        Reader r = new Reader(c);
+        ConfigReader r = new ConfigReader(c);
         JsonNode archs = c.get("architectures");
         String archName = archs != null && archs.isArray() && !archs.isEmpty() ? archs.get(0).asText() : null;
         Architecture arch = archName == null ? null : Architecture.fromHfName(archName);
@@ -116,100 +255,17 @@ public record ModelConfig(
         boolean tie = r.optBool("tie_word_embeddings", false);
         RopeScaling scaling = ropeScaling(c.hasNonNull("rope_scaling") ? c.get("rope_scaling") : ropeParams);
 
-        boolean qkvBias = false;
-        QkNorm qkNorm = QkNorm.NONE;
-        float clip = 0f;
-        int window = 0;
-        Mla mla = null;
-        RopeStyle ropeStyle = RopeStyle.NEOX;
-        int dense = r.optInt("intermediate_size", 0);
-        int experts;
-        int topK = r.positive("num_experts_per_tok");
-        int moeInter;
-        boolean[] sparse = new boolean[layers];
-        RouterKind router = RouterKind.SOFTMAX_TOPK;
-        boolean normTopk;
-        int nGroup = 1;
-        int topkGroup = 1;
-        float scalingFactor = 1f;
-        int shared = 0;
-        boolean sharedGate = false;
-        switch (arch) {
-            case MIXTRAL -> {
-                experts = r.positive("num_local_experts");
-                moeInter = r.positive("intermediate_size");
-                normTopk = true;
-                window = r.optInt("sliding_window", 0);
-                java.util.Arrays.fill(sparse, true);
-            }
-            case QWEN2_MOE, QWEN3_MOE -> {
-                experts = r.positive("num_experts");
-                moeInter = r.positive("moe_intermediate_size");
-                normTopk = r.optBool("norm_topk_prob", false);
-                int step = r.optInt("decoder_sparse_step", 1);
-                Set<Integer> mlpOnly = r.intSet("mlp_only_layers");
-                for (int l = 0; l < layers; l++) {
-                    sparse[l] = !mlpOnly.contains(l) && experts > 0 && step > 0 && (l + 1) % step == 0;
-                }
-                if (arch == Architecture.QWEN2_MOE) {
-                    qkvBias = true;
-                    shared = r.optInt("shared_expert_intermediate_size", 0);
-                    sharedGate = shared > 0;
-                } else {
-                    qkvBias = r.optBool("attention_bias", false);
-                    qkNorm = QkNorm.PER_HEAD;
-                }
-                if (r.optBool("use_sliding_window", false)) {
-                    throw new CheckpointException("config.json: use_sliding_window=true is not supported yet");
-                }
-            }
-            case OLMOE -> {
-                experts = r.positive("num_experts");
-                moeInter = r.positive("intermediate_size");
-                normTopk = r.optBool("norm_topk_prob", false);
-                qkvBias = r.optBool("attention_bias", false);
-                qkNorm = QkNorm.WHOLE;
-                clip = (float) r.optDouble("clip_qkv", 0.0);
-                java.util.Arrays.fill(sparse, true);
-            }
-            case DEEPSEEK_V3 -> {
-                experts = r.positive("n_routed_experts");
-                moeInter = r.positive("moe_intermediate_size");
-                normTopk = r.optBool("norm_topk_prob", true);
-                router = RouterKind.SIGMOID_GROUPED_TOPK;
-                String scoring = r.optText("scoring_func", "sigmoid");
-                if (!scoring.equals("sigmoid")) {
-                    throw new CheckpointException("config.json: scoring_func '" + scoring + "' is not supported (sigmoid)");
-                }
-                nGroup = r.optInt("n_group", 1);
-                topkGroup = r.optInt("topk_group", 1);
-                scalingFactor = (float) r.optDouble("routed_scaling_factor", 1.0);
-                shared = r.optInt("n_shared_experts", 0) * moeInter;
-                int firstDense = r.optInt("first_k_dense_replace", 0);
-                for (int l = 0; l < layers; l++) {
-                    sparse[l] = l >= firstDense;
-                }
-                int qLora = c.hasNonNull("q_lora_rank") ? r.positive("q_lora_rank") : 0;
-                mla = new Mla(qLora, r.positive("kv_lora_rank"), r.positive("qk_nope_head_dim"),
-                        r.positive("qk_rope_head_dim"), r.positive("v_head_dim"));
-                if (mla.qkRopeDim() % 2 != 0) {
-                    throw new CheckpointException("config.json: qk_rope_head_dim must be even");
-                }
-                headDim = mla.qkHeadDim();
-                kvHeads = heads;
-                ropeStyle = r.optBool("rope_interleave", true) ? RopeStyle.INTERLEAVED : RopeStyle.NEOX;
-                qkvBias = r.optBool("attention_bias", false);
-            }
-            default -> throw new IllegalStateException(arch.name());
-        }
+        ArchitectureMapper.Parts parts = arch.mapper().map(r, new ArchitectureMapper.Common(hidden, layers, heads, kvHeads, headDim));
+        int experts = parts.ffn().experts();
+        int topK = parts.router().k();
         if (topK > experts) {
             throw new CheckpointException("config.json: num_experts_per_tok " + topK + " exceeds the " + experts + " experts");
         }
-        if (headDim % 2 != 0) {
-            throw new CheckpointException("config.json: head dimension " + headDim + " must be even for RoPE");
+        if (parts.attention().keyHeadDim() % 2 != 0) {
+            throw new CheckpointException("config.json: head dimension " + parts.attention().keyHeadDim() + " must be even for RoPE");
         }
         for (int l = 0; l < layers; l++) {
-            if (!sparse[l] && dense <= 0) {
+            if (!parts.ffn().isSparse(l) && parts.ffn().denseIntermediate() <= 0) {
                 throw new CheckpointException("config.json: layer " + l + " is dense but intermediate_size is missing");
             }
         }
@@ -221,9 +277,8 @@ public record ModelConfig(
         } else if (e != null && e.canConvertToInt()) {
             eos.add(e.asInt());
         }
-        return new ModelConfig(arch, vocab, hidden, layers, heads, kvHeads, headDim, eps, theta, scaling, ropeStyle, maxPos,
-                tie, qkvBias, qkNorm, clip, window, mla, dense, experts, topK, moeInter, sparse, router, normTopk,
-                nGroup, topkGroup, scalingFactor, shared, sharedGate, bos, Set.copyOf(eos));
+        return new ModelConfig(arch, vocab, hidden, layers, eps, theta, scaling, parts.ropeStyle(), maxPos, tie,
+                parts.attention(), parts.ffn(), parts.router(), bos, eos);
     }
 
     private static RopeScaling ropeScaling(JsonNode s) {
@@ -247,66 +302,5 @@ public record ModelConfig(
                 s.path("mscale").asDouble(0), s.path("mscale_all_dim").asDouble(0),
                 s.hasNonNull("attention_factor") ? s.get("attention_factor").asDouble() : null,
                 s.path("truncate").asBoolean(true));
-    }
-
-    /** Typed reads of config.json with errors that name the key. */
-    private record Reader(JsonNode c) {
-        int positive(String key) {
-            JsonNode n = c.get(key);
-            if (n == null || n.isNull()) {
-                throw new CheckpointException("config.json: '" + key + "' is missing");
-            }
-            if (!n.canConvertToInt() || !n.isIntegralNumber() || n.asInt() < 1) {
-                throw new CheckpointException("config.json: '" + key + "' must be a positive integer, is " + n);
-            }
-            return n.asInt();
-        }
-
-        int optInt(String key, int def) {
-            JsonNode n = c.get(key);
-            if (n == null || n.isNull()) {
-                return def;
-            }
-            if (!n.isIntegralNumber()) {
-                throw new CheckpointException("config.json: '" + key + "' must be an integer, is " + n);
-            }
-            return n.asInt();
-        }
-
-        double optDouble(String key, double def) {
-            JsonNode n = c.get(key);
-            if (n == null || n.isNull()) {
-                return def;
-            }
-            if (!n.isNumber()) {
-                throw new CheckpointException("config.json: '" + key + "' must be a number, is " + n);
-            }
-            return n.asDouble();
-        }
-
-        boolean optBool(String key, boolean def) {
-            JsonNode n = c.get(key);
-            if (n == null || n.isNull()) {
-                return def;
-            }
-            if (!n.isBoolean()) {
-                throw new CheckpointException("config.json: '" + key + "' must be true or false, is " + n);
-            }
-            return n.asBoolean();
-        }
-
-        String optText(String key, String def) {
-            JsonNode n = c.get(key);
-            return n == null || n.isNull() ? def : n.asText();
-        }
-
-        Set<Integer> intSet(String key) {
-            Set<Integer> s = new HashSet<>();
-            JsonNode n = c.get(key);
-            if (n != null && n.isArray()) {
-                n.forEach(x -> s.add(x.asInt()));
-            }
-            return s;
-        }
     }
 }

@@ -42,7 +42,8 @@ public final class ModelWeights implements ExpertStore {
         for (int l = 0; l < cfg.layers(); l++) {
             layers.add(loadLayer(l));
         }
-        routed = experts;
+        // gpt-oss ships its experts as MXFP4 blocks with biases; every other architecture as CheckpointExperts reads
+        routed = cfg.ffn().expertBias() ? new Mxfp4Experts(cfg, ckpt) : experts;
     }
 
     private ModelWeights(ModelWeights base, ExpertStore routed) {
@@ -79,21 +80,23 @@ public final class ModelWeights implements ExpertStore {
         LayerWeights.Ffn ffn;
         if (cfg.isSparse(l)) {
             String prefix = CheckpointExperts.moePrefix(ckpt, l);
-            Tensor gate = ckpt.tensor(prefix + ".gate.weight", cfg.numExperts(), h);
+            String router = prefix + "." + cfg.architecture().mapper().routerName();
+            Tensor gate = ckpt.tensor(router + ".weight", cfg.numExperts(), h);
+            float[] gateBias = ckpt.has(router + ".bias") ? ckpt.tensor(router + ".bias", cfg.numExperts()).toFloatArray() : null;
             float[] bias = null;
-            if (cfg.routerKind() == ModelConfig.RouterKind.SIGMOID_GROUPED_TOPK && ckpt.has(prefix + ".gate.e_score_correction_bias")) {
+            if (cfg.router() instanceof RouterConfig.GroupedSigmoid && ckpt.has(prefix + ".gate.e_score_correction_bias")) {
                 bias = ckpt.tensor(prefix + ".gate.e_score_correction_bias", cfg.numExperts()).toFloatArray();
             }
             ExpertWeights shared = null;
             Tensor sharedGate = null;
             if (cfg.sharedIntermediate() > 0) {
-                String sp = cfg.architecture() == Architecture.DEEPSEEK_V3 ? prefix + ".shared_experts." : prefix + ".shared_expert.";
+                String sp = prefix + "." + cfg.architecture().mapper().sharedExpertName() + ".";
                 shared = swiglu(sp, cfg.sharedIntermediate());
                 if (cfg.sharedExpertGate()) {
                     sharedGate = ckpt.tensor(prefix + ".shared_expert_gate.weight", 1, h);
                 }
             }
-            ffn = new LayerWeights.Moe(gate, bias, shared, sharedGate);
+            ffn = new LayerWeights.Moe(gate, bias, shared, sharedGate, gateBias);
         } else {
             ffn = new LayerWeights.Dense(swiglu(p + "mlp.", cfg.denseIntermediate()));
         }
@@ -129,7 +132,10 @@ public final class ModelWeights implements ExpertStore {
             }
             case NONE -> { }
         }
-        return new LayerWeights.Gqa(q, k, v, o, qb, kb, vb, qn, kn);
+        AttentionConfig.Gqa g = (AttentionConfig.Gqa) cfg.attention();
+        float[] ob = g.oBias() ? ckpt.tensor(p + "o_proj.bias", h).toFloatArray() : null;
+        float[] sinks = g.sinks() ? ckpt.tensor(p + "sinks", cfg.heads()).toFloatArray() : null;
+        return new LayerWeights.Gqa(q, k, v, o, qb, kb, vb, qn, kn, ob, sinks);
     }
 
     private LayerWeights.Mla loadMla(String p) {

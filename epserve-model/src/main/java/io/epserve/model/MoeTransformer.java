@@ -2,12 +2,16 @@ package io.epserve.model;
 
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.GroupedSigmoidRouter;
+import io.epserve.moe.GroupedSoftmaxRouter;
 import io.epserve.moe.HashRouter;
 import io.epserve.moe.Router;
 import io.epserve.moe.RoutingResult;
 import io.epserve.moe.SoftmaxTopKRouter;
 import io.epserve.moe.SwiGlu;
+import io.epserve.moe.TopKSoftmaxRouter;
+import io.epserve.tensor.Bf16;
 import io.epserve.tensor.Kernels;
+import io.epserve.tensor.RowAttention;
 import io.epserve.tensor.Tensor;
 import java.util.List;
 import java.util.concurrent.CompletionException;
@@ -76,11 +80,19 @@ public final class MoeTransformer {
     private final ExpertDispatcher dispatcher;
     private final RopeTable rope;
     private final float attentionScale;
+    private final KvLayout kvLayout;
+    /** Per MLA layer with a compressed cache: kv_b_proj split for absorbed attention (else null). */
+    private final MlaAbsorbed[] absorbed;
     private volatile boolean overlap;
     /** The step workspace, taken by a step and put back after it (see {@link #step(List, RoutingListener, StepLogits)}). */
     private final AtomicReference<Workspace> spare = new AtomicReference<>(new Workspace());
 
     public MoeTransformer(ModelWeights weights, ExpertDispatcher dispatcher, RouterChoice routerChoice) {
+        this(weights, dispatcher, routerChoice, KvOptions.defaults());
+    }
+
+    /** A transformer whose KV caches are laid out as {@code kv} says (see {@link #kvLayout()}). */
+    public MoeTransformer(ModelWeights weights, ExpertDispatcher dispatcher, RouterChoice routerChoice, KvOptions kv) {
         this.cfg = weights.config();
         this.w = weights;
         this.dispatcher = dispatcher;
@@ -93,11 +105,7 @@ public final class MoeTransformer {
             LayerWeights.Moe moe = (LayerWeights.Moe) w.layer(l).ffn();
             routers[l] = switch (routerChoice) {
                 case HASH -> new HashRouter(cfg.numExperts(), cfg.topK(), HashRouter.DEFAULT_SEED + l);
-                case LEARNED -> switch (cfg.routerKind()) {
-                    case SOFTMAX_TOPK -> new SoftmaxTopKRouter(cfg.numExperts(), cfg.topK(), cfg.normTopkProb());
-                    case SIGMOID_GROUPED_TOPK -> new GroupedSigmoidRouter(cfg.numExperts(), cfg.topK(), cfg.nGroup(),
-                            cfg.topkGroup(), moe.correctionBias(), cfg.normTopkProb(), cfg.routedScalingFactor());
-                };
+                case LEARNED -> learnedRouter(cfg, moe);
             };
         }
         double scale = 1.0 / Math.sqrt(cfg.keyHeadDim());
@@ -106,6 +114,30 @@ public final class MoeTransformer {
             scale *= m * m;
         }
         this.attentionScale = (float) scale;
+        this.kvLayout = KvLayout.of(cfg, kv);
+        this.absorbed = new MlaAbsorbed[cfg.layers()];
+        if (kvLayout.sharedRows()) {
+            for (int l = 0; l < cfg.layers(); l++) {
+                absorbed[l] = MlaAbsorbed.of(((LayerWeights.Mla) w.layer(l).attention()).kvB(), cfg.heads(), cfg.mla());
+            }
+        }
+    }
+
+    /** How this transformer's KV caches store a token (every cache a step gets must have it). */
+    public KvLayout kvLayout() {
+        return kvLayout;
+    }
+
+    /** The router the checkpoint was trained with, for one sparse layer's weights. */
+    static Router learnedRouter(ModelConfig cfg, LayerWeights.Moe moe) {
+        return switch (cfg.router()) {
+            case RouterConfig.SoftmaxTopK r -> new SoftmaxTopKRouter(r.experts(), r.k(), r.normTopk());
+            case RouterConfig.GroupedSigmoid r -> new GroupedSigmoidRouter(r.experts(), r.k(), r.nGroup(), r.topkGroup(),
+                    moe.correctionBias(), r.normTopk(), r.scale());
+            case RouterConfig.GroupedSoftmax r -> new GroupedSoftmaxRouter(r.experts(), r.k(), r.nGroup(), r.topkGroup(),
+                    r.normTopk(), r.scale());
+            case RouterConfig.TopKSoftmax r -> new TopKSoftmaxRouter(r.experts(), r.k());
+        };
     }
 
     public ModelConfig config() {
@@ -130,7 +162,7 @@ public final class MoeTransformer {
     }
 
     public KvCache newCache(int capacity) {
-        return new ContiguousKvCache(cfg, capacity);
+        return new ContiguousKvCache(kvLayout, capacity);
     }
 
     /**
@@ -243,6 +275,11 @@ public final class MoeTransformer {
         for (int c = 0; c < size; c++) {
             SequenceChunk ch = chunks.get(c);
             KvCache cache = ch.cache();
+            if (cache.keyStride() != kvLayout.keyStride() || cache.valueStride() != kvLayout.valueStride()
+                    || cache.dtype() != kvLayout.dtype()) {
+                throw new IllegalArgumentException("a KV cache of rows " + cache.keyStride() + "+" + cache.valueStride() + " "
+                        + cache.dtype() + " does not fit this transformer's layout " + kvLayout);
+            }
             int start = cache.length();
             if (start + ch.count() > cfg.maxPositions()) {
                 throw new IllegalArgumentException("sequence of " + (start + ch.count()) + " tokens exceeds max_position_embeddings "
@@ -343,6 +380,9 @@ public final class MoeTransformer {
                 if (router.needsLogits()) {
                     logits = m.routerLogits = Workspace.floats(m.routerLogits, m.n * cfg.numExperts());
                     Kernels.matmul(m.xn, 0, m.n, moe.gate(), logits, 0);
+                    if (moe.gateBias() != null) {
+                        addBias(logits, m.n, moe.gateBias());
+                    }
                 }
                 RoutingResult routing = router.route(logits, tokens, m.n, m.routing(layer));
                 listener.onRouting(layer, routing);
@@ -428,6 +468,9 @@ public final class MoeTransformer {
                 if (router.needsLogits()) {
                     logits = new float[n * cfg.numExperts()];
                     Kernels.matmul(xn, 0, n, m.gate(), logits, 0);
+                    if (m.gateBias() != null) {
+                        addBias(logits, n, m.gateBias());
+                    }
                 }
                 RoutingResult routing = router.route(logits, tokens, n);
                 listener.onRouting(layer, routing);
@@ -481,12 +524,15 @@ public final class MoeTransformer {
             Kernels.rope(q, i * qDim, cfg.heads(), hd, hd, rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
             Kernels.rope(k, i * kvDim, cfg.kvHeads(), hd, hd, rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
             int row = c.row(p);
-            System.arraycopy(k, i * kvDim, c.keys(layer), row * kvDim, kvDim);
-            System.arraycopy(v, i * kvDim, c.values(layer), row * kvDim, kvDim);
+            storeKey(c, layer, row * kvDim, k, i * kvDim, kvDim);
+            storeValue(c, layer, row * kvDim, v, i * kvDim, kvDim);
         }
         float[] attn = ws.attn = Workspace.floats(ws.attn, n * qDim);
-        attend(layer, caches, pos, from, n, cfg.kvHeads(), hd, hd, q, qDim, attn, ws);
+        attend(layer, caches, pos, from, n, cfg.kvHeads(), hd, hd, q, qDim, attn, ws, a.sinks());
         Kernels.matmul(attn, 0, n, a.o(), out, 0);
+        if (a.oBias() != null) {
+            addBias(out, n, a.oBias());
+        }
     }
 
     private void mla(int layer, LayerWeights.Mla a, KvCache[] caches, int[] pos, int from, int n, float[] xn, float[] out,
@@ -512,6 +558,10 @@ public final class MoeTransformer {
             System.arraycopy(kva, i * kvaDim, latent, i * m.kvLoraRank(), m.kvLoraRank());
         }
         Kernels.rmsnorm(latent, 0, n, m.kvLoraRank(), a.kvANorm(), cfg.rmsEps(), latent, 0);
+        if (absorbed[layer] != null) {
+            mlaCompressed(layer, absorbed[layer], a, caches, pos, from, n, q, kva, latent, out, ws);
+            return;
+        }
         int kvbDim = heads * (m.qkNopeDim() + m.vHeadDim());
         float[] kv = ws.kv = Workspace.floats(ws.kv, n * kvbDim);
         Kernels.matmul(latent, 0, n, a.kvB(), kv, 0);
@@ -528,43 +578,130 @@ public final class MoeTransformer {
             int pe = i * kvaDim + m.kvLoraRank();
             Kernels.rope(kva, pe, 1, m.qkRopeDim(), m.qkRopeDim(), rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
             int row = c.row(p);
-            float[] keys = c.keys(layer);
-            float[] values = c.values(layer);
             for (int hh = 0; hh < heads; hh++) {
                 int src = i * kvbDim + hh * (m.qkNopeDim() + m.vHeadDim());
                 int kd = row * keyStride + hh * qkHead;
-                System.arraycopy(kv, src, keys, kd, m.qkNopeDim());
-                System.arraycopy(kva, pe, keys, kd + m.qkNopeDim(), m.qkRopeDim());
-                System.arraycopy(kv, src + m.qkNopeDim(), values, row * valueStride + hh * m.vHeadDim(), m.vHeadDim());
+                storeKey(c, layer, kd, kv, src, m.qkNopeDim());
+                storeKey(c, layer, kd + m.qkNopeDim(), kva, pe, m.qkRopeDim());
+                storeValue(c, layer, row * valueStride + hh * m.vHeadDim(), kv, src + m.qkNopeDim(), m.vHeadDim());
             }
         }
         float[] attn = ws.attn = Workspace.floats(ws.attn, n * valueStride);
-        attend(layer, caches, pos, from, n, heads, qkHead, m.vHeadDim(), q, qDim, attn, ws);
+        attend(layer, caches, pos, from, n, heads, qkHead, m.vHeadDim(), q, qDim, attn, ws, null);
         Kernels.matmul(attn, 0, n, a.o(), out, 0);
     }
 
-    /** Causal attention of each token over its own sequence's cached positions up to its own. */
-    private void attend(int layer, KvCache[] caches, int[] pos, int from, int n, int kvHeads, int hdK, int hdV,
-                        float[] q, int qStride, float[] out, Workspace ws) {
+    /**
+     * MLA over the compressed cache (see {@link MlaAbsorbed}): each token's cache row is its
+     * normalised latent and its rotated rope key; each query head becomes
+     * {@code [W_UK,h^T q_nope,h, q_pe,h]}, attends over the rows as one shared key/value head
+     * (the values being the latents), and its latent output goes through W_UV,h.
+     */
+    private void mlaCompressed(int layer, MlaAbsorbed ab, LayerWeights.Mla a, KvCache[] caches, int[] pos, int from, int n,
+                               float[] q, float[] kva, float[] latent, float[] out, Workspace ws) {
+        ModelConfig.Mla m = cfg.mla();
         int heads = cfg.heads();
+        int nope = m.qkNopeDim();
+        int rd = m.qkRopeDim();
+        int r = m.kvLoraRank();
+        int qkHead = nope + rd;
+        int qDim = heads * qkHead;
+        int width = r + rd;
+        float[] qAbs = ws.qAbs = Workspace.floats(ws.qAbs, n * heads * width);
+        float[] gin = ws.gatherIn = Workspace.floats(ws.gatherIn, n * Math.max(nope, r));
+        float[] gout = ws.gatherOut = Workspace.floats(ws.gatherOut, n * Math.max(r, m.vHeadDim()));
         for (int i = 0; i < n; i++) {
             int p = pos[from + i];
             KvCache c = caches[from + i];
-            int first = cfg.slidingWindow() > 0 ? Math.max(0, p - cfg.slidingWindow() + 1) : 0;
+            for (int hh = 0; hh < heads; hh++) {
+                int qo = i * qDim + hh * qkHead;
+                Kernels.rope(q, qo + nope, 1, rd, rd, rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
+                System.arraycopy(q, qo + nope, qAbs, (i * heads + hh) * width + r, rd);
+            }
+            int pe = i * width + r;
+            Kernels.rope(kva, pe, 1, rd, rd, rope.cos(), rope.sin(), rope.offset(p), cfg.ropeStyle());
+            int row = c.row(p) * width;
+            storeKey(c, layer, row, latent, i * r, r);
+            storeKey(c, layer, row + r, kva, pe, rd);
+        }
+        for (int hh = 0; hh < heads; hh++) {
+            for (int i = 0; i < n; i++) {
+                System.arraycopy(q, i * qDim + hh * qkHead, gin, i * nope, nope);
+            }
+            Kernels.matmul(gin, 0, n, ab.keyUpT()[hh], gout, 0);
+            for (int i = 0; i < n; i++) {
+                System.arraycopy(gout, i * r, qAbs, (i * heads + hh) * width, r);
+            }
+        }
+        float[] attnLat = ws.attn = Workspace.floats(ws.attn, n * heads * Math.max(r, m.vHeadDim()));
+        attend(layer, caches, pos, from, n, 1, width, r, qAbs, heads * width, attnLat, ws, null);
+        int vDim = heads * m.vHeadDim();
+        float[] attn = ws.kv = Workspace.floats(ws.kv, n * vDim);
+        for (int hh = 0; hh < heads; hh++) {
+            for (int i = 0; i < n; i++) {
+                System.arraycopy(attnLat, (i * heads + hh) * r, gin, i * r, r);
+            }
+            Kernels.matmul(gin, 0, n, ab.valueUp()[hh], gout, 0);
+            for (int i = 0; i < n; i++) {
+                System.arraycopy(gout, i * m.vHeadDim(), attn, i * vDim + hh * m.vHeadDim(), m.vHeadDim());
+            }
+        }
+        Kernels.matmul(attn, 0, n, a.o(), out, 0);
+    }
+
+    /** Writes n floats of keys into the cache at element {@code dst} of layer's keys, in the cache's element type. */
+    private static void storeKey(KvCache c, int layer, int dst, float[] src, int off, int n) {
+        if (c.dtype() == KvDtype.BF16) {
+            Bf16.store(src, off, c.keysBf16(layer), dst, n);
+        } else {
+            System.arraycopy(src, off, c.keys(layer), dst, n);
+        }
+    }
+
+    private static void storeValue(KvCache c, int layer, int dst, float[] src, int off, int n) {
+        if (c.dtype() == KvDtype.BF16) {
+            Bf16.store(src, off, c.valuesBf16(layer), dst, n);
+        } else {
+            System.arraycopy(src, off, c.values(layer), dst, n);
+        }
+    }
+
+    /**
+     * Causal attention of each token over its own sequence's cached positions up to its own (and
+     * within the layer's sliding window); {@code sinks} null or one logit per head.
+     */
+    private void attend(int layer, KvCache[] caches, int[] pos, int from, int n, int kvHeads, int hdK, int hdV,
+                        float[] q, int qStride, float[] out, Workspace ws, float[] sinks) {
+        int heads = cfg.heads();
+        int window = cfg.window(layer);
+        for (int i = 0; i < n; i++) {
+            int p = pos[from + i];
+            KvCache c = caches[from + i];
+            int first = window > 0 ? Math.max(0, p - window + 1) : 0;
             int nKeys = p + 1 - first;
-            float[] scores = ws.scores = Workspace.growing(ws.scores, nKeys);
             int ks = c.keyStride();
             int vs = c.valueStride();
-            if (c.contiguous()) {
+            boolean f32 = c.dtype() == KvDtype.F32;
+            if (f32 && sinks == null && c.contiguous()) {
+                float[] scores = ws.scores = Workspace.growing(ws.scores, nKeys);
                 Kernels.attention(q, i * qStride, c.keys(layer), first * ks, c.values(layer), first * vs, ks, vs,
                         nKeys, heads, kvHeads, hdK, hdV, attentionScale, out, i * heads * hdV, scores);
-            } else {
-                int[] rows = ws.rows = Workspace.growing(ws.rows, nKeys);
-                for (int t = 0; t < nKeys; t++) {
-                    rows[t] = c.row(first + t);
-                }
+                continue;
+            }
+            int[] rows = ws.rows = Workspace.growing(ws.rows, nKeys);
+            for (int t = 0; t < nKeys; t++) {
+                rows[t] = c.row(first + t);
+            }
+            if (f32 && sinks == null) {
+                float[] scores = ws.scores = Workspace.growing(ws.scores, nKeys);
                 Kernels.attentionRows(q, i * qStride, c.keys(layer), c.values(layer), rows, ks, vs, nKeys, heads, kvHeads,
                         hdK, hdV, attentionScale, out, i * heads * hdV, scores);
+            } else if (f32) {
+                RowAttention.attend(q, i * qStride, c.keys(layer), c.values(layer), rows, ks, vs, nKeys, heads, kvHeads,
+                        hdK, hdV, attentionScale, sinks, out, i * heads * hdV);
+            } else {
+                RowAttention.attend(q, i * qStride, c.keysBf16(layer), c.valuesBf16(layer), rows, ks, vs, nKeys, heads, kvHeads,
+                        hdK, hdV, attentionScale, sinks, out, i * heads * hdV);
             }
         }
     }

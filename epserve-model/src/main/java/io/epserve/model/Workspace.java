@@ -38,6 +38,10 @@ final class Workspace {
     float[] kva = new float[0];
     float[] latent = new float[0];
     float[] kv = new float[0];
+    /** Compressed MLA: absorbed queries and per-head gathers. */
+    float[] qAbs = new float[0];
+    float[] gatherIn = new float[0];
+    float[] gatherOut = new float[0];
     float[] scores = new float[0];
     int[] rows = new int[0];
     /** Dense FFN and shared-expert SwiGLU scratch ({@code 2 × m × intermediate}). */

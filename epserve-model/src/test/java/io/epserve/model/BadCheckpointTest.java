@@ -99,7 +99,7 @@ class BadCheckpointTest {
         Files.writeString(dir.resolve("config.json"), cfg);
         assertThatThrownBy(this::load).isInstanceOf(CheckpointException.class)
                 .hasMessageContaining("config.json").hasMessageContaining("'LlamaForCausalLM'")
-                .hasMessageContaining("MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV3ForCausalLM");
+                .hasMessageContaining("MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, GptOssForCausalLM");
     }
 
     @Test

@@ -6,7 +6,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.moe.GroupedSigmoidRouter;
 import io.epserve.moe.Router;
 import io.epserve.moe.RoutingResult;
-import io.epserve.moe.SoftmaxTopKRouter;
 import io.epserve.moe.SwiGlu;
 import io.epserve.tensor.Kernels;
 import java.util.Arrays;
@@ -53,11 +52,7 @@ class LayerGoldenMoeTest {
 
     /** The router MoeTransformer builds for this layer (LEARNED), from the config. */
     private static Router routerOf(ModelConfig cfg, LayerWeights.Moe moe) {
-        return switch (cfg.routerKind()) {
-            case SOFTMAX_TOPK -> new SoftmaxTopKRouter(cfg.numExperts(), cfg.topK(), cfg.normTopkProb());
-            case SIGMOID_GROUPED_TOPK -> new GroupedSigmoidRouter(cfg.numExperts(), cfg.topK(), cfg.nGroup(), cfg.topkGroup(),
-                    moe.correctionBias(), cfg.normTopkProb(), cfg.routedScalingFactor());
-        };
+        return MoeTransformer.learnedRouter(cfg, moe);
     }
 
     private static float[] routerLogits(LayerWeights.Moe moe, float[] x, int n, int experts) {

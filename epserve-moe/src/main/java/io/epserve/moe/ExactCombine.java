@@ -15,13 +15,16 @@ package io.epserve.moe;
  * {@code 2^(e_t - 29)} per term, i.e. about 2e-9 of the input's largest value, below half an ulp
  * of a residual stream value of the input's magnitude.
  *
- * <p><b>Range and the wire.</b> Sums are kept in 64 bits: exact up to {@code |sum| < 2^(e_t + 35)},
- * 16 billion times the input's largest value (beyond it {@link #toGrid} throws: a loud failure, never a
+ * <p><b>Range and the wire.</b> Sums are kept in 64 bits. One term may be up to 2^47 grid units,
+ * {@code 2^(e_t + 19)} (half a million times the input's largest value), so up to 2^16 terms can
+ * never overflow; a larger or non-finite term makes {@link #toGrid} throw (a loud failure, never a
  * silently different number). On the wire (F32 hidden states) a worker sends its integers as 32
- * bits when every value of the answer fits, i.e. {@code |partial| < 2^(e_t + 3)} (eight times the input's
- * largest value: the usual case), and as 64 bits otherwise; the byte count says which. So an answer
- * is no larger than today's F32 one except when an expert output is more than eight times the largest
- * value of its input; then it doubles.
+ * bits when every value of the answer fits, i.e. {@code |partial| < 2^(e_t + 3)} (eight times the
+ * input's largest value: the usual case), and as 64 bits otherwise; the byte count says which. So
+ * an answer is never larger than the previous F32 one unless an expert output exceeds eight times
+ * the largest value of its input; then that answer doubles. Four bytes cannot hold every exact
+ * partial sum in general (two floats' exact sum can need 48+ significant bits), hence this
+ * variable width rather than a fixed 4-byte format.
  *
  * <p>The trade-off against the previous float combine: a term's relative precision is now tied
  * to its input's scale (an output many orders of magnitude below its input keeps fewer

@@ -4,6 +4,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
+import java.util.HashSet;
+import java.util.stream.IntStream;
 
 /**
  * Which worker holds which experts, per sparse layer: a pure function of the layer set, the
@@ -91,7 +93,7 @@ public final class ExpertPlacement {
         if (numExperts < 1) {
             throw new IllegalArgumentException("a placement needs at least one expert");
         }
-        if (new java.util.HashSet<>(workers).size() != workers.size()) {
+        if (new HashSet<>(workers).size() != workers.size()) {
             throw new IllegalArgumentException("duplicate worker in " + workers);
         }
         int w = workers.size();
@@ -160,7 +162,7 @@ public final class ExpertPlacement {
         if (workers.isEmpty()) {
             throw new IllegalArgumentException("a placement needs at least one worker");
         }
-        if (new java.util.HashSet<>(workers).size() != workers.size()) {
+        if (new HashSet<>(workers).size() != workers.size()) {
             throw new IllegalArgumentException("duplicate worker in " + workers);
         }
         if (replicas.length != sparseLayers.length) {
@@ -223,7 +225,7 @@ public final class ExpertPlacement {
      */
     public double[] balancedness(ExpertLoad load) {
         ExpertLoad l = load.forModel(sparse, numExperts);
-        double[] out = new double[(int) java.util.stream.IntStream.range(0, sparse.length).filter(i -> sparse[i]).count()];
+        double[] out = new double[(int) IntStream.range(0, sparse.length).filter(i -> sparse[i]).count()];
         int i = 0;
         for (int layer = 0; layer < sparse.length; layer++) {
             if (sparse[layer]) {
@@ -312,7 +314,7 @@ public final class ExpertPlacement {
             return new int[0];
         }
         int[] map = local[worker][layer];
-        return java.util.stream.IntStream.range(0, numExperts).filter(e -> map[e] != NOT_HERE).toArray();
+        return IntStream.range(0, numExperts).filter(e -> map[e] != NOT_HERE).toArray();
     }
 
     /** Number of (layer, expert) replicas on a worker. */

@@ -62,9 +62,14 @@ public final class ExpertShards {
         if (shards < 1 || shards > inter) {
             throw new IllegalArgumentException("cannot split an intermediate size of " + inter + " into " + shards + " shards");
         }
+        if (shards > 1 && w.hasBias()) {
+            // the down bias would be added once per shard
+            throw new IllegalArgumentException("experts with biases (gpt-oss) cannot be split into shards");
+        }
         long a = (long) s * inter / shards;
         long b = (long) (s + 1) * inter / shards;
-        return new ExpertWeights(w.gate().rowSlice(a, b), w.up().rowSlice(a, b), columns(w.down(), a, b));
+        return new ExpertWeights(w.gate().rowSlice(a, b), w.up().rowSlice(a, b), columns(w.down(), a, b), null, null, null,
+                w.activation());
     }
 
     /**

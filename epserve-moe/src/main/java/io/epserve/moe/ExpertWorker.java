@@ -1,6 +1,7 @@
 package io.epserve.moe;
 
 import java.util.Arrays;
+import io.epserve.tensor.Kernels;
 
 /**
  * The compute of an expert worker (DESIGN.md §1): runs tokens through the experts it holds and
@@ -118,7 +119,7 @@ public final class ExpertWorker {
         Arrays.fill(out, 0, tokens * h, 0f);
         for (int t = 0; t < tokens; t++) {
             for (int p = offsets[t]; p < offsets[t + 1]; p++) {
-                io.epserve.tensor.Kernels.axpy(weights[p], pairOut, p * h, out, t * h, h);
+                Kernels.axpy(weights[p], pairOut, p * h, out, t * h, h);
             }
         }
     }

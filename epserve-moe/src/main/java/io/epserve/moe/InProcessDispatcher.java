@@ -1,6 +1,7 @@
 package io.epserve.moe;
 
 import java.util.List;
+import java.util.ArrayList;
 
 /**
  * Expert workers as objects in this JVM, behind the same split/combine as remote workers
@@ -89,7 +90,7 @@ public final class InProcessDispatcher implements ExpertDispatcher, PlacementCon
 
     /** One line per sparse layer with its tokens per expert. */
     public static List<String> describeRouted(ExpertLoad load) {
-        List<String> lines = new java.util.ArrayList<>();
+        List<String> lines = new ArrayList<>();
         for (int l = 0; l < load.layers(); l++) {
             if (!load.has(l)) {
                 continue;

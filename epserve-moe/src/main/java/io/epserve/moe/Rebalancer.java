@@ -6,6 +6,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.Locale;
 
 /**
  * The frontend's control loop over its placement (DESIGN.md §5): from the sliding window of
@@ -135,7 +136,7 @@ public final class Rebalancer implements AutoCloseable {
         if (settings.below() > 0 && since >= Math.max(1, r.windowSteps() / 4)) {
             double min = min(control.placement().balancedness(r.window()));
             if (min < settings.below()) {
-                return String.format(java.util.Locale.ROOT, "balancedness %.3f below %.3f", min, settings.below());
+                return String.format(Locale.ROOT, "balancedness %.3f below %.3f", min, settings.below());
             }
         }
         return null;
@@ -166,7 +167,7 @@ public final class Rebalancer implements AutoCloseable {
             Outcome o;
             if (next.sameReplicas(current) || (requireGain && min(after) < min(before) + MIN_GAIN)) {
                 o = new Outcome(false, current.epoch(), before, before, seconds(t0), reason + ": kept epoch " + current.epoch()
-                        + String.format(java.util.Locale.ROOT, " (balanced placement would give %.3f, now %.3f)", min(after), min(before)));
+                        + String.format(Locale.ROOT, " (balanced placement would give %.3f, now %.3f)", min(after), min(before)));
             } else {
                 try {
                     control.updatePlacement(next);

@@ -4,7 +4,7 @@ package io.epserve.moe;
  * Turns router logits ({@code [tokens, E]}, from the gate's linear layer) into a
  * {@link RoutingResult}. Variants are a sealed family, never flags (DESIGN.md §3.7).
  */
-public sealed interface Router permits SoftmaxTopKRouter, GroupedSigmoidRouter, HashRouter {
+public sealed interface Router permits SoftmaxTopKRouter, GroupedSigmoidRouter, GroupedSoftmaxRouter, TopKSoftmaxRouter, HashRouter {
 
     int numExperts();
 

@@ -7,6 +7,9 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
 
 class BalancedPlacementTest {
     private static final boolean[] ONE_LAYER = {true};
@@ -96,7 +99,7 @@ class BalancedPlacementTest {
     @Test
     void oneHotExpertGetsAReplicaOnEveryWorkerWithSlots() {
         long[] t = new long[8];
-        java.util.Arrays.fill(t, 10);
+        Arrays.fill(t, 10);
         t[5] = 400;
         ExpertLoad l = load(t);
         ExpertPlacement contiguous = ExpertPlacement.create(ONE_LAYER, 8, workers(4), ExpertPlacement.Policy.CONTIGUOUS, 0);
@@ -128,7 +131,7 @@ class BalancedPlacementTest {
             }
             double opt = bruteForce(t, w, (e + w - 1) / w + redundant);
             double got = maxLoad(p, l);
-            assertThat(got).as("loads %s on %d workers, %d spare", java.util.Arrays.toString(t), w, redundant)
+            assertThat(got).as("loads %s on %d workers, %d spare", Arrays.toString(t), w, redundant)
                     .isGreaterThanOrEqualTo(opt - 1e-9).isLessThanOrEqualTo(opt * 1.10 + 1e-9);
             worst = Math.max(worst, got / opt);
             cases++;
@@ -166,7 +169,7 @@ class BalancedPlacementTest {
         ExpertPlacement p = BalancedPlacement.place(l, workers(4), hosts, 1, 0);
         // 2 hosts -> 2 groups of 8 contiguous experts; every replica of a group on one host
         for (int g = 0; g < 2; g++) {
-            java.util.Set<String> used = new java.util.HashSet<>();
+            Set<String> used = new HashSet<>();
             for (int e = g * 8; e < g * 8 + 8; e++) {
                 for (int w : p.replicasOf(0, e)) {
                     used.add(hosts.get(w));

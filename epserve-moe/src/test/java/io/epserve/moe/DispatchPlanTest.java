@@ -8,6 +8,7 @@ import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
+import java.util.Arrays;
 
 /** Replica choice of {@link DispatchPlan}: per step (split by load) for exact partial sums, per token otherwise. */
 class DispatchPlanTest {
@@ -72,7 +73,7 @@ class DispatchPlanTest {
                 assertThat(IntStream.of(load).sum()).isEqualTo(tokens * k);
                 int max = IntStream.of(load).max().orElseThrow();
                 int min = IntStream.of(load).min().orElseThrow();
-                assertThat(max - min).as("top-%d pair loads %s", k, java.util.Arrays.toString(load)).isLessThanOrEqualTo(1);
+                assertThat(max - min).as("top-%d pair loads %s", k, Arrays.toString(load)).isLessThanOrEqualTo(1);
             }
         }
     }
@@ -97,7 +98,7 @@ class DispatchPlanTest {
         DispatchPlan a = DispatchPlan.split(0, x, H, r, p, false);
         // the per-token rule: each token alone gives the same grouping as in its batch
         for (int t = 0; t < 30; t++) {
-            DispatchPlan one = DispatchPlan.split(0, java.util.Arrays.copyOfRange(x, t * H, (t + 1) * H), H,
+            DispatchPlan one = DispatchPlan.split(0, Arrays.copyOfRange(x, t * H, (t + 1) * H), H,
                     new RoutingResult(1, 3, r.expertsOf(t), r.weightsOf(t)), p, false);
             for (int w = 0; w < 2; w++) {
                 int row = -1;

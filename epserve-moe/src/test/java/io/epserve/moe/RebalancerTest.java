@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
+import java.util.concurrent.CopyOnWriteArrayList;
 
 class RebalancerTest {
     static final int H = InProcessDispatcherTest.H;
@@ -44,7 +45,7 @@ class RebalancerTest {
         assertThat(routed.steps()).isEqualTo(10);
         assertThat(routed.window().tokens(0, 0)).isEqualTo(160);
         assertThat(routed.total().tokens(0, 1)).isEqualTo(160);
-        java.util.concurrent.CopyOnWriteArrayList<Rebalancer.Outcome> seen = new java.util.concurrent.CopyOnWriteArrayList<>();
+        CopyOnWriteArrayList<Rebalancer.Outcome> seen = new CopyOnWriteArrayList<>();
         try (Rebalancer rb = new Rebalancer(d, Rebalancer.Settings.onDemand(1), seen::add).start()) {
             double[] was = rb.balancedness();
             Rebalancer.Outcome o = rb.rebalanceNow("test");

@@ -3,6 +3,7 @@ package io.epserve.moe;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
+import java.util.Arrays;
 import org.junit.jupiter.api.Test;
 
 class RouterTest {
@@ -32,7 +33,7 @@ class RouterTest {
         bias[2] = 10f; // biased choice pulls expert 2's group in, but its weight stays unbiased
         RoutingResult r = new GroupedSigmoidRouter(8, 2, 4, 2, bias, true, 2.5f).route(logits, new int[1], 1);
         int[] ex = r.expertsOf(0).clone();
-        java.util.Arrays.sort(ex);
+        Arrays.sort(ex);
         // group sums of the two best biased scores: g0 ≈ 1.0, g1 = 11, g2 ≈ 1.46, g3 ≈ 1.03, so groups 1
         // and 2 stay eligible and expert 0 (the best unbiased score) is masked out.
         assertThat(ex).containsExactly(2, 4);
@@ -65,5 +66,35 @@ class RouterTest {
         RoutingResult other = new HashRouter(8, 2, 99).route(null, tokens, tokens.length);
         assertThat(other.experts()).isNotEqualTo(a.experts());
         assertThat(h.needsLogits()).isFalse();
+    }
+
+    @Test
+    void groupedSoftmaxKeepsTheGroupsWithTheBestExpertAndScalesUnnormalised() {
+        // 8 experts in 4 groups of 2; V2's group score is the group's best softmax score
+        float[] logits = {3f, -9f, 2.5f, 2.5f, 2.9f, -9f, 0f, 0f};
+        RoutingResult r = new GroupedSoftmaxRouter(8, 2, 4, 2, false, 16f).route(logits, new int[1], 1);
+        int[] ex = r.expertsOf(0).clone();
+        Arrays.sort(ex);
+        // groups 0 (best 3.0) and 2 (best 2.9) stay; group 1's two 2.5s lose although they beat 2.9's partner
+        assertThat(ex).containsExactly(0, 4);
+        double z = 0;
+        for (float l : logits) {
+            z += Math.exp(l);
+        }
+        int slot0 = r.expert(0, 0) == 0 ? 0 : 1;
+        assertThat((double) r.weight(0, slot0)).isCloseTo(Math.exp(3) / z * 16, within(1e-5));
+        // one group: plain greedy, the two best experts overall
+        RoutingResult greedy = new GroupedSoftmaxRouter(8, 2, 1, 1, true, 1f).route(logits, new int[1], 1);
+        assertThat(greedy.expertsOf(0)).containsExactly(0, 4);
+        assertThat(greedy.weight(0, 0) + greedy.weight(0, 1)).isCloseTo(1f, within(1e-6f));
+    }
+
+    @Test
+    void topKSoftmaxSoftmaxesOnlyTheChosenLogits() {
+        float[] logits = {0f, 2f, 1f, 3f};
+        RoutingResult r = new TopKSoftmaxRouter(4, 2).route(logits, new int[1], 1);
+        assertThat(r.expertsOf(0)).containsExactly(3, 1);
+        assertThat((double) r.weight(0, 0)).isCloseTo(Math.exp(3) / (Math.exp(3) + Math.exp(2)), within(1e-6));
+        assertThat(r.weight(0, 0) + r.weight(0, 1)).isCloseTo(1f, within(1e-6f));
     }
 }

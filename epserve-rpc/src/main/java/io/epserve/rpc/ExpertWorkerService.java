@@ -10,9 +10,9 @@ import io.epserve.rpc.v1.AssignResponse;
 import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ComputeResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
+import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
-import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.LayerExperts;
 import io.epserve.rpc.v1.ReleaseRequest;
 import io.epserve.rpc.v1.ReleaseResponse;
@@ -26,6 +26,8 @@ import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.function.Supplier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 
 /**
  * The expert worker's side of {@code epserve.expert.v1.ExpertService}: holds the share of the
@@ -49,6 +51,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     private volatile WorkerShare share;
     /** A share assigned for the next epoch while {@link #share} still serves the current one; null when none. */
     private volatile WorkerShare pending;
+    /** The frontend whose Assign made {@link #share} (a pending share is always that frontend's too). */
+    private volatile String shareFrontend;
     /** The model's checkpoint opened at start (header and config only), handed to the first Assign. */
     private Checkpoint preopened;
 
@@ -67,7 +71,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
      * experts a worker gains takes a while, and the same connection keeps carrying the current
      * epoch's Compute requests meanwhile (a live re-placement must not stall a step).
      */
-    private static final java.util.concurrent.ExecutorService ASSIGNS = java.util.concurrent.Executors.newCachedThreadPool(r -> {
+    private static final ExecutorService ASSIGNS = Executors.newCachedThreadPool(r -> {
         Thread t = new Thread(r, "epserve-worker-assign");
         t.setDaemon(true);
         return t;
@@ -96,6 +100,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     }
 
     private AssignResponse doAssign(AssignRequest req, String frontend) {
+        // a frontend that may not use the worker learns nothing about its request's validity
+        ownership.requireNotHeldByOther(frontend);
         if (!req.getModelFingerprint().isEmpty() && !req.getModelFingerprint().equals(fingerprint)) {
             throw Status.FAILED_PRECONDITION.withDescription("worker " + name.get() + " serves model " + fingerprint
                     + ", the frontend runs " + req.getModelFingerprint()).asRuntimeException();
@@ -133,12 +139,16 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 next = WorkerShare.open(model, req.getEpoch(), wanted, name.get(), pre, current);
             }
             WorkerShare dropped;
+            WorkerShare droppedToo = null;
             WorkerShare kept;
             lock.writeLock().lock();
             try {
-                if (share == null) {
-                    share = next; // nothing to serve yet: the first Assign takes effect at once
+                if (share == null || !frontend.equals(shareFrontend)) {
+                    // nothing this frontend serves yet (first Assign, or a new holder): takes effect at once
                     dropped = pending;
+                    droppedToo = share;
+                    share = next;
+                    shareFrontend = frontend;
                     pending = null;
                 } else {
                     // two epochs: the current one serves until a Compute of the new one arrives
@@ -150,6 +160,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 lock.writeLock().unlock();
             }
             release(dropped, kept, next);
+            release(droppedToo, kept, next);
             ownership.assigned(frontend, req.getEpoch());
             return AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
                     .setEpoch(next.epoch).build();

@@ -64,9 +64,17 @@ import java.util.function.Supplier;
  * assigned again and the request re-sent once. Every request is kept until answered, and
  * {@link #computeOn} re-runs one on a chosen worker: the hook for failover to replicas.
  *
- * <p>Deadlines: Assign and Info are unary calls with a gRPC deadline. The Compute stream lives
- * across steps, so it carries none itself; each request on it has one, enforced here (the step
- * waits at most {@link Config#deadline()}, then drops the stream and the channel).
+ * <p>Deadlines: every wait has one. Start-up asks each worker Info within
+ * {@link Config#connectDeadline()} (connecting included), then Assign within
+ * {@link Config#assignDeadline()}; Info, Release and re-Assigns later are unary calls with a gRPC
+ * deadline too. The Compute stream lives across steps, so it carries none itself; each request on
+ * it has one, enforced here (the step waits at most {@link Config#deadline()}, then drops the
+ * stream and the channel).
+ *
+ * <p>Ownership and security: the dispatcher is one frontend, with a random id that every call
+ * carries ({@link FrontendCredentials}, with the shared secret when configured). It checks at
+ * start that each worker serves this frontend's model ({@link ModelFingerprint}) and is not held
+ * by another frontend, and {@link #close()} releases its workers.
  *
  * <pre>
  *   var d = new GrpcExpertDispatcher(modelDir, placement, Config.defaults()).start(); // Assign all
@@ -88,11 +96,14 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      * @param expertDType     the dtype the workers hold the routed experts in (their --expert-dtype),
      *                        null for as stored: part of the model fingerprint the workers must match
      * @param security        the shared secret and/or TLS files the workers require
+     * @param connectDeadline how long start-up waits for each worker's first answer (connection and
+     *                        Info): a peer that accepts the connection and never answers fails here
      */
     public record Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes, DType expertDType,
-                         WorkerSecurity security) {
+                         WorkerSecurity security, Duration connectDeadline) {
         public static final Duration DEFAULT_DEADLINE = Duration.ofSeconds(10);
         public static final Duration DEFAULT_ASSIGN_DEADLINE = Duration.ofMinutes(5);
+        public static final Duration DEFAULT_CONNECT_DEADLINE = Duration.ofSeconds(30);
         public static final WireDType DEFAULT_WIRE_DTYPE = WireDType.WIRE_DTYPE_F32;
 
         public Config {
@@ -112,32 +123,36 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
                 throw new IllegalArgumentException("maxMessageBytes must be at least 1 MiB, got " + maxMessageBytes);
             }
             Objects.requireNonNull(security, "security");
+            Objects.requireNonNull(connectDeadline, "connectDeadline");
+            if (connectDeadline.isNegative() || connectDeadline.isZero()) {
+                throw new IllegalArgumentException("connect deadline must be positive, got " + connectDeadline);
+            }
         }
 
         /** Compatible constructor: experts as stored, no authentication. */
         public Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes) {
-            this(deadline, assignDeadline, wireDType, maxMessageBytes, null, WorkerSecurity.NONE);
+            this(deadline, assignDeadline, wireDType, maxMessageBytes, null, WorkerSecurity.NONE, DEFAULT_CONNECT_DEADLINE);
         }
 
         public static Config defaults() {
             return new Config(DEFAULT_DEADLINE, DEFAULT_ASSIGN_DEADLINE, DEFAULT_WIRE_DTYPE, WorkerServer.DEFAULT_MAX_MESSAGE_BYTES, null,
-                    WorkerSecurity.NONE);
+                    WorkerSecurity.NONE, DEFAULT_CONNECT_DEADLINE);
         }
 
         public Config withDeadline(Duration d) {
-            return new Config(d, assignDeadline, wireDType, maxMessageBytes, expertDType, security);
+            return new Config(d, assignDeadline, wireDType, maxMessageBytes, expertDType, security, connectDeadline);
         }
 
         public Config withAssignDeadline(Duration d) {
-            return new Config(deadline, d, wireDType, maxMessageBytes, expertDType, security);
+            return new Config(deadline, d, wireDType, maxMessageBytes, expertDType, security, connectDeadline);
         }
 
         public Config withWireDType(WireDType t) {
-            return new Config(deadline, assignDeadline, t, maxMessageBytes, expertDType, security);
+            return new Config(deadline, assignDeadline, t, maxMessageBytes, expertDType, security, connectDeadline);
         }
 
         public Config withMaxMessageBytes(int bytes) {
-            return new Config(deadline, assignDeadline, wireDType, bytes, expertDType, security);
+            return new Config(deadline, assignDeadline, wireDType, bytes, expertDType, security, connectDeadline);
         }
 
         /**
@@ -145,12 +160,16 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
          * the model's converted-experts cache; null (default): as stored in the checkpoint.
          */
         public Config withExpertDType(DType t) {
-            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, t, security);
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, t, security, connectDeadline);
         }
 
         /** How this frontend authenticates to the workers (their --auth-secret-file / TLS files). */
         public Config withSecurity(WorkerSecurity s) {
-            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, s);
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, s, connectDeadline);
+        }
+
+        public Config withConnectDeadline(Duration d) {
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, security, d);
         }
     }
 
@@ -318,7 +337,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     }
 
     /**
-     * Checks every worker (it answers Info within the dispatch deadline, serves this model, and no
+     * Checks every worker (it answers Info within the connect deadline, serves this model, and no
      * other frontend holds it), then assigns every worker its share, all at once (each within the
      * assign deadline); throws WorkerException naming the first worker that failed.
      */
@@ -620,6 +639,38 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
     }
 
+    /** The current placement and its links, consistent with each other (for the worker monitor). */
+    record Links(ExpertPlacement placement, WorkerLink[] links) {}
+
+    Links links() {
+        stateLock.readLock().lock();
+        try {
+            ensureOpen();
+            return new Links(placement, links.clone());
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Assigns worker {@code w} of the current placement again (it restarted or was released), as
+     * a dispatch does after FAILED_PRECONDITION; throws WorkerException when it fails.
+     */
+    void reassign(int w) {
+        stateLock.readLock().lock();
+        try {
+            ensureOpen();
+            links[w].assign(placement, w);
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    /** The fingerprint of this frontend's model, which every worker must match. */
+    String fingerprint() {
+        return fingerprint;
+    }
+
     /** Counters since creation. */
     public DispatchStats stats() {
         stateLock.readLock().lock();
@@ -794,6 +845,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             };
             e = new WorkerException(l.address, layer, f.kind, f.code, p.request, "worker " + l.address + what + f.getMessage(), f);
         }
+        l.lastFailure = e.getMessage();
         l.reset(); // the next dispatch reconnects on a new channel and stream
         return e;
     }
@@ -801,15 +853,15 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     // ------------------------------------------------------------------ Assign
 
     /**
-     * Info from every worker, all at once, each bounded by the dispatch deadline (so a peer that
+     * Info from every worker, all at once, each bounded by the connect deadline (so a peer that
      * accepts the connection and never answers fails start-up in time, named): each must serve
      * this frontend's model and be free (or held by this frontend already).
      */
     private void checkAll(WorkerLink[] ls) {
         List<ListenableFuture<InfoResponse>> futures = new ArrayList<>();
         for (WorkerLink l : ls) {
-            futures.add(ExpertServiceGrpc.newFutureStub(l.channel()).withDeadlineAfter(config.deadline().toNanos(), TimeUnit.NANOSECONDS)
-                    .info(InfoRequest.getDefaultInstance()));
+            futures.add(ExpertServiceGrpc.newFutureStub(l.channel())
+                    .withDeadlineAfter(config.connectDeadline().toNanos(), TimeUnit.NANOSECONDS).info(InfoRequest.getDefaultInstance()));
         }
         WorkerException first = null;
         for (int w = 0; w < ls.length; w++) {
@@ -820,7 +872,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             } catch (ExecutionException e) {
                 Status s = Status.fromThrowable(e.getCause());
                 String what = s.getCode() == Status.Code.DEADLINE_EXCEEDED
-                        ? " did not answer within " + config.deadline().toMillis() + " ms (is it an epserve worker, and up?)"
+                        ? " did not answer within " + config.connectDeadline().toMillis() + " ms (is it an epserve worker, and up?)"
                         : " did not answer Info: " + LinkFailure.describe(s);
                 failure = new WorkerException(l.address, -1, LinkFailure.kindOf(s), s.getCode(), null, "worker " + l.address + what, e.getCause());
             } catch (InterruptedException e) {

@@ -7,6 +7,7 @@ import io.epserve.tensor.Numerics;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import io.epserve.moe.ExactCombine;
 
 /**
  * The wire layout of tensors in the expert protocol (DESIGN.md §3.9; the same diagram is in
@@ -85,7 +86,7 @@ public final class WireTensors {
      * when every one fits, else as int64; the receiver tells them apart by the byte count.
      */
     public static ByteString encodeExact(long[] src, int count) {
-        boolean narrow = io.epserve.moe.ExactCombine.fitsInt(src, count);
+        boolean narrow = ExactCombine.fitsInt(src, count);
         byte[] bytes = new byte[count * (narrow ? 4 : 8)];
         MemorySegment dst = MemorySegment.ofArray(bytes);
         if (narrow) {

@@ -36,6 +36,8 @@ final class WorkerLink {
     final LongAdder computeNanos = new LongAdder();
     final LongAdder roundTripNanos = new LongAdder();
     final LongAdder failures = new LongAdder();
+    /** The message of the last failed call (dispatch or Assign), for readiness reasons; null before any. */
+    volatile String lastFailure;
     private final String fingerprint;
     private final GrpcExpertDispatcher.Config config;
     private final GrpcExpertDispatcher.ChannelFactory channels;
@@ -115,8 +117,10 @@ final class WorkerLink {
         if (reset) {
             reset();
         }
-        return new WorkerException(address, -1, LinkFailure.kindOf(s), s.getCode(), null,
+        WorkerException e = new WorkerException(address, -1, LinkFailure.kindOf(s), s.getCode(), null,
                 "worker " + address + " failed Assign of placement epoch " + p.epoch() + ": " + LinkFailure.describe(s), cause);
+        lastFailure = e.getMessage();
+        return e;
     }
 
     private AssignRequest assignRequest(ExpertPlacement p, int worker) {

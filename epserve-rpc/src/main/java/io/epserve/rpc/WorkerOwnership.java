@@ -91,7 +91,10 @@ final class WorkerOwnership {
         lastSeen = clock.getAsLong();
     }
 
-    /** Who holds the worker as seen by {@code frontend}; renews the lease when that is the holder. */
+    /**
+     * Who holds the worker as seen by {@code frontend}; renews the lease when that is the holder.
+     * Another holder whose lease expired counts as none: the next Assign takes the worker.
+     */
     Holder holderFor(String frontend) {
         Lease h = holder;
         if (h == null) {
@@ -101,7 +104,15 @@ final class WorkerOwnership {
             lastSeen = clock.getAsLong();
             return Holder.HOLDER_CALLER;
         }
-        return Holder.HOLDER_OTHER;
+        return clock.getAsLong() - lastSeen < lease.toNanos() ? Holder.HOLDER_OTHER : Holder.HOLDER_NONE;
+    }
+
+    /** Refuses {@code frontend} early when another frontend holds the worker with a live lease (no lock: re-checked on Assign). */
+    void requireNotHeldByOther(String frontend) {
+        requireId(frontend, "Assign");
+        if (holderFor(frontend) == Holder.HOLDER_OTHER) {
+            throw heldByOther(clock.getAsLong() - lastSeen);
+        }
     }
 
     /** The holder gives the worker up; false when {@code frontend} did not hold it. */

@@ -88,7 +88,7 @@ public final class WorkerProcessMain {
                 .security(s.security()).leaseTimeout(s.leaseTimeout()).build().start();
         HostPort bound = new HostPort(s.listen().host(), server.port());
         err.println("epserve worker " + bound + ": serving " + s.model().fingerprint() + "; callers: " + s.security().describe()
-                + (s.security().authenticated() ? "" : ": anyone on this host can use it"));
+                + (s.security().authenticated() ? "" : " (loopback only: anyone on this host can use it)"));
         err.flush();
         out.println(LISTENING + " " + bound);
         out.flush();

@@ -62,7 +62,7 @@ public record WorkerSecurity(WorkerSecret secret, TlsFiles tls) {
     /** One line for logs: what is checked (never the secret). */
     public String describe() {
         if (!authenticated()) {
-            return "unauthenticated (loopback only)";
+            return "unauthenticated";
         }
         return (secret != null ? "shared secret" : "") + (secret != null && tls != null ? " + " : "") + (tls != null ? "mutual TLS" : "");
     }

@@ -14,6 +14,7 @@ import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
+import io.epserve.rpc.v1.WireDType;
 import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.inprocess.InProcessServerBuilder;
@@ -30,6 +31,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import io.epserve.moe.ExactCombine;
+import java.util.Arrays;
 
 /**
  * Workers that misbehave (test-only fake services on the in-process transport): garbage and hangs
@@ -49,6 +52,8 @@ class FaultyWorkerTest {
     /** Answers every Compute with partial sums = 1.0 everywhere, unless told to misbehave. */
     static final class FakeWorker extends ExpertServiceGrpc.ExpertServiceImplBase {
         volatile Behaviour behaviour = Behaviour.OK;
+        /** Info never answers (a hung worker, as the monitor sees it). */
+        volatile boolean infoHangs;
         final AtomicInteger assigns = new AtomicInteger();
         final AtomicInteger computes = new AtomicInteger();
 
@@ -64,6 +69,9 @@ class FaultyWorkerTest {
 
         @Override
         public void info(InfoRequest req, StreamObserver<InfoResponse> out) {
+            if (infoHangs) {
+                return;
+            }
             out.onNext(InfoResponse.newBuilder().setModelFingerprint(ModelFingerprint.of(MODEL, null).toString())
                     .setHolder(Holder.HOLDER_NONE).build());
             out.onCompleted();
@@ -79,7 +87,8 @@ class FaultyWorkerTest {
                     float[] ones = new float[n];
                     java.util.Arrays.fill(ones, 1f);
                     ComputeResponse.Builder b = ComputeResponse.newBuilder().setId(r.getId()).setComputeNanos(1000)
-                            .setPartialSums(WireTensors.encode(ones, 0, n, r.getDtype()));
+                            .setPartialSums(r.getDtype() == WireDType.WIRE_DTYPE_F32_EXACT ? exactOnes(r)
+                                    : WireTensors.encode(ones, 0, n, r.getDtype()));
                     switch (behaviour) {
                         case OK -> out.onNext(b.build());
                         case WRONG_BYTES -> out.onNext(b.setPartialSums(ByteString.copyFrom(new byte[n * 4 - 4])).build());
@@ -105,6 +114,19 @@ class FaultyWorkerTest {
                 }
             };
         }
+    }
+
+    /** 1.0 everywhere as exact partial sums: 2^-grid on each token's grid. */
+    static ByteString exactOnes(ComputeRequest r) {
+        int h = r.getHidden();
+        float[] x = new float[r.getTokens() * h];
+        WireTensors.decode(r.getHiddenStates(), r.getDtype(), x, x.length);
+        long[] v = new long[x.length];
+        for (int t = 0; t < r.getTokens(); t++) {
+            long one = 1L << -ExactCombine.gridExponent(x, t * h, h);
+            Arrays.fill(v, t * h, (t + 1) * h, one);
+        }
+        return WireTensors.encodeExact(v, v.length);
     }
 
     final FakeWorker fake0 = new FakeWorker();
@@ -134,19 +156,57 @@ class FaultyWorkerTest {
         server1.shutdownNow();
     }
 
+    @Test
+    void theMonitorSeesAHungOrFailingWorkerDownAndBackUp() {
+        try (WorkerMonitor m = new WorkerMonitor(dispatcher, Duration.ofHours(1))) { // not started: checked on demand
+            m.checkNow();
+            assertThat(m.notReadyReason()).isNull();
+            assertThat(m.up()).containsEntry(name0, true).containsEntry(name1, true);
+
+            fake1.infoHangs = true;
+            long t0 = System.nanoTime();
+            m.checkNow();
+            assertThat((System.nanoTime() - t0) / 1_000_000).as("a check waits at most the deadline").isLessThan(DEADLINE.toMillis() + 2000);
+            assertThat(m.notReadyReason()).contains("expert worker " + name1 + " is down: did not answer within 500 ms")
+                    .doesNotContain(name0);
+            assertThat(m.up()).containsEntry(name0, true).containsEntry(name1, false);
+            fake1.infoHangs = false;
+            m.checkNow();
+            assertThat(m.notReadyReason()).isNull();
+
+            // a failed dispatch marks its worker down at once, until its next good check
+            fake0.behaviour = Behaviour.REFUSE;
+            assertThatThrownBy(() -> dispatch(0)).isInstanceOf(WorkerException.class);
+            assertThat(m.notReadyReason()).contains("expert worker " + name0 + " is down: a dispatch failed since its last check")
+                    .contains("expert 3 of layer 0 is not held here");
+            fake0.behaviour = Behaviour.OK;
+            m.checkNow();
+            assertThat(m.notReadyReason()).isNull();
+        }
+        dispatcher.close();
+        assertThat(new WorkerMonitor(dispatcher, Duration.ofSeconds(1)).notReadyReason()).isEqualTo("the expert dispatcher is closed");
+    }
+
     /** Two tokens, each routed to expert 1 (worker 0) and expert 3 (worker 1), weights summing to 1. */
     float[] dispatch(int layer) {
         RoutingResult r = new RoutingResult(2, 2, new int[] {1, 3, 3, 1}, new float[] {0.5f, 0.5f, 0.25f, 0.75f});
         float[] out = new float[2 * HIDDEN];
-        dispatcher.dispatch(layer, new float[2 * HIDDEN], HIDDEN, r, out);
+        dispatcher.dispatch(layer, hidden(), HIDDEN, r, out);
         return out;
+    }
+
+    /** The two tokens' hidden states: ones (each token's exact-combine grid is then 2^-28). */
+    static float[] hidden() {
+        float[] x = new float[2 * HIDDEN];
+        Arrays.fill(x, 1f);
+        return x;
     }
 
     /** The same two tokens through dispatchAsync; returns the future's failure cause, or null and fills out. */
     Throwable dispatchAsync(int layer, float[] out) {
         RoutingResult r = new RoutingResult(2, 2, new int[] {1, 3, 3, 1}, new float[] {0.5f, 0.5f, 0.25f, 0.75f});
         try {
-            dispatcher.dispatchAsync(layer, new float[2 * HIDDEN], HIDDEN, r, out).get(DEADLINE.toMillis() + 5000, TimeUnit.MILLISECONDS);
+            dispatcher.dispatchAsync(layer, hidden(), HIDDEN, r, out).get(DEADLINE.toMillis() + 5000, TimeUnit.MILLISECONDS);
             return null;
         } catch (ExecutionException e) {
             return e.getCause();
@@ -194,7 +254,7 @@ class FaultyWorkerTest {
         fake1.behaviour = Behaviour.WRONG_BYTES;
         assertThatThrownBy(() -> dispatch(1)).isInstanceOf(WorkerException.class)
                 .hasMessageContaining("worker " + name1 + " answered garbage for layer 1")
-                .hasMessageContaining("bytes of partial sums, expected 64")
+                .hasMessageContaining("bytes of exact partial sums, expected 64 or 128")
                 .satisfies(e -> assertThat(((WorkerException) e).kind()).isEqualTo(WorkerException.Kind.GARBAGE))
                 .satisfies(e -> assertThat(((WorkerException) e).request().tokens()).isEqualTo(2));
         fake1.behaviour = Behaviour.OK;
@@ -213,6 +273,12 @@ class FaultyWorkerTest {
 
     @Test
     void nonFinitePartialSumIsGarbage() {
+        // exact partial sums are integers: only the float wire forms can carry a NaN
+        dispatcher.close();
+        ExpertPlacement p = ExpertPlacement.create(new boolean[] {true, true}, EXPERTS, List.of(name0, name1),
+                ExpertPlacement.Policy.CONTIGUOUS, 8);
+        dispatcher = new GrpcExpertDispatcher(MODEL, p, GrpcExpertDispatcher.Config.defaults().withDeadline(DEADLINE)
+                .withWireDType(WireDType.WIRE_DTYPE_BF16), InProcessEquivalenceTest.IN_PROCESS).start();
         fake1.behaviour = Behaviour.NAN;
         assertThatThrownBy(() -> dispatch(0)).isInstanceOf(WorkerException.class)
                 .hasMessageContaining("worker " + name1 + " answered garbage for layer 0: non-finite partial sum NaN");

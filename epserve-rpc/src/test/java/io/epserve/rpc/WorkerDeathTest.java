@@ -40,6 +40,12 @@ class WorkerDeathTest {
             int[] want = Fixtures.greedy(ref.transformer(), c.tokens(), 8);
             ExpertPlacement p = ExpertPlacement.create(ref.config().sparseLayers(), ref.config().numExperts(), workers.addresses(),
                     ExpertPlacement.Policy.ROUND_ROBIN, EquivalenceChecks.EPOCHS.incrementAndGet());
+            // warm both sides (class loading, JIT) under the default deadline: this test times deadlines, not cold starts;
+            // closing releases the workers to the next frontend
+            try (GrpcExpertDispatcher warm = new GrpcExpertDispatcher(Fixtures.model(name), p, GrpcExpertDispatcher.Config.defaults(),
+                    GrpcExpertDispatcher.TCP).start()) {
+                Fixtures.greedy(new MoeTransformer(ref.weights(), warm, MoeTransformer.RouterChoice.LEARNED), c.tokens(), 2);
+            }
             try (GrpcExpertDispatcher d = new GrpcExpertDispatcher(Fixtures.model(name), p,
                     GrpcExpertDispatcher.Config.defaults().withDeadline(DEADLINE), GrpcExpertDispatcher.TCP).start()) {
                 MoeTransformer t = new MoeTransformer(ref.weights(), d, MoeTransformer.RouterChoice.LEARNED);

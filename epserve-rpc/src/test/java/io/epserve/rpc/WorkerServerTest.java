@@ -61,6 +61,22 @@ class WorkerServerTest {
     }
 
     @Test
+    void anUnauthenticatedWorkerListensOnLoopbackOnly() {
+        WorkerModel model = WorkerModel.of(Fixtures.model("mixtral"));
+        assertThatThrownBy(() -> WorkerServer.builder().host("0.0.0.0").port(0).model(model).build())
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("refusing to listen on 0.0.0.0 without authentication")
+                .hasMessageContaining("--auth-secret-file");
+        // with a secret it may (built only: nothing is bound here)
+        assertThat(WorkerServer.builder().host("0.0.0.0").port(0).model(model)
+                .security(WorkerSecurity.NONE.withSecret(WorkerSecret.of("0123456789abcdef0123"))).build().isStarted()).isFalse();
+        assertThatThrownBy(() -> WorkerServer.builder().port(0).build())
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("--model");
+        assertThatThrownBy(() -> WorkerSecret.of("short")).hasMessageContaining("at least 16 characters");
+        assertThat(WorkerSecret.of("0123456789abcdef0123").toString()).doesNotContain("0123");
+    }
+
+    @Test
     void infoBeforeAssign() {
         var info = stub.withDeadlineAfter(5, TimeUnit.SECONDS).info(InfoRequest.getDefaultInstance());
         assertThat(info.getAssigned()).isFalse();

@@ -8,6 +8,7 @@ import io.epserve.moe.ExpertLoad;
 import io.epserve.moe.ExpertPlacement;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.Locale;
 
 /**
  * The JSON of an {@link ExpertLoad} ({@code GET /v1/epserve/load}, load files of
@@ -88,7 +89,7 @@ public final class ExpertLoadJson {
     public static ObjectNode placementJson(ObjectMapper json, ExpertPlacement p, ExpertLoad window) {
         ObjectNode root = json.createObjectNode();
         root.put("epoch", p.epoch());
-        root.put("policy", p.policy().name().toLowerCase(java.util.Locale.ROOT));
+        root.put("policy", p.policy().name().toLowerCase(Locale.ROOT));
         ArrayNode ws = root.putArray("workers");
         p.workers().forEach(ws::add);
         ArrayNode layers = root.putArray("layers");

@@ -10,6 +10,8 @@ import java.util.Arrays;
 import java.util.Deque;
 import java.util.List;
 import java.util.function.Supplier;
+import io.epserve.moe.ExpertPlacement;
+import java.util.Locale;
 
 /**
  * What the live view shows, sampled once a second from the metrics' cumulative counters: a
@@ -133,6 +135,7 @@ final class LiveStats {
         tick.put("type", "tick");
         tick.set("second", sec);
         putExperts(tick);
+        putPlacement(tick);
         lastTick = tick;
         return tick;
     }
@@ -162,6 +165,32 @@ final class LiveStats {
         history.forEach(hist::add);
         putExperts(h);
         return h;
+    }
+
+    /** The live placement, once the server has one (set after the model loads). */
+    private volatile Supplier<ExpertPlacement> placement;
+
+    void placement(Supplier<ExpertPlacement> p) {
+        placement = p;
+    }
+
+    /** Epoch, policy and, per sparse layer, each expert's replica count. */
+    private void putPlacement(ObjectNode o) {
+        Supplier<ExpertPlacement> s = placement;
+        if (s == null) {
+            return;
+        }
+        ExpertPlacement p = s.get();
+        ObjectNode n = o.putObject("placement");
+        n.put("epoch", p.epoch());
+        n.put("policy", p.policy().name().toLowerCase(Locale.ROOT));
+        ArrayNode reps = n.putArray("replicas");
+        for (int l : sparseLayers) {
+            ArrayNode row = reps.addArray();
+            for (int e = 0; e < p.numExperts(); e++) {
+                row.add(p.isSparse(l) ? p.replicaCount(l, e) : 0);
+            }
+        }
     }
 
     /** Routed tokens per sparse layer × expert and per worker, in total and in the window. */

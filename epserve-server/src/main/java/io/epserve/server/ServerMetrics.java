@@ -39,6 +39,8 @@ public final class ServerMetrics implements EngineObserver {
     private final Counter promptTokens;
     private final Counter generationTokens;
     private final Counter preemptions;
+    private final Counter connectionsRefused;
+    private final Counter headerTimeouts;
     private final Histogram ttft;
     private final Histogram tpot;
     private final Histogram e2e;
@@ -77,6 +79,10 @@ public final class ServerMetrics implements EngineObserver {
                 .help("Tokens generated").register(registry);
         preemptions = Counter.builder().name("epserve_preemptions_total")
                 .help("Running sequences preempted (KV blocks freed, recomputed later)").register(registry);
+        connectionsRefused = Counter.builder().name("epserve_http_connections_refused_total")
+                .help("Connections answered 503 and closed because the open-connection cap was reached").register(registry);
+        headerTimeouts = Counter.builder().name("epserve_http_header_timeouts_total")
+                .help("Connections closed because a request's headers did not arrive within the header timeout").register(registry);
         ttft = Histogram.builder().name("epserve_time_to_first_token_seconds")
                 .help("Time from a request's arrival at the engine to its first generated token")
                 .classicUpperBounds(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
@@ -176,6 +182,16 @@ public final class ServerMetrics implements EngineObserver {
         attached = new Attached(layout, new AtomicLongArray(layout.layers() * layout.experts()), points, stats);
     }
 
+    /**
+     * {@code epserve_ready} (1 when /ready answers 200) and {@code epserve_worker_up{worker}} (1 per
+     * remote expert worker that answers its checks, 0 per one that does not).
+     */
+    void readiness(java.util.function.BooleanSupplier ready, Supplier<Map<String, Boolean>> workersUp) {
+        gauge("epserve_ready", "1 when the server takes generations (/ready answers 200), else 0", () -> ready.getAsBoolean() ? 1 : 0);
+        GaugeWithCallback.builder().name("epserve_worker_up").help("1 per remote expert worker that answers its checks, 0 per one that does not")
+                .labelNames("worker").callback(cb -> workersUp.get().forEach((w, up) -> cb.call(up ? 1 : 0, w))).register(registry);
+    }
+
     private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
         GaugeWithCallback.builder().name(name).help(help).callback(cb -> cb.call(value.getAsDouble())).register(registry);
     }
@@ -218,6 +234,16 @@ public final class ServerMetrics implements EngineObserver {
     /** An API request got its status (a stream: its 200 headers). */
     void request(Endpoint endpoint, int status) {
         requests.labelValues(endpoint == null ? "other" : endpoint.label, Integer.toString(status)).inc();
+    }
+
+    /** A connection over the open-connection cap was refused. */
+    void connectionRefused() {
+        connectionsRefused.inc();
+    }
+
+    /** A connection's request headers were too slow. */
+    void headerTimeout() {
+        headerTimeouts.inc();
     }
 
     /** A token reached a request's listener. */

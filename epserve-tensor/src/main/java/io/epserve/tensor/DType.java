@@ -21,7 +21,13 @@ public enum DType {
     /** 32 weights: f16 scale + 32 × 4-bit. 4.5 bits per weight. */
     Q4_0(18, 32, "Q4_0"),
     /** 256 weights: f16 d, f16 dmin, 8 × 6-bit (scale, min) + 256 × 4-bit. 4.5 bits per weight. */
-    Q4_K(144, 256, "Q4_K");
+    Q4_K(144, 256, "Q4_K"),
+    /**
+     * 32 weights: an E8M0 scale byte e + 32 × 4-bit E2M1 (OCP microscaling FP4, as gpt-oss ships
+     * its experts); weight = fp4 · 2^(e − 127). 4.25 bits per weight. Block layout as GGUF's
+     * MXFP4: byte j of the quants holds weight j (low nibble) and weight j + 16 (high nibble).
+     */
+    MXFP4(17, 32, "MXFP4");
 
     private final int blockBytes;
     private final int blockSize;

@@ -77,8 +77,9 @@ final class QuantizedKernels {
         long rowBytes = dt.bytesFor(k);
         Scratch sc = scratch();
         float[] acc = sc.acc;
-        if (B == null) {
-            // Narrow vectors (4 lanes): decode each row to the heap (same exact values), then the F32 dot.
+        if (B == null || dt == DType.MXFP4) {
+            // Narrow vectors (4 lanes), and MXFP4 (its blocks have no vector kernel yet): decode each
+            // row to the heap (same exact values), then the F32 dot.
             float[] row = sc.tile(k);
             for (int r = r0; r < r1; r++) {
                 Quantizer.dequantizeRow(seg, r * rowBytes, dt, row, 0, k);
@@ -396,7 +397,7 @@ final class QuantizedKernels {
             throw new IllegalArgumentException(dt + ": widen of [" + elem + ", +" + len + ") cuts a block");
         }
         long b0 = elem / bs * dt.blockBytes();
-        if (B == null) {
+        if (B == null || dt == DType.MXFP4) {
             Quantizer.dequantizeRow(s, b0, dt, dst, dOff, len);
             return;
         }

@@ -66,6 +66,17 @@ public final class Quantizer {
     public static final int K_DMIN = 2;
     public static final int K_SCALES = 4;
     public static final int K_QS = 16;
+    /** MXFP4: offset of the E8M0 scale byte, and of the 16 bytes of 4-bit quants. */
+    public static final int M_E = 0;
+    public static final int M_QS = 1;
+    /** The E2M1 values of the 16 FP4 codes (sign bit 3). */
+    static final float[] FP4 = {0f, 0.5f, 1f, 1.5f, 2f, 3f, 4f, 6f, -0f, -0.5f, -1f, -1.5f, -2f, -3f, -4f, -6f};
+
+    /** 2^(e − 127) for an E8M0 scale byte; 0xFF is NaN. */
+    static float e8m0(MemorySegment s, long b) {
+        int e = s.get(ValueLayout.JAVA_BYTE, b + M_E) & 0xFF;
+        return e == 0xFF ? Float.NaN : Math.scalb(1f, e - 127);
+    }
 
     // ---------------------------------------------------------------------------------------
     // dequantize
@@ -90,6 +101,10 @@ public final class Quantizer {
                 float d1 = d(s, b + K_D) * scaleK(s, b, sub);
                 float m1 = d(s, b + K_DMIN) * minK(s, b, sub);
                 yield d1 * q - m1;
+            }
+            case MXFP4 -> {
+                int byt = s.get(ValueLayout.JAVA_BYTE, b + M_QS + (i & 15));
+                yield FP4[i < 16 ? byt & 15 : (byt >> 4) & 15] * e8m0(s, b);
             }
             default -> throw new IllegalArgumentException(dt + " is not quantized");
         };
@@ -129,6 +144,14 @@ public final class Quantizer {
                             int q = (s.get(ValueLayout.JAVA_BYTE, qs + l) >> shift) & 15;
                             y[o + sub * 32 + l] = d1 * q - m1;
                         }
+                    }
+                }
+                case MXFP4 -> {
+                    float e = e8m0(s, b);
+                    for (int j = 0; j < 16; j++) {
+                        int byt = s.get(ValueLayout.JAVA_BYTE, b + M_QS + j);
+                        y[o + j] = FP4[byt & 15] * e;
+                        y[o + j + 16] = FP4[(byt >> 4) & 15] * e;
                     }
                 }
                 default -> throw new IllegalArgumentException(dt + " is not quantized");
@@ -219,6 +242,7 @@ public final class Quantizer {
                 case Q8_0 -> blockQ8_0(x, o, dst, b);
                 case Q4_0 -> blockQ4_0(x, o, dst, b);
                 case Q4_K -> blockQ4_K(x, o, dst, b, sc);
+                case MXFP4 -> throw new IllegalArgumentException("MXFP4 is computed on as a checkpoint stores it; epserve does not quantize to it");
                 default -> throw new IllegalArgumentException(dt + " is not quantized");
             }
         }
@@ -437,7 +461,8 @@ public final class Quantizer {
         long blocks = s.byteSize() / dt.blockBytes();
         for (long blk = 0; blk < blocks; blk++) {
             long b = blk * dt.blockBytes();
-            boolean ok = Float.isFinite(d(s, b)) && (dt != DType.Q4_K || Float.isFinite(d(s, b + K_DMIN)));
+            boolean ok = dt == DType.MXFP4 ? !Float.isNaN(e8m0(s, b))
+                    : Float.isFinite(d(s, b)) && (dt != DType.Q4_K || Float.isFinite(d(s, b + K_DMIN)));
             if (!ok) {
                 return blk * dt.blockSize();
             }

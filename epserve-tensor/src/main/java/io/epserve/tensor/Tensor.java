@@ -86,7 +86,7 @@ public record Tensor(String name, MemorySegment data, DType dtype, long[] shape)
             case F32 -> data.get(F32_LE, i * 4);
             case BF16 -> Numerics.bf16ToFloat(data.get(I16_LE, i * 2));
             case F16 -> Numerics.f16ToFloat(data.get(I16_LE, i * 2));
-            case Q8_0, Q4_0, Q4_K -> Quantizer.dequantize(data, dtype, i);
+            case Q8_0, Q4_0, Q4_K, MXFP4 -> Quantizer.dequantize(data, dtype, i);
         };
     }
 

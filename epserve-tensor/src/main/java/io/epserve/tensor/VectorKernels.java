@@ -131,7 +131,7 @@ public final class VectorKernels {
             case F32 -> s.get(Tensor.F32_LE, elem * 4);
             case BF16 -> Numerics.bf16ToFloat(s.get(Tensor.I16_LE, elem * 2));
             case F16 -> f16ToFloat(s.get(Tensor.I16_LE, elem * 2));
-            case Q8_0, Q4_0, Q4_K -> Quantizer.dequantize(s, dt, elem);
+            case Q8_0, Q4_0, Q4_K, MXFP4 -> Quantizer.dequantize(s, dt, elem);
         };
     }
 
@@ -371,7 +371,7 @@ public final class VectorKernels {
                     case F32 -> scaleF32(x, xb, inv, weight.data(), out, ob, nv);
                     case BF16 -> scaleBF16(x, xb, inv, weight.data(), out, ob, nv);
                     case F16 -> scaleF16(x, xb, inv, weight.data(), out, ob, nv);
-                    case Q8_0, Q4_0, Q4_K -> throw new IllegalArgumentException(weight + ": rmsnorm weights must not be quantized");
+                    case Q8_0, Q4_0, Q4_K, MXFP4 -> throw new IllegalArgumentException(weight + ": rmsnorm weights must not be quantized");
                 }
             }
             for (int j = nv; j < n; j++) {

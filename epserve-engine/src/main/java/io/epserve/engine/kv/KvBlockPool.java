@@ -1,66 +1,98 @@
 package io.epserve.engine.kv;
 
 import io.epserve.engine.scheduler.BlockTable;
+import io.epserve.model.KvDtype;
+import io.epserve.model.KvLayout;
+import io.epserve.model.KvOptions;
 import io.epserve.model.ModelConfig;
 
 /**
  * The memory of the paged KV cache: per layer, one key and one value array shared by every
  * sequence, cut into blocks of {@code blockSize} rows (as vLLM's PagedAttention):
  * <pre>
- *   keys(layer)   = [block 0: rows 0..B-1][block 1: rows B..2B-1] ...   row = kvHeads × keyHeadDim floats
+ *   keys(layer)   = [block 0: rows 0..B-1][block 1: rows B..2B-1] ...   row = the layout's keyStride elements
  *   values(layer) = [block 0 ...........][block 1 ..............] ...
  * </pre>
  * Which sequence owns which block is the scheduler's business ({@link BlockTable}); a
  * sequence sees its blocks through a {@link PagedKvCache}.
  */
 public final class KvBlockPool {
-    private final int layers;
-    private final int keyStride;
-    private final int valueStride;
+    private final KvLayout layout;
     private final int blockSize;
     private final int totalBlocks;
     private final float[][] keys;
     private final float[][] values;
+    private final short[][] keys16;
+    private final short[][] values16;
 
+    /** A float32 pool with separate key and value rows. */
     public KvBlockPool(int layers, int keyStride, int valueStride, int blockSize, int totalBlocks) {
-        if (layers < 1 || keyStride < 1 || valueStride < 1 || blockSize < 1 || totalBlocks < 1) {
-            throw new IllegalArgumentException("a KV pool needs layers, strides, block size and blocks >= 1, got " + layers + ", "
-                    + keyStride + ", " + valueStride + ", " + blockSize + ", " + totalBlocks);
+        this(new KvLayout(layers, keyStride, valueStride, KvDtype.F32, false), blockSize, totalBlocks);
+    }
+
+    public KvBlockPool(KvLayout layout, int blockSize, int totalBlocks) {
+        if (blockSize < 1 || totalBlocks < 1) {
+            throw new IllegalArgumentException("a KV pool needs block size and blocks >= 1, got " + blockSize + ", " + totalBlocks);
         }
         long rows = (long) blockSize * totalBlocks;
-        long floats = rows * Math.max(keyStride, valueStride);
-        if (floats > MAX_ARRAY) {
-            throw new IllegalArgumentException("a KV pool of " + totalBlocks + " blocks of " + blockSize + " positions needs " + floats
-                    + " floats per layer, more than a Java array holds (" + MAX_ARRAY + "): lower the KV cache budget");
+        long elements = rows * Math.max(layout.keyStride(), layout.valueStride());
+        if (elements > MAX_ARRAY) {
+            throw new IllegalArgumentException("a KV pool of " + totalBlocks + " blocks of " + blockSize + " positions needs " + elements
+                    + " elements per layer, more than a Java array holds (" + MAX_ARRAY + "): lower the KV cache budget");
         }
-        this.layers = layers;
-        this.keyStride = keyStride;
-        this.valueStride = valueStride;
+        this.layout = layout;
         this.blockSize = blockSize;
         this.totalBlocks = totalBlocks;
-        this.keys = new float[layers][(int) (rows * keyStride)];
-        this.values = new float[layers][(int) (rows * valueStride)];
+        int layers = layout.layers();
+        int k = (int) (rows * layout.keyStride());
+        int v = (int) (rows * layout.valueStride());
+        boolean shared = layout.sharedRows();
+        if (layout.dtype() == KvDtype.BF16) {
+            keys = null;
+            values = null;
+            keys16 = new short[layers][k];
+            values16 = shared ? keys16 : new short[layers][v];
+        } else {
+            keys = new float[layers][k];
+            values = shared ? keys : new float[layers][v];
+            keys16 = null;
+            values16 = null;
+        }
     }
 
-    /** The largest float[] the pool allocates per layer and kind. */
+    /** The largest array the pool allocates per layer and kind. */
     static final long MAX_ARRAY = Integer.MAX_VALUE - 16;
 
-    /** A pool for {@code cfg}'s cache layout with as many blocks as {@code budgetBytes} pays for. */
+    /** A pool for {@code cfg}'s default cache layout ({@link KvOptions#defaults()}) with as many blocks as {@code budgetBytes} pays for. */
     public static KvBlockPool forModel(ModelConfig cfg, int blockSize, long budgetBytes) {
-        return new KvBlockPool(cfg.layers(), keyStride(cfg), valueStride(cfg), blockSize, blocksFor(cfg, blockSize, budgetBytes));
+        return forLayout(KvLayout.of(cfg, KvOptions.defaults()), blockSize, budgetBytes);
     }
 
-    /** Bytes of one block: B × layers × (keyStride + valueStride) × 4 (float32). */
+    /** A pool for {@code layout} with as many blocks as {@code budgetBytes} pays for. */
+    public static KvBlockPool forLayout(KvLayout layout, int blockSize, long budgetBytes) {
+        return new KvBlockPool(layout, blockSize, blocksFor(layout, blockSize, budgetBytes));
+    }
+
+    /** Bytes of one block in {@code cfg}'s default layout. */
     public static long bytesPerBlock(ModelConfig cfg, int blockSize) {
-        return (long) blockSize * cfg.layers() * (keyStride(cfg) + valueStride(cfg)) * Float.BYTES;
+        return bytesPerBlock(KvLayout.of(cfg, KvOptions.defaults()), blockSize);
     }
 
-    /** How many whole blocks {@code budgetBytes} pays for. */
+    /** Bytes of one block: B × the layout's bytes per token. */
+    public static long bytesPerBlock(KvLayout layout, int blockSize) {
+        return blockSize * layout.bytesPerToken();
+    }
+
+    /** How many whole blocks {@code budgetBytes} pays for, in {@code cfg}'s default layout. */
     public static int blocksFor(ModelConfig cfg, int blockSize, long budgetBytes) {
+        return blocksFor(KvLayout.of(cfg, KvOptions.defaults()), blockSize, budgetBytes);
+    }
+
+    public static int blocksFor(KvLayout layout, int blockSize, long budgetBytes) {
         if (blockSize < 1) {
             throw new IllegalArgumentException("the KV block size must be >= 1, got " + blockSize);
         }
-        long per = bytesPerBlock(cfg, blockSize);
+        long per = bytesPerBlock(layout, blockSize);
         long blocks = budgetBytes / per;
         if (blocks < 1) {
             throw new IllegalArgumentException("a KV cache budget of " + budgetBytes + " bytes is less than one block of " + blockSize
@@ -69,29 +101,25 @@ public final class KvBlockPool {
         return (int) Math.min(blocks, Integer.MAX_VALUE);
     }
 
-    static int keyStride(ModelConfig cfg) {
-        return cfg.cachedKvHeads() * cfg.keyHeadDim();
-    }
-
-    static int valueStride(ModelConfig cfg) {
-        return cfg.cachedKvHeads() * cfg.valueHeadDim();
-    }
-
     /** A cache view for one sequence over its block table. */
     public PagedKvCache view(BlockTable table) {
         return new PagedKvCache(this, table);
     }
 
+    public KvLayout layout() {
+        return layout;
+    }
+
     public int layers() {
-        return layers;
+        return layout.layers();
     }
 
     public int keyStride() {
-        return keyStride;
+        return layout.keyStride();
     }
 
     public int valueStride() {
-        return valueStride;
+        return layout.valueStride();
     }
 
     public int blockSize() {
@@ -104,14 +132,29 @@ public final class KvBlockPool {
 
     /** Bytes the pool's arrays hold. */
     public long bytes() {
-        return (long) blockSize * totalBlocks * layers * (keyStride + valueStride) * Float.BYTES;
+        return (long) blockSize * totalBlocks * layout.bytesPerToken();
     }
 
     float[] keys(int layer) {
-        return keys[layer];
+        return require(keys, "f32")[layer];
     }
 
     float[] values(int layer) {
-        return values[layer];
+        return require(values, "f32")[layer];
+    }
+
+    short[] keysBf16(int layer) {
+        return require(keys16, "bf16")[layer];
+    }
+
+    short[] valuesBf16(int layer) {
+        return require(values16, "bf16")[layer];
+    }
+
+    private <T> T require(T arrays, String dtype) {
+        if (arrays == null) {
+            throw new UnsupportedOperationException("this KV pool stores " + layout.dtype() + ", not " + dtype);
+        }
+        return arrays;
     }
 }

@@ -2,6 +2,7 @@ package io.epserve.engine.kv;
 
 import io.epserve.engine.scheduler.BlockTable;
 import io.epserve.model.KvCache;
+import io.epserve.model.KvDtype;
 
 /**
  * One sequence's view of the shared {@link KvBlockPool}: position {@code p} is row
@@ -37,6 +38,21 @@ public final class PagedKvCache implements KvCache {
     @Override
     public int valueStride() {
         return pool.valueStride();
+    }
+
+    @Override
+    public KvDtype dtype() {
+        return pool.layout().dtype();
+    }
+
+    @Override
+    public short[] keysBf16(int layer) {
+        return pool.keysBf16(layer);
+    }
+
+    @Override
+    public short[] valuesBf16(int layer) {
+        return pool.valuesBf16(layer);
     }
 
     @Override

@@ -9,6 +9,8 @@ import io.epserve.engine.scheduler.BlockTable;
 import io.epserve.engine.scheduler.Scheduler;
 import io.epserve.engine.scheduler.SchedulerConfig;
 import io.epserve.model.KvCache;
+import io.epserve.model.KvDtype;
+import io.epserve.model.KvOptions;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.MoeTransformer;
@@ -101,6 +103,32 @@ class PagedKvCacheTest {
             assertThat(p.chunks()).hasSize(1);
             float[] gotNext = t.forward(paged, new int[] {77}, 1, false, RoutingListener.NONE);
             assertThat(gotNext).containsExactly(wantNext);
+        }
+    }
+
+    @Test
+    void aBf16PoolHoldsHalfTheBytesAndGivesTheContiguousBf16Logits() {
+        try (LoadedModel m = LoadedModel.load(TinyModel.dir(),
+                LoadedModel.Options.defaults().withKv(KvOptions.defaults().withDtype(KvDtype.BF16)))) {
+            MoeTransformer t = m.transformer();
+            assertThat(KvBlockPool.bytesPerBlock(t.kvLayout(), 16) * 2).isEqualTo(KvBlockPool.bytesPerBlock(m.config(), 16));
+            int[] prompt = {5, 17, 300, 42, 8, 9, 100, 101, 7};
+            float[] want = t.forward(t.newCache(16), prompt, prompt.length, false, RoutingListener.NONE);
+            Scheduler s = new Scheduler(new SchedulerConfig(2, 16, 100, 4, 4, 100));
+            KvBlockPool pool = KvBlockPool.forLayout(t.kvLayout(), 2, KvBlockPool.bytesPerBlock(t.kvLayout(), 2) * 16);
+            assertThat(pool.totalBlocks()).isEqualTo(16);
+            s.submit(0, 1, 1);
+            s.submit(1, prompt.length, 2);
+            s.schedule();
+            PagedKvCache paged = pool.view(s.blockTable(1));
+            assertThat(paged.dtype()).isEqualTo(KvDtype.BF16);
+            float[] got = t.step(List.of(new MoeTransformer.SequenceChunk(paged, prompt, 0, prompt.length, MoeTransformer.Logits.LAST)),
+                    RoutingListener.NONE)[0];
+            assertThat(got).containsExactly(want);
+            // an f32 pool does not fit a bf16 transformer
+            PagedKvCache f32 = KvBlockPool.forModel(m.config(), 2, KvBlockPool.bytesPerBlock(m.config(), 2) * 16).view(s.blockTable(1));
+            assertThatThrownBy(() -> t.step(List.of(new MoeTransformer.SequenceChunk(f32, prompt, 0, 1, MoeTransformer.Logits.LAST)),
+                    RoutingListener.NONE)).hasMessageContaining("does not fit");
         }
     }
 }

@@ -1,5 +1,7 @@
 package io.epserve.model.plan;
 
+import io.epserve.model.KvLayout;
+import io.epserve.model.KvOptions;
 import io.epserve.model.ModelConfig;
 import io.epserve.moe.ExpertPlacement;
 import java.util.ArrayList;
@@ -63,21 +65,25 @@ public final class CapacityPlanner {
     }
 
     /**
-     * Keys and values of every layer for one token, as the engine caches them (KvCache): cached
-     * heads × (key head dim + value head dim). For MLA that is the expanded per-head keys
-     * (qk_nope + qk_rope) and values (v_head_dim) of all heads, not the compressed latent.
+     * Keys and values of every layer for one token, as the engine caches them by default
+     * ({@link KvLayout} of {@link KvOptions#defaults()}): cached heads × (key head dim + value
+     * head dim) for GQA; for MLA the compressed latent, kv_lora_rank + qk_rope_head_dim.
      */
     public static long kvBytesPerToken(ModelConfig c, WeightFormat kvDtype) {
-        long perLayer = (long) c.cachedKvHeads() * (c.keyHeadDim() + c.valueHeadDim());
-        return perLayer * c.layers() * kvDtype.blockBytes();
+        return KvLayout.of(c, KvOptions.defaults()).elementsPerToken() * c.layers() * kvDtype.blockBytes();
     }
 
-    /** What MLA's compressed cache would take: kv_lora_rank + qk_rope_head_dim per layer (0 without MLA). */
+    /** What MLA's compressed cache takes: kv_lora_rank + qk_rope_head_dim per layer (0 without MLA). */
     public static long mlaLatentBytesPerToken(ModelConfig c, WeightFormat kvDtype) {
         if (c.mla() == null) {
             return 0;
         }
         return (long) (c.mla().kvLoraRank() + c.mla().qkRopeDim()) * c.layers() * kvDtype.blockBytes();
+    }
+
+    /** What the expanded per-head keys and values would take (the cache without MLA's compression). */
+    public static long expandedBytesPerToken(ModelConfig c, WeightFormat kvDtype) {
+        return (long) c.cachedKvHeads() * (c.keyHeadDim() + c.valueHeadDim()) * c.layers() * kvDtype.blockBytes();
     }
 
     static List<String> workerNames(int w) {
@@ -186,12 +192,16 @@ public final class CapacityPlanner {
                 + "), every other weight in " + o.weightDtype() + ".");
         n.add("Each process (the frontend and every worker) is allowed " + ByteSize.format(o.overheadBytes())
                 + " beside its weights and KV cache: JVM and code, kernel threads, activation arenas, wire buffers.");
-        String kv = "KV cache: " + o.kvTokens() + " tokens × " + kvPerToken + " B/token (" + o.kvDtype() + " keys and values of "
-                + c.layers() + " layers × " + c.cachedKvHeads() + " heads × (" + c.keyHeadDim() + " + " + c.valueHeadDim() + "), as the engine stores them).";
+        String kv;
         if (c.mla() != null) {
-            kv += " With MLA the engine caches the expanded per-head keys (qk_nope + qk_rope = " + c.keyHeadDim() + ") and values (v_head_dim = "
-                    + c.valueHeadDim() + "), not the " + (c.mla().kvLoraRank() + c.mla().qkRopeDim()) + "-wide latent, which would take "
-                    + mlaLatentBytesPerToken(c, o.kvDtype()) + " B/token.";
+            kv = "KV cache: " + o.kvTokens() + " tokens × " + kvPerToken + " B/token (" + o.kvDtype() + " MLA latents of " + c.layers()
+                    + " layers × (kv_lora_rank " + c.mla().kvLoraRank() + " + qk_rope_head_dim " + c.mla().qkRopeDim()
+                    + "), the compressed cache the engine keeps; the expanded per-head keys and values would take "
+                    + expandedBytesPerToken(c, o.kvDtype()) + " B/token).";
+        } else {
+            kv = "KV cache: " + o.kvTokens() + " tokens × " + kvPerToken + " B/token (" + o.kvDtype() + " keys and values of "
+                    + c.layers() + " layers × " + c.cachedKvHeads() + " heads × (" + c.keyHeadDim() + " + " + c.valueHeadDim()
+                    + "), as the engine stores them).";
         }
         n.add(kv);
         if (o.expertShards() > 1) {

@@ -1,6 +1,8 @@
 package io.epserve.model.plan;
 
+import io.epserve.model.AttentionConfig;
 import io.epserve.model.ModelConfig;
+import io.epserve.model.RouterConfig;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -62,6 +64,9 @@ public record ParameterCount(
         int dense = c.layers() - sparse;
         long denseMlp = dense * 3 * h * c.denseIntermediate();
         long perExpert = 3 * h * c.moeIntermediate();
+        if (c.ffn().expertBias()) {
+            perExpert += 2L * c.moeIntermediate() + h; // gate_up_proj_bias, down_proj_bias
+        }
         long routerPerLayer = routerPerLayer(c);
         long sharedPerLayer = sharedPerLayer(c);
         long mtp = 0;
@@ -98,13 +103,17 @@ public record ParameterCount(
             case PER_HEAD -> 2L * c.headDim();
             case WHOLE -> qDim + kvDim;
         };
+        if (c.attention() instanceof AttentionConfig.Gqa g) {
+            p += (g.oBias() ? h : 0) + (g.sinks() ? heads : 0);
+        }
         return p;
     }
 
     static long routerPerLayer(ModelConfig c) {
         long gate = (long) c.numExperts() * c.hidden();
-        // DeepSeek-V3's aux-loss-free balancing bias, one per expert (noaux_tc)
-        return c.routerKind() == ModelConfig.RouterKind.SIGMOID_GROUPED_TOPK ? gate + c.numExperts() : gate;
+        // DeepSeek-V3's aux-loss-free balancing bias and gpt-oss's router bias, one per expert
+        boolean bias = c.router() instanceof RouterConfig.GroupedSigmoid || c.router() instanceof RouterConfig.TopKSoftmax;
+        return bias ? gate + c.numExperts() : gate;
     }
 
     static long sharedPerLayer(ModelConfig c) {

@@ -13,6 +13,7 @@ import java.util.stream.Collectors;
  *   Q4_0: 32 weights = f16 scale (2 B) + 32 × 4-bit (16 B)                        = 18 B
  *   Q4_K: 256 weights = f16 d + f16 dmin (4 B) + 12 B of 6-bit sub-block scales/mins
  *                       + 256 × 4-bit (128 B)                                     = 144 B
+ *   MXFP4: 32 weights = E8M0 scale (1 B) + 32 × 4-bit E2M1 (16 B)                 = 17 B  (gpt-oss's experts)
  * </pre>
  * The planner must know these before the kernels exist (issue 5), so this is its own small enum
  * rather than {@link io.epserve.tensor.DType}.
@@ -23,7 +24,8 @@ public enum WeightFormat {
     F16("f16", 1, 2),
     Q8_0("q8_0", 32, 34),
     Q4_0("q4_0", 32, 18),
-    Q4_K("q4_k", 256, 144);
+    Q4_K("q4_k", 256, 144),
+    MXFP4("mxfp4", 32, 17);
 
     private final String label;
     private final int blockSize;

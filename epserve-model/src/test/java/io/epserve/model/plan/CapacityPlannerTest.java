@@ -56,14 +56,17 @@ class CapacityPlannerTest {
     }
 
     @Test
-    void mlaKvCacheIsTheExpandedPerHeadKeysAndValues() {
+    void mlaKvCacheIsTheCompressedLatent() {
         PlanModel ds = ParameterCountTest.real("deepseek-v3");
         ModelConfig c = ds.config();
-        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.F32)).isEqualTo(61L * 128 * (192 + 128) * 4);
-        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.BF16)).isEqualTo(61L * 128 * (192 + 128) * 2);
+        // (kv_lora_rank + qk_rope_head_dim) × layers × dtype size
+        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.F32)).isEqualTo((512 + 64) * 61L * 4);
+        assertThat(CapacityPlanner.kvBytesPerToken(c, WeightFormat.BF16)).isEqualTo((512 + 64) * 61L * 2);
         assertThat(CapacityPlanner.mlaLatentBytesPerToken(c, WeightFormat.BF16)).isEqualTo(61L * (512 + 64) * 2);
+        assertThat(CapacityPlanner.expandedBytesPerToken(c, WeightFormat.BF16)).isEqualTo(61L * 128 * (192 + 128) * 2);
         CapacityPlan plan = CapacityPlanner.plan(ds, PlanOptions.defaults(8, 200 * GIB));
-        assertThat(plan.notes()).anyMatch(n -> n.contains("expanded per-head keys"));
+        assertThat(plan.kvBytesPerToken()).isEqualTo((512 + 64) * 61L * 4);
+        assertThat(plan.notes()).anyMatch(n -> n.contains("compressed cache") && n.contains("expanded per-head keys"));
         assertThat(plan.notes()).anyMatch(n -> n.contains("multi-token-prediction"));
     }
 
@@ -218,5 +221,14 @@ class CapacityPlannerTest {
                 .contains("worker 0 (w0): 64 experts — layers 0-31: 0-1")
                 .contains("fits: yes").contains("minimum workers: 4");
         assertThat(text).anyMatch(l -> l.matches("\\s+w3\\s+64\\s+64\\s+21\\.00 GiB\\s+21\\.50 GiB\\s+yes"));
+    }
+
+    @Test
+    void gptOssExpertsCountAsTheirMxfp4Blocks() {
+        PlanModel oss = ParameterCountTest.real("gpt-oss-20b");
+        CapacityPlan plan = CapacityPlanner.plan(oss, PlanOptions.defaults(2, 16 * GIB).withExpertDtype(WeightFormat.MXFP4));
+        // gate and up [2880, 2880] and down [2880, 2880]: 2880 × 90 blocks of 17 bytes each
+        assertThat(plan.expertBytes()).isEqualTo(3L * 2880 * (2880 / 32) * 17);
+        assertThat(WeightFormat.MXFP4.bitsPerWeight()).isEqualTo(4.25);
     }
 }

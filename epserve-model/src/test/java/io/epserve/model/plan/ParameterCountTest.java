@@ -103,6 +103,22 @@ class ParameterCountTest {
 
     /** Qwen3-235B-A22B model card: "235B in total and 22B activated; non-embedding 234B". */
     @Test
+    void gptOss20b() {
+        // OpenAI's model card: 20.9B parameters, 3.6B active (without the input embedding)
+        ParameterCount p = real("gpt-oss-20b").params();
+        assertWithin1Percent(p.total(), 20.91e9, "gpt-oss-20b total");
+        assertWithin1Percent(p.activeComputeParams(), 3.61e9, "gpt-oss-20b active");
+    }
+
+    @Test
+    void deepSeekV2Lite() {
+        // DeepSeek's model card: 15.7B parameters, 2.4B activated
+        ParameterCount p = real("deepseek-v2-lite").params();
+        assertWithin1Percent(p.total(), 15.7e9, "DeepSeek-V2-Lite total");
+        assertThat((double) p.activeComputeParams()).isCloseTo(2.4e9, within(2.4e9 * 0.05));
+    }
+
+    @Test
     void qwen3_235b_a22b() {
         ParameterCount p = real("qwen3-235b-a22b").params();
         assertWithin1Percent(p.total(), 235e9, "Qwen3-235B-A22B total");

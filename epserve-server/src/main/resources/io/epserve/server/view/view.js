@@ -124,8 +124,18 @@
       div.children[1].firstChild.style.width = (100 * loads[w] / max) + '%';
       div.children[2].textContent = fmt(loads[w]) + ' tokens · ' + (sum ? (100 * loads[w] / sum).toFixed(1) : '0.0') + '%';
     });
-    $('imbalance').textContent = 'load imbalance (max/mean over workers, last ' + h.window_seconds + ' s) per layer: '
+    let text = 'load imbalance (max/mean over workers, last ' + h.window_seconds + ' s) per layer: '
       + h.layers.map((l, i) => 'L' + l + ' ' + (msg.imbalance[i] ? msg.imbalance[i].toFixed(2) : '–')).join(' · ');
+    if (msg.placement) {
+      // the live placement: its epoch and, per layer, the experts with more than one replica (expert×replicas)
+      const p = msg.placement;
+      const reps = p.replicas.map((row, i) => {
+        const hot = row.map((n, e) => n > 1 ? e + '×' + n : null).filter(x => x);
+        return hot.length ? 'L' + h.layers[i] + ' ' + hot.join(',') : null;
+      }).filter(x => x);
+      text += ' — placement epoch ' + p.epoch + ' (' + p.policy + '), replicas: ' + (reps.length ? reps.join(' · ') : 'none');
+    }
+    $('imbalance').textContent = text;
   }
 
   // ------------------------------------------------------------------ charts

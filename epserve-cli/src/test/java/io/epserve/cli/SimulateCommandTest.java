@@ -1,0 +1,61 @@
+package io.epserve.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+class SimulateCommandTest {
+    @TempDir
+    Path tmp;
+
+    @Test
+    void helpDocumentsEveryInput() {
+        CliRunner.Outcome o = CliRunner.inProcess("simulate", "--help");
+        assertThat(o.exitCode()).isZero();
+        CommandLine.Model.CommandSpec spec = new CommandLine(new SimulateCommand()).getCommandSpec();
+        for (CommandLine.Model.OptionSpec opt : spec.options()) {
+            assertThat(o.out()).contains(opt.longestName());
+            assertThat(opt.description()).as(opt.longestName()).isNotEmpty();
+        }
+        for (String input : new String[] {"--workers", "--hosts", "--latency-us", "--bandwidth", "--overlap", "--load", "--zipf", "--policy",
+                "--redundant-slots", "--cost", "--fit-cost", "--calibrate", "--expert-dtype", "--cpu", "--frontends"}) {
+            assertThat(o.out()).contains(input);
+        }
+    }
+
+    @Test
+    void predictsAFixtureModelWithEveryOutput() throws Exception {
+        Path load = tmp.resolve("load.json");
+        Files.writeString(load, "{\"layers\":[{\"layer\":0,\"tokens\":[90,5,1,1,1,1,1,0]}]}");
+        CliRunner.Outcome o = CliRunner.inProcess("simulate", "--model", CliRunner.fixtures().resolve("mixtral/model").toString(),
+                "--workers", "2", "--load", load.toString(), "--steps", "5", "--batch", "8", "--overlap");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.out()).contains("| model | placement | W | F | hosts | tokens/s | step p50 / p90 / p99 ms | worker util");
+        assertThat(o.out()).containsPattern("\\| model \\| contiguous \\| 2 \\| 1 \\| 2 \\| [0-9.]+ \\| [0-9.]+ / [0-9.]+ / [0-9.]+ \\| ");
+        assertThat(o.out()).contains("worker utilisation: [");
+        assertThat(o.out()).contains("DP, equal memory");
+    }
+
+    @Test
+    void badInputNamesTheOption() {
+        assertThat(CliRunner.inProcess("simulate", "--bandwidth", "fast").err()).contains("--bandwidth fast");
+        assertThat(CliRunner.inProcess("simulate", "--cpu", "many").err()).contains("--cpu many");
+        assertThat(CliRunner.inProcess("simulate", "--policy", "random").err()).contains("unknown placement policy 'random'");
+        CliRunner.Outcome o = CliRunner.inProcess("simulate", "--load", tmp.resolve("none.json").toString());
+        assertThat(o.exitCode()).isEqualTo(2);
+        assertThat(o.err()).contains("none.json");
+    }
+
+    @Test
+    void calibrationFileErrorsNameTheLine() throws Exception {
+        Path f = tmp.resolve("points.tsv");
+        Files.writeString(f, "# comment\nsingle\tfit-frontend\tdemo\t0\n");
+        CliRunner.Outcome o = CliRunner.inProcess("simulate", "--calibrate", f.toString());
+        assertThat(o.exitCode()).isEqualTo(2);
+        assertThat(o.err()).contains("line 2: expected 11 tab-separated fields");
+    }
+}

@@ -1,0 +1,16 @@
+package io.epserve.server;
+
+import java.util.Map;
+
+/**
+ * Whether the model's expert layer can serve, for {@code /ready} and the {@code epserve_ready} and
+ * {@code epserve_worker_up} gauges: remote expert workers can die or hang while the engine is
+ * fine. Both methods answer at once from what the source last saw (no I/O on the caller's thread).
+ */
+public interface Readiness {
+    /** Why the expert layer cannot serve now (naming the workers at fault), or null when it can. */
+    String notReadyReason();
+
+    /** Up (true) or down per remote expert worker; empty when the experts run in process. */
+    Map<String, Boolean> workersUp();
+}

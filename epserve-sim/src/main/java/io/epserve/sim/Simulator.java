@@ -1,0 +1,497 @@
+package io.epserve.sim;
+
+import io.epserve.moe.ExpertPlacement;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.PriorityQueue;
+import java.util.SplittableRandom;
+
+/**
+ * A discrete-event model of batched decode with expert parallelism (DESIGN.md §1). Per step each
+ * frontend runs, per layer and micro-batch: its own products (attention, router, shared expert or
+ * dense MLP) as one task on its process; for a sparse layer the dispatch — one message per worker
+ * holding any of the chosen experts, the worker's experts as one task on its process, one answer
+ * back — and the combine once every answer is in; after the last layer the output head. A step
+ * ends when every micro-batch has passed the head; the next starts at once (decode: each token
+ * needs the last).
+ *
+ * <p>Resources, each first come first served: every process runs one task at a time; cores, when
+ * shared ({@link Cpu}); each host's link, per direction ({@link Network}). Replicas of an expert
+ * are chosen per dispatch as the dispatcher does when the combine is exact: all of an expert's
+ * tokens to one replica, experts in decreasing token count each to the replica whose worker has
+ * the fewest tokens so far.
+ *
+ * <p>With 0 workers each frontend runs its experts itself, after its products, with no message:
+ * the single process, and a data-parallel replica.
+ */
+public final class Simulator {
+    private static final int HEADER_BYTES = 64;
+
+    private final Scenario s;
+    private final ModelShape m;
+    private final Cluster c;
+    private final PriorityQueue<Event> events = new PriorityQueue<>();
+    private long sequence;
+    private double now;
+
+    private final Proc[] frontends;
+    private final Proc[] workers;
+    private final CorePool[] pools;
+    private final double[] egressFree;
+    private final double[] ingressFree;
+    private final double[][] shares;
+    private final double[][] cumulative;
+    private final List<Double> stepTimes = new ArrayList<>();
+    private long wireBytes;
+    private long tokens;
+    private double imbalanceSum;
+    private long dispatches;
+
+    private Simulator(Scenario s) {
+        this.s = s;
+        this.m = s.model();
+        this.c = s.cluster();
+        int hosts = c.hosts();
+        pools = switch (c.cpu()) {
+            case Cpu.Dedicated d -> null;
+            case Cpu.PerHost p -> {
+                CorePool[] ps = new CorePool[hosts];
+                for (int h = 0; h < hosts; h++) {
+                    ps[h] = new CorePool(p.cores());
+                }
+                yield ps;
+            }
+            case Cpu.OneMachine o -> {
+                CorePool one = new CorePool(o.cores());
+                CorePool[] ps = new CorePool[hosts];
+                Arrays.fill(ps, one);
+                yield ps;
+            }
+        };
+        frontends = new Proc[c.frontends()];
+        for (int f = 0; f < frontends.length; f++) {
+            int h = c.frontendHost(f);
+            frontends[f] = new Proc(h, c.frontendThreads(), pools == null ? null : pools[h]);
+        }
+        workers = new Proc[c.workers()];
+        for (int w = 0; w < workers.length; w++) {
+            int h = c.workerHost(w);
+            workers[w] = new Proc(h, c.workerThreads(), pools == null ? null : pools[h]);
+        }
+        egressFree = new double[hosts];
+        ingressFree = new double[hosts];
+        shares = new double[m.layers()][];
+        cumulative = new double[m.layers()][];
+        for (int l = 0; l < m.layers(); l++) {
+            if (m.isSparse(l)) {
+                shares[l] = s.popularity().shares(l);
+                cumulative[l] = new double[m.experts()];
+                double acc = 0;
+                for (int e = 0; e < m.experts(); e++) {
+                    acc += shares[l][e];
+                    cumulative[l][e] = acc;
+                }
+            }
+        }
+    }
+
+    /** Runs the scenario to the end of every frontend's steps. */
+    public static SimResult run(Scenario s) {
+        return new Simulator(s).simulate();
+    }
+
+    private SimResult simulate() {
+        List<FrontendLoop> loops = new ArrayList<>();
+        for (int f = 0; f < frontends.length; f++) {
+            FrontendLoop loop = new FrontendLoop(f, new SplittableRandom(s.seed() * 1_000_003L + f));
+            loops.add(loop);
+            loop.startStep();
+        }
+        while (!events.isEmpty()) {
+            Event e = events.poll();
+            now = e.time;
+            e.action.run();
+        }
+        double[] sorted = stepTimes.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+        double mean = Arrays.stream(sorted).average().orElse(0);
+        double[] wu = new double[workers.length];
+        for (int w = 0; w < wu.length; w++) {
+            wu[w] = workers[w].busy / now;
+        }
+        double[] fu = new double[frontends.length];
+        for (int f = 0; f < fu.length; f++) {
+            fu[f] = frontends[f].busy / now;
+        }
+        return new SimResult(tokens / now, percentile(sorted, 0.50), percentile(sorted, 0.90), percentile(sorted, 0.99), mean, wu, fu,
+                (double) wireBytes / tokens, dispatches == 0 ? 1 : imbalanceSum / dispatches, now);
+    }
+
+    static double percentile(double[] sorted, double q) {
+        if (sorted.length == 0) {
+            return 0;
+        }
+        int i = (int) Math.ceil(q * sorted.length) - 1;
+        return sorted[Math.max(0, Math.min(sorted.length - 1, i))];
+    }
+
+    private void at(double time, Runnable action) {
+        events.add(new Event(time, sequence++, action));
+    }
+
+    /** Delivers a message of {@code bytes} from host a to host b (after its software cost), then runs {@code then}. */
+    private void send(int from, int to, long bytes, Runnable then) {
+        Network n = s.network();
+        wireBytes += bytes;
+        double ready = now + n.messageSeconds();
+        if (from == to) {
+            at(ready, then);
+            return;
+        }
+        double tx = n.transmitSeconds(bytes);
+        double start = Math.max(ready, egressFree[from]);
+        egressFree[from] = start + tx;
+        double arrive = Math.max(start + n.latencySeconds(), ingressFree[to]);
+        ingressFree[to] = arrive + tx;
+        at(arrive + tx, then);
+    }
+
+    /** One decode loop of one frontend: steps of one or two micro-batches through every layer. */
+    private final class FrontendLoop {
+        final int f;
+        final SplittableRandom rng;
+        final int[] microBatches;
+        int step;
+        double stepStart;
+        int microBatchesLeft;
+
+        FrontendLoop(int f, SplittableRandom rng) {
+            this.f = f;
+            this.rng = rng;
+            microBatches = c.overlap() ? new int[] {c.batch() - c.batch() / 2, c.batch() / 2} : new int[] {c.batch()};
+        }
+
+        void startStep() {
+            stepStart = now;
+            microBatchesLeft = microBatches.length;
+            for (int mb = 0; mb < microBatches.length; mb++) {
+                layer(mb, 0);
+            }
+        }
+
+        /** Queues the frontend's work of layer l for micro-batch mb. */
+        void layer(int mb, int l) {
+            int t = microBatches[mb];
+            CostModel cost = s.cost();
+            double work = cost.frontendProductSeconds(m, l, t);
+            double wall = cost.frontendLayerSeconds() + cost.frontendTokenSeconds() * t;
+            boolean local = c.workers() == 0 && m.isSparse(l);
+            Routed routed = m.isSparse(l) ? route(l, t) : null;
+            if (local) {
+                for (double n : routed.counts()) {
+                    work += cost.expertSeconds(m, n);
+                }
+            }
+            frontends[f].submit(work, wall, () -> {
+                if (!m.isSparse(l) || local) {
+                    next(mb, l);
+                } else {
+                    dispatch(mb, l, routed);
+                }
+            });
+        }
+
+        void next(int mb, int l) {
+            if (l + 1 < m.layers()) {
+                layer(mb, l + 1);
+                return;
+            }
+            int t = microBatches[mb];
+            frontends[f].submit(s.cost().headSeconds(m, t), 0, () -> {
+                tokens += t;
+                if (--microBatchesLeft == 0) {
+                    stepTimes.add(now - stepStart);
+                    if (++step < s.steps()) {
+                        startStep();
+                    }
+                }
+            });
+        }
+
+        /** Tokens per expert of one layer for t tokens (fractional with expected routing), and each token's experts when drawn. */
+        Routed route(int l, int t) {
+            int e = m.experts();
+            int k = m.topK();
+            double[] counts = new double[e];
+            if (s.routing() == Scenario.Routing.EXPECTED) {
+                for (int i = 0; i < e; i++) {
+                    counts[i] = (double) t * k * s.popularity().share(l, i);
+                }
+                return new Routed(counts, null);
+            }
+            double[] share = shares[l];
+            int[] choices = new int[t * k];
+            for (int tok = 0; tok < t; tok++) {
+                pickDistinct(share, cumulative[l], k, rng, choices, tok * k);
+                for (int j = 0; j < k; j++) {
+                    counts[choices[tok * k + j]]++;
+                }
+            }
+            return new Routed(counts, choices);
+        }
+
+        void dispatch(int mb, int l, Routed routed) {
+            double[] counts = routed.counts();
+            ExpertPlacement p = s.placement();
+            int w = c.workers();
+            int e = m.experts();
+            int[] owner = new int[e];
+            double[] load = new double[w];
+            Integer[] order = new Integer[e];
+            for (int i = 0; i < e; i++) {
+                order[i] = i;
+            }
+            Arrays.sort(order, (a, b) -> Double.compare(counts[b], counts[a]));
+            for (int i : order) {
+                int best = p.replica(l, i, 0);
+                for (int r = 1; r < p.replicaCount(l, i); r++) {
+                    int cand = p.replica(l, i, r);
+                    if (load[cand] < load[best]) {
+                        best = cand;
+                    }
+                }
+                owner[i] = best;
+                load[best] += counts[i];
+            }
+            double[] tokensTo = tokensPerWorker(routed, owner, microBatches[mb], w);
+            double maxLoad = 0;
+            double sumLoad = 0;
+            for (int i = 0; i < w; i++) {
+                maxLoad = Math.max(maxLoad, load[i]);
+                sumLoad += load[i];
+            }
+            if (sumLoad > 0) {
+                imbalanceSum += maxLoad / (sumLoad / w);
+                dispatches++;
+            }
+            int pending = 0;
+            for (int i = 0; i < w; i++) {
+                pending += tokensTo[i] > 0 ? 1 : 0;
+            }
+            if (pending == 0) {
+                next(mb, l);
+                return;
+            }
+            int[] left = {pending};
+            int frontHost = frontends[f].host;
+            long perValue = s.network().wireBytesPerValue();
+            for (int wi = 0; wi < w; wi++) {
+                if (tokensTo[wi] <= 0) {
+                    continue;
+                }
+                double work = 0;
+                for (int i = 0; i < e; i++) {
+                    if (owner[i] == wi) {
+                        work += s.cost().expertSeconds(m, counts[i]);
+                    }
+                }
+                double n = tokensTo[wi];
+                long request = HEADER_BYTES + Math.round(n * (m.hidden() * perValue + m.topK() * 8L));
+                long answer = HEADER_BYTES + Math.round(n * m.hidden() * perValue);
+                Proc worker = workers[wi];
+                double expertWork = work;
+                send(frontHost, worker.host, request, () -> worker.submit(expertWork, 0, () -> send(worker.host, frontHost, answer, () -> {
+                    if (--left[0] == 0) {
+                        next(mb, l);
+                    }
+                })));
+            }
+        }
+
+        /** Distinct tokens each worker receives: exact with sampled routing, expected otherwise. */
+        double[] tokensPerWorker(Routed routed, int[] owner, int t, int w) {
+            double[] to = new double[w];
+            double[] counts = routed.counts();
+            int[] lastChoices = routed.choices();
+            int k = m.topK();
+            if (lastChoices != null) {
+                boolean[] hit = new boolean[w];
+                for (int tok = 0; tok < t; tok++) {
+                    Arrays.fill(hit, false);
+                    for (int j = 0; j < k; j++) {
+                        int wi = owner[lastChoices[tok * k + j]];
+                        if (!hit[wi]) {
+                            hit[wi] = true;
+                            to[wi]++;
+                        }
+                    }
+                }
+                return to;
+            }
+            // expected: a token reaches worker w unless all k of its experts are elsewhere
+            double[] share = new double[w];
+            for (int i = 0; i < counts.length; i++) {
+                share[owner[i]] += counts[i] / ((double) t * k);
+            }
+            for (int wi = 0; wi < w; wi++) {
+                to[wi] = share[wi] <= 0 ? 0 : t * (1 - Math.pow(Math.max(0, 1 - share[wi]), k));
+            }
+            return to;
+        }
+    }
+
+    /**
+     * k distinct experts drawn with probability proportional to their share, without replacement
+     * (as a top-k of noisy router scores behaves); writes them to out[at..at+k). Draws by binary
+     * search over the cumulative shares and redraws a repeat; after many repeats (a few experts
+     * hold nearly all the share) falls back to a scan over the experts not yet taken.
+     */
+    static void pickDistinct(double[] share, double[] cumulative, int k, SplittableRandom rng, int[] out, int at) {
+        int e = share.length;
+        if (k == e) {
+            for (int i = 0; i < e; i++) {
+                out[at + i] = i;
+            }
+            return;
+        }
+        for (int j = 0; j < k; j++) {
+            int chosen = -1;
+            for (int attempt = 0; attempt < 64 && chosen < 0; attempt++) {
+                double u = rng.nextDouble() * cumulative[e - 1];
+                int i = Arrays.binarySearch(cumulative, u);
+                i = i >= 0 ? Math.min(i + 1, e - 1) : -i - 1;
+                if (share[i] > 0 && !taken(out, at, j, i)) {
+                    chosen = i;
+                }
+            }
+            if (chosen < 0) {
+                double remaining = 0;
+                for (int i = 0; i < e; i++) {
+                    remaining += taken(out, at, j, i) ? 0 : share[i];
+                }
+                double u = rng.nextDouble() * remaining;
+                double acc = 0;
+                for (int i = 0; i < e; i++) {
+                    if (taken(out, at, j, i)) {
+                        continue;
+                    }
+                    chosen = i;
+                    acc += share[i];
+                    if (u < acc && share[i] > 0) {
+                        break;
+                    }
+                }
+            }
+            out[at + j] = chosen;
+        }
+    }
+
+    private static boolean taken(int[] out, int at, int n, int expert) {
+        for (int i = 0; i < n; i++) {
+            if (out[at + i] == expert) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private record Event(double time, long seq, Runnable action) implements Comparable<Event> {
+        @Override
+        public int compareTo(Event o) {
+            int t = Double.compare(time, o.time);
+            return t != 0 ? t : Long.compare(seq, o.seq);
+        }
+    }
+
+    /** Cores shared by processes: a task takes its cores whole, first come first served. */
+    private final class CorePool {
+        int free;
+        final ArrayDeque<Proc> waiting = new ArrayDeque<>();
+
+        final int capacity;
+
+        CorePool(int cores) {
+            this.free = cores;
+            this.capacity = cores;
+        }
+
+        void request(Proc p) {
+            if (waiting.isEmpty() && free >= p.coresWanted()) {
+                free -= p.coresWanted();
+                p.granted();
+            } else {
+                waiting.add(p);
+            }
+        }
+
+        void release(int cores) {
+            free += cores;
+            while (!waiting.isEmpty() && free >= waiting.peek().coresWanted()) {
+                Proc p = waiting.poll();
+                free -= p.coresWanted();
+                p.granted();
+            }
+        }
+    }
+
+    /** A process: runs its tasks one at a time, first come first served, on its threads. */
+    private final class Proc {
+        final int host;
+        final int threads;
+        final CorePool pool;
+        final ArrayDeque<Task> queue = new ArrayDeque<>();
+        boolean running;
+        double busy;
+
+        Proc(int host, int threads, CorePool pool) {
+            this.host = host;
+            this.threads = threads;
+            this.pool = pool;
+        }
+
+        /** Queues a task: {@code work} seconds on one thread (split over the threads it gets) plus {@code wall} seconds as is. */
+        void submit(double work, double wall, Runnable done) {
+            queue.add(new Task(work, wall, done));
+            if (!running) {
+                startNext();
+            }
+        }
+
+        int coresWanted() {
+            return pool == null ? threads : Math.min(threads, pool.capacity);
+        }
+
+        private void startNext() {
+            if (queue.isEmpty()) {
+                running = false;
+                return;
+            }
+            running = true;
+            if (pool == null) {
+                granted();
+            } else {
+                pool.request(this);
+            }
+        }
+
+        void granted() {
+            Task t = queue.poll();
+            int cores = coresWanted();
+            double d = t.work / cores + t.wall;
+            busy += d;
+            at(now + d, () -> {
+                if (pool != null) {
+                    pool.release(cores);
+                }
+                t.done.run();
+                startNext();
+            });
+        }
+    }
+
+    private record Task(double work, double wall, Runnable done) {}
+
+    /** One layer's routing of one micro-batch: tokens per expert, and each token's k experts (null when expected). */
+    private record Routed(double[] counts, int[] choices) {}
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The calibration table of BENCHMARKS.md in one command: measures the configurations this machine
+# can run for real, then prints what `epserve simulate` predicts for each beside what was measured.
+#
+#   tools/calibrate.sh [OUT_DIR]        (default target/calibration; needs root for the namespace hosts)
+#
+# Measured (batched decode of the demo model, `epserve bench ep`, B sequences per step):
+#   - the single process at batch 1 and batch B         -> fit the frontend's per-layer/per-token work
+#   - 1 worker process on loopback, overlap off          -> fit the software cost of one message
+#   - 1 worker overlap on; 2 and 4 workers (contiguous), 2 workers (replicated), overlap off and on,
+#     on loopback; 2 workers on namespace hosts at 50 µs / 10 Gbit and 500 µs / 1 Gbit (the
+#     delay only where the kernel has sch_netem), overlap off and on   -> predicted, within 15%?
+# The expert kernel's cost is measured first (`epserve simulate --fit-cost`). Everything runs on
+# this machine's cores at once, as the simulator is told (--cpu machine:N). Environment:
+# EPSERVE_CALIBRATE_BATCH (default 16), EPSERVE_CALIBRATE_RUNS (default 3), EPSERVE_CALIBRATE_WARMUP
+# (seconds, default 15), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
+epserve="$root/bin/epserve"
+batch=${EPSERVE_CALIBRATE_BATCH:-16}
+runs=${EPSERVE_CALIBRATE_RUNS:-3}
+warmup=${EPSERVE_CALIBRATE_WARMUP:-15}
+cores=$(nproc)
+tokens=${EPSERVE_CALIBRATE_TOKENS:-16}
+shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens "$tokens" --batch "$batch" --warmup-seconds "$warmup")
+points="$out/points.tsv"
+name="cal$$"
+name=${name:0:8}
+workers=()
+
+cleanup() {
+  for p in "${workers[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${workers[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "$(id -u)" = 0 ]; then bash "$root/tools/netns-hosts.sh" down "$name" >/dev/null 2>&1 || true; fi
+  rm -f "$out/secret"
+}
+trap cleanup EXIT
+
+# column of a bench ep row: batch decode is the second-to-last field, decode the third-to-last
+field() { grep -E "^$1 +$2 " "$3" | awk -v back="$4" '{print $(NF - back)}'; }
+
+echo "measuring the expert kernel..." >&2
+"$epserve" simulate --fit-cost "$out/cost.json" | tee "$out/fit-cost.txt" >&2
+"$epserve" bench ep --help >/dev/null   # builds once, if needed, before anything is timed
+
+bench() { # label file args...
+  local label=$1 file=$2
+  shift 2
+  echo "bench ep: $label" >&2
+  "$epserve" bench ep "${shape[@]}" "$@" > "$file"
+  cat "$file" >&2
+}
+
+bench "1 worker" "$out/w1.txt" --ep-workers 1
+bench "2 workers, contiguous" "$out/w2.txt" --ep-workers 2
+bench "4 workers, contiguous" "$out/w4.txt" --ep-workers 4
+bench "2 workers, replicated" "$out/w2r.txt" --ep-workers 2 --policy replicated
+
+{
+  printf '# measured %s on %s (%s cores), load average at start %s\n' "$(date -u +%FT%TZ)" "$(hostname)" "$cores" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf 'single process, batch 1\tfit-frontend\tdemo\t0\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t%s\n' "$(field 'single process' off "$out/w1.txt" 2)"
+  printf 'single process, batch %s\tfit-frontend\tdemo\t0\tcolocated\tcontiguous\toff\t%s\t0\tunlimited\t%s\n' "$batch" "$batch" "$(field 'single process' off "$out/w1.txt" 1)"
+  printf '1 worker, loopback, overlap off\tfit-message\tdemo\t1\tcolocated\tcontiguous\toff\t%s\t0\tunlimited\t%s\n' "$batch" "$(field '1 workers, loopback' off "$out/w1.txt" 1)"
+  printf '1 worker, loopback, overlap on\tpredict\tdemo\t1\tcolocated\tcontiguous\ton\t%s\t0\tunlimited\t%s\n' "$batch" "$(field '1 workers, loopback' on "$out/w1.txt" 1)"
+  for ov in off on; do
+    printf '2 workers, loopback, contiguous, overlap %s\tpredict\tdemo\t2\tcolocated\tcontiguous\t%s\t%s\t0\tunlimited\t%s\n' "$ov" "$ov" "$batch" "$(field '2 workers, loopback' $ov "$out/w2.txt" 1)"
+    printf '4 workers, loopback, contiguous, overlap %s\tpredict\tdemo\t4\tcolocated\tcontiguous\t%s\t%s\t0\tunlimited\t%s\n' "$ov" "$ov" "$batch" "$(field '4 workers, loopback' $ov "$out/w4.txt" 1)"
+    printf '2 workers, loopback, replicated, overlap %s\tpredict\tdemo\t2\tcolocated\treplicated\t%s\t%s\t0\tunlimited\t%s\n' "$ov" "$ov" "$batch" "$(field '2 workers, loopback' $ov "$out/w2r.txt" 1)"
+  done
+} > "$points"
+
+if [ "$(id -u)" = 0 ] && ip netns add "$name-probe" 2>/dev/null; then
+  ip netns del "$name-probe"
+  demo="${EPSERVE_CACHE:-$HOME/.cache/epserve}/demo-mixtral-640m-v1"
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/secret"
+  bash "$root/tools/netns-hosts.sh" up "$name" 3 >&2
+  for i in 1 2; do
+    EPSERVE_JAVA_OPTS="-Depserve.threads=1" ip netns exec "$name-$i" "$epserve" worker --listen "10.213.0.1$i:7070" --model "$demo" \
+      --auth-secret-file "$out/secret" --lease-timeout 5 > "$out/worker$i.log" 2>&1 &
+    workers+=($!)
+  done
+  for i in 1 2; do
+    for _ in $(seq 1 240); do grep -q "listening on" "$out/worker$i.log" && break; sleep 0.5; done
+    grep -q "listening on" "$out/worker$i.log" || { echo "worker $i did not start: $(cat "$out/worker$i.log")" >&2; exit 1; }
+  done
+  for setting in "50 10000" "500 1000"; do
+    set -- $setting
+    shaped=$(bash "$root/tools/netns-hosts.sh" shape "$name" "$1" "$2")
+    echo "$shaped" >&2
+    latency=$1
+    grep -q "delay=applied" <<<"$shaped" || latency=0
+    file="$out/ns-$1us-$2mbit.txt"
+    echo "bench ep: 2 workers on namespace hosts, $1 µs (applied: $latency) / $2 Mbit" >&2
+    ip netns exec "$name-0" "$epserve" bench ep "${shape[@]}" --model "$demo" --workers 10.213.0.11:7070,10.213.0.12:7070 \
+      --worker-secret-file "$out/secret" > "$file"
+    cat "$file" >&2
+    for ov in off on; do
+      printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, overlap %s\tpredict\tdemo\t2\tfrontend-host\tcontiguous\t%s\t%s\t%s\t%smbit\t%s\n' \
+        "$1" "$latency" "$2" "$ov" "$ov" "$batch" "$latency" "$2" "$(field '2 workers, remote' $ov "$file" 1)" >> "$points"
+    done
+  done
+else
+  echo "not root or no network namespaces here: the namespace points are left out" >&2
+fi
+
+"$epserve" simulate --calibrate "$points" --cost "$out/cost.json" --cpu "machine:$cores" --frontend-threads "$cores" --worker-threads 1 \
+  --steps 20 | tee "$out/table.md"
