@@ -119,7 +119,7 @@ public final class GgufModel implements AutoCloseable {
     }
 
     /** The files of one model: the file itself, all splits of its set, or the one model in a folder. */
-    static List<Path> resolve(Path path) {
+    public static List<Path> resolve(Path path) {
         if (Files.isDirectory(path)) {
             List<Path> all = ggufFiles(path);
             if (all.isEmpty()) {
