@@ -113,6 +113,19 @@ public final class Checkpoint implements AutoCloseable {
         return new Checkpoint(dir, config, weightMap, mapping);
     }
 
+    /**
+     * The config of the model at {@code model}: its config.json, or for a GGUF model the values
+     * its metadata gives (without mapping more than the header).
+     */
+    public static JsonNode readConfig(Path model) {
+        if (GgufModel.isGguf(model)) {
+            try (GgufModel g = GgufModel.open(model)) {
+                return g.config();
+            }
+        }
+        return readJson(model.resolve("config.json"));
+    }
+
     /** Parses a JSON file of the model directory, with errors that name it. */
     public static JsonNode readJson(Path file) {
         try {
