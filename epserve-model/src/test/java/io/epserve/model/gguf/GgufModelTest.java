@@ -139,6 +139,24 @@ class GgufModelTest {
     }
 
     @Test
+    void expertDTypeConvertsTheExpertsIntoACacheBesideTheFile(@org.junit.jupiter.api.io.TempDir Path tmp) throws IOException {
+        Path file = Files.copy(dir().resolve("synth-moe-f16.gguf"), tmp.resolve("synth-moe-f16.gguf"));
+        JsonNode ref = reference();
+        try (LoadedModel m = LoadedModel.load(file, LoadedModel.Options.defaults().withExpertDType(DType.BF16));
+             LoadedModel hf = LoadedModel.load(dir().resolve("hf"), LoadedModel.Options.defaults())) {
+            assertThat(m.convertedExperts()).isPresent();
+            assertThat(m.convertedExperts().get().path().getParent()).isEqualTo(tmp.resolve(".epserve-cache"));
+            assertThat(m.weights().expert(1, 3).gate().dtype()).isEqualTo(DType.BF16);
+            int[] tokens = Fixtures.ints(ref.get("prompts").get(0));
+            float[] a = logits(m.transformer(), tokens);
+            float[] b = logits(hf.transformer(), tokens);
+            for (int i = 0; i < a.length; i++) {
+                assertThat((double) a[i]).isCloseTo(b[i], org.assertj.core.data.Offset.offset(1e-3));
+            }
+        }
+    }
+
+    @Test
     void aFolderHoldingOneGgufFileLoadsIt(@org.junit.jupiter.api.io.TempDir Path tmp) throws IOException {
         Files.createSymbolicLink(tmp.resolve("model.gguf"), dir().resolve("synth-moe-q8_0.gguf"));
         try (LoadedModel m = LoadedModel.load(tmp, LoadedModel.Options.defaults())) {
