@@ -1,5 +1,6 @@
 package io.epserve.cli;
 
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.rpc.HostPort;
 import io.epserve.rpc.WorkerProcessMain;
 import java.nio.file.Files;
@@ -21,7 +22,7 @@ final class WorkerCommand implements Callable<Integer> {
             description = "Address to listen on, e.g. 127.0.0.1:7071 or 0.0.0.0:7071; port 0 picks a free port.")
     String listen;
 
-    @Option(names = "--model", paramLabel = "DIR",
+    @Option(names = "--model", paramLabel = "DIR|FILE.gguf",
             description = "Model directory to open at start (checks it early; nothing is mapped until the frontend's Assign, "
                     + "which names the model directory anyway).")
     Path model;
@@ -29,8 +30,8 @@ final class WorkerCommand implements Callable<Integer> {
     @Override
     public Integer call() throws InterruptedException {
         HostPort address = HostPort.parse(listen, "--listen");
-        if (model != null && !Files.isDirectory(model)) {
-            throw new Main.UsageError("--model " + model + ": no such directory");
+        if (model != null && !Files.isDirectory(model) && !GgufModel.isGguf(model)) {
+            throw new Main.UsageError("--model " + model + ": no such directory or .gguf file");
         }
         WorkerProcessMain.serve(address, model, System.out);
         return 0;
