@@ -1,6 +1,7 @@
 package io.epserve.format.gguf;
 
 import io.epserve.format.CheckpointException;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
@@ -167,7 +168,7 @@ public final class GgufMetadata {
             }
         }
         throw new CheckpointException(file + ": metadata key '" + key + "' is an array of " + a.itemType() + ", expected "
-                + java.util.Arrays.toString(itemTypes));
+                + Arrays.toString(itemTypes));
     }
 
     /** The file these pairs come from, for messages. */

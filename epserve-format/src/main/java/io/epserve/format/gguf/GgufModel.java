@@ -13,6 +13,7 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -222,7 +223,12 @@ public final class GgufModel implements AutoCloseable {
     private Source source(String hfName) {
         Source s = sources.get(hfName);
         if (s == null) {
-            throw new CheckpointException(describeFiles() + ": missing tensor '" + hfName + "' (" + architecture + " GGUF)");
+            String hint = "";
+            Matcher kvB = Pattern.compile("model\\.layers\\.(\\d+)\\.self_attn\\.kv_b_proj\\.weight").matcher(hfName);
+            if (kvB.matches() && files.stream().anyMatch(f -> f.tensors().containsKey("blk." + kvB.group(1) + ".attn_k_b.weight"))) {
+                hint = "; this file has only llama.cpp's split attn_k_b/attn_v_b, which epserve does not read: convert with attn_kv_b";
+            }
+            throw new CheckpointException(describeFiles() + ": missing tensor '" + hfName + "' (" + architecture + " GGUF" + hint + ")");
         }
         return s;
     }
@@ -326,7 +332,7 @@ public final class GgufModel implements AutoCloseable {
     private Tensor unpermute(Tensor t, int heads, String where) {
         long rows = t.dim(0);
         if (t.rank() != 2 || rows % (2L * heads) != 0) {
-            throw new CheckpointException(where + ": shape " + java.util.Arrays.toString(t.shape()) + " cannot hold " + heads
+            throw new CheckpointException(where + ": shape " + Arrays.toString(t.shape()) + " cannot hold " + heads
                     + " heads of an even size (q/k rope layout)");
         }
         long d = rows / heads;

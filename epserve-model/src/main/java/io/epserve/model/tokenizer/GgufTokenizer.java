@@ -6,11 +6,13 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.epserve.format.gguf.GgufMetadata;
 import io.epserve.format.gguf.GgufMetadata.ValueType;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.TreeSet;
 
 /**
  * The tokenizer a GGUF file carries in its metadata ({@code tokenizer.ggml.*}), expressed as the
@@ -68,7 +70,7 @@ public final class GgufTokenizer {
         int[] types = md.optArray("tokenizer.ggml.token_type", ValueType.INT32, ValueType.UINT32)
                 .map(a -> a.items().stream().mapToInt(o -> ((Long) o).intValue()).toArray()).orElseGet(() -> {
                     int[] t = new int[tokens.size()];
-                    java.util.Arrays.fill(t, NORMAL);
+                    Arrays.fill(t, NORMAL);
                     return t;
                 });
         if (types.length != tokens.size()) {
@@ -230,7 +232,7 @@ public final class GgufTokenizer {
         List<String> regexes = PRE.get(pre);
         if (regexes == null) {
             throw new TokenizerException(md.file() + ": metadata key 'tokenizer.ggml.pre' is '" + pre + "', which epserve does not "
-                    + "read; it reads " + String.join(", ", new java.util.TreeSet<>(PRE.keySet())));
+                    + "read; it reads " + String.join(", ", new TreeSet<>(PRE.keySet())));
         }
         ObjectNode seq = root.putObject("pre_tokenizer");
         seq.put("type", "Sequence");

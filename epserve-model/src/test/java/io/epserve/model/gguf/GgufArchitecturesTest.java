@@ -1,6 +1,7 @@
 package io.epserve.model.gguf;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.model.Fixtures;
@@ -74,7 +75,7 @@ class GgufArchitecturesTest {
         Path dir = Files.createDirectories(tmp.resolve("split"));
         Path first = HfToGguf.convert(Fixtures.model("mixtral"), dir.resolve("mixtral.gguf"), 3);
         Files.delete(dir.resolve("mixtral-00003-of-00003.gguf"));
-        org.assertj.core.api.Assertions.assertThatThrownBy(() -> LoadedModel.load(first, LoadedModel.Options.defaults()))
+        assertThatThrownBy(() -> LoadedModel.load(first, LoadedModel.Options.defaults()))
                 .hasMessage("mixtral-00003-of-00003.gguf: split file not found (part 3 of 3 of mixtral-00001-of-00003.gguf)");
     }
 }

@@ -1,6 +1,7 @@
 package io.epserve.model.gguf;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.data.Offset.offset;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -18,6 +19,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -102,7 +104,7 @@ class GgufModelTest {
                     for (JsonNode top : run.get("top10").get(i)) {
                         double lp = logits[top.get("id").asInt()] - lse;
                         assertThat(lp).as("%s prompt %d step %d logprob of %d", file, prompt.length, i, top.get("id").asInt())
-                                .isCloseTo(top.get("logprob").asDouble(), org.assertj.core.data.Offset.offset(tol));
+                                .isCloseTo(top.get("logprob").asDouble(), offset(tol));
                     }
                     // feed llama.cpp's token, so one early miss does not hide the later steps
                     logits = m.transformer().forward(cache, new int[] {want[i]}, 1, false, RoutingListener.NONE);
@@ -139,7 +141,7 @@ class GgufModelTest {
     }
 
     @Test
-    void expertDTypeConvertsTheExpertsIntoACacheBesideTheFile(@org.junit.jupiter.api.io.TempDir Path tmp) throws IOException {
+    void expertDTypeConvertsTheExpertsIntoACacheBesideTheFile(@TempDir Path tmp) throws IOException {
         Path file = Files.copy(dir().resolve("synth-moe-f16.gguf"), tmp.resolve("synth-moe-f16.gguf"));
         JsonNode ref = reference();
         try (LoadedModel m = LoadedModel.load(file, LoadedModel.Options.defaults().withExpertDType(DType.BF16));
@@ -151,13 +153,13 @@ class GgufModelTest {
             float[] a = logits(m.transformer(), tokens);
             float[] b = logits(hf.transformer(), tokens);
             for (int i = 0; i < a.length; i++) {
-                assertThat((double) a[i]).isCloseTo(b[i], org.assertj.core.data.Offset.offset(1e-3));
+                assertThat((double) a[i]).isCloseTo(b[i], offset(1e-3));
             }
         }
     }
 
     @Test
-    void aFolderHoldingOneGgufFileLoadsIt(@org.junit.jupiter.api.io.TempDir Path tmp) throws IOException {
+    void aFolderHoldingOneGgufFileLoadsIt(@TempDir Path tmp) throws IOException {
         Files.createSymbolicLink(tmp.resolve("model.gguf"), dir().resolve("synth-moe-q8_0.gguf"));
         try (LoadedModel m = LoadedModel.load(tmp, LoadedModel.Options.defaults())) {
             assertThat(m.config().numExperts()).isEqualTo(4);
