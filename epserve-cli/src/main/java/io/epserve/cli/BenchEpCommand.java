@@ -88,14 +88,16 @@ final class BenchEpCommand implements Callable<Integer> {
             }
         }
         try (LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", 0,
-                LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads), List.of("worker")),
+                LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads),
+                        workerArgs(dir)),
                 System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT)) {
             List<String> addresses = procs.addresses();
             LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
                 @Override
                 public io.epserve.moe.ExpertDispatcher create(Path d, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
                     return GrpcExpertDispatcher.connect(d, cfg, addresses, model.placementPolicy(),
-                            GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60)));
+                            GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
+                                    .withSecurity(model.workerSecurity.security()));
                 }
 
                 @Override
@@ -152,6 +154,13 @@ final class BenchEpCommand implements Callable<Integer> {
      * Warm-up (one run, then more until {@code warmupSeconds} have passed), then {@code --runs}
      * measured runs; a run is one prompt + decode and one batched decode.
      */
+    /** The worker processes serve the benchmark's model, with the frontend's security settings if any. */
+    private List<String> workerArgs(Path dir) {
+        List<String> args = new ArrayList<>(List.of("worker", "--model", dir.toString()));
+        args.addAll(model.workerSecurity.workerArgs());
+        return args;
+    }
+
     private Figures measure(LoadedModel m, boolean overlap, GrpcExpertDispatcher grpc, double warmupSeconds) {
         MoeTransformer t = m.transformer();
         t.setOverlap(overlap);

@@ -16,7 +16,7 @@ import picocli.CommandLine.Command;
                 "($EPSERVE_CACHE, else ~/.cache/epserve) on first use. Its text is noise; it exists so that",
                 "everything runs out of the box."},
         subcommands = {ServeCommand.class, GenerateCommand.class, LogitsCommand.class, WorkerCommand.class, ClusterCommand.class,
-                LoadgenCommand.class, BenchCommand.class, PlanCommand.class, CommandLine.HelpCommand.class})
+                LoadgenCommand.class, BenchCommand.class, PlanCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

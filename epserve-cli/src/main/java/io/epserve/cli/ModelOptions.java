@@ -16,6 +16,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Options every model-running command shares: the model, the router, and where the experts run. */
@@ -38,9 +39,12 @@ final class ModelOptions {
     String demo;
 
     @Option(names = "--workers", split = ",", paramLabel = "HOST:PORT",
-            description = "Remote expert workers (started with `epserve worker`): the routed experts run there, "
-                    + "dispatched over gRPC. The workers must see the model directory at the same path.")
+            description = "Remote expert workers (started with `epserve worker --model` on the same model): the routed experts "
+                    + "run there, dispatched over gRPC.")
     List<String> workers;
+
+    @Mixin
+    WorkerSecurityOptions workerSecurity;
 
     @Option(names = "--ep", paramLabel = "N", description = "Run the routed experts on N in-process expert workers "
             + "(default: one; serve: 4; or the remote --workers).")
@@ -57,8 +61,12 @@ final class ModelOptions {
     boolean overlap;
 
     @Option(names = "--worker-timeout", defaultValue = "10000", paramLabel = "MS",
-            description = "Deadline of every call to a remote worker, in ms (default ${DEFAULT-VALUE}).")
+            description = "Deadline of every call to a remote worker, in ms, from the first connection on (default ${DEFAULT-VALUE}).")
     long workerTimeoutMs;
+
+    @Option(names = "--worker-load-timeout", defaultValue = "300", paramLabel = "SECONDS",
+            description = "How long a remote worker may take to load (map and check) its experts (default ${DEFAULT-VALUE}).")
+    long workerLoadSeconds;
 
     @Option(names = "--wire-dtype", defaultValue = "f32", paramLabel = "DTYPE",
             description = "Hidden states on the wire to remote workers: f32 (default; same numbers as in-process) or bf16 "
@@ -73,8 +81,8 @@ final class ModelOptions {
     @Option(names = "--expert-dtype", paramLabel = "DTYPE",
             description = "Routed experts in q8_0, q4_0, q4_k (GGUF block quantization), bf16, f16 or f32, converted once from "
                     + "the checkpoint into <model>/.epserve-cache (else $EPSERVE_CACHE) and mapped from there by every process. "
-                    + "With remote --workers each worker maps only its own experts from its own cache (building it when "
-                    + "missing). Attention, dense layers and shared experts stay as stored. Default: as stored.")
+                    + "With remote --workers, give the workers the same --expert-dtype: each maps only its own experts from "
+                    + "its own cache (building it when missing). Attention, dense layers and shared experts stay as stored. Default: as stored.")
     String expertDtype;
 
     @Option(names = "--stats", description = "Print dispatch statistics at the end (per worker: calls, bytes, compute "
@@ -143,13 +151,24 @@ final class ModelOptions {
             if (workerTimeoutMs < 1) {
                 throw new Main.UsageError("--worker-timeout must be at least 1 ms");
             }
+            if (workerLoadSeconds < 1) {
+                throw new Main.UsageError("--worker-load-timeout must be at least 1 s");
+            }
             GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
-                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withWireDType(wire).withExpertDType(expertDType());
+                    .withDeadline(Duration.ofMillis(workerTimeoutMs)).withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
+                    .withWireDType(wire).withExpertDType(expertDType()).withSecurity(workerSecurity.security());
             List<String> addresses = List.copyOf(workers);
             return new LoadedModel.Dispatchers() {
                 @Override
                 public ExpertDispatcher create(Path dir, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
-                    return GrpcExpertDispatcher.connect(dir, cfg, addresses, pol, config);
+                    // said before the wait, so a slow or silent worker is never a silent hang
+                    System.err.printf("epserve: connecting to %d expert worker(s) %s (%s): each must answer within %d ms "
+                            + "and load its experts within %d s%n", addresses.size(), String.join(",", addresses),
+                            config.security().describe(), workerTimeoutMs, workerLoadSeconds);
+                    System.err.flush();
+                    GrpcExpertDispatcher d = GrpcExpertDispatcher.connect(dir, cfg, addresses, pol, config);
+                    System.err.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
+                    return d;
                 }
 
                 @Override

@@ -73,6 +73,11 @@ final class ServeCommand implements Callable<Integer> {
                     + "(default ${DEFAULT-VALUE}).")
     int maxWaiting;
 
+    @Option(names = "--no-prefix-caching", negatable = false,
+            description = "Compute every prompt in full instead of reusing the KV blocks of a prompt prefix that an earlier "
+                    + "request computed (reuse is on by default and changes no output).")
+    boolean noPrefixCaching;
+
     @Option(names = "--max-model-len", paramLabel = "TOKENS",
             description = "Prompt + generated tokens one request may hold. Default: the model's context length, "
                     + "or what the KV cache holds if less.")
@@ -202,7 +207,7 @@ final class ServeCommand implements Callable<Integer> {
             throw new Main.UsageError("--kv-memory: " + e.getMessage());
         }
         try {
-            return new EngineConfig(kv, blockSize, maxBatchTokens, maxRunning, maxWaiting);
+            return new EngineConfig(kv, blockSize, maxBatchTokens, maxRunning, maxWaiting, !noPrefixCaching);
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError(e.getMessage().replace("kvCacheBytes", "--kv-memory").replace("blockSize", "--block-size")
                     .replace("maxBatchTokens", "--max-batch-tokens").replace("maxRunning", "--max-running")

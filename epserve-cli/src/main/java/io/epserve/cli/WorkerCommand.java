@@ -1,10 +1,14 @@
 package io.epserve.cli;
 
-import io.epserve.format.gguf.GgufModel;
 import io.epserve.rpc.HostPort;
+import io.epserve.rpc.TlsFiles;
+import io.epserve.rpc.WorkerModel;
 import io.epserve.rpc.WorkerProcessMain;
-import java.nio.file.Files;
+import io.epserve.rpc.WorkerSecret;
+import io.epserve.rpc.WorkerSecurity;
+import io.epserve.tensor.DType;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -12,28 +16,65 @@ import picocli.CommandLine.Option;
 /** {@code epserve worker}: an expert worker process (DESIGN.md §1). */
 @Command(name = "worker", mixinStandardHelpOptions = true,
         description = {"Run an expert worker: a gRPC server (epserve.expert.v1.ExpertService and the",
-                "standard health service) that holds the routed experts a frontend assigns to it, maps",
-                "only their tensors, and answers the frontend's per-layer compute calls. Prints one line",
-                "'epserve worker listening on HOST:PORT' (the real port when 0 was asked for) once",
-                "serving, then serves until killed. Kernel threads: -Depserve.threads=N on the JVM."})
+                "standard health service) that holds the routed experts of its --model a frontend assigns to it, maps",
+                "only their tensors, and answers the frontend's per-layer compute calls. It serves one frontend",
+                "at a time. Prints one line 'epserve worker listening on HOST:PORT' (the real port when 0 was",
+                "asked for) once serving, then serves until killed. Kernel threads: -Depserve.threads=N on the JVM.",
+                "Without --auth-secret-file or TLS it listens on loopback only."})
 final class WorkerCommand implements Callable<Integer> {
 
     @Option(names = "--listen", required = true, paramLabel = "HOST:PORT",
-            description = "Address to listen on, e.g. 127.0.0.1:7071 or 0.0.0.0:7071; port 0 picks a free port.")
+            description = "Address to listen on, e.g. 127.0.0.1:7071 or 0.0.0.0:7071 (needs authentication); port 0 picks a free port.")
     String listen;
 
-    @Option(names = "--model", paramLabel = "DIR|FILE.gguf",
-            description = "Model directory to open at start (checks it early; nothing is mapped until the frontend's Assign, "
-                    + "which names the model directory anyway).")
+    @Option(names = "--model", required = true, paramLabel = "DIR|FILE.gguf",
+            description = "The model this worker serves (config.json + *.safetensors, or a GGUF file); frontends must run the same one.")
     Path model;
+
+    @Option(names = "--expert-dtype", paramLabel = "DTYPE",
+            description = "Hold the routed experts in q8_0, q4_0, q4_k, bf16, f16 or f32 (from the model's converted-experts "
+                    + "cache, built on first use); frontends must give the same --expert-dtype. Default: as stored.")
+    String expertDtype;
+
+    @Option(names = "--cache-dir", paramLabel = "DIR",
+            description = "Where the converted-experts cache goes when the model directory is not writable "
+                    + "(default $EPSERVE_CACHE, else ~/.cache/epserve).")
+    Path cacheDir;
+
+    @Option(names = "--auth-secret-file", paramLabel = "FILE",
+            description = "File holding the shared secret every call must carry (frontends: --worker-secret-file).")
+    Path secretFile;
+
+    @Option(names = "--tls-cert", paramLabel = "PEM", description = "This worker's certificate for mutual TLS (with --tls-key and --tls-ca).")
+    Path tlsCert;
+
+    @Option(names = "--tls-key", paramLabel = "PEM", description = "The private key (PKCS#8 PEM) of --tls-cert.")
+    Path tlsKey;
+
+    @Option(names = "--tls-ca", paramLabel = "PEM", description = "The CA certificate frontends' client certificates must be signed by.")
+    Path tlsCa;
+
+    @Option(names = "--lease-timeout", paramLabel = "SECONDS", defaultValue = "30",
+            description = "How long the frontend that holds this worker may send nothing before another frontend may take it "
+                    + "(default ${DEFAULT-VALUE}).")
+    long leaseSeconds;
 
     @Override
     public Integer call() throws InterruptedException {
         HostPort address = HostPort.parse(listen, "--listen");
-        if (model != null && !Files.isDirectory(model) && !GgufModel.isGguf(model)) {
-            throw new Main.UsageError("--model " + model + ": no such directory or .gguf file");
+        DType dtype;
+        try {
+            dtype = expertDtype == null ? null : DType.parse(expertDtype);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError("--expert-dtype: " + e.getMessage());
         }
-        WorkerProcessMain.serve(address, model, System.out);
+        if (leaseSeconds < 1) {
+            throw new Main.UsageError("--lease-timeout must be at least 1 second, got " + leaseSeconds);
+        }
+        WorkerSecurity security = new WorkerSecurity(secretFile == null ? null : WorkerSecret.fromFile(secretFile, "--auth-secret-file"),
+                TlsFiles.fromOptions(tlsCert, tlsKey, tlsCa));
+        WorkerProcessMain.serve(new WorkerProcessMain.Settings(address, new WorkerModel(model, dtype, cacheDir), security,
+                Duration.ofSeconds(leaseSeconds)), System.out, System.err);
         return 0;
     }
 }

@@ -42,6 +42,27 @@ class CliProcessTest {
     }
 
     @Test
+    void benchPrefixComparesTimeToFirstTokenWithAndWithoutThePrefixCache() throws Exception {
+        CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()), "bench", "prefix", "--demo", "tiny",
+                "--system-tokens", "96", "--user-tokens", "4", "--turns", "3", "--warmup", "1", "--gen-tokens", "3");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.out()).containsPattern("TTFT without prefix cache: [0-9.]+ ms median")
+                .containsPattern("TTFT with prefix cache: +[0-9.]+ ms median")
+                .contains("same greedy tokens: yes")
+                // 3 of the 4 turns reuse the 96-token system prompt's 6 full blocks of 16: 288 of 400 prompt tokens
+                .contains("cache hit rate 72.0% of prompt tokens");
+    }
+
+    /** The launcher's ahead-of-time cache is made from this run: it must serve, stream and generate, and exit 0. */
+    @Test
+    void theAotTrainingRunServesAndGeneratesOnTheTinyDemo() throws Exception {
+        CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()), "aot-train");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.err()).containsPattern("generation: 32 tokens");
+        assertThat(tmp.resolve("demo-mixtral-tiny-v1").resolve(".complete")).exists();
+    }
+
+    @Test
     void benchEpComparesSingleProcessWithWorkerProcesses() throws Exception {
         CliRunner.Outcome o = CliRunner.process(Map.of("EPSERVE_CACHE", tmp.toString()), "bench", "ep", "--demo", "tiny",
                 "--no-validate", "--runs", "1", "--prompt-tokens", "4", "--gen-tokens", "3", "--batch", "2", "--warmup-seconds", "0.5");

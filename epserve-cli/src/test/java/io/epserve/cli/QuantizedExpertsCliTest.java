@@ -47,8 +47,9 @@ class QuantizedExpertsCliTest {
         CliRunner.Outcome local = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype", "q8_0",
                 "--json");
         assertThat(local.exitCode()).as(local.err()).isZero();
-        try (io.epserve.rpc.WorkerServer a = io.epserve.rpc.WorkerServer.builder().port(0).build().start();
-             io.epserve.rpc.WorkerServer b = io.epserve.rpc.WorkerServer.builder().port(0).build().start()) {
+        io.epserve.rpc.WorkerModel q8 = io.epserve.rpc.WorkerModel.of(dir).withExpertDType(io.epserve.tensor.DType.Q8_0);
+        try (io.epserve.rpc.WorkerServer a = io.epserve.rpc.WorkerServer.builder().port(0).model(q8).build().start();
+             io.epserve.rpc.WorkerServer b = io.epserve.rpc.WorkerServer.builder().port(0).model(q8).build().start()) {
             String workers = "127.0.0.1:" + a.port() + ",127.0.0.1:" + b.port();
             CliRunner.Outcome remote = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype",
                     "q8_0", "--workers", workers, "--json");

@@ -88,8 +88,9 @@ class ServeCommandTest {
     /** Experts on two gRPC expert workers: the same API, and the transport counters in /metrics. */
     @Test
     void servesWithRemoteExpertWorkersAndExportsTheirCounters() throws Exception {
-        try (io.epserve.rpc.WorkerServer w0 = io.epserve.rpc.WorkerServer.builder().host("127.0.0.1").port(0).build().start();
-             io.epserve.rpc.WorkerServer w1 = io.epserve.rpc.WorkerServer.builder().host("127.0.0.1").port(0).build().start()) {
+        io.epserve.rpc.WorkerModel model = io.epserve.rpc.WorkerModel.of(tinyModel());
+        try (io.epserve.rpc.WorkerServer w0 = io.epserve.rpc.WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start();
+             io.epserve.rpc.WorkerServer w1 = io.epserve.rpc.WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start()) {
             String a0 = "127.0.0.1:" + w0.port();
             String a1 = "127.0.0.1:" + w1.port();
             ByteArrayOutputStream out = new ByteArrayOutputStream();

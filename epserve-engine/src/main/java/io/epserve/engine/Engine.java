@@ -147,7 +147,8 @@ public final class Engine implements AutoCloseable {
         lock.lock();
         try {
             return new EngineStats(scheduler.running(), scheduler.waiting(), scheduler.blocksUsed(), scheduler.blocksTotal(),
-                    scheduler.blockSize(), steps, scheduler.preemptions());
+                    scheduler.blockSize(), steps, scheduler.preemptions(), scheduler.prefixQueriedTokens(), scheduler.prefixHitTokens(),
+                    scheduler.prefixCachedBlocks());
         } finally {
             lock.unlock();
         }
@@ -181,7 +182,9 @@ public final class Engine implements AutoCloseable {
                 return new Submission.NotReady("the engine is shutting down");
             }
             long seq = nextSequence++;
-            return switch (scheduler.submit(seq, prompt.length, request.maxTokens())) {
+            Admission admission = config.prefixCaching() ? scheduler.submit(seq, prompt, request.maxTokens())
+                    : scheduler.submit(seq, prompt.length, request.maxTokens());
+            return switch (admission) {
                 case Admission.Queued q -> {
                     Request r = new Request(seq, request, listener, pool.view(scheduler.blockTable(seq)), submitted);
                     requests.put(seq, r);
@@ -286,6 +289,9 @@ public final class Engine implements AutoCloseable {
                     for (EngineObserver o : observers) {
                         safely(() -> o.onPreempt(r.id()));
                     }
+                }
+                for (BatchPlan.Reuse u : plan.reused()) {
+                    requests.get(u.sequence()).cache.adopt(u.positions());
                 }
                 if (!plan.isEmpty()) {
                     runStep(plan);
@@ -401,7 +407,7 @@ public final class Engine implements AutoCloseable {
         lock.lock();
         try {
             for (BatchPlan.Chunk c : plan.chunks()) {
-                scheduler.finish(c.sequence());
+                scheduler.abort(c.sequence());
             }
         } finally {
             lock.unlock();

@@ -11,8 +11,12 @@ package io.epserve.engine;
  *                       least {@code maxRunning}
  * @param maxRunning     sequences in the running batch at most
  * @param maxWaiting     requests the waiting queue holds; beyond it {@link Submission.QueueFull}
+ * @param prefixCaching  whether full KV blocks of a prompt prefix that an earlier request computed
+ *                       are reused (on by default, as in vLLM: outputs do not change, see
+ *                       {@link io.epserve.engine.scheduler.Scheduler})
  */
-public record EngineConfig(long kvCacheBytes, int blockSize, int maxBatchTokens, int maxRunning, int maxWaiting) {
+public record EngineConfig(long kvCacheBytes, int blockSize, int maxBatchTokens, int maxRunning, int maxWaiting,
+                           boolean prefixCaching) {
     public static final long DEFAULT_KV_CACHE_BYTES = 256L << 20;
     public static final int DEFAULT_BLOCK_SIZE = 16;
     public static final int DEFAULT_MAX_BATCH_TOKENS = 512;
@@ -41,28 +45,37 @@ public record EngineConfig(long kvCacheBytes, int blockSize, int maxBatchTokens,
         }
     }
 
+    /** With prefix caching on (the default). */
+    public EngineConfig(long kvCacheBytes, int blockSize, int maxBatchTokens, int maxRunning, int maxWaiting) {
+        this(kvCacheBytes, blockSize, maxBatchTokens, maxRunning, maxWaiting, true);
+    }
+
     public static EngineConfig defaults() {
         return new EngineConfig(DEFAULT_KV_CACHE_BYTES, DEFAULT_BLOCK_SIZE, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_RUNNING,
                 DEFAULT_MAX_WAITING);
     }
 
     public EngineConfig withKvCacheBytes(long v) {
-        return new EngineConfig(v, blockSize, maxBatchTokens, maxRunning, maxWaiting);
+        return new EngineConfig(v, blockSize, maxBatchTokens, maxRunning, maxWaiting, prefixCaching);
     }
 
     public EngineConfig withBlockSize(int v) {
-        return new EngineConfig(kvCacheBytes, v, maxBatchTokens, maxRunning, maxWaiting);
+        return new EngineConfig(kvCacheBytes, v, maxBatchTokens, maxRunning, maxWaiting, prefixCaching);
     }
 
     public EngineConfig withMaxBatchTokens(int v) {
-        return new EngineConfig(kvCacheBytes, blockSize, v, maxRunning, maxWaiting);
+        return new EngineConfig(kvCacheBytes, blockSize, v, maxRunning, maxWaiting, prefixCaching);
     }
 
     public EngineConfig withMaxRunning(int v) {
-        return new EngineConfig(kvCacheBytes, blockSize, maxBatchTokens, v, maxWaiting);
+        return new EngineConfig(kvCacheBytes, blockSize, maxBatchTokens, v, maxWaiting, prefixCaching);
     }
 
     public EngineConfig withMaxWaiting(int v) {
-        return new EngineConfig(kvCacheBytes, blockSize, maxBatchTokens, maxRunning, v);
+        return new EngineConfig(kvCacheBytes, blockSize, maxBatchTokens, maxRunning, v, prefixCaching);
+    }
+
+    public EngineConfig withPrefixCaching(boolean v) {
+        return new EngineConfig(kvCacheBytes, blockSize, maxBatchTokens, maxRunning, maxWaiting, v);
     }
 }

@@ -20,6 +20,7 @@ import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.moe.RoutingResult;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
@@ -128,6 +129,47 @@ class EngineTest {
             assertThat(s.running()).isZero();
             assertThat(s.waiting()).isZero();
             assertThat(s.preemptions()).isZero();
+        }
+    }
+
+    /**
+     * Prefix caching changes no output: requests sharing a 48-token system prompt (and some
+     * repeating a whole prompt) give the same tokens, sampled or greedy, with the cache as
+     * without it, batched or alone, and the cache serves the shared blocks.
+     */
+    @Test
+    void aSharedPromptPrefixIsReusedWithoutChangingAnyToken() throws Exception {
+        SplittableRandom r = new SplittableRandom(11);
+        int[] system = r.ints(48, 0, cfg.vocabSize()).toArray();
+        List<GenerationRequest> reqs = new ArrayList<>();
+        for (GenerationRequest q : requests(16, 12, 1, 12, 10, true)) {
+            int[] prompt = Arrays.copyOf(system, system.length + q.prompt().length);
+            System.arraycopy(q.prompt(), 0, prompt, system.length, q.prompt().length);
+            reqs.add(new GenerationRequest(q.id(), prompt, q.sampling(), q.maxTokens(), q.ignoreEos(), q.stopTokenIds()));
+        }
+        reqs.add(reqs.getFirst());
+        List<Result> uncached = new ArrayList<>();
+        try (Engine engine = Engine.start(model.transformer(), config(4, 1024, 32, 16).withPrefixCaching(false))) {
+            for (GenerationRequest q : reqs) {
+                uncached.add(alone(engine, q));
+            }
+            assertThat(engine.stats().prefixQueriedTokens()).isZero();
+        }
+        try (Engine engine = Engine.start(model.transformer(), config(4, 1024, 32, 16))) {
+            for (int i = 0; i < reqs.size(); i++) {
+                assertThat(alone(engine, reqs.get(i))).as("request %d alone, cache on", i).isEqualTo(uncached.get(i));
+            }
+            EngineStats afterAlone = engine.stats();
+            // every request after the first reuses the 12 full blocks of the system prompt at least
+            assertThat(afterAlone.prefixHitTokens()).isGreaterThanOrEqualTo(16L * 48);
+            List<Output> outs = submitTogether(engine, reqs);
+            for (int i = 0; i < reqs.size(); i++) {
+                assertThat(outs.get(i).await()).as("request %d batched, cache on", i).isEqualTo(uncached.get(i));
+            }
+            EngineStats s = engine.stats();
+            assertThat(s.prefixHitTokens()).isGreaterThan(afterAlone.prefixHitTokens());
+            assertThat(s.prefixCachedBlocks()).isPositive();
+            assertThat(s.kvBlocksUsed()).isZero();
         }
     }
 

@@ -3,7 +3,6 @@ package io.epserve.rpc;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.moe.ExpertRequest;
-import io.epserve.tensor.DType;
 import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.AssignResponse;
 import io.epserve.rpc.v1.ComputeRequest;
@@ -11,7 +10,10 @@ import io.epserve.rpc.v1.ComputeResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
+import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.LayerExperts;
+import io.epserve.rpc.v1.ReleaseRequest;
+import io.epserve.rpc.v1.ReleaseResponse;
 import io.epserve.rpc.v1.WireDType;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -27,7 +29,8 @@ import java.util.function.Supplier;
  * The expert worker's side of {@code epserve.expert.v1.ExpertService}: holds the share of the
  * last Assign and answers Compute with {@link io.epserve.moe.ExpertWorker#compute}, the same
  * function the in-process dispatcher calls. Stateless per request: a Compute depends only on the
- * request and the share.
+ * request and the share. The model is the worker's own ({@link WorkerModel}); which frontend may
+ * use it is {@link WorkerOwnership}'s to say.
  *
  * <p>Computes hold the read side of a lock for their duration; Assign swaps the share under the
  * write side and only then unmaps the previous checkpoint, so no compute ever reads an unmapped
@@ -35,16 +38,22 @@ import java.util.function.Supplier;
  */
 final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase {
     private final Supplier<String> name;
+    private final WorkerModel model;
+    private final String fingerprint;
+    private final WorkerOwnership ownership;
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     private final Object assignLock = new Object();
     private final AtomicLong callsServed = new AtomicLong();
     private volatile WorkerShare share;
-    /** A checkpoint opened at start (--model), handed to the first Assign of that directory. */
+    /** The model's checkpoint opened at start (header and config only), handed to the first Assign. */
     private Checkpoint preopened;
 
-    ExpertWorkerService(Supplier<String> name, Checkpoint preopened) {
+    ExpertWorkerService(Supplier<String> name, WorkerModel model, Checkpoint preopened, WorkerOwnership ownership) {
         this.name = name;
+        this.model = model;
+        this.fingerprint = model.fingerprint().toString();
         this.preopened = preopened;
+        this.ownership = ownership;
     }
 
     // ---------------------------------------------------------------- Assign
@@ -59,13 +68,18 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         } catch (IllegalArgumentException | CheckpointException e) {
             out.onError(Status.INVALID_ARGUMENT.withDescription("worker " + name.get() + ": " + e.getMessage()).asRuntimeException());
         } catch (RuntimeException e) {
-            out.onError(Status.INTERNAL.withDescription("worker " + name.get() + ": assign failed: " + e).withCause(e).asRuntimeException());
+            // the worker's own model failed to load: the frontend needs to know, the path stays on the worker's log
+            System.err.println("epserve worker " + name.get() + ": assign failed: " + e);
+            out.onError(Status.INTERNAL.withDescription("worker " + name.get() + ": assign failed: " + e.getClass().getSimpleName()
+                    + " (see the worker's log)").asRuntimeException());
         }
     }
 
     private AssignResponse doAssign(AssignRequest req) {
-        if (req.getModelDir().isEmpty()) {
-            throw invalid("Assign without model_dir");
+        String frontend = WorkerAuthInterceptor.FRONTEND.get();
+        if (!req.getModelFingerprint().isEmpty() && !req.getModelFingerprint().equals(fingerprint)) {
+            throw Status.FAILED_PRECONDITION.withDescription("worker " + name.get() + " serves model " + fingerprint
+                    + ", the frontend runs " + req.getModelFingerprint()).asRuntimeException();
         }
         if (req.getEpoch() < 0) {
             throw invalid("Assign with negative epoch " + req.getEpoch());
@@ -73,15 +87,6 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         if (!WireTensors.isSupported(req.getWireDtype())) {
             throw invalid("Assign with unsupported wire dtype " + req.getWireDtype() + " (F32 or BF16)");
         }
-        DType expertDType = null;
-        if (!req.getExpertDtype().isEmpty()) {
-            try {
-                expertDType = DType.parse(req.getExpertDtype());
-            } catch (IllegalArgumentException e) {
-                throw invalid("Assign with expert dtype '" + req.getExpertDtype() + "': " + e.getMessage());
-            }
-        }
-        Path dir = Path.of(req.getModelDir()).toAbsolutePath().normalize();
         int maxLayer = -1;
         for (LayerExperts le : req.getLayersList()) {
             if (le.getLayer() < 0 || le.getLayer() > 1 << 20) {
@@ -97,17 +102,15 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             wanted[le.getLayer()] = le.getExpertsList().stream().mapToInt(Integer::intValue).toArray();
         }
         synchronized (assignLock) {
+            ownership.beforeAssign(frontend, req.getEpoch());
             WorkerShare old = share;
             WorkerShare next;
-            if (old != null && old.sameExperts(dir, wanted, expertDType)) {
+            if (old != null && old.sameExperts(wanted)) {
                 next = old.withEpoch(req.getEpoch(), name.get());
             } else {
-                Checkpoint pre = null;
-                if (preopened != null && preopened.dir().toAbsolutePath().normalize().equals(dir)) {
-                    pre = preopened;
-                    preopened = null;
-                }
-                next = WorkerShare.open(dir, req.getEpoch(), wanted, name.get(), pre, expertDType);
+                Checkpoint pre = preopened;
+                preopened = null;
+                next = WorkerShare.open(model, req.getEpoch(), wanted, name.get(), pre);
             }
             lock.writeLock().lock();
             try {
@@ -118,6 +121,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             if (old != null && old.checkpoint != next.checkpoint) {
                 old.close();
             }
+            ownership.assigned(frontend, req.getEpoch());
             return AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
                     .setEpoch(next.epoch).build();
         }
@@ -127,6 +131,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
 
     @Override
     public StreamObserver<ComputeRequest> compute(StreamObserver<ComputeResponse> out) {
+        String frontend = WorkerAuthInterceptor.FRONTEND.get();
         return new StreamObserver<>() {
             private boolean failed;
 
@@ -137,6 +142,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 }
                 ComputeResponse resp;
                 try {
+                    ownership.requireHolder(frontend);
                     resp = doCompute(req);
                 } catch (StatusRuntimeException e) {
                     failed = true;
@@ -189,7 +195,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 throw invalid("request " + req.getId() + ": unsupported dtype " + dtype + " (F32 or BF16)");
             }
             if (layer < 0 || layer >= s.config.layers() || !s.config.isSparse(layer)) {
-                throw invalid("request " + req.getId() + ": layer " + layer + " is not a sparse layer of " + s.modelDir.getFileName());
+                throw invalid("request " + req.getId() + ": layer " + layer + " is not a sparse layer of the model");
             }
             if (hidden != s.config.hidden()) {
                 throw invalid("request " + req.getId() + ": hidden size " + hidden + ", the model's is " + s.config.hidden());
@@ -244,24 +250,45 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
 
     @Override
     public void info(InfoRequest req, StreamObserver<InfoResponse> out) {
+        Holder holder = ownership.holderFor(WorkerAuthInterceptor.FRONTEND.get());
+        InfoResponse.Builder b = InfoResponse.newBuilder().setWorkerName(name.get()).setModelFingerprint(fingerprint)
+                .setHolder(holder).setLeaseTimeoutMs(ownership.lease().toMillis());
         WorkerShare s = share;
-        InfoResponse.Builder b = InfoResponse.newBuilder().setWorkerName(name.get()).setResidentBytes(residentBytes()).setResidentFileBytes(status("RssFile:"))
-                .setCallsServed(callsServed.get());
-        if (s != null) {
-            b.setAssigned(true).setModelDir(s.modelDir.toString()).setEpoch(s.epoch).setExpertCount(s.expertCount)
-                    .setMappedBytes(s.mappedBytes());
-            for (int l = 0; l < s.layers.length; l++) {
-                if (s.layers[l].length > 0) {
-                    LayerExperts.Builder le = LayerExperts.newBuilder().setLayer(l);
-                    for (int e : s.layers[l]) {
-                        le.addExperts(e);
+        if (holder != Holder.HOLDER_OTHER) {
+            b.setResidentBytes(residentBytes()).setResidentFileBytes(status("RssFile:")).setCallsServed(callsServed.get());
+        }
+        if (holder == Holder.HOLDER_CALLER) {
+            if (s != null) {
+                b.setAssigned(true).setEpoch(s.epoch).setExpertCount(s.expertCount).setMappedBytes(s.mappedBytes());
+                for (int l = 0; l < s.layers.length; l++) {
+                    if (s.layers[l].length > 0) {
+                        LayerExperts.Builder le = LayerExperts.newBuilder().setLayer(l);
+                        for (int e : s.layers[l]) {
+                            le.addExperts(e);
+                        }
+                        b.addLayers(le);
                     }
-                    b.addLayers(le);
                 }
             }
         }
         out.onNext(b.build());
         out.onCompleted();
+    }
+
+    // ---------------------------------------------------------------- Release
+
+    @Override
+    public void release(ReleaseRequest req, StreamObserver<ReleaseResponse> out) {
+        try {
+            boolean released;
+            synchronized (assignLock) {
+                released = ownership.release(WorkerAuthInterceptor.FRONTEND.get());
+            }
+            out.onNext(ReleaseResponse.newBuilder().setReleased(released).build());
+            out.onCompleted();
+        } catch (StatusRuntimeException e) {
+            out.onError(e);
+        }
     }
 
     /** Unmaps the share (server shutdown). */

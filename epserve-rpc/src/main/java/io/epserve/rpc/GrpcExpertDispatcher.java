@@ -16,7 +16,6 @@ import io.epserve.rpc.v1.InfoResponse;
 import io.epserve.rpc.v1.WireDType;
 import io.epserve.tensor.DType;
 import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -77,8 +76,12 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
      *                        significant bits, relative error ≤ 2^-8, so logits move by ~1e-2 and greedy
      *                        tokens can differ from the single-process engine)
      * @param maxMessageBytes largest answer accepted
+     * @param expertDType     the dtype the workers hold the routed experts in (their --expert-dtype),
+     *                        null for as stored: part of the model fingerprint the workers must match
+     * @param security        the shared secret and/or TLS files the workers require
      */
-    public record Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes, DType expertDType) {
+    public record Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes, DType expertDType,
+                         WorkerSecurity security) {
         public static final Duration DEFAULT_DEADLINE = Duration.ofSeconds(10);
         public static final Duration DEFAULT_ASSIGN_DEADLINE = Duration.ofMinutes(5);
         public static final WireDType DEFAULT_WIRE_DTYPE = WireDType.WIRE_DTYPE_F32;
@@ -99,31 +102,33 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             if (maxMessageBytes < 1 << 20) {
                 throw new IllegalArgumentException("maxMessageBytes must be at least 1 MiB, got " + maxMessageBytes);
             }
+            Objects.requireNonNull(security, "security");
         }
 
-        /** Compatible constructor: experts as stored. */
+        /** Compatible constructor: experts as stored, no authentication. */
         public Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes) {
-            this(deadline, assignDeadline, wireDType, maxMessageBytes, null);
+            this(deadline, assignDeadline, wireDType, maxMessageBytes, null, WorkerSecurity.NONE);
         }
 
         public static Config defaults() {
-            return new Config(DEFAULT_DEADLINE, DEFAULT_ASSIGN_DEADLINE, DEFAULT_WIRE_DTYPE, WorkerServer.DEFAULT_MAX_MESSAGE_BYTES);
+            return new Config(DEFAULT_DEADLINE, DEFAULT_ASSIGN_DEADLINE, DEFAULT_WIRE_DTYPE, WorkerServer.DEFAULT_MAX_MESSAGE_BYTES, null,
+                    WorkerSecurity.NONE);
         }
 
         public Config withDeadline(Duration d) {
-            return new Config(d, assignDeadline, wireDType, maxMessageBytes, expertDType);
+            return new Config(d, assignDeadline, wireDType, maxMessageBytes, expertDType, security);
         }
 
         public Config withAssignDeadline(Duration d) {
-            return new Config(deadline, d, wireDType, maxMessageBytes, expertDType);
+            return new Config(deadline, d, wireDType, maxMessageBytes, expertDType, security);
         }
 
         public Config withWireDType(WireDType t) {
-            return new Config(deadline, assignDeadline, t, maxMessageBytes, expertDType);
+            return new Config(deadline, assignDeadline, t, maxMessageBytes, expertDType, security);
         }
 
         public Config withMaxMessageBytes(int bytes) {
-            return new Config(deadline, assignDeadline, wireDType, bytes, expertDType);
+            return new Config(deadline, assignDeadline, wireDType, bytes, expertDType, security);
         }
 
         /**
@@ -131,7 +136,12 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
          * the model's converted-experts cache; null (default): as stored in the checkpoint.
          */
         public Config withExpertDType(DType t) {
-            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, t);
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, t, security);
+        }
+
+        /** How this frontend authenticates to the workers (their --auth-secret-file / TLS files). */
+        public Config withSecurity(WorkerSecurity s) {
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, s);
         }
     }
 
@@ -142,16 +152,19 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     }
 
     /**
-     * Plain TCP (host:port, no TLS: workers sit on a private network next to the frontend). The
-     * direct executor runs the answer handlers on the transport thread: they only decode and wake
-     * the caller, and it saves a thread hop per answer.
+     * TCP to host:port, with mutual TLS when the config's security has TLS files, plain otherwise
+     * (the shared secret, when there is one, rides on every call either way). The direct executor
+     * runs the answer handlers on the transport thread: they only decode and wake the caller, and
+     * it saves a thread hop per answer.
      */
-    public static final ChannelFactory TCP = (address, config) -> Grpc.newChannelBuilder(address, InsecureChannelCredentials.create())
+    public static final ChannelFactory TCP = (address, config) -> Grpc.newChannelBuilder(address, config.security().channelCredentials())
             .directExecutor().maxInboundMessageSize(config.maxMessageBytes()).build();
 
-    private final Path modelDir;
+    private final String fingerprint;
     private final Config config;
     private final ChannelFactory channels;
+    private final String frontendId = FrontendCredentials.newFrontendId();
+    private final FrontendCredentials credentials;
     private final ReentrantReadWriteLock stateLock = new ReentrantReadWriteLock();
     private ExpertPlacement placement;
     private WorkerLink[] links;
@@ -159,28 +172,39 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     private final LongAdder dispatches = new LongAdder();
     private boolean closed;
 
-    /** Over TCP. No I/O: {@link #start()} connects and assigns. */
+    /** Over TCP. Reads the model's config.json (its fingerprint); {@link #start()} connects and assigns. */
     public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config) {
         this(modelDir, placement, config, TCP);
     }
 
     /**
-     * @param modelDir  the model directory as the workers see it (sent in Assign)
+     * @param modelDir  this frontend's copy of the model: the workers must serve the same one (the
+     *                  same config.json and expert dtype, at any path; see {@link ModelFingerprint})
      * @param placement whose worker names are the workers' addresses (host:port)
      */
     public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config, ChannelFactory channels) {
-        this.modelDir = modelDir.toAbsolutePath().normalize();
         this.config = Objects.requireNonNull(config, "config");
+        this.fingerprint = ModelFingerprint.of(modelDir, config.expertDType()).toString();
+        this.credentials = new FrontendCredentials(frontendId, config.security().secret());
         this.channels = Objects.requireNonNull(channels, "channels");
         this.placement = Objects.requireNonNull(placement, "placement");
         this.links = new WorkerLink[placement.workerCount()];
         for (int w = 0; w < links.length; w++) {
-            links[w] = new WorkerLink(placement.workers().get(w), this.modelDir, this.config, this.channels);
+            links[w] = newLink(placement.workers().get(w));
         }
         this.tokensRouted = new AtomicLongArray[placement.layers()];
         for (int l = 0; l < placement.layers(); l++) {
             tokensRouted[l] = new AtomicLongArray(placement.isSparse(l) ? placement.numExperts() : 0);
         }
+    }
+
+    private WorkerLink newLink(String address) {
+        return new WorkerLink(address, fingerprint, config, channels, credentials);
+    }
+
+    /** This frontend's identity towards its workers: random, one per dispatcher. */
+    public String frontendId() {
+        return frontendId;
     }
 
     /**
@@ -231,10 +255,15 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
         };
     }
 
-    /** Assigns every worker its share, all at once; throws WorkerException naming the first that failed. */
+    /**
+     * Checks every worker (it answers Info within the dispatch deadline, serves this model, and no
+     * other frontend holds it), then assigns every worker its share, all at once (each within the
+     * assign deadline); throws WorkerException naming the first worker that failed.
+     */
     public GrpcExpertDispatcher start() {
         stateLock.writeLock().lock();
         try {
+            checkAll(links);
             assignAll(placement, links);
             return this;
         } finally {
@@ -262,7 +291,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
             WorkerLink[] nextLinks = new WorkerLink[next.workerCount()];
             for (int w = 0; w < nextLinks.length; w++) {
                 WorkerLink l = byAddress.remove(next.workers().get(w));
-                nextLinks[w] = l != null ? l : new WorkerLink(next.workers().get(w), modelDir, config, channels);
+                nextLinks[w] = l != null ? l : newLink(next.workers().get(w));
             }
             assignAll(next, nextLinks);
             for (WorkerLink dropped : byAddress.values()) {
@@ -573,6 +602,59 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher {
     }
 
     // ------------------------------------------------------------------ Assign
+
+    /**
+     * Info from every worker, all at once, each bounded by the dispatch deadline (so a peer that
+     * accepts the connection and never answers fails start-up in time, named): each must serve
+     * this frontend's model and be free (or held by this frontend already).
+     */
+    private void checkAll(WorkerLink[] ls) {
+        List<ListenableFuture<InfoResponse>> futures = new ArrayList<>();
+        for (WorkerLink l : ls) {
+            futures.add(ExpertServiceGrpc.newFutureStub(l.channel()).withDeadlineAfter(config.deadline().toNanos(), TimeUnit.NANOSECONDS)
+                    .info(InfoRequest.getDefaultInstance()));
+        }
+        WorkerException first = null;
+        for (int w = 0; w < ls.length; w++) {
+            WorkerLink l = ls[w];
+            WorkerException failure;
+            try {
+                failure = checkInfo(l, futures.get(w).get());
+            } catch (ExecutionException e) {
+                Status s = Status.fromThrowable(e.getCause());
+                String what = s.getCode() == Status.Code.DEADLINE_EXCEEDED
+                        ? " did not answer within " + config.deadline().toMillis() + " ms (is it an epserve worker, and up?)"
+                        : " did not answer Info: " + LinkFailure.describe(s);
+                failure = new WorkerException(l.address, -1, LinkFailure.kindOf(s), s.getCode(), null, "worker " + l.address + what, e.getCause());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new WorkerException(l.address, -1, WorkerException.Kind.UNAVAILABLE, null, null,
+                        "interrupted while connecting to worker " + l.address, e);
+            }
+            if (failure != null) {
+                l.reset();
+                first = first == null ? failure : first;
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    /** Why this frontend cannot use the worker that answered {@code info}, or null when it can. */
+    private WorkerException checkInfo(WorkerLink l, InfoResponse info) {
+        if (!info.getModelFingerprint().equals(fingerprint)) {
+            return new WorkerException(l.address, -1, WorkerException.Kind.REFUSED, null, null, "worker " + l.address
+                    + " serves another model: " + info.getModelFingerprint() + ", this frontend runs " + fingerprint
+                    + " (start the worker with the same --model and --expert-dtype)", null);
+        }
+        if (info.getHolder() == io.epserve.rpc.v1.Holder.HOLDER_OTHER) {
+            return new WorkerException(l.address, -1, WorkerException.Kind.REFUSED, Status.Code.PERMISSION_DENIED, null, "worker "
+                    + l.address + " is held by another frontend (it is free once that one closes, or after "
+                    + info.getLeaseTimeoutMs() / 1000 + " s without a call from it)", null);
+        }
+        return null;
+    }
 
     private void assignAll(ExpertPlacement p, WorkerLink[] ls) {
         List<ListenableFuture<AssignResponse>> futures = new ArrayList<>();

@@ -37,12 +37,14 @@ public final class LocalWorkerProcesses implements AutoCloseable {
     private final PrintStream log;
     private final Duration startTimeout;
     private final List<Worker> workers = new ArrayList<>();
+    private boolean closed;
 
     private static final class Worker {
         final int index;
         final HostPort requested;
-        Process process;
-        HostPort address;
+        // read by other threads (a supervisor restarts workers on its own thread)
+        volatile Process process;
+        volatile HostPort address;
 
         Worker(int index, HostPort requested) {
             this.index = index;
@@ -166,7 +168,10 @@ public final class LocalWorkerProcesses implements AutoCloseable {
     }
 
     /** Starts worker i again on the port it had (kill it first); returns its address. */
-    public String restart(int i) {
+    public synchronized String restart(int i) {
+        if (closed) {
+            throw new IllegalStateException("the worker processes are closed: worker " + i + " is not restarted");
+        }
         Worker w = workers.get(i);
         if (w.process != null && w.process.isAlive()) {
             kill(i);
@@ -237,7 +242,8 @@ public final class LocalWorkerProcesses implements AutoCloseable {
 
     /** Destroys every worker (SIGTERM, then SIGKILL after 5 s) and waits for them. Idempotent. */
     @Override
-    public void close() {
+    public synchronized void close() {
+        closed = true;
         for (Worker w : workers) {
             if (w.process != null && w.process.isAlive()) {
                 w.process.destroy();

@@ -9,9 +9,17 @@ import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.epserve.rpc.v1.LayerExperts;
 import io.epserve.rpc.v1.WireDType;
+import io.epserve.rpc.v1.ReleaseRequest;
+import io.grpc.CallCredentials;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ClientInterceptors;
 import io.grpc.ManagedChannel;
+import io.grpc.MethodDescriptor;
 import io.grpc.Status;
-import java.nio.file.Path;
+import io.grpc.StatusRuntimeException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -28,32 +36,43 @@ final class WorkerLink {
     final LongAdder computeNanos = new LongAdder();
     final LongAdder roundTripNanos = new LongAdder();
     final LongAdder failures = new LongAdder();
-    private final Path modelDir;
+    private final String fingerprint;
     private final GrpcExpertDispatcher.Config config;
     private final GrpcExpertDispatcher.ChannelFactory channels;
+    private final ClientInterceptor credentials;
     // guarded by this
     private ManagedChannel channel;
+    private Channel authenticated;
     private ComputeStream stream;
 
     /**
-     * @param address  the worker's address, its name in the placement (host:port over TCP)
-     * @param modelDir the model directory as the workers see it (sent in Assign)
-     * @param config   the dispatcher's settings (deadlines, wire dtype)
-     * @param channels opens this worker's channel, on first use and after every {@link #reset}
+     * @param address     the worker's address, its name in the placement (host:port over TCP)
+     * @param fingerprint the frontend's model, sent in Assign (the worker refuses another model)
+     * @param config      the dispatcher's settings (deadlines, wire dtype)
+     * @param channels    opens this worker's channel, on first use and after every {@link #reset}
+     * @param credentials the frontend's identity and secret, put on every call
      */
-    WorkerLink(String address, Path modelDir, GrpcExpertDispatcher.Config config,
-               GrpcExpertDispatcher.ChannelFactory channels) {
+    WorkerLink(String address, String fingerprint, GrpcExpertDispatcher.Config config,
+               GrpcExpertDispatcher.ChannelFactory channels, CallCredentials credentials) {
         this.address = address;
-        this.modelDir = modelDir;
+        this.fingerprint = fingerprint;
         this.config = config;
         this.channels = channels;
+        this.credentials = new ClientInterceptor() {
+            @Override
+            public <Q, A> ClientCall<Q, A> interceptCall(MethodDescriptor<Q, A> method, CallOptions options, Channel next) {
+                return next.newCall(method, options.withCallCredentials(credentials));
+            }
+        };
     }
 
-    synchronized ManagedChannel channel() {
+    /** The channel to the worker; every call on it carries the frontend's credentials. */
+    synchronized Channel channel() {
         if (channel == null) {
             channel = channels.open(address, config);
+            authenticated = ClientInterceptors.intercept(channel, credentials);
         }
-        return channel;
+        return authenticated;
     }
 
     ListenableFuture<AssignResponse> assignAsync(ExpertPlacement p, int w) {
@@ -94,11 +113,8 @@ final class WorkerLink {
     }
 
     private AssignRequest assignRequest(ExpertPlacement p, int worker) {
-        AssignRequest.Builder b = AssignRequest.newBuilder().setModelDir(modelDir.toString()).setEpoch(p.epoch())
+        AssignRequest.Builder b = AssignRequest.newBuilder().setModelFingerprint(fingerprint).setEpoch(p.epoch())
                 .setWireDtype(config.wireDType()).setWorkerName(p.workers().get(worker));
-        if (config.expertDType() != null) {
-            b.setExpertDtype(config.expertDType().label());
-        }
         for (int l = 0; l < p.layers(); l++) {
             int[] experts = p.expertsOn(worker, l);
             if (experts.length > 0) {
@@ -158,6 +174,7 @@ final class WorkerLink {
             c = channel;
             stream = null;
             channel = null;
+            authenticated = null;
         }
         if (s != null) {
             s.abort("the dispatcher reset the connection to " + address);
@@ -167,17 +184,34 @@ final class WorkerLink {
         }
     }
 
+    /**
+     * Gives the worker up (Release, bounded by the dispatch deadline) so another frontend may take
+     * it at once, then closes the stream and the channel. A worker that does not answer keeps the
+     * hold until its lease expires; closing goes on regardless.
+     */
     void close() {
         ComputeStream s;
         ManagedChannel c;
+        Channel r;
         synchronized (this) {
             s = stream;
             c = channel;
+            r = authenticated;
             stream = null;
             channel = null;
+            authenticated = null;
         }
         if (s != null) {
             s.halfClose();
+        }
+        if (r != null) {
+            try {
+                long nanos = Math.min(config.deadline().toNanos(), TimeUnit.SECONDS.toNanos(5));
+                ExpertServiceGrpc.newBlockingStub(r).withDeadlineAfter(nanos, TimeUnit.NANOSECONDS)
+                        .release(ReleaseRequest.getDefaultInstance());
+            } catch (StatusRuntimeException e) {
+                // gone, hung, or taken over already: nothing to give up
+            }
         }
         if (c != null) {
             c.shutdown();

@@ -1,54 +1,107 @@
 package io.epserve.rpc;
 
+import io.epserve.format.CheckpointException;
+import io.epserve.tensor.DType;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Objects;
 
 /**
- * An expert worker as a process: {@code java -cp ... io.epserve.rpc.WorkerProcessMain --listen HOST:PORT [--model DIR]}.
- * Prints exactly one line {@value #LISTENING} HOST:PORT (the real port when 0 was asked for) on
- * stdout once serving, then serves until killed; a shutdown hook closes the server. {@code epserve
- * worker} runs the same code ({@link #serve}).
+ * An expert worker as a process: {@code java -cp ... io.epserve.rpc.WorkerProcessMain --listen HOST:PORT
+ * --model DIR [--expert-dtype T] [--cache-dir D] [--auth-secret-file F] [--tls-cert C --tls-key K --tls-ca A]
+ * [--lease-timeout S]}. Prints exactly one line {@value #LISTENING} HOST:PORT (the real port when 0
+ * was asked for) on stdout once serving, then serves until killed; a shutdown hook closes the
+ * server. {@code epserve worker} runs the same code ({@link #serve}).
  */
 public final class WorkerProcessMain {
     /** The line's prefix; {@link LocalWorkerProcesses} and tests wait for it. */
     public static final String LISTENING = "epserve worker listening on";
+
+    /** Everything a worker process is started with, validated. */
+    public record Settings(HostPort listen, WorkerModel model, WorkerSecurity security, Duration leaseTimeout) {
+        public Settings {
+            Objects.requireNonNull(listen, "listen");
+            Objects.requireNonNull(model, "model");
+            Objects.requireNonNull(security, "security");
+            Objects.requireNonNull(leaseTimeout, "leaseTimeout");
+            if (leaseTimeout.isNegative() || leaseTimeout.isZero()) {
+                throw new IllegalArgumentException("--lease-timeout must be positive, got " + leaseTimeout.toSeconds() + " s");
+            }
+        }
+    }
 
     private WorkerProcessMain() {}
 
     public static void main(String[] args) throws InterruptedException {
         String listen = null;
         Path model = null;
+        String dtype = null;
+        Path cacheDir = null;
+        Path secret = null;
+        Path cert = null;
+        Path key = null;
+        Path ca = null;
+        long leaseSeconds = WorkerOwnership.DEFAULT_LEASE.toSeconds();
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--listen" -> listen = value(args, ++i, "--listen");
                 case "--model" -> model = Path.of(value(args, ++i, "--model"));
+                case "--expert-dtype" -> dtype = value(args, ++i, "--expert-dtype");
+                case "--cache-dir" -> cacheDir = Path.of(value(args, ++i, "--cache-dir"));
+                case "--auth-secret-file" -> secret = Path.of(value(args, ++i, "--auth-secret-file"));
+                case "--tls-cert" -> cert = Path.of(value(args, ++i, "--tls-cert"));
+                case "--tls-key" -> key = Path.of(value(args, ++i, "--tls-key"));
+                case "--tls-ca" -> ca = Path.of(value(args, ++i, "--tls-ca"));
+                case "--lease-timeout" -> leaseSeconds = number(value(args, ++i, "--lease-timeout"), "--lease-timeout");
                 default -> usage("unknown argument '" + args[i] + "'");
             }
         }
-        if (listen == null) {
-            usage("--listen HOST:PORT is required");
+        if (listen == null || model == null) {
+            usage("--listen HOST:PORT and --model DIR are required");
         }
         try {
-            serve(HostPort.parse(listen, "--listen"), model, System.out);
-        } catch (IllegalArgumentException | java.io.UncheckedIOException | io.epserve.format.CheckpointException e) {
+            WorkerModel m = new WorkerModel(model, dtype == null ? null : DType.parse(dtype), cacheDir);
+            WorkerSecurity security = new WorkerSecurity(secret == null ? null : WorkerSecret.fromFile(secret, "--auth-secret-file"),
+                    TlsFiles.fromOptions(cert, key, ca));
+            serve(new Settings(HostPort.parse(listen, "--listen"), m, security, Duration.ofSeconds(leaseSeconds)), System.out, System.err);
+        } catch (IllegalArgumentException | UncheckedIOException | CheckpointException e) {
             System.err.println("epserve worker: error: " + e.getMessage());
             System.exit(2);
         }
     }
 
     /** Starts a worker, prints the listening line to {@code out}, and blocks until the server terminates. */
-    public static void serve(HostPort listen, Path model, PrintStream out) throws InterruptedException {
-        WorkerServer server = start(listen, model, out);
+    public static void serve(Settings settings, PrintStream out, PrintStream err) throws InterruptedException {
+        WorkerServer server = start(settings, out, err);
         Runtime.getRuntime().addShutdownHook(new Thread(server::close, "epserve-worker-shutdown"));
         server.awaitTermination();
     }
 
-    /** Starts a worker and prints the listening line; the caller closes it. */
-    public static WorkerServer start(HostPort listen, Path model, PrintStream out) {
-        WorkerServer server = WorkerServer.builder().host(listen.host()).port(listen.port()).model(model).build().start();
-        out.println(LISTENING + " " + new HostPort(listen.host(), server.port()));
+    /**
+     * Starts a worker and prints the listening line to {@code out} (and to {@code err} how callers
+     * are authenticated); the caller closes it.
+     */
+    public static WorkerServer start(Settings s, PrintStream out, PrintStream err) {
+        WorkerServer server = WorkerServer.builder().host(s.listen().host()).port(s.listen().port()).model(s.model())
+                .security(s.security()).leaseTimeout(s.leaseTimeout()).build().start();
+        HostPort bound = new HostPort(s.listen().host(), server.port());
+        err.println("epserve worker " + bound + ": serving " + s.model().fingerprint() + "; callers: " + s.security().describe()
+                + (s.security().authenticated() ? "" : ": anyone on this host can use it"));
+        err.flush();
+        out.println(LISTENING + " " + bound);
         out.flush();
         return server;
+    }
+
+    private static long number(String text, String option) {
+        try {
+            return Long.parseLong(text);
+        } catch (NumberFormatException e) {
+            usage(option + " must be a whole number of seconds, got '" + text + "'");
+            return 0;
+        }
     }
 
     private static String value(String[] args, int i, String option) {
@@ -60,7 +113,8 @@ public final class WorkerProcessMain {
 
     private static void usage(String message) {
         System.err.println("epserve worker: error: " + message);
-        System.err.println("usage: WorkerProcessMain --listen HOST:PORT [--model DIR]");
+        System.err.println("usage: WorkerProcessMain --listen HOST:PORT --model DIR [--expert-dtype T] [--cache-dir D] "
+                + "[--auth-secret-file F] [--tls-cert C --tls-key K --tls-ca A] [--lease-timeout S]");
         System.exit(2);
     }
 }

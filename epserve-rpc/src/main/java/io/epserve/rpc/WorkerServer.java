@@ -4,16 +4,16 @@ import io.epserve.format.Checkpoint;
 import io.epserve.format.SafetensorsFile;
 import io.epserve.model.ModelConfig;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
-import io.grpc.InsecureServerCredentials;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
+import io.grpc.ServerInterceptors;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
-import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Objects;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
@@ -28,8 +28,12 @@ import java.util.concurrent.TimeUnit;
  * the first Assign answers FAILED_PRECONDITION, which the frontend handles by assigning. Whether a
  * worker holds a share is what {@code Info} tells. On {@link #close()} both turn NOT_SERVING.
  *
+ * <p>Security: the expert service is behind {@link WorkerAuthInterceptor} (the shared secret, when
+ * given) and, with TLS files, mutual TLS; without either the server binds loopback only. The
+ * health service answers anyone who reaches the port: it tells liveness, nothing else.
+ *
  * <pre>
- *   WorkerServer s = WorkerServer.builder().host("127.0.0.1").port(0).build();   // no I/O
+ *   WorkerServer s = WorkerServer.builder().model(WorkerModel.of(dir)).host("127.0.0.1").port(0).build();   // no I/O
  *   s.start();                                    // binds; s.port() is the real port
  *   ...
  *   s.close();                                    // stops, waits up to 5 s, unmaps the share
@@ -46,7 +50,9 @@ public final class WorkerServer implements AutoCloseable {
     private final Executor executor;
     private final ServerBuilder<?> injected;
     private final String fixedName;
-    private final Path model;
+    private final WorkerModel model;
+    private final WorkerSecurity security;
+    private final Duration leaseTimeout;
     private final int maxMessageBytes;
 
     private Server server;
@@ -61,6 +67,8 @@ public final class WorkerServer implements AutoCloseable {
         this.injected = b.serverBuilder;
         this.fixedName = b.name;
         this.model = b.model;
+        this.security = b.security;
+        this.leaseTimeout = b.leaseTimeout;
         this.maxMessageBytes = b.maxMessageBytes;
         this.name = b.name != null ? b.name : b.host + ":" + b.port;
     }
@@ -76,7 +84,9 @@ public final class WorkerServer implements AutoCloseable {
         private Executor executor;
         private ServerBuilder<?> serverBuilder;
         private String name;
-        private Path model;
+        private WorkerModel model;
+        private WorkerSecurity security = WorkerSecurity.NONE;
+        private Duration leaseTimeout = WorkerOwnership.DEFAULT_LEASE;
         private int maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
 
         private Builder() {}
@@ -122,9 +132,21 @@ public final class WorkerServer implements AutoCloseable {
             return this;
         }
 
-        /** A model directory to open at start (header and config only; nothing is mapped until Assign). */
-        public Builder model(Path model) {
+        /** The model this worker serves (required): opened at start (header and config only; nothing is mapped until Assign). */
+        public Builder model(WorkerModel model) {
             this.model = model;
+            return this;
+        }
+
+        /** Shared secret and/or mutual TLS (default none: loopback only). */
+        public Builder security(WorkerSecurity security) {
+            this.security = Objects.requireNonNull(security, "security");
+            return this;
+        }
+
+        /** How long the holding frontend may stay silent before another may take the worker (default 30 s). */
+        public Builder leaseTimeout(Duration d) {
+            this.leaseTimeout = Objects.requireNonNull(d, "leaseTimeout");
             return this;
         }
 
@@ -143,34 +165,47 @@ public final class WorkerServer implements AutoCloseable {
             if (maxMessageBytes < 1 << 20) {
                 throw new IllegalArgumentException("worker maxMessageBytes must be at least 1 MiB, got " + maxMessageBytes);
             }
+            if (model == null) {
+                throw new IllegalArgumentException("a worker needs its model (--model DIR)");
+            }
+            if (leaseTimeout.isNegative() || leaseTimeout.isZero()) {
+                throw new IllegalArgumentException("worker lease timeout must be positive, got " + leaseTimeout);
+            }
+            if (serverBuilder == null) {
+                security.requireListenable(host);
+            }
             return new WorkerServer(this);
         }
     }
 
     /**
-     * Opens the --model checkpoint if one was given (fails here on a bad model directory), binds
-     * and serves. Throws UncheckedIOException when the port cannot be bound.
+     * Opens the model's checkpoint (fails here on a bad model directory), binds and serves. Throws
+     * UncheckedIOException when the port cannot be bound.
      */
     public synchronized WorkerServer start() {
         if (server != null) {
             throw new IllegalStateException("worker server already started");
         }
-        Checkpoint pre = null;
-        if (model != null) {
-            pre = Checkpoint.open(model, SafetensorsFile.Mapping.PER_TENSOR);
-            try {
-                ModelConfig.from(pre.config());
-            } catch (RuntimeException e) {
-                pre.close();
-                throw e;
-            }
+        Checkpoint pre = Checkpoint.open(model.dir(), SafetensorsFile.Mapping.PER_TENSOR);
+        try {
+            ModelConfig.from(pre.config());
+            service = new ExpertWorkerService(() -> name, model, pre, new WorkerOwnership(leaseTimeout, () -> name));
+        } catch (RuntimeException e) {
+            pre.close();
+            throw e;
         }
-        // Netty's builder because only it binds one interface (Grpc.newServerBuilderForPort binds all).
-        ServerBuilder<?> sb = injected != null ? injected
-                : NettyServerBuilder.forAddress(new InetSocketAddress(host, requestedPort), InsecureServerCredentials.create());
+        ServerBuilder<?> sb;
+        try {
+            // Netty's builder because only it binds one interface (Grpc.newServerBuilderForPort binds all).
+            sb = injected != null ? injected
+                    : NettyServerBuilder.forAddress(new InetSocketAddress(host, requestedPort), security.serverCredentials());
+        } catch (RuntimeException e) {
+            service.close();
+            throw e;
+        }
         health = new HealthStatusManager();
-        service = new ExpertWorkerService(() -> name, pre);
-        sb.addService(service).addService(health.getHealthService()).maxInboundMessageSize(maxMessageBytes);
+        sb.addService(ServerInterceptors.intercept(service, new WorkerAuthInterceptor(security.secret(), () -> name)))
+                .addService(health.getHealthService()).maxInboundMessageSize(maxMessageBytes);
         if (executor != null) {
             sb.executor(executor);
         } else if (injected == null) {
@@ -207,6 +242,10 @@ public final class WorkerServer implements AutoCloseable {
 
     public String host() {
         return host;
+    }
+
+    public WorkerSecurity security() {
+        return security;
     }
 
     /** The name used in messages (host:port once started). */

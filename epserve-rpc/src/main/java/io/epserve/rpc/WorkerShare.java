@@ -60,7 +60,9 @@ final class WorkerShare implements ExpertStore {
      * {@code wanted[layer]} are global expert ids (null or empty: none of that layer). Throws
      * IllegalArgumentException for a bad layer/expert or dtype and CheckpointException for a bad model.
      */
-    static WorkerShare open(Path modelDir, long epoch, int[][] wanted, String name, Checkpoint preopened, DType expertDType) {
+    static WorkerShare open(WorkerModel model, long epoch, int[][] wanted, String name, Checkpoint preopened) {
+        Path modelDir = model.dir();
+        DType expertDType = model.expertDType();
         Checkpoint ckpt = preopened != null ? preopened : Checkpoint.open(modelDir, SafetensorsFile.Mapping.PER_TENSOR);
         QuantizedExperts converted = null;
         try {
@@ -70,8 +72,7 @@ final class WorkerShare implements ExpertStore {
             }
             CheckpointExperts experts = new CheckpointExperts(cfg, ckpt);
             if (expertDType != null && !storedAs(ckpt, experts, cfg, wanted, expertDType)) {
-                converted = QuantizedExperts.open(modelDir, cfg, expertDType,
-                        QuantizedExperts.CacheOptions.defaults().withMapping(SafetensorsFile.Mapping.PER_TENSOR));
+                converted = QuantizedExperts.open(modelDir, cfg, expertDType, model.cacheOptions());
             }
             ExpertWeights[][] held = new ExpertWeights[cfg.layers()][];
             int[][] layers = new int[cfg.layers()][];
@@ -145,10 +146,8 @@ final class WorkerShare implements ExpertStore {
         return new WorkerShare(modelDir, newEpoch, checkpoint, config, held, layers, expertCount, name, expertDType, converted);
     }
 
-    boolean sameExperts(Path dir, int[][] wanted, DType dtype) {
-        if (!modelDir.equals(dir) || expertDType != dtype) {
-            return false;
-        }
+    /** Whether this share holds exactly {@code wanted} (the worker's model never changes). */
+    boolean sameExperts(int[][] wanted) {
         for (int l = 0; l < layers.length; l++) {
             int[] ids = l < wanted.length && wanted[l] != null ? wanted[l].clone() : new int[0];
             Arrays.sort(ids);

@@ -11,6 +11,9 @@ import io.epserve.rpc.v1.AssignResponse;
 import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ComputeResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
+import io.epserve.rpc.v1.Holder;
+import io.epserve.rpc.v1.InfoRequest;
+import io.epserve.rpc.v1.InfoResponse;
 import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.inprocess.InProcessServerBuilder;
@@ -38,6 +41,8 @@ class FaultyWorkerTest {
     static final int HIDDEN = 8;
     static final int EXPERTS = 4;
     static final Duration DEADLINE = Duration.ofMillis(500);
+    /** The frontend's model: only its fingerprint matters to the fake workers. */
+    static final Path MODEL = Fixtures.model("mixtral");
 
     enum Behaviour { OK, WRONG_BYTES, WRONG_ID, NAN, HANG, NOT_ASSIGNED_ONCE, REFUSE }
 
@@ -54,6 +59,13 @@ class FaultyWorkerTest {
                 behaviour = Behaviour.OK;
             }
             out.onNext(AssignResponse.newBuilder().setEpoch(req.getEpoch()).build());
+            out.onCompleted();
+        }
+
+        @Override
+        public void info(InfoRequest req, StreamObserver<InfoResponse> out) {
+            out.onNext(InfoResponse.newBuilder().setModelFingerprint(ModelFingerprint.of(MODEL, null).toString())
+                    .setHolder(Holder.HOLDER_NONE).build());
             out.onCompleted();
         }
 
@@ -111,7 +123,7 @@ class FaultyWorkerTest {
         server1 = InProcessServerBuilder.forName(name1).addService(fake1).build().start();
         ExpertPlacement p = ExpertPlacement.create(new boolean[] {true, true}, EXPERTS, List.of(name0, name1),
                 ExpertPlacement.Policy.CONTIGUOUS, 7);
-        dispatcher = new GrpcExpertDispatcher(Path.of("unused-model"), p, GrpcExpertDispatcher.Config.defaults().withDeadline(DEADLINE),
+        dispatcher = new GrpcExpertDispatcher(MODEL, p, GrpcExpertDispatcher.Config.defaults().withDeadline(DEADLINE),
                 InProcessEquivalenceTest.IN_PROCESS).start();
     }
 

@@ -8,12 +8,8 @@ import io.epserve.model.RoutingListener;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.v1.WireDType;
 import io.grpc.inprocess.InProcessChannelBuilder;
-import io.grpc.inprocess.InProcessServerBuilder;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -21,24 +17,14 @@ import org.junit.jupiter.params.provider.MethodSource;
 /** Issue 3 acceptance over the in-process gRPC transport: the whole protocol, no sockets. */
 @Timeout(120)
 class InProcessEquivalenceTest {
-    static final List<WorkerServer> SERVERS = new ArrayList<>();
-    static final List<String> NAMES = new ArrayList<>();
+    static final InProcessWorkers WORKERS = new InProcessWorkers();
 
     static final GrpcExpertDispatcher.ChannelFactory IN_PROCESS = (address, config) ->
             InProcessChannelBuilder.forName(address).directExecutor().maxInboundMessageSize(config.maxMessageBytes()).build();
 
-    @BeforeAll
-    static void startWorkers() {
-        for (int i = 0; i < 4; i++) {
-            String name = InProcessServerBuilder.generateName();
-            SERVERS.add(WorkerServer.builder().serverBuilder(InProcessServerBuilder.forName(name)).name(name).build().start());
-            NAMES.add(name);
-        }
-    }
-
     @AfterAll
     static void stopWorkers() {
-        SERVERS.forEach(WorkerServer::close);
+        WORKERS.close();
     }
 
     static Stream<String> models() {
@@ -48,7 +34,7 @@ class InProcessEquivalenceTest {
     @ParameterizedTest
     @MethodSource("models")
     void logitsAndGreedyTokensEqualSingleProcess(String name) {
-        EquivalenceChecks.sameAsSingleProcess(name, NAMES, IN_PROCESS);
+        EquivalenceChecks.sameAsSingleProcess(name, WORKERS.of(name, 4), IN_PROCESS);
     }
 
     /** The frontend as LoadedModel builds it with remote experts: it never resolves an expert itself. */
@@ -58,7 +44,7 @@ class InProcessEquivalenceTest {
         Fixtures.Case c = Fixtures.cases(name).get(1);
         try (LoadedModel ref = Fixtures.load(name);
              LoadedModel remote = LoadedModel.load(Fixtures.model(name), LoadedModel.Options.defaults().withDispatchers(
-                     GrpcExpertDispatcher.remote(NAMES.subList(0, 2), ExpertPlacement.Policy.ROUND_ROBIN,
+                     GrpcExpertDispatcher.remote(WORKERS.of(name, 2), ExpertPlacement.Policy.ROUND_ROBIN,
                              GrpcExpertDispatcher.Config.defaults(), IN_PROCESS)))) {
             assertThat(remote.dispatcher()).isInstanceOf(GrpcExpertDispatcher.class);
             Fixtures.Run want = Fixtures.run(ref.transformer(), c);
@@ -87,7 +73,7 @@ class InProcessEquivalenceTest {
             double[] mean = new double[2];
             WireDType[] dtypes = {WireDType.WIRE_DTYPE_F32, WireDType.WIRE_DTYPE_BF16};
             for (int i = 0; i < 2; i++) {
-                ExpertPlacement p = ExpertPlacement.create(ref.config().sparseLayers(), ref.config().numExperts(), NAMES.subList(0, 2),
+                ExpertPlacement p = ExpertPlacement.create(ref.config().sparseLayers(), ref.config().numExperts(), WORKERS.of(name, 2),
                         ExpertPlacement.Policy.CONTIGUOUS, EquivalenceChecks.EPOCHS.incrementAndGet());
                 try (GrpcExpertDispatcher d = new GrpcExpertDispatcher(Fixtures.model(name), p,
                         GrpcExpertDispatcher.Config.defaults().withWireDType(dtypes[i]), IN_PROCESS).start()) {

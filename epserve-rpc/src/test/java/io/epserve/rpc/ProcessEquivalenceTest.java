@@ -1,32 +1,16 @@
 package io.epserve.rpc;
 
-import java.util.List;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Issue 3 acceptance with separate worker processes on loopback: four JVMs started once for the
- * class and re-assigned for 1, 2 and 4 workers of every fixture.
+ * Issue 3 acceptance with separate worker processes on loopback: four JVMs per fixture (a worker
+ * serves the model of its command line), re-assigned for 1, 2 and 4 workers.
  */
 @Timeout(180)
 class ProcessEquivalenceTest {
-    static LocalWorkerProcesses workers;
-
-    @BeforeAll
-    static void startWorkers() {
-        workers = WorkerProcesses.start(4);
-    }
-
-    @AfterAll
-    static void stopWorkers() {
-        if (workers != null) {
-            workers.close();
-        }
-    }
 
     static Stream<String> models() {
         return Fixtures.MODELS.stream();
@@ -35,6 +19,8 @@ class ProcessEquivalenceTest {
     @ParameterizedTest
     @MethodSource("models")
     void logitsAndGreedyTokensEqualSingleProcess(String name) {
-        EquivalenceChecks.sameAsSingleProcess(name, workers.addresses(), GrpcExpertDispatcher.TCP);
+        try (LocalWorkerProcesses workers = WorkerProcesses.start(4, Fixtures.model(name))) {
+            EquivalenceChecks.sameAsSingleProcess(name, workers.addresses(), GrpcExpertDispatcher.TCP);
+        }
     }
 }

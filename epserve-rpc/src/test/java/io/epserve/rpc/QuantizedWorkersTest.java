@@ -13,12 +13,10 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.ExpertWeights;
 import io.epserve.rpc.v1.InfoResponse;
 import io.epserve.tensor.DType;
-import io.grpc.inprocess.InProcessServerBuilder;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
@@ -36,20 +34,11 @@ class QuantizedWorkersTest {
     @TempDir
     Path tmp;
 
-    final List<WorkerServer> servers = new ArrayList<>();
-    final List<String> names = new ArrayList<>();
+    final InProcessWorkers workers = new InProcessWorkers();
 
     @AfterEach
     void stop() {
-        servers.forEach(WorkerServer::close);
-    }
-
-    private void startWorkers(int n) {
-        for (int i = 0; i < n; i++) {
-            String name = InProcessServerBuilder.generateName();
-            servers.add(WorkerServer.builder().serverBuilder(InProcessServerBuilder.forName(name)).name(name).build().start());
-            names.add(name);
-        }
+        workers.close();
     }
 
     /** A private copy of a fixture: the cache is written into the model folder, and the shared fixtures stay untouched. */
@@ -72,7 +61,7 @@ class QuantizedWorkersTest {
     @Test
     void workersMapTheirQ8ExpertsFromTheCacheAndComputeTheSameFunction() throws IOException {
         Path model = copyOf("mixtral");
-        startWorkers(2);
+        List<String> names = workers.of(WorkerModel.of(model).withExpertDType(DType.Q8_0), 2);
         try (LoadedModel ref = LoadedModel.load(model, LoadedModel.Options.defaults().withExpertDType(DType.Q8_0))) {
             ModelConfig cfg = ref.config();
             QuantizedExperts cache = ref.convertedExperts().orElseThrow();
@@ -108,13 +97,14 @@ class QuantizedWorkersTest {
                 }
             }
             // the dtype the checkpoint already stores its experts in: mapped from the checkpoint, no cache copy made
-            ExpertPlacement p1 = ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), names, ExpertPlacement.Policy.CONTIGUOUS,
+            List<String> bf16 = workers.of(WorkerModel.of(model).withExpertDType(DType.BF16), 2);
+            ExpertPlacement p1 = ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), bf16, ExpertPlacement.Policy.CONTIGUOUS,
                     EquivalenceChecks.EPOCHS.incrementAndGet());
             try (GrpcExpertDispatcher d = new GrpcExpertDispatcher(model, p1, GrpcExpertDispatcher.Config.defaults().withExpertDType(DType.BF16),
                     InProcessEquivalenceTest.IN_PROCESS).start();
                  io.epserve.format.Checkpoint header = io.epserve.format.Checkpoint.open(model, io.epserve.format.SafetensorsFile.Mapping.PER_TENSOR)) {
                 io.epserve.model.CheckpointExperts experts = new io.epserve.model.CheckpointExperts(cfg, header);
-                for (int w = 0; w < names.size(); w++) {
+                for (int w = 0; w < bf16.size(); w++) {
                     long expected = 0;
                     for (int l = 0; l < cfg.layers(); l++) {
                         for (int e : p1.expertsOn(w, l)) {
@@ -130,7 +120,8 @@ class QuantizedWorkersTest {
                 }
             }
             // a dtype the checkpoint's experts cannot be stored in: Assign fails, naming the worker and the tensor
-            ExpertPlacement p2 = ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), names, ExpertPlacement.Policy.CONTIGUOUS,
+            List<String> q4k = workers.of(WorkerModel.of(model).withExpertDType(DType.Q4_K), 2);
+            ExpertPlacement p2 = ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), q4k, ExpertPlacement.Policy.CONTIGUOUS,
                     EquivalenceChecks.EPOCHS.incrementAndGet());
             assertThatThrownBy(() -> new GrpcExpertDispatcher(model, p2, GrpcExpertDispatcher.Config.defaults().withExpertDType(DType.Q4_K),
                     InProcessEquivalenceTest.IN_PROCESS).start())

@@ -35,7 +35,7 @@ class WorkerDeathTest {
     void killedWorkerFailsTheStepWithinTheDeadlineAndARestartedOneIsReassigned() {
         String name = "mixtral";
         Fixtures.Case c = Fixtures.cases(name).get(1);
-        workers = WorkerProcesses.start(2);
+        workers = WorkerProcesses.start(2, Fixtures.model(name));
         try (LoadedModel ref = Fixtures.load(name)) {
             int[] want = Fixtures.greedy(ref.transformer(), c.tokens(), 8);
             ExpertPlacement p = ExpertPlacement.create(ref.config().sparseLayers(), ref.config().numExperts(), workers.addresses(),
@@ -140,9 +140,9 @@ class WorkerDeathTest {
     }
 
     @Test
-    void workerStartedWithoutModelIsAssignedAndAnswersInfo() {
-        workers = WorkerProcesses.start(1);
+    void workerIsAssignedAndAnswersInfo() {
         String name = "qwen3_moe";
+        workers = WorkerProcesses.start(1, Fixtures.model(name));
         try (LoadedModel ref = Fixtures.load(name)) {
             ExpertPlacement p = ExpertPlacement.create(ref.config().sparseLayers(), ref.config().numExperts(), List.of(workers.address(0)),
                     ExpertPlacement.Policy.CONTIGUOUS, EquivalenceChecks.EPOCHS.incrementAndGet());

@@ -48,7 +48,7 @@ class WorkerResidentMemoryTest {
         assertThat(allExperts).isEqualTo(4L * 8 * 3 * 256 * 1024 * 2);
         StringBuilder table = new StringBuilder();
         for (int w : new int[] {1, 2, 4}) {
-            try (LocalWorkerProcesses procs = WorkerProcesses.start(w)) {
+            try (LocalWorkerProcesses procs = WorkerProcesses.start(w, dir)) {
                 long[] before = new long[w];
                 ExpertPlacement p = ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), procs.addresses(),
                         ExpertPlacement.Policy.CONTIGUOUS, 1);

@@ -7,6 +7,7 @@ import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ComputeResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
+import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.LayerExperts;
 import io.epserve.rpc.v1.WireDType;
@@ -35,11 +36,11 @@ class WorkerServerTest {
 
     @BeforeEach
     void start() {
-        server = WorkerServer.builder().host("127.0.0.1").port(0).build();
+        server = WorkerServer.builder().host("127.0.0.1").port(0).model(WorkerModel.of(Fixtures.model("mixtral"))).build();
         assertThat(server.isStarted()).isFalse(); // the builder did no I/O
         server.start();
         channel = Grpc.newChannelBuilder("127.0.0.1:" + server.port(), InsecureChannelCredentials.create()).build();
-        stub = ExpertServiceGrpc.newBlockingStub(channel);
+        stub = ExpertServiceGrpc.newBlockingStub(channel).withCallCredentials(new FrontendCredentials("test-frontend", null));
     }
 
     @AfterEach
@@ -63,6 +64,9 @@ class WorkerServerTest {
     void infoBeforeAssign() {
         var info = stub.withDeadlineAfter(5, TimeUnit.SECONDS).info(InfoRequest.getDefaultInstance());
         assertThat(info.getAssigned()).isFalse();
+        assertThat(info.getHolder()).isEqualTo(Holder.HOLDER_NONE);
+        assertThat(info.getModelFingerprint()).isEqualTo(ModelFingerprint.of(Fixtures.model("mixtral"), null).toString())
+                .startsWith("MixtralForCausalLM;config-sha256=").endsWith(";experts=stored");
         assertThat(info.getMappedBytes()).isZero();
         assertThat(info.getResidentBytes()).isPositive();
     }
@@ -79,7 +83,7 @@ class WorkerServerTest {
     void badRequestsAreRefusedWithAStatusThatSaysWhy() {
         // mixtral: hidden 128, layers 0..2 sparse, 8 experts; hold experts 0-3 of layer 1
         var a = stub.withDeadlineAfter(30, TimeUnit.SECONDS).assign(AssignRequest.newBuilder()
-                .setModelDir(Fixtures.model("mixtral").toString()).setEpoch(5).setWireDtype(WireDType.WIRE_DTYPE_F32)
+                .setEpoch(5).setWireDtype(WireDType.WIRE_DTYPE_F32)
                 .addLayers(LayerExperts.newBuilder().setLayer(1).addExperts(0).addExperts(1).addExperts(2).addExperts(3)).build());
         assertThat(a.getExpertCount()).isEqualTo(4);
         assertThat(a.getMappedBytes()).isPositive();
@@ -107,12 +111,18 @@ class WorkerServerTest {
         assertThat(dtype.getCode()).isEqualTo(Status.Code.INVALID_ARGUMENT);
 
         assertThatThrownBy(() -> stub.withDeadlineAfter(30, TimeUnit.SECONDS).assign(AssignRequest.newBuilder()
-                .setModelDir(Fixtures.model("mixtral").toString()).setEpoch(6).setWireDtype(WireDType.WIRE_DTYPE_F32)
+                .setEpoch(6).setWireDtype(WireDType.WIRE_DTYPE_F32)
                 .addLayers(LayerExperts.newBuilder().setLayer(1).addExperts(8)).build()))
                 .isInstanceOf(StatusRuntimeException.class).hasMessageContaining("INVALID_ARGUMENT").hasMessageContaining("expert 8 of layer 1");
         assertThatThrownBy(() -> stub.withDeadlineAfter(30, TimeUnit.SECONDS).assign(AssignRequest.newBuilder()
-                .setModelDir("/no/such/model").setEpoch(6).setWireDtype(WireDType.WIRE_DTYPE_F32).build()))
-                .isInstanceOf(StatusRuntimeException.class).hasMessageContaining("INVALID_ARGUMENT").hasMessageContaining("/no/such/model");
+                .setModelFingerprint("OtherForCausalLM;config-sha256=00;experts=stored").setEpoch(6)
+                .setWireDtype(WireDType.WIRE_DTYPE_F32).build()))
+                .isInstanceOf(StatusRuntimeException.class).hasMessageContaining("FAILED_PRECONDITION")
+                .hasMessageContaining("serves model MixtralForCausalLM").hasMessageContaining("the frontend runs OtherForCausalLM");
+        assertThatThrownBy(() -> stub.withDeadlineAfter(30, TimeUnit.SECONDS).assign(AssignRequest.newBuilder()
+                .setEpoch(4).setWireDtype(WireDType.WIRE_DTYPE_F32).build()))
+                .isInstanceOf(StatusRuntimeException.class).hasMessageContaining("FAILED_PRECONDITION")
+                .hasMessageContaining("epoch 4 is older than epoch 5");
         // a failed Assign leaves the previous share in place
         assertThat(compute(ok)).isNull();
         assertThat(stub.withDeadlineAfter(5, TimeUnit.SECONDS).info(InfoRequest.getDefaultInstance()).getCallsServed()).isEqualTo(2);
@@ -128,6 +138,7 @@ class WorkerServerTest {
     private Status compute(ComputeRequest req) {
         CompletableFuture<Status> done = new CompletableFuture<>();
         StreamObserver<ComputeRequest> requests = ExpertServiceGrpc.newStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
+                .withCallCredentials(new FrontendCredentials("test-frontend", null))
                 .compute(new StreamObserver<>() {
                     @Override
                     public void onNext(ComputeResponse r) {

@@ -138,6 +138,14 @@ public final class ServerMetrics implements EngineObserver {
         });
         CounterWithCallback.builder().name("epserve_steps_total").help("Engine steps run")
                 .callback(cb -> cb.call(stats.get().steps())).register(registry);
+        CounterWithCallback.builder().name("epserve_prefix_cache_queried_tokens_total")
+                .help("Prompt tokens of admitted requests looked up in the prefix cache")
+                .callback(cb -> cb.call(stats.get().prefixQueriedTokens())).register(registry);
+        CounterWithCallback.builder().name("epserve_prefix_cache_hit_tokens_total")
+                .help("Prompt tokens whose KV blocks were reused from the prefix cache (hit rate = hit / queried)")
+                .callback(cb -> cb.call(stats.get().prefixHitTokens())).register(registry);
+        gauge("epserve_prefix_cache_blocks", "KV cache blocks holding a cached prompt block (in use or evictable)",
+                () -> stats.get().prefixCachedBlocks());
         GaugeWithCallback.builder().name("epserve_expert_load_imbalance")
                 .help("Per sparse layer, max over workers of the tokens routed to the worker's experts / the mean over workers, "
                         + "in the last " + LiveStats.WINDOW_SECONDS + " s (1 = balanced; 0 = no tokens)")

@@ -20,6 +20,26 @@ class MetricsTest {
     }
 
     @Test
+    void theSecondRequestWithALongSharedPromptIsAPrefixCacheHit() throws Exception {
+        TestStack s = TestStack.shared();
+        String prompt = "A shared system prompt that every request of this test repeats word for word. ".repeat(8);
+        String before = s.get("/metrics").body();
+        HttpResponse<String> first = s.post("/v1/completions", Map.of("prompt", prompt + "First?", "max_tokens", 3, "seed", 1));
+        assertThat(first.statusCode()).isEqualTo(200);
+        int promptTokens = TestStack.JSON.readTree(first.body()).get("usage").get("prompt_tokens").asInt();
+        String between = s.get("/metrics").body();
+        HttpResponse<String> second = s.post("/v1/completions", Map.of("prompt", prompt + "Second?", "max_tokens", 3, "seed", 1));
+        assertThat(second.statusCode()).isEqualTo(200);
+        String after = s.get("/metrics").body();
+        assertThat(delta(before, between, "epserve_prefix_cache_queried_tokens_total")).isEqualTo(promptTokens);
+        int blockSize = s.engine.stats().kvBlockSize();
+        assertThat(promptTokens).as("the shared part spans several blocks").isGreaterThan(3 * blockSize);
+        assertThat(delta(between, after, "epserve_prefix_cache_hit_tokens_total")).as("whole blocks of the shared part")
+                .isPositive().matches(d -> d % blockSize == 0);
+        assertThat(after).contains("# TYPE epserve_prefix_cache_hit_tokens_total counter", "# TYPE epserve_prefix_cache_blocks gauge");
+    }
+
+    @Test
     void metricsFollowTheRequests() throws Exception {
         TestStack s = TestStack.shared();
         TestStack.await("an idle engine", () -> s.engine.stats().running() == 0 && s.engine.stats().waiting() == 0);

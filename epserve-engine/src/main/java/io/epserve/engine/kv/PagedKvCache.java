@@ -81,6 +81,18 @@ public final class PagedKvCache implements KvCache {
         length += n;
     }
 
+    /**
+     * Takes the first {@code positions} positions as already computed: the scheduler put cached
+     * blocks of an earlier, identical prompt prefix at the head of this sequence's table.
+     */
+    public void adopt(int positions) {
+        if (length != 0 || positions < 0 || positions > capacity()) {
+            throw new IllegalStateException("cannot adopt " + positions + " cached positions into a paged cache of " + length
+                    + " positions with " + capacity() + " reserved");
+        }
+        length = positions;
+    }
+
     @Override
     public void truncate(int newLength) {
         if (newLength < 0 || newLength > length) {

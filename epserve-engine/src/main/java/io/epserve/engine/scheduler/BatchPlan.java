@@ -9,13 +9,24 @@ import java.util.List;
  * @param chunks    the sequences of the step, each with the tokens it runs; decodes first
  * @param preempted sequences whose blocks were freed this schedule; they wait to be recomputed
  * @param cancelled cancelled sequences removed (and their blocks freed) this schedule
+ * @param reused    sequences admitted this schedule that start with cached prompt blocks: their
+ *                  first chunk starts after the positions those blocks hold
  */
-public record BatchPlan(List<Chunk> chunks, List<Long> preempted, List<Long> cancelled) {
+public record BatchPlan(List<Chunk> chunks, List<Long> preempted, List<Long> cancelled, List<Reuse> reused) {
     public BatchPlan {
         chunks = List.copyOf(chunks);
         preempted = List.copyOf(preempted);
         cancelled = List.copyOf(cancelled);
+        reused = List.copyOf(reused);
     }
+
+    /** A plan with no reused prefix. */
+    public BatchPlan(List<Chunk> chunks, List<Long> preempted, List<Long> cancelled) {
+        this(chunks, preempted, cancelled, List.of());
+    }
+
+    /** Sequence {@code sequence}'s first {@code positions} positions are cached blocks of another prompt's. */
+    public record Reuse(long sequence, int positions) {}
 
     /**
      * One sequence's part of the step: its tokens {@code [start, start + count)} (prompt and

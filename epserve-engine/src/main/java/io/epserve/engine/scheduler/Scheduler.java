@@ -35,6 +35,16 @@ import java.util.Map;
  * swap, as vLLM). The oldest running sequence can therefore always progress, since a sequence
  * that fits the pool on its own is checked at {@link #submit}.
  *
+ * <p><b>Prefix caching.</b> A sequence submitted with its prompt's token ids
+ * ({@link #submit(long, int[], int)}) shares full KV blocks with earlier prompts: at admission
+ * the longest run of cached full prompt blocks (same tokens after the same prefix, see
+ * {@link BlockAllocator}) joins its block table and counts as computed, so the first chunk
+ * starts after them (at least one prompt token is always computed, so the step samples); after
+ * each step the full prompt blocks it computed are registered for later prompts. Shared blocks
+ * are only read: a sequence writes positions from {@code computed} on, which lie past them.
+ * The model computes each position's keys and values the same whatever the chunking (the
+ * kernels give every token the same bits in any batch), so a hit changes no output bit.
+ *
  * <p>Not thread-safe: the engine calls it under its lock.
  */
 public final class Scheduler {
@@ -42,6 +52,12 @@ public final class Scheduler {
     private static final class Seq {
         final long id;
         final int promptTokens;
+        /** The prompt's token ids when prefix caching applies to it, else null. */
+        final int[] prompt;
+        /** Leading blocks of the table that are registered in (or were taken from) the prefix cache. */
+        int cachedBlocks;
+        /** A block of this prompt was computed twice at once and is not the cached copy: stop registering. */
+        boolean cacheChainBroken;
         final int maxTokens;
         final BlockTable table = new BlockTable();
         /** Prompt + generated tokens known so far. */
@@ -51,9 +67,10 @@ public final class Scheduler {
         boolean running;
         boolean cancelled;
 
-        Seq(long id, int promptTokens, int maxTokens) {
+        Seq(long id, int promptTokens, int[] prompt, int maxTokens) {
             this.id = id;
             this.promptTokens = promptTokens;
+            this.prompt = prompt;
             this.maxTokens = maxTokens;
             this.tokens = promptTokens;
         }
@@ -86,6 +103,8 @@ public final class Scheduler {
     private final ArrayList<Seq> running = new ArrayList<>();
     private final ArrayList<Seq> cancelRequests = new ArrayList<>();
     private long preemptions;
+    private long prefixQueriedTokens;
+    private long prefixHitTokens;
 
     public Scheduler(SchedulerConfig cfg) {
         this.cfg = cfg;
@@ -103,6 +122,19 @@ public final class Scheduler {
      * {@link Admission.QueueFull}.
      */
     public Admission submit(long id, int promptTokens, int maxTokens) {
+        return submit(id, promptTokens, null, maxTokens);
+    }
+
+    /**
+     * {@link #submit(long, int, int)} for a prompt whose token ids are known, so that its full
+     * blocks are shared through the prefix cache. The array is read, never changed; the caller
+     * must not change it while the sequence lives.
+     */
+    public Admission submit(long id, int[] prompt, int maxTokens) {
+        return submit(id, prompt.length, prompt, maxTokens);
+    }
+
+    private Admission submit(long id, int promptTokens, int[] prompt, int maxTokens) {
         if (promptTokens < 1 || maxTokens < 1) {
             throw new IllegalArgumentException("a sequence needs a prompt and max tokens >= 1, got " + promptTokens + " and "
                     + maxTokens);
@@ -118,7 +150,7 @@ public final class Scheduler {
         if (waiting.size() >= cfg.maxWaiting()) {
             return new Admission.QueueFull(waiting.size());
         }
-        Seq s = new Seq(id, promptTokens, maxTokens);
+        Seq s = new Seq(id, promptTokens, prompt, maxTokens);
         sequences.put(id, s);
         waiting.addLast(s);
         return new Admission.Queued(waiting.size());
@@ -135,18 +167,37 @@ public final class Scheduler {
         return true;
     }
 
-    /** Ends a sequence now (stop token, length, error) and frees its blocks. False if unknown. */
+    /**
+     * Ends a sequence now (stop token, length, error, cancel) and frees its blocks; the full
+     * prompt blocks it computed stay in the prefix cache. False if unknown. Call only between
+     * steps that completed: after a step that threw, use {@link #abort}.
+     */
     public boolean finish(long id) {
+        return end(id, true);
+    }
+
+    /**
+     * Ends a sequence whose last step failed: its blocks are freed and none of the positions that
+     * step was to write is cached (they hold nothing valid). False if unknown.
+     */
+    public boolean abort(long id) {
+        return end(id, false);
+    }
+
+    private boolean end(long id, boolean stepsCompleted) {
         Seq s = sequences.remove(id);
         if (s == null) {
             return false;
         }
         if (s.running) {
             running.remove(s);
+            if (stepsCompleted) {
+                registerComputedPromptBlocks(s);
+            }
         } else {
             waiting.remove(s);
         }
-        s.table.freeAll(allocator);
+        releaseBlocks(s);
         return true;
     }
 
@@ -160,6 +211,7 @@ public final class Scheduler {
         if (s.tokens - s.promptTokens >= s.maxTokens) {
             throw new IllegalStateException("sequence " + id + " already generated its " + s.maxTokens + " tokens");
         }
+        registerComputedPromptBlocks(s);
         s.tokens++;
     }
 
@@ -177,10 +229,12 @@ public final class Scheduler {
                 throw new IllegalStateException("sequence " + s.id + " waits for its sampled token: call append or finish "
                         + "for every chunk that samples before the next schedule");
             }
+            registerComputedPromptBlocks(s);
         }
 
         List<Planned> planned = new ArrayList<>();
         List<Long> preempted = new ArrayList<>();
+        List<BatchPlan.Reuse> reused = new ArrayList<>();
         int[] budget = {cfg.maxBatchTokens()};
 
         // 1. decodes, oldest first
@@ -208,9 +262,18 @@ public final class Scheduler {
         // 3. admissions, first come first served; none right after a preemption (it would thrash)
         while (preempted.isEmpty() && !waiting.isEmpty() && running.size() < cfg.maxRunning() && budget[0] > 0) {
             Seq s = waiting.peekFirst();
+            int hit = takeCachedPrefix(s);
             int n = Math.min(Math.min(s.remaining(), budget[0]), capacity(s));
             if (n == 0) {
+                releaseBlocks(s);
                 break; // the head waits for blocks; later ones wait behind it, so big requests are not starved
+            }
+            if (s.prompt != null) {
+                prefixQueriedTokens += s.promptTokens;
+                prefixHitTokens += hit;
+                if (hit > 0) {
+                    reused.add(new BatchPlan.Reuse(s.id, hit));
+                }
             }
             waiting.pollFirst();
             s.running = true;
@@ -227,7 +290,7 @@ public final class Scheduler {
             chunks.add(new BatchPlan.Chunk(s.id, s.computed, p.count, s.computed + p.count == s.tokens, decode));
             s.computed += p.count;
         }
-        return new BatchPlan(chunks, preempted, cancelled);
+        return new BatchPlan(chunks, preempted, cancelled, reused);
     }
 
     /**
@@ -259,10 +322,62 @@ public final class Scheduler {
     private void preempt(Seq s) {
         running.remove(s);
         s.running = false;
-        s.table.freeAll(allocator);
-        s.computed = 0;
+        releaseBlocks(s);
         waiting.addFirst(s);
         preemptions++;
+    }
+
+    /** Drops the sequence's blocks (cached ones stay in the cache for the next taker) and its progress. */
+    private void releaseBlocks(Seq s) {
+        s.table.freeAll(allocator);
+        s.computed = 0;
+        s.cachedBlocks = 0;
+        s.cacheChainBroken = false;
+    }
+
+    /**
+     * At admission: puts the longest run of cached full prompt blocks into the sequence's table
+     * and counts them as computed. Leaves at least the prompt's last token to compute, so the
+     * first chunk samples. Returns the tokens reused.
+     */
+    private int takeCachedPrefix(Seq s) {
+        if (s.prompt == null || s.computed != 0 || s.table.size() != 0) {
+            return 0;
+        }
+        int b = cfg.blockSize();
+        int parent = BlockAllocator.NONE;
+        int blocks = 0;
+        while ((blocks + 1) * b <= s.promptTokens - 1) {
+            int id = allocator.lookup(parent, s.prompt, blocks * b, b);
+            if (id == BlockAllocator.NONE) {
+                break;
+            }
+            allocator.acquire(id);
+            s.table.add(id);
+            parent = id;
+            blocks++;
+        }
+        s.cachedBlocks = blocks;
+        s.computed = blocks * b;
+        return s.computed;
+    }
+
+    /** After a step: the prompt's full blocks whose keys and values are now in the cache become shareable. */
+    private void registerComputedPromptBlocks(Seq s) {
+        if (s.prompt == null || s.cacheChainBroken) {
+            return;
+        }
+        int b = cfg.blockSize();
+        int full = Math.min(s.computed, s.promptTokens) / b;
+        while (s.cachedBlocks < full) {
+            int i = s.cachedBlocks;
+            int parent = i == 0 ? BlockAllocator.NONE : s.table.block(i - 1);
+            if (!allocator.register(s.table.block(i), parent, s.prompt, i * b, b)) {
+                s.cacheChainBroken = true;
+                return;
+            }
+            s.cachedBlocks++;
+        }
     }
 
     /** Tokens the sequence can still write: the rest of its last block plus every free block. */
@@ -351,5 +466,20 @@ public final class Scheduler {
 
     public long preemptions() {
         return preemptions;
+    }
+
+    /** Prompt tokens of admitted sequences that were looked up in the prefix cache. */
+    public long prefixQueriedTokens() {
+        return prefixQueriedTokens;
+    }
+
+    /** Of those, the tokens whose KV blocks were reused from the cache. */
+    public long prefixHitTokens() {
+        return prefixHitTokens;
+    }
+
+    /** KV blocks currently holding a cached prompt block (in use or evictable). */
+    public int prefixCachedBlocks() {
+        return allocator.cached();
     }
 }
