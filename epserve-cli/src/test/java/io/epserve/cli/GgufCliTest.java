@@ -56,6 +56,14 @@ class GgufCliTest {
     }
 
     @Test
+    void planReadsTheConfigFromTheMetadata() {
+        CliRunner.Outcome o = CliRunner.inProcess("plan", "--model", gguf("synth-moe-q6_k.gguf").toString(), "--workers", "2",
+                "--memory-per-worker", "1GiB");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.out()).contains("MixtralForCausalLM: 2 layers (2 sparse), hidden 256, vocab 2048, 4 routed experts (top-2)");
+    }
+
+    @Test
     void aCorruptFileIsOneLineNamingTheTensor(@TempDir Path tmp) throws Exception {
         byte[] b = Files.readAllBytes(gguf("synth-moe-q8_0.gguf"));
         Path bad = tmp.resolve("cut.gguf");
