@@ -166,7 +166,11 @@ public final class GgufFile implements AutoCloseable {
                 if (ne[d] < 0 || ne[d] > MAX_COUNT) {
                     throw new CheckpointException(name + ": " + where + " has a bad shape entry " + Long.toUnsignedString(ne[d]));
                 }
-                elements = Math.multiplyExact(elements, Math.max(1, ne[d]));
+                try {
+                    elements = Math.multiplyExact(elements, Math.max(1, ne[d]));
+                } catch (ArithmeticException e) {
+                    throw new CheckpointException(name + ": " + where + " has shape " + Arrays.toString(ne) + ", too many elements");
+                }
                 if (ne[d] == 0) {
                     elements = 0;
                 }
@@ -258,6 +262,9 @@ public final class GgufFile implements AutoCloseable {
         TensorInfo t = tensors.get(tensorName);
         if (t == null) {
             throw new CheckpointException(path.getFileName() + ": missing tensor '" + tensorName + "'");
+        }
+        if (n < 0 || n > t.elements()) {
+            throw new IllegalArgumentException(tensorName + " has " + t.elements() + " elements, not " + n);
         }
         float[] out = new float[n];
         GgmlDequantizer.decode(t.type(), data(t), 0, out, 0, n, path.getFileName() + ": tensor '" + tensorName + "'");
@@ -362,9 +369,9 @@ public final class GgufFile implements AutoCloseable {
                 throw new CheckpointException(file + ": metadata key '" + key + "' is an array of unsupported item type " + itemId);
             }
             long n = count("length of the " + what);
-            if (item != GgufMetadata.ValueType.STRING) {
-                need(n * item.bytes(), what);
-            }
+            // every item takes at least its width (a string its 8-byte length): a count the file cannot hold is refused
+            // here, before anything is allocated for it
+            need(n * (item == GgufMetadata.ValueType.STRING ? 8 : item.bytes()), what);
             if (n > Integer.MAX_VALUE) {
                 throw new CheckpointException(file + ": " + what + " has " + n + " items (corrupt header)");
             }

@@ -152,6 +152,17 @@ class GgufCorruptFileTest {
     }
 
     @Test
+    void anArrayLongerThanTheFileIsRefusedBeforeAllocatingIt() throws IOException {
+        byte[] b = original();
+        // tokenizer.ggml.tokens: key, value type u32 (ARRAY), item type u32 (STRING), then the count u64
+        int count = indexOf(b, "tokenizer.ggml.tokens") + "tokenizer.ggml.tokens".length() + 8;
+        putU64(b, count, Integer.MAX_VALUE - 8);
+        assertThatThrownBy(() -> GgufFile.open(write(b)))
+                .isInstanceOf(CheckpointException.class)
+                .hasMessageContaining("bad.gguf: truncated GGUF header: the file ends inside the array of metadata key 'tokenizer.ggml.tokens'");
+    }
+
+    @Test
     void notAGgufFile() throws IOException {
         assertThatThrownBy(() -> GgufFile.open(write("{\"not\": \"gguf\"}".getBytes(StandardCharsets.UTF_8))))
                 .isInstanceOf(CheckpointException.class)

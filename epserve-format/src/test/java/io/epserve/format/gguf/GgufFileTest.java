@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -71,6 +72,14 @@ class GgufFileTest {
                 assertEquals(t.get("n_bytes").asLong(), info.bytes(), info.name());
             }
         }
+    }
+
+    /** The dequantization checks below cover all seven types the fixtures hold. */
+    @Test
+    void theFixturesHoldEveryTypeEpserveReads() {
+        Set<String> types = new TreeSet<>();
+        GgufFixtures.reference().get("files").forEach(f -> f.get("dequant").forEach(d -> types.add(d.get("type").asText())));
+        assertEquals(new TreeSet<>(List.of("BF16", "F16", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q8_0")), types);
     }
 
     private static void assertSame(JsonNode expected, Object actual, String what) {
