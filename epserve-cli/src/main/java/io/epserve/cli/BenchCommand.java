@@ -17,9 +17,9 @@ import picocli.CommandLine.Option;
  * several runs after a warm-up.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, subcommands = {BenchEpCommand.class, BenchQuantCommand.class, BenchPrefixCommand.class},
-        description = {"Measure prefill and decode speed: a prompt of --prompt-tokens random token ids, then",
-                "--gen-tokens greedy tokens (EOS ignored). Prints the median of --runs runs after --warmup runs.",
-                "`epserve bench ep` compares single-process experts with expert worker processes."})
+        description = {"Measure prefill and decode speed: a prompt of --prompt-tokens random token ids, then "
+                + "--gen-tokens greedy tokens (EOS ignored). Prints the median of --runs runs after --warmup runs. "
+                + "`epserve bench ep` compares single-process experts with expert worker processes."})
 final class BenchCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;

@@ -33,9 +33,9 @@ import picocli.CommandLine.Option;
  * token on the wire.
  */
 @Command(name = "ep", mixinStandardHelpOptions = true,
-        description = {"Compare single-process experts with 2 expert worker processes on loopback (gRPC),",
-                "with and without two-batch overlap: prefill, decode and batched-decode tokens/s, and the",
-                "bytes per token that cross the wire."})
+        description = {"Compare single-process experts with 2 expert worker processes on loopback (gRPC), "
+                + "with and without two-batch overlap: prefill, decode and batched-decode tokens/s, and the "
+                + "bytes per token that cross the wire."})
 final class BenchEpCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;
@@ -50,11 +50,11 @@ final class BenchEpCommand implements Callable<Integer> {
     int workers;
 
     @Option(names = "--warmup-seconds", defaultValue = "30",
-            description = {"Unmeasured runs, repeated for at least this long, before the first configuration",
-                    "of the single process and of the workers is measured; every configuration also gets one",
-                    "warm-up run (default ${DEFAULT-VALUE}). Three JVMs on few cores take tens of seconds",
-                    "to finish compiling the per-call code (-XX:+PrintCompilation shows it): without this the",
-                    "first worker configuration measures the JIT."})
+            description = {"Unmeasured runs, repeated for at least this long, before the first configuration "
+                    + "of the single process and of the workers is measured; every configuration also gets one "
+                    + "warm-up run (default ${DEFAULT-VALUE}). Three JVMs on few cores take tens of seconds "
+                    + "to finish compiling the per-call code (-XX:+PrintCompilation shows it): without this the "
+                    + "first worker configuration measures the JIT."})
     double warmupSeconds;
 
     @Option(names = "--worker-threads", defaultValue = "1",

@@ -31,9 +31,9 @@ import picocli.CommandLine.Option;
  * tokens with EOS ignored, median of runs, as {@code epserve bench}). Prints a Markdown table.
  */
 @Command(name = "quant", mixinStandardHelpOptions = true,
-        description = {"Accuracy and speed of routed experts in quantized dtypes against the experts as stored:",
-                "KL divergence of next-token distributions and top-1 agreement over --positions seeded random tokens,",
-                "and with --speed decode tokens/s. Converted experts are cached next to each checkpoint (built on first use)."})
+        description = {"Accuracy and speed of routed experts in quantized dtypes against the experts as stored: "
+                + "KL divergence of next-token distributions and top-1 agreement over --positions seeded random tokens, "
+                + "and with --speed decode tokens/s. Converted experts are cached next to each checkpoint (built on first use)."})
 final class BenchQuantCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR", description = "Model directory (repeatable). Default: the demo model, "

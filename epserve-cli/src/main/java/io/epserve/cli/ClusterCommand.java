@@ -29,13 +29,13 @@ import picocli.CommandLine.Option;
 
 /** {@code epserve cluster}: N expert worker processes on loopback, for local experiments. */
 @Command(name = "cluster", mixinStandardHelpOptions = true,
-        description = {"Start N expert worker processes on 127.0.0.1 (this JVM's java and class path), wait",
-                "until each listens, assign each its share of the model's experts under the placement",
-                "policy, print the addresses, the placement and what each worker maps, then keep them",
-                "running until interrupted (Ctrl-C stops them all). A worker that dies is started again on",
-                "its address after a backoff (doubling from 250 ms to 30 s) and the frontend assigns it",
-                "again; one that exits 0 (drained) is not. Point a frontend at them with the printed",
-                "--workers list."})
+        description = {"Start N expert worker processes on 127.0.0.1 (this JVM's java and class path), wait "
+                + "until each listens, assign each its share of the model's experts under the placement "
+                + "policy, print the addresses, the placement and what each worker maps, then keep them "
+                + "running until interrupted (Ctrl-C stops them all). A worker that dies is started again on "
+                + "its address after a backoff (doubling from 250 ms to 30 s) and the frontend assigns it "
+                + "again; one that exits 0 (drained) is not. Point a frontend at them with the printed "
+                + "--workers list."})
 final class ClusterCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR|FILE.gguf",

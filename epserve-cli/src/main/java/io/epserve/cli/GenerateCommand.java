@@ -23,10 +23,10 @@ import picocli.CommandLine.Option;
 
 /** {@code epserve generate}: prefill a prompt, then decode through the KV cache, streaming text. */
 @Command(name = "generate", mixinStandardHelpOptions = true,
-        description = {"Generate text from a prompt (or token ids), streaming it as it is produced, then print the",
-                "prompt (prefill) and generation (decode) speed in tokens/s. Sampling defaults come from the",
-                "model's generation_config.json, else temperature 1. With --json, prints one object:",
-                "{\"tokens\": [...], \"generated\": [...], \"text\": \"...\", \"prefill_tokens_per_s\": x, \"decode_tokens_per_s\": y}."})
+        description = {"Generate text from a prompt (or token ids), streaming it as it is produced, then print the "
+                + "prompt (prefill) and generation (decode) speed in tokens/s. Sampling defaults come from the "
+                + "model's generation_config.json, else temperature 1. With --json, prints one object: "
+                + "{\"tokens\": [...], \"generated\": [...], \"text\": \"...\", \"prefill_tokens_per_s\": x, \"decode_tokens_per_s\": y}."})
 final class GenerateCommand implements Callable<Integer> {
     static final String DEFAULT_PROMPT = "The experts of a mixture";
 

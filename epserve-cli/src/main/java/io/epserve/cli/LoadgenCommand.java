@@ -39,11 +39,11 @@ import picocli.CommandLine.Option;
  * honour), so runs are comparable.
  */
 @Command(name = "loadgen", mixinStandardHelpOptions = true,
-        description = {"Closed-loop load generator for an OpenAI-compatible server: --concurrency clients send",
-                "streaming completions of --prompt-tokens random token ids asking for --max-tokens tokens",
-                "(ignore_eos) until --requests are done, then print requests/s, output tokens/s and the",
-                "p50/p90/p99 of time to first token (TTFT), time per output token (TPOT) and end-to-end",
-                "latency. A progress bar is drawn on an interactive stderr."})
+        description = {"Closed-loop load generator for an OpenAI-compatible server: --concurrency clients send "
+                + "streaming completions of --prompt-tokens random token ids asking for --max-tokens tokens "
+                + "(ignore_eos) until --requests are done, then print requests/s, output tokens/s and the "
+                + "p50/p90/p99 of time to first token (TTFT), time per output token (TPOT) and end-to-end "
+                + "latency. A progress bar is drawn on an interactive stderr."})
 final class LoadgenCommand implements Callable<Integer> {
     private static final ObjectMapper JSON = new ObjectMapper();
     /** Histograms in microseconds, up to an hour, 3 significant digits. */
@@ -86,7 +86,19 @@ final class LoadgenCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         Report r = run(System.out, System.err, System.console() != null && System.getenv("EPSERVE_NO_PROGRESS") == null);
-        return r.ok() > 0 ? 0 : 1;
+        return exitCode(r, System.err);
+    }
+
+    /** 0 when every request succeeded; else 1, after a line on stderr (the failures are listed, grouped, in the report). */
+    int exitCode(Report r, PrintStream err) {
+        int failed = r.failures().values().stream().mapToInt(Integer::intValue).sum();
+        if (failed == 0) {
+            return 0;
+        }
+        err.println("epserve: loadgen: " + failed + " of " + requests + " requests failed");
+        r.failures().forEach((why, n) -> err.printf(Locale.ROOT, "  %6d  %s%n", n, why));
+        err.flush();
+        return 1;
     }
 
     /** The results of a run. */
@@ -252,7 +264,7 @@ final class LoadgenCommand implements Callable<Integer> {
         boolean finished = false;
         try (Stream<String> lines = r.body()) {
             if (r.statusCode() != 200) {
-                throw new Failure("HTTP " + r.statusCode());
+                throw new Failure("HTTP " + r.statusCode() + errorMessage(lines));
             }
             Iterator<String> it = lines.iterator();
             while (it.hasNext()) {
@@ -292,6 +304,16 @@ final class LoadgenCommand implements Callable<Integer> {
             first = end;
         }
         return new Sample(first - t0, end - t0, usageTokens >= 0 ? usageTokens : chunks);
+    }
+
+    /** ": " and the message of an OpenAI-style error body, or "" when the body is not one. */
+    private static String errorMessage(Stream<String> body) {
+        try {
+            String m = JSON.readTree(String.join("\n", body.toList())).path("error").path("message").asText("");
+            return m.isEmpty() ? "" : ": " + (m.length() > 200 ? m.substring(0, 200) + "…" : m);
+        } catch (IOException | RuntimeException e) {
+            return "";
+        }
     }
 
     private static String describe(Exception e) {

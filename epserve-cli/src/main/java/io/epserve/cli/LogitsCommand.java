@@ -16,9 +16,9 @@ import picocli.CommandLine.Option;
 
 /** {@code epserve logits}: one forward pass over given tokens; prints logits and routing. */
 @Command(name = "logits", mixinStandardHelpOptions = true,
-        description = {"Run one forward pass over token ids and print the logits of every position and the",
-                "routing of every sparse layer. With --json: {\"tokens\": [...], \"logits\": [[vocab floats] per",
-                "position], \"routing\": [{\"layer\": L, \"experts\": [[k ids] per token], \"weights\": [[k floats] per token]}]}."})
+        description = {"Run one forward pass over token ids and print the logits of every position and the "
+                + "routing of every sparse layer. With --json: {\"tokens\": [...], \"logits\": [[vocab floats] per "
+                + "position], \"routing\": [{\"layer\": L, \"experts\": [[k ids] per token], \"weights\": [[k floats] per token]}]}."})
 final class LogitsCommand implements Callable<Integer> {
     @Mixin
     ModelOptions model;

@@ -11,10 +11,10 @@ import picocli.CommandLine.Command;
 @Command(name = "epserve", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = {"Serve Mixture-of-Experts language models with expert parallelism.",
                 "",
-                "Without --model, commands use the built-in demo model: a deterministic random Mixtral-shaped",
-                "MoE (640M parameters, BF16) written in Hugging Face format into the cache folder",
-                "($EPSERVE_CACHE, else ~/.cache/epserve) on first use. Its text is noise; it exists so that",
-                "everything runs out of the box."},
+                "Without --model, commands use the built-in demo model: a deterministic random Mixtral-shaped "
+                + "MoE (640M parameters, BF16) written in Hugging Face format into the cache folder "
+                + "($EPSERVE_CACHE, else ~/.cache/epserve) on first use. Its text is noise; it exists so that "
+                + "everything runs out of the box."},
         subcommands = {ServeCommand.class, GenerateCommand.class, LogitsCommand.class, WorkerCommand.class, ClusterCommand.class,
                 LoadgenCommand.class, BenchCommand.class, PlanCommand.class, AotTrainCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
@@ -35,6 +35,15 @@ public final class Main implements Runnable {
     public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
         cl.setExecutionExceptionHandler(Main::handle);
+        // picocli lets a help option win over an unmatched word, so `epserve simulate --help` would print the
+        // top-level usage and succeed: an unknown command is refused before picocli sees it.
+        if (args.length > 0 && !args[0].startsWith("-") && !cl.getSubcommands().containsKey(args[0])) {
+            PrintWriter err = cl.getErr();
+            err.println("epserve: error: unknown command '" + args[0] + "'; the commands are: "
+                    + String.join(", ", cl.getSubcommands().keySet()) + " (epserve --help describes them)");
+            err.flush();
+            return 2;
+        }
         return cl.execute(args);
     }
 

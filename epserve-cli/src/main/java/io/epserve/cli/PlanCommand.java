@@ -24,18 +24,18 @@ import picocli.CommandLine.Option;
 
 /** {@code epserve plan}: what fits where, from config.json alone. */
 @Command(name = "plan", mixinStandardHelpOptions = true,
-        description = {"Plan memory from a model's config.json alone (no weights needed): total and",
-                "active parameters, the expert placement, the bytes of each expert worker and",
-                "of the frontend, whether each fits the memory per worker, and the smallest",
-                "worker count that does.",
-                "Workers hold routed experts (replicas counted fully; with --expert-shards K,",
-                "each expert's intermediate dimension is cut in K slices on K consecutive",
-                "workers). The frontend holds embeddings, lm_head, attention, norms, routers,",
-                "dense layers, shared experts and the KV cache. Every process is allowed a",
-                "fixed --overhead beside its weights.",
-                "With --json: one object with total_params, active_params, workers [{bytes,",
-                "experts, shards, layers, ...}], frontend {bytes, components}, fits,",
-                "min_workers (null when no count fits) and more."})
+        description = {"Plan memory from a model's config.json alone (no weights needed): total and "
+                + "active parameters, the expert placement, the bytes of each expert worker and "
+                + "of the frontend, whether each fits the memory per worker, and the smallest "
+                + "worker count that does.",
+                "Workers hold routed experts (replicas counted fully; with --expert-shards K, "
+                + "each expert's intermediate dimension is cut in K slices on K consecutive "
+                + "workers). The frontend holds embeddings, lm_head, attention, norms, routers, "
+                + "dense layers, shared experts and the KV cache. Every process is allowed a "
+                + "fixed --overhead beside its weights.",
+                "With --json: one object with total_params, active_params, workers [{bytes, "
+                + "experts, shards, layers, ...}], frontend {bytes, components}, fits, "
+                + "min_workers (null when no count fits) and more."})
 final class PlanCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

@@ -12,6 +12,7 @@ import io.epserve.model.tokenizer.Tokenizer;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.server.ApiKeys;
 import io.epserve.server.EpServer;
 import io.epserve.server.ExpertLayout;
 import io.epserve.server.ServedModel;
@@ -21,6 +22,8 @@ import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -29,14 +32,14 @@ import picocli.CommandLine.Option;
 
 /** {@code epserve serve}: the OpenAI-compatible server over the continuous-batching engine. */
 @Command(name = "serve", mixinStandardHelpOptions = true,
-        description = {"Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions,",
-                "/v1/models; streaming with SSE), with Prometheus metrics at /metrics, /health and /ready, and a",
-                "live view of throughput, latency and expert load at /. Requests are batched continuously over",
-                "a paged KV cache; the routed experts run on --ep in-process expert workers (default 4) or on",
-                "remote --workers (`epserve worker`). Without --model,",
-                "serves the built-in demo model (as \"" + ServedModel.DEMO_NAME + "\"; its text is noise).",
-                "Prints the URLs once serving; runs until killed (SIGINT/SIGTERM: running requests get",
-                "--drain seconds to finish, then the server and engine close)."})
+        description = {"Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, "
+                + "/v1/models; streaming with SSE), with Prometheus metrics at /metrics, /health and /ready, and a "
+                + "live view of throughput, latency and expert load at /. Requests are batched continuously over "
+                + "a paged KV cache; the routed experts run on --ep in-process expert workers (default 4) or on "
+                + "remote --workers (`epserve worker`). Without --model, "
+                + "serves the built-in demo model (as \"" + ServedModel.DEMO_NAME + "\"; its text is noise). "
+                + "Prints the URLs once serving; runs until killed (SIGINT/SIGTERM: running requests get "
+                + "--drain seconds to finish, then the server and engine close)."})
 final class ServeCommand implements Callable<Integer> {
     static final int DEFAULT_EP = 4;
 
@@ -92,6 +95,39 @@ final class ServeCommand implements Callable<Integer> {
             description = "On shutdown, how long running requests may finish before they are cancelled (default ${DEFAULT-VALUE}).")
     double drainSeconds;
 
+    @Option(names = "--api-key", paramLabel = "KEY",
+            description = "An API key the server accepts as 'Authorization: Bearer KEY' (repeatable). With any key set, "
+                    + "every /v1 endpoint (and /metrics and the live view, unless --metrics-listen moves them) asks for one; "
+                    + "/health and /ready never do. Keys on the command line show in the process list: prefer --api-key-file.")
+    List<String> apiKeys = new ArrayList<>();
+
+    @Option(names = "--api-key-file", paramLabel = "FILE",
+            description = "A file of API keys, one per line (blank lines and lines starting with # are skipped).")
+    Path apiKeyFile;
+
+    @Option(names = "--metrics-listen", paramLabel = "HOST:PORT",
+            description = "Serve /metrics and the live view on this address (without API keys), not on the API port; "
+                    + "e.g. 127.0.0.1:9090. /health and /ready answer on both.")
+    String metricsListen;
+
+    @Option(names = "--max-connections", paramLabel = "N", defaultValue = "" + EpServer.Config.DEFAULT_MAX_CONNECTIONS,
+            description = "Open HTTP connections at most; one more is answered 503 and closed (default ${DEFAULT-VALUE}).")
+    int maxConnections;
+
+    @Option(names = "--max-header-bytes", paramLabel = "BYTES", defaultValue = "" + EpServer.Config.DEFAULT_MAX_HEADER_BYTES,
+            description = "Largest request line (else 414) and largest header block (else 431) (default ${DEFAULT-VALUE}).")
+    int maxHeaderBytes;
+
+    @Option(names = "--header-timeout", paramLabel = "SECONDS", defaultValue = "10",
+            description = "Time a client has from a request's first byte to the end of its headers; slower ones get 408 "
+                    + "and are closed (default ${DEFAULT-VALUE}).")
+    double headerTimeoutSeconds;
+
+    @Option(names = "--idle-timeout", paramLabel = "SECONDS", defaultValue = "60",
+            description = "A connection with no request in progress is closed after this long without traffic "
+                    + "(default ${DEFAULT-VALUE}).")
+    double idleTimeoutSeconds;
+
     /** A running server: its engine, model and URLs; closing it shuts all down in order. */
     record Running(EpServer server, Engine engine, LoadedModel model, ServedModel served, Runnable atClose) implements AutoCloseable {
         URI base() {
@@ -126,12 +162,8 @@ final class ServeCommand implements Callable<Integer> {
         if (maxModelLen != null && maxModelLen < 2) {
             throw new Main.UsageError("--max-model-len must be at least 2, got " + maxModelLen);
         }
-        if (!(drainSeconds >= 0) || Double.isInfinite(drainSeconds)) {
-            throw new Main.UsageError("--drain must be a number of seconds >= 0, got " + drainSeconds);
-        }
         // Bind first: a busy port fails at once, and /health answers (and /ready says 503) while the model loads.
-        EpServer server = EpServer.builder().host(host).port(port).drainTime(Duration.ofMillis((long) (drainSeconds * 1000)))
-                .build().start();
+        EpServer server = serverBuilder().build().start();
         LoadedModel loaded = null;
         Engine engine = null;
         try {
@@ -182,8 +214,14 @@ final class ServeCommand implements Callable<Integer> {
                     + " expert worker" + (workers == 1 ? "" : "s") + ", KV cache " + stats.kvBlocksTotal() + " blocks × " + stats.kvBlockSize()
                     + " tokens, context " + limit + " tokens");
             out.println("  API:     " + base.resolve("/v1"));
-            out.println("  view:    " + base.resolve("/"));
-            out.println("  metrics: " + base.resolve("/metrics"));
+            out.println("  view:    " + (server.metricsUri() != null ? server.metricsUri() : base).resolve("/"));
+            URI ops = server.metricsUri() != null ? server.metricsUri() : base;
+            out.println("  metrics: " + ops.resolve("/metrics"));
+            if (server.config().authenticates()) {
+                out.println("  API keys: " + server.config().apiKeys().size() + " accepted (Authorization: Bearer)");
+            } else if (!isLoopback(host)) {
+                out.println("epserve: warning: the API on " + host + " accepts anyone; set --api-key-file to ask for a key");
+            }
             out.flush();
             LoadedModel m = loaded;
             return new Running(server, engine, loaded, served, () -> model.printStats(m, System.err));
@@ -197,6 +235,47 @@ final class ServeCommand implements Callable<Integer> {
             }
             throw e;
         }
+    }
+
+    /** The server's settings from the options, checked once (the config value validates them). */
+    EpServer.Builder serverBuilder() {
+        seconds("--drain", drainSeconds, true);
+        seconds("--header-timeout", headerTimeoutSeconds, false);
+        seconds("--idle-timeout", idleTimeoutSeconds, false);
+        List<String> keys = new ArrayList<>(apiKeys);
+        if (apiKeyFile != null) {
+            List<String> fromFile = ApiKeys.readFile(apiKeyFile);
+            if (fromFile.isEmpty()) {
+                throw new Main.UsageError("--api-key-file " + apiKeyFile + " holds no key");
+            }
+            keys.addAll(fromFile);
+        }
+        EpServer.Builder b = EpServer.builder().host(host).port(port).drainTime(Duration.ofMillis((long) (drainSeconds * 1000)))
+                .maxConnections(maxConnections).maxHeaderBytes(maxHeaderBytes)
+                .headerTimeout(Duration.ofMillis((long) (headerTimeoutSeconds * 1000)))
+                .idleTimeout(Duration.ofMillis((long) (idleTimeoutSeconds * 1000))).apiKeys(keys);
+        try {
+            if (metricsListen != null) {
+                b.metricsListen(EpServer.Listen.parse(metricsListen));
+            }
+            b.build(); // validates: a bad value fails here, before anything binds or loads
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError((metricsListen != null && e.getMessage().contains("HOST:PORT") ? "--metrics-listen: " : "")
+                    + e.getMessage().replace("maxConnections", "--max-connections").replace("maxHeaderBytes", "--max-header-bytes")
+                    .replace("port must", "--port must").replace("host is empty", "--host is empty")
+                    .replace("an API key", "--api-key: an API key"));
+        }
+        return b;
+    }
+
+    private static void seconds(String option, double value, boolean zeroAllowed) {
+        if (!(value >= 0) || Double.isInfinite(value) || (!zeroAllowed && value * 1000 < 1)) {
+            throw new Main.UsageError(option + " must be a number of seconds " + (zeroAllowed ? ">= 0" : "> 0") + ", got " + value);
+        }
+    }
+
+    private static boolean isLoopback(String host) {
+        return host.equals("localhost") || host.startsWith("127.") || host.equals("::1") || host.equals("[::1]");
     }
 
     private EngineConfig engineConfig() {

@@ -15,12 +15,12 @@ import picocli.CommandLine.Option;
 
 /** {@code epserve worker}: an expert worker process (DESIGN.md §1). */
 @Command(name = "worker", mixinStandardHelpOptions = true,
-        description = {"Run an expert worker: a gRPC server (epserve.expert.v1.ExpertService and the",
-                "standard health service) that holds the routed experts of its --model a frontend assigns to it, maps",
-                "only their tensors, and answers the frontend's per-layer compute calls. It serves one frontend",
-                "at a time. Prints one line 'epserve worker listening on HOST:PORT' (the real port when 0 was",
-                "asked for) once serving, then serves until killed. Kernel threads: -Depserve.threads=N on the JVM.",
-                "Without --auth-secret-file or TLS it listens on loopback only."})
+        description = {"Run an expert worker: a gRPC server (epserve.expert.v1.ExpertService and the "
+                + "standard health service) that holds the routed experts of its --model a frontend assigns to it, maps "
+                + "only their tensors, and answers the frontend's per-layer compute calls. It serves one frontend "
+                + "at a time. Prints one line 'epserve worker listening on HOST:PORT' (the real port when 0 was "
+                + "asked for) once serving, then serves until killed. Kernel threads: -Depserve.threads=N on the JVM. "
+                + "Without --auth-secret-file or TLS it listens on loopback only."})
 final class WorkerCommand implements Callable<Integer> {
 
     @Option(names = "--listen", required = true, paramLabel = "HOST:PORT",

@@ -8,6 +8,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import java.util.TreeMap;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -90,6 +92,26 @@ class LoadgenCommandTest {
             assertThat(j.get(h).get("p50").asDouble()).as(h).isPositive();
             assertThat(j.get(h).get("p99").asDouble()).isGreaterThanOrEqualTo(j.get(h).get("p50").asDouble());
         }
+    }
+
+    /** Requests the server refuses are failures, grouped by status and error message, and fail the run. */
+    @Test
+    void failedRequestsAreGroupedAndFailTheRun() throws Exception {
+        PrintStream sink = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8);
+        assertThatThrownBy(() -> parse("--url", server.base().toString(), "--requests", "3", "--prompt-tokens", "4",
+                "--max-tokens", "100000000").run(sink, sink, false))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("all 3 requests failed")
+                .hasMessageContaining("HTTP 400: ").hasMessageContaining("=3");
+
+        LoadgenCommand cmd = parse("--requests", "10");
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        Map<String, Integer> failures = new TreeMap<>(Map.of("HTTP 429: busy", 2, "timed out", 1));
+        int code = cmd.exitCode(new LoadgenCommand.Report(7, failures, 1.0, 70, null, null, null),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+        assertThat(code).as("some requests failed").isEqualTo(1);
+        assertThat(err.toString(StandardCharsets.UTF_8)).contains("3 of 10 requests failed")
+                .containsPattern("2 +HTTP 429: busy").containsPattern("1 +timed out");
+        assertThat(cmd.exitCode(new LoadgenCommand.Report(10, Map.of(), 1.0, 70, null, null, null), sink)).isZero();
     }
 
     @Test

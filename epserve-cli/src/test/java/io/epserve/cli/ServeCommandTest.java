@@ -11,12 +11,14 @@ import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
 import java.net.ConnectException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -137,7 +139,47 @@ class ServeCommandTest {
         assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--max-model-len", "100000").start(sink, quiet))
                 .isInstanceOf(Main.UsageError.class).hasMessageContaining("context length 4096");
         assertThatThrownBy(() -> parse("--model", model, "--port", "70000").start(sink, quiet))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("port");
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--port must be in [0, 65535]");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--header-timeout", "0").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--header-timeout must be a number of seconds > 0");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--idle-timeout", "NaN").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--idle-timeout");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--max-connections", "0").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--max-connections must be at least 1");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--max-header-bytes", "10").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--max-header-bytes");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--metrics-listen", "localhost:http").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--metrics-listen");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--api-key", "two words").start(sink, quiet))
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--api-key");
+        assertThatThrownBy(() -> parse("--model", model, "--port", "0", "--api-key-file", "/nonexistent/keys").start(sink, quiet))
+                .isInstanceOf(UncheckedIOException.class).hasMessageContaining("/nonexistent/keys");
+    }
+
+    /** --api-key-file guards the API; --metrics-listen moves metrics and the live view to their own port. */
+    @Test
+    void apiKeysAndAMetricsListener() throws Exception {
+        Path keys = Files.createTempFile("epserve-keys", ".txt");
+        try {
+            Files.writeString(keys, "# the test's key\n\nsk-serve-test\n");
+            ByteArrayOutputStream out = new ByteArrayOutputStream();
+            ServeCommand cmd = parse("--model", tinyModel().toString(), "--port", "0", "--ep", "2", "--kv-memory", "8MiB",
+                    "--no-validate", "--api-key-file", keys.toString(), "--metrics-listen", "127.0.0.1:0");
+            try (ServeCommand.Running r = cmd.start(new PrintStream(out, true, StandardCharsets.UTF_8),
+                    new TerminalProgress(System.err, false))) {
+                URI ops = r.server().metricsUri();
+                assertThat(out.toString(StandardCharsets.UTF_8)).contains("metrics: " + ops.resolve("/metrics"))
+                        .contains("API keys: 1 accepted");
+                assertThat(get(r.base().resolve("/v1/models")).statusCode()).isEqualTo(401);
+                HttpResponse<String> models = HTTP.send(HttpRequest.newBuilder(r.base().resolve("/v1/models"))
+                        .header("Authorization", "Bearer sk-serve-test").build(), HttpResponse.BodyHandlers.ofString());
+                assertThat(models.statusCode()).isEqualTo(200);
+                assertThat(get(ops.resolve("/metrics")).statusCode()).isEqualTo(200);
+                assertThat(get(r.base().resolve("/health")).statusCode()).isEqualTo(200);
+            }
+        } finally {
+            Files.deleteIfExists(keys);
+        }
     }
 
     @Test

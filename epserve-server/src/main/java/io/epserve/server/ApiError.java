@@ -37,8 +37,9 @@ final class ApiError extends RuntimeException {
         return new ApiError(404, "invalid_request_error", message, param, code, 0);
     }
 
-    static ApiError tooLong(String message) {
-        return new ApiError(413, "invalid_request_error", message, "messages", "context_length_exceeded", 0);
+    /** The prompt (or prompt + max tokens) does not fit the context: 400, as OpenAI answers it. */
+    static ApiError contextTooLong(String message, String param) {
+        return new ApiError(400, "invalid_request_error", message, param, "context_length_exceeded", 0);
     }
 
     static ApiError busy(String message, int retryAfterSeconds) {

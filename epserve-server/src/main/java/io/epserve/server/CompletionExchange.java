@@ -103,6 +103,11 @@ final class CompletionExchange implements TokenListener {
         return engineRequest;
     }
 
+    /** True once the response has begun (a stream's headers): nothing else may be written before its end. */
+    boolean responseStarted() {
+        return headersSent;
+    }
+
     // ---------------------------------------------------------------- engine thread
 
     @Override
@@ -150,8 +155,8 @@ final class CompletionExchange implements TokenListener {
             }
             case Submission.QueueFull q -> fail(ApiError.busy("the server is busy: " + q.waiting()
                     + " requests are waiting; retry after " + q.retryAfterSeconds() + " s", q.retryAfterSeconds()));
-            case Submission.TooLong t -> fail(ApiError.tooLong("the request needs " + t.requested()
-                    + " tokens of context (prompt + max_tokens) but at most " + t.limit() + " fit"));
+            case Submission.TooLong t -> fail(ApiError.contextTooLong("the request needs " + t.requested()
+                    + " tokens of context (prompt + max_tokens) but at most " + t.limit() + " fit", request.endpoint().promptParam));
             case Submission.NotReady n -> fail(ApiError.notReady("the server is not ready: " + n.why()));
         }
     }
@@ -287,10 +292,7 @@ final class CompletionExchange implements TokenListener {
                 writeEvent(u);
             }
             channel.write(new DefaultHttpContent(channel.alloc().buffer(DONE.length).writeBytes(DONE)));
-            var f = channel.writeAndFlush(LastHttpContent.EMPTY_LAST_CONTENT);
-            if (!keepAlive) {
-                f.addListener(ChannelFutureListener.CLOSE);
-            }
+            owner.responseWritten(channel.writeAndFlush(LastHttpContent.EMPTY_LAST_CONTENT), keepAlive);
         } else {
             ObjectNode r = json.createObjectNode();
             r.put("id", id);

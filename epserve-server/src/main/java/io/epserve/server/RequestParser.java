@@ -1,9 +1,14 @@
 package io.epserve.server;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectReader;
 import io.epserve.model.sampling.SamplingParams;
+import io.epserve.model.tokenizer.Tokenizer;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -14,7 +19,9 @@ import java.util.concurrent.ThreadLocalRandom;
  * Reads and checks the body of {@code /v1/completions} and {@code /v1/chat/completions} as
  * OpenAI documents them, plus vLLM's {@code ignore_eos}, {@code top_k}, {@code min_p},
  * {@code skip_special_tokens} and {@code return_token_ids}. Every refusal is a 400 that names the field ({@code param});
- * an unknown model is a 404; a prompt that cannot fit the context a 413. Fields that would
+ * an unknown model is a 404; a prompt that cannot fit the context a 400 with code
+ * {@code context_length_exceeded} naming the prompt's field, as OpenAI answers it. Bodies must be exactly
+ * one JSON object. Fields that would
  * change the output in ways this server does not implement (n > 1, logprobs, echo, penalties,
  * logit_bias, tools, JSON mode) are refused rather than silently ignored.
  */
@@ -23,24 +30,51 @@ final class RequestParser {
     static final int COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
     static final int MAX_STOP_STRINGS = 16;
 
-    private final ObjectMapper json;
+    /**
+     * Reads one JSON document and nothing after it: trailing bytes, a second object and repeated
+     * keys are refused rather than silently dropped.
+     */
+    private final ObjectReader reader;
     private final ServedModel model;
+    /**
+     * The most UTF-8 bytes of prompt text that could still fit the context: no token stands for
+     * more than the longest token's bytes, so longer text is refused before it is tokenized. The
+     * factor covers normalizers that shrink text (and the Metaspace space marker).
+     */
+    private final long maxPromptBytes;
 
     RequestParser(ObjectMapper json, ServedModel model) {
-        this.json = json;
+        this.reader = json.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+                .with(StreamReadFeature.STRICT_DUPLICATE_DETECTION);
         this.model = model;
+        this.maxPromptBytes = 4L * longestTokenBytes(model.tokenizer()) * model.maxModelLen();
+    }
+
+    private static int longestTokenBytes(Tokenizer tokenizer) {
+        int longest = 1;
+        for (int id = 0; id < tokenizer.vocabSize(); id++) {
+            try {
+                longest = Math.max(longest, tokenizer.tokenBytes(id).length);
+            } catch (RuntimeException unused) {
+                // an id the vocab leaves unused stands for no text
+            }
+        }
+        for (var added : tokenizer.addedTokens()) {
+            longest = Math.max(longest, added.content().getBytes(StandardCharsets.UTF_8).length);
+        }
+        return longest;
     }
 
     ParsedRequest parse(Endpoint endpoint, byte[] body) {
         JsonNode root;
         try {
-            root = json.readTree(body);
+            root = reader.readTree(body);
         } catch (JsonProcessingException e) {
             throw ApiError.badRequest("the request body is not valid JSON: " + e.getOriginalMessage(), null);
         } catch (java.io.IOException e) {
             throw ApiError.badRequest("cannot read the request body: " + e.getMessage(), null);
         }
-        if (root == null || !root.isObject()) {
+        if (root == null || root.isMissingNode() || !root.isObject()) {
             throw ApiError.badRequest("the request body must be a JSON object", null);
         }
         String modelName = optString(root, "model");
@@ -52,11 +86,10 @@ final class RequestParser {
 
         int[] prompt = endpoint == Endpoint.CHAT ? chatPrompt(root) : completionPrompt(root);
         if (prompt.length == 0) {
-            throw ApiError.badRequest("the prompt is empty", endpoint == Endpoint.CHAT ? "messages" : "prompt");
+            throw ApiError.badRequest("the prompt is empty", endpoint.promptParam);
         }
         if (prompt.length >= model.maxModelLen()) {
-            throw ApiError.tooLong("This model's maximum context length is " + model.maxModelLen()
-                    + " tokens, and the prompt has " + prompt.length + " tokens; shorten the prompt");
+            throw tooLong(endpoint, prompt.length + " tokens");
         }
 
         Long maxCompletion = optLong(root, "max_completion_tokens", 1, Integer.MAX_VALUE);
@@ -88,6 +121,7 @@ final class RequestParser {
                 minP != null ? minP : d.minP(),
                 seed != null ? seed : ThreadLocalRandom.current().nextLong());
 
+        optString(root, "user"); // OpenAI's end-user id: not used here, but a string when given
         boolean stream = Boolean.TRUE.equals(optBool(root, "stream"));
         boolean includeUsage = false;
         JsonNode so = root.get("stream_options");
@@ -113,7 +147,7 @@ final class RequestParser {
             throw ApiError.badRequest("'prompt' is required", "prompt");
         }
         if (p.isTextual()) {
-            return model.tokenizer().encodeWithSpecial(p.asText());
+            return encode(Endpoint.COMPLETIONS, p.asText());
         }
         if (p.isArray()) {
             if (p.isEmpty()) {
@@ -123,14 +157,43 @@ final class RequestParser {
                 if (p.size() != 1) {
                     throw ApiError.badRequest("only one prompt per request is supported, got " + p.size(), "prompt");
                 }
-                return p.get(0).isTextual() ? model.tokenizer().encodeWithSpecial(p.get(0).asText()) : tokenIds(p.get(0));
+                return p.get(0).isTextual() ? encode(Endpoint.COMPLETIONS, p.get(0).asText()) : tokenIds(p.get(0));
             }
             return tokenIds(p);
         }
         throw ApiError.badRequest("'prompt' must be a string or a list of token ids", "prompt");
     }
 
+    /** Tokenizes prompt text, after refusing text too long to fit whatever it tokenizes to. */
+    private int[] encode(Endpoint endpoint, String text) {
+        checkSize(endpoint, utf8Length(text));
+        return endpoint == Endpoint.CHAT ? model.tokenizer().encodeWithSpecial(text, false) : model.tokenizer().encodeWithSpecial(text);
+    }
+
+    private void checkSize(Endpoint endpoint, long bytes) {
+        if (bytes > maxPromptBytes) {
+            throw tooLong(endpoint, bytes + " bytes of text, more than any " + model.maxModelLen() + " tokens hold");
+        }
+    }
+
+    private ApiError tooLong(Endpoint endpoint, String promptSize) {
+        return ApiError.contextTooLong("This model's maximum context length is " + model.maxModelLen()
+                + " tokens, and the prompt has " + promptSize + "; shorten the prompt", endpoint.promptParam);
+    }
+
+    private static long utf8Length(CharSequence s) {
+        long n = 0;
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            n += c < 0x80 ? 1 : c < 0x800 ? 2 : Character.isSurrogate(c) ? 2 : 3; // a surrogate pair: 4 bytes in all
+        }
+        return n;
+    }
+
     private int[] tokenIds(JsonNode list) {
+        if (list.size() >= model.maxModelLen()) {
+            throw tooLong(Endpoint.COMPLETIONS, list.size() + " tokens");
+        }
         int[] ids = new int[list.size()];
         for (int i = 0; i < ids.length; i++) {
             JsonNode t = list.get(i);
@@ -148,6 +211,7 @@ final class RequestParser {
             throw ApiError.badRequest("'messages' must be a non-empty list of messages", "messages");
         }
         List<Map<String, Object>> messages = new ArrayList<>();
+        long bytes = 0;
         for (int i = 0; i < msgs.size(); i++) {
             JsonNode m = msgs.get(i);
             String where = "messages[" + i + "]";
@@ -160,12 +224,19 @@ final class RequestParser {
             }
             Map<String, Object> msg = new LinkedHashMap<>();
             msg.put("role", role.asText());
-            msg.put("content", content(m.get("content"), where + ".content"));
-            if (m.hasNonNull("name")) {
-                msg.put("name", m.get("name").asText());
+            String content = content(m.get("content"), where + ".content");
+            bytes += utf8Length(content);
+            msg.put("content", content);
+            JsonNode name = m.get("name");
+            if (name != null && !name.isNull()) {
+                if (!name.isTextual()) {
+                    throw ApiError.badRequest(where + ".name must be a string", where + ".name");
+                }
+                msg.put("name", name.asText());
             }
             messages.add(msg);
         }
+        checkSize(Endpoint.CHAT, bytes); // before the template renders and the tokenizer runs
         ChatTemplate template = model.chatTemplate().orElseThrow(() -> ApiError.badRequest("the model '" + model.id()
                 + "' has no chat template (no chat_template in its tokenizer_config.json), so it cannot serve "
                 + "/v1/chat/completions; use /v1/completions with a prompt", "messages", "chat_template_missing"));
@@ -177,7 +248,7 @@ final class RequestParser {
             throw ApiError.badRequest("the chat template refused the messages: " + e.getMessage(), "messages");
         }
         // The template writes bos itself when the model wants it (as Hugging Face's apply_chat_template).
-        return model.tokenizer().encodeWithSpecial(text, false);
+        return encode(Endpoint.CHAT, text);
     }
 
     /** A message's content: a string, null, or a list of {"type": "text", "text": ...} parts (joined). */
@@ -244,6 +315,10 @@ final class RequestParser {
         if (lp != null && !lp.isNull() && !(lp.isBoolean() && !lp.asBoolean())) {
             throw ApiError.badRequest("logprobs are not supported", "logprobs");
         }
+        Long topLogprobs = optLong(root, "top_logprobs", 0, 20);
+        if (topLogprobs != null && topLogprobs > 0) {
+            throw ApiError.badRequest("top_logprobs are not supported (logprobs are not)", "top_logprobs");
+        }
         for (String penalty : List.of("presence_penalty", "frequency_penalty")) {
             Double v = optDouble(root, penalty, -2.0, 2.0, true, true);
             if (v != null && v != 0.0) {
@@ -259,10 +334,11 @@ final class RequestParser {
             throw ApiError.badRequest("tools are not supported", "tools");
         }
         JsonNode rf = root.get("response_format");
-        if (rf != null && !rf.isNull() && !"text".equals(rf.path("type").asText())) {
+        if (rf != null && !rf.isNull() && !(rf.isObject() && "text".equals(rf.path("type").asText()))) {
             throw ApiError.badRequest("only response_format {\"type\": \"text\"} is supported", "response_format");
         }
-        if (endpoint == Endpoint.COMPLETIONS && root.hasNonNull("suffix") && !root.get("suffix").asText().isEmpty()) {
+        String suffix = endpoint == Endpoint.COMPLETIONS ? optString(root, "suffix") : null;
+        if (suffix != null && !suffix.isEmpty()) {
             throw ApiError.badRequest("suffix is not supported", "suffix");
         }
     }

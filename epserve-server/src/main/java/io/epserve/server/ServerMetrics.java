@@ -39,6 +39,8 @@ public final class ServerMetrics implements EngineObserver {
     private final Counter promptTokens;
     private final Counter generationTokens;
     private final Counter preemptions;
+    private final Counter connectionsRefused;
+    private final Counter headerTimeouts;
     private final Histogram ttft;
     private final Histogram tpot;
     private final Histogram e2e;
@@ -77,6 +79,10 @@ public final class ServerMetrics implements EngineObserver {
                 .help("Tokens generated").register(registry);
         preemptions = Counter.builder().name("epserve_preemptions_total")
                 .help("Running sequences preempted (KV blocks freed, recomputed later)").register(registry);
+        connectionsRefused = Counter.builder().name("epserve_http_connections_refused_total")
+                .help("Connections answered 503 and closed because the open-connection cap was reached").register(registry);
+        headerTimeouts = Counter.builder().name("epserve_http_header_timeouts_total")
+                .help("Connections closed because a request's headers did not arrive within the header timeout").register(registry);
         ttft = Histogram.builder().name("epserve_time_to_first_token_seconds")
                 .help("Time from a request's arrival at the engine to its first generated token")
                 .classicUpperBounds(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
@@ -218,6 +224,16 @@ public final class ServerMetrics implements EngineObserver {
     /** An API request got its status (a stream: its 200 headers). */
     void request(Endpoint endpoint, int status) {
         requests.labelValues(endpoint == null ? "other" : endpoint.label, Integer.toString(status)).inc();
+    }
+
+    /** A connection over the open-connection cap was refused. */
+    void connectionRefused() {
+        connectionsRefused.inc();
+    }
+
+    /** A connection's request headers were too slow. */
+    void headerTimeout() {
+        headerTimeouts.inc();
     }
 
     /** A token reached a request's listener. */

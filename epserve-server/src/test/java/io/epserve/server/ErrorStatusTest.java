@@ -74,9 +74,18 @@ class ErrorStatusTest {
     void promptTooLong() throws Exception {
         TestStack s = TestStack.shared();
         int[] ids = IntStream.range(0, s.served.maxModelLen() + 10).map(i -> 3 + i % 200).toArray();
-        JsonNode e = error(s.post("/v1/completions", Map.of("prompt", ids, "max_tokens", 1)), 413);
+        JsonNode e = error(s.post("/v1/completions", Map.of("prompt", ids, "max_tokens", 1)), 400);
         assertThat(e.get("code").asText()).isEqualTo("context_length_exceeded");
+        assertThat(e.get("param").asText()).isEqualTo("prompt");
         assertThat(e.get("message").asText()).contains(Integer.toString(s.served.maxModelLen()));
+        String longText = "word ".repeat(s.served.maxModelLen() + 10);
+        JsonNode text = error(s.post("/v1/completions", Map.of("prompt", longText, "max_tokens", 1)), 400);
+        assertThat(text.get("param").asText()).isEqualTo("prompt");
+        assertThat(text.get("code").asText()).isEqualTo("context_length_exceeded");
+        JsonNode chat = error(s.post("/v1/chat/completions", Map.of("messages",
+                new Object[] {Map.of("role", "user", "content", longText)}, "max_tokens", 1)), 400);
+        assertThat(chat.get("param").asText()).isEqualTo("messages");
+        assertThat(chat.get("code").asText()).isEqualTo("context_length_exceeded");
     }
 
     @Test
@@ -128,7 +137,7 @@ class ErrorStatusTest {
             assertThat(ready.statusCode()).isEqualTo(503);
             assertThat(ready.body()).contains("loading");
             HttpResponse<String> gen = http.send(java.net.http.HttpRequest.newBuilder(u.apply("/v1/completions"))
-                    .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
+                    .header("Content-Type", "application/json").POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             JsonNode e = error(gen, 503);
             assertThat(e.get("code").asText()).isEqualTo("not_ready");

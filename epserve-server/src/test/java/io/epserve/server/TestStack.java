@@ -20,6 +20,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.BooleanSupplier;
+import java.util.function.UnaryOperator;
 
 /**
  * A real server on 127.0.0.1 (port 0) with the real engine over the tiny demo model (2 layers,
@@ -63,10 +64,15 @@ final class TestStack implements AutoCloseable {
     }
 
     static TestStack start(EngineConfig config, boolean startEngine, boolean withTemplate) {
-        return new TestStack(config, startEngine, withTemplate);
+        return new TestStack(config, startEngine, withTemplate, b -> b);
     }
 
-    private TestStack(EngineConfig config, boolean startEngine, boolean withTemplate) {
+    /** A stack whose server has settings of its own (timeouts, caps, keys, a metrics listener). */
+    static TestStack start(UnaryOperator<EpServer.Builder> server) {
+        return new TestStack(ENGINE, true, true, server);
+    }
+
+    private TestStack(EngineConfig config, boolean startEngine, boolean withTemplate, UnaryOperator<EpServer.Builder> settings) {
         LoadedModel m = model();
         experts = InProcessExperts.create(m, 4, MoeTransformer.RouterChoice.LEARNED);
         engine = new Engine(experts.transformer(), config);
@@ -82,7 +88,7 @@ final class TestStack implements AutoCloseable {
                     s.defaults(), s.layout(), s.createdEpochSeconds());
         }
         served = s;
-        server = EpServer.builder().host("127.0.0.1").port(0).drainTime(Duration.ZERO).build().start();
+        server = settings.apply(EpServer.builder().host("127.0.0.1").port(0).drainTime(Duration.ZERO)).build().start();
         server.serve(served, engine);
     }
 

@@ -3,7 +3,7 @@ package io.epserve.model.sampling;
 /**
  * How the next token is chosen from the logits, as in the OpenAI / vLLM request fields.
  *
- * @param temperature logits are divided by it; {@code 0} means greedy (argmax, ties to the
+ * @param temperature logits are divided by it; {@code 0} (or a value too small to divide by) means greedy (argmax, ties to the
  *                    lowest id) and makes the other fields irrelevant
  * @param topK        keep the {@code topK} most likely tokens (and any tied with the last);
  *                    {@code 0} (or {@code -1}, vLLM's spelling, stored as 0) turns it off
@@ -42,8 +42,12 @@ public record SamplingParams(double temperature, int topK, double topP, double m
         return new SamplingParams(temperature, 0, 1.0, 0.0, seed);
     }
 
+    /**
+     * True for temperature 0, and for a temperature so small that dividing by it overflows
+     * (below about 5.6e-309): every logit but the largest would weigh 0, which is the argmax.
+     */
     public boolean isGreedy() {
-        return temperature == 0.0;
+        return temperature == 0.0 || Double.isInfinite(1.0 / temperature);
     }
 
     public SamplingParams withSeed(long newSeed) {

@@ -47,6 +47,20 @@ class SamplerTest {
         assertThat(Sampler.argmax(new float[] {9, 1, 5, 5}, 1, 3)).isEqualTo(1); // within the row: 5 at index 1
     }
 
+    /** A temperature too small to divide by (1 / T overflows) is greedy, not a NaN weight and a failed draw. */
+    @Test
+    void subnormalTemperaturesAreGreedy() {
+        Sampler s = new Sampler(5);
+        float[] logits = {0.5f, 3f, 3f, -1f, 2.9999f};
+        for (double t : new double[] {1e-310, 5e-324, Double.MIN_VALUE, 5.5e-309}) {
+            SamplingParams p = new SamplingParams(t, 0, 0.9, 0.1, 7);
+            assertThat(p.isGreedy()).as("temperature %s", t).isTrue();
+            assertThat(s.sample(logits, p, Sampler.newRandom(3))).as("temperature %s", t).isEqualTo(1);
+        }
+        assertThat(new SamplingParams(1e-300, 0, 1.0, 0.0, 7).isGreedy()).isFalse();
+        assertThat(s.sample(logits, SamplingParams.temperature(1e-300, 7), Sampler.newRandom(3))).isIn(1, 2);
+    }
+
     @Test
     void allMaskedLogitsAreABug() {
         Sampler s = new Sampler(3);
