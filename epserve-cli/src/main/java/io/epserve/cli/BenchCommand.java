@@ -3,6 +3,7 @@ package io.epserve.cli;
 import io.epserve.model.Generator;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.sampling.SamplingParams;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Set;
 import java.util.concurrent.Callable;
@@ -40,7 +41,8 @@ final class BenchCommand implements Callable<Integer> {
         int genTokens = shape.genTokens;
         int runs = shape.runs;
         TerminalProgress progress = TerminalProgress.forStderr();
-        try (LoadedModel m = model.load(model.resolveModelDir(progress), progress)) {
+        Path path = model.resolveModelDir(progress);
+        try (LoadedModel m = model.load(path, progress)) {
             int vocab = m.config().vocabSize();
             int[] prompt = shape.prompt(vocab);
             double[] prefill = new double[runs];
@@ -52,7 +54,7 @@ final class BenchCommand implements Callable<Integer> {
                     decode[i] = r.decodeTokensPerSecond();
                 }
             }
-            System.out.printf("model: %s (%s, %d layers, %d experts top-%d)%n", m.checkpoint().dir(), m.config().architecture().hfName(),
+            System.out.printf("model: %s (%s, %d layers, %d experts top-%d)%n", path, m.config().architecture().hfName(),
                     m.config().layers(), m.config().numExperts(), m.config().topK());
             System.out.printf("threads: %d%n", io.epserve.tensor.KernelPool.common().threads());
             System.out.printf("prefill: %.1f tokens/s (prompt %d; runs %s)%n", median(prefill), promptTokens, fmt(prefill));

@@ -1,5 +1,6 @@
 package io.epserve.cli;
 
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.SafetensorsFile;
 import io.epserve.model.ModelConfig;
@@ -37,7 +38,7 @@ import picocli.CommandLine.Option;
                 + "--workers list."})
 final class ClusterCommand implements Callable<Integer> {
 
-    @Option(names = "--model", paramLabel = "DIR",
+    @Option(names = "--model", paramLabel = "DIR|FILE.gguf",
             description = "Hugging Face model directory. Default: the built-in demo model (written to the cache on first use).")
     Path model;
 
@@ -99,8 +100,8 @@ final class ClusterCommand implements Callable<Integer> {
         }
         Path dir;
         if (model != null) {
-            if (!Files.isDirectory(model)) {
-                throw new Main.UsageError("--model " + model + ": no such directory");
+            if (!Files.isDirectory(model) && !GgufModel.isGguf(model)) {
+                throw new Main.UsageError("--model " + model + ": no such directory or .gguf file");
             }
             dir = model.toAbsolutePath().normalize();
         } else {

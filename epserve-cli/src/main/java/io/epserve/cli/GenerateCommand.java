@@ -3,6 +3,7 @@ package io.epserve.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.epserve.format.Checkpoint;
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.model.Generator;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.sampling.SamplingParams;
@@ -71,7 +72,7 @@ final class GenerateCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         TerminalProgress progress = TerminalProgress.forStderr();
         Path dir = model.resolveModelDir(progress);
-        Tokenizer tokenizer = Files.exists(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
+        Tokenizer tokenizer = Files.exists(dir.resolve("tokenizer.json")) || GgufModel.isGguf(dir) ? Tokenizer.load(dir) : null;
         int[] prompt;
         if (input.tokens != null) {
             prompt = input.tokens;

@@ -1,5 +1,6 @@
 package io.epserve.cli;
 
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.model.KvDtype;
 import io.epserve.model.KvOptions;
 import io.epserve.model.LoadedModel;
@@ -26,8 +27,9 @@ import picocli.CommandLine.Option;
 
 /** Options every model-running command shares: the model, the router, and where the experts run. */
 final class ModelOptions {
-    @Option(names = "--model", paramLabel = "DIR",
-            description = "Hugging Face model directory (config.json + *.safetensors + tokenizer.json). "
+    @Option(names = "--model", paramLabel = "DIR|FILE.gguf",
+            description = "Hugging Face model directory (config.json + *.safetensors + tokenizer.json), or a GGUF file "
+                    + "(llama.cpp's format; split files NAME-00001-of-0000N.gguf, or a folder holding one GGUF model). "
                     + "Default: the built-in demo model (random weights, its text is noise), written to the cache on first use.")
     Path model;
 
@@ -112,8 +114,8 @@ final class ModelOptions {
 
     Path resolveModelDir(TerminalProgress progress) {
         if (model != null) {
-            if (!Files.isDirectory(model)) {
-                throw new Main.UsageError("--model " + model + ": no such directory");
+            if (!Files.isDirectory(model) && !GgufModel.isGguf(model)) {
+                throw new Main.UsageError("--model " + model + ": no such directory or .gguf file");
             }
             return model;
         }

@@ -1,6 +1,7 @@
 package io.epserve.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.model.demo.DemoModel;
 import io.epserve.model.plan.ByteSize;
 import io.epserve.model.plan.CapacityPlan;
@@ -45,8 +46,8 @@ final class PlanCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    @Option(names = "--model", paramLabel = "DIR|config.json",
-            description = "Model directory or its config.json. Default: the built-in demo model's config (nothing is written).")
+    @Option(names = "--model", paramLabel = "DIR|config.json|FILE.gguf",
+            description = "Model directory, its config.json, or a GGUF file (its metadata). Default: the built-in demo model's config (nothing is written).")
     Path model;
 
     @Option(names = "--workers", paramLabel = "N", defaultValue = "1", description = "Expert workers (default ${DEFAULT-VALUE}).")
@@ -215,8 +216,8 @@ final class PlanCommand implements Callable<Integer> {
         if (!Files.exists(model)) {
             throw new Main.UsageError("--model " + model + ": no such directory or file");
         }
-        if (Files.isDirectory(model) && !Files.exists(model.resolve("config.json"))) {
-            throw new Main.UsageError("--model " + model + ": no config.json in that directory");
+        if (Files.isDirectory(model) && !Files.exists(model.resolve("config.json")) && !GgufModel.isGguf(model)) {
+            throw new Main.UsageError("--model " + model + ": no config.json (nor a .gguf file) in that directory");
         }
         return PlanModel.load(model);
     }

@@ -4,6 +4,7 @@ import io.epserve.engine.Engine;
 import io.epserve.engine.EngineConfig;
 import io.epserve.engine.EngineStats;
 import io.epserve.format.Checkpoint;
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.plan.ByteSize;
@@ -173,14 +174,14 @@ final class ServeCommand implements Callable<Integer> {
         WorkerMonitor monitor = null;
         try {
             Path dir = model.resolveModelDir(progress);
-            if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
+            if (!Files.isRegularFile(dir.resolve("tokenizer.json")) && !GgufModel.isGguf(dir)) {
                 throw new Main.UsageError(dir + " has no tokenizer.json: the server needs the model's tokenizer");
             }
             Tokenizer tokenizer = Tokenizer.load(dir);
             boolean remote = model.workers != null && !model.workers.isEmpty();
             if (!remote) {
                 // serve's default: the experts spread over 4 in-process workers (or one per expert if fewer)
-                int experts = ModelConfig.from(Checkpoint.readJson(dir.resolve("config.json"))).numExperts();
+                int experts = ModelConfig.from(Checkpoint.readConfig(dir)).numExperts();
                 if (model.ep == null) {
                     model.ep = Math.max(1, Math.min(DEFAULT_EP, experts));
                 } else if (model.ep > experts) {

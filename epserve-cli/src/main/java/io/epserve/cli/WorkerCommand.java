@@ -27,8 +27,8 @@ final class WorkerCommand implements Callable<Integer> {
             description = "Address to listen on, e.g. 127.0.0.1:7071 or 0.0.0.0:7071 (needs authentication); port 0 picks a free port.")
     String listen;
 
-    @Option(names = "--model", required = true, paramLabel = "DIR",
-            description = "The model this worker serves (config.json + *.safetensors); frontends must run the same one.")
+    @Option(names = "--model", required = true, paramLabel = "DIR|FILE.gguf",
+            description = "The model this worker serves (config.json + *.safetensors, or a GGUF file); frontends must run the same one.")
     Path model;
 
     @Option(names = "--expert-dtype", paramLabel = "DTYPE",

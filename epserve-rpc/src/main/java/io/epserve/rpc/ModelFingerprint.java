@@ -2,9 +2,12 @@ package io.epserve.rpc;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.epserve.format.Checkpoint;
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.tensor.DType;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -31,7 +34,9 @@ public record ModelFingerprint(String architecture, String configSha256, String 
         Path config = dir.resolve("config.json");
         byte[] bytes;
         try {
-            bytes = Files.readAllBytes(config);
+            // a GGUF model's config.json is the one its metadata gives
+            bytes = GgufModel.isGguf(dir) ? Checkpoint.readConfig(dir).toString().getBytes(StandardCharsets.UTF_8)
+                    : Files.readAllBytes(config);
         } catch (NoSuchFileException e) {
             throw new IllegalArgumentException(dir + " has no config.json", e);
         } catch (IOException e) {

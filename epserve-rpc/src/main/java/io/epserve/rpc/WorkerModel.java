@@ -1,6 +1,7 @@
 package io.epserve.rpc;
 
 import io.epserve.format.SafetensorsFile;
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.model.quant.QuantizedExperts;
 import io.epserve.tensor.DType;
 import java.nio.file.Files;
@@ -11,7 +12,7 @@ import java.util.Objects;
  * The one model a worker serves, from its own command line ({@code --model DIR [--expert-dtype T]
  * [--cache-dir D]}), never from the network: an Assign only names experts of it.
  *
- * @param dir         the model directory (config.json + *.safetensors)
+ * @param dir         the model directory (config.json + *.safetensors), or a GGUF model
  * @param expertDType the dtype to hold the routed experts in, or null for as stored; other dtypes
  *                    come from the model's converted-experts cache, built on first use
  * @param cacheDir    where that cache goes when the model directory is not writable, or null for
@@ -21,8 +22,8 @@ public record WorkerModel(Path dir, DType expertDType, Path cacheDir) {
     public WorkerModel {
         Objects.requireNonNull(dir, "dir");
         dir = dir.toAbsolutePath().normalize();
-        if (!Files.isDirectory(dir)) {
-            throw new IllegalArgumentException("--model " + dir + ": no such directory");
+        if (!Files.isDirectory(dir) && !GgufModel.isGguf(dir)) {
+            throw new IllegalArgumentException("--model " + dir + ": no such directory or .gguf file");
         }
         if (cacheDir != null) {
             cacheDir = cacheDir.toAbsolutePath().normalize();

@@ -8,6 +8,9 @@ import com.hubspot.jinjava.LegacyOverrides;
 import com.hubspot.jinjava.interpret.RenderResult;
 import com.hubspot.jinjava.interpret.TemplateError;
 import com.hubspot.jinjava.lib.fn.ELFunctionDefinition;
+import io.epserve.format.gguf.GgufFile;
+import io.epserve.format.gguf.GgufModel;
+import io.epserve.model.tokenizer.GgufTokenizer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -137,11 +140,20 @@ public final class ChatTemplate {
     /**
      * The chat template of a model directory: {@code chat_template.jinja}, else
      * {@code tokenizer_config.json}'s {@code chat_template} (a string, or a list of named templates
-     * of which "default" is used), else the demo template for the demo model, else none.
+     * of which "default" is used), else the demo template for the demo model, else none. For a
+     * GGUF model: its metadata's {@code tokenizer.chat_template}.
      */
     public static Optional<ChatTemplate> forModel(Path dir) {
         ObjectMapper json = new ObjectMapper();
-        JsonNode tc = readJson(json, dir.resolve("tokenizer_config.json"));
+        JsonNode tc;
+        if (GgufModel.isGguf(dir)) {
+            // a GGUF model keeps its template in the metadata (tokenizer.chat_template)
+            try (GgufFile first = GgufFile.open(GgufModel.resolve(dir).getFirst())) {
+                tc = GgufTokenizer.tokenizerConfig(first.metadata());
+            }
+        } else {
+            tc = readJson(json, dir.resolve("tokenizer_config.json"));
+        }
         String bos = tokenString(tc.path("bos_token"));
         String eos = tokenString(tc.path("eos_token"));
         try {

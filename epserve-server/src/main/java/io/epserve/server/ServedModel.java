@@ -61,6 +61,6 @@ public record ServedModel(String id, Tokenizer tokenizer, Optional<ChatTemplate>
             }
         }
         Path n = dir.toAbsolutePath().normalize().getFileName();
-        return n == null ? "model" : n.toString();
+        return n == null ? "model" : n.toString().replaceFirst("\\.gguf$", "");
     }
 }

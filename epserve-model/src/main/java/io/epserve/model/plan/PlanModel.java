@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
+import io.epserve.format.gguf.GgufModel;
 import io.epserve.model.Architecture;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.demo.DemoModel;
@@ -20,10 +21,13 @@ import java.nio.file.Path;
  */
 public record PlanModel(String source, String architecture, ModelConfig config, ParameterCount params) {
 
-    /** A model directory (its config.json) or a config.json file. */
+    /** A model directory (its config.json), a config.json file, or a GGUF model (its metadata). */
     public static PlanModel load(Path modelOrConfig) {
         if (!Files.exists(modelOrConfig)) {
             throw new CheckpointException(modelOrConfig + ": no such model directory or config.json");
+        }
+        if (GgufModel.isGguf(modelOrConfig)) {
+            return fromJson(modelOrConfig.toString(), Checkpoint.readConfig(modelOrConfig));
         }
         Path file = Files.isDirectory(modelOrConfig) ? modelOrConfig.resolve("config.json") : modelOrConfig;
         return fromJson(file.toString(), Checkpoint.readJson(file));

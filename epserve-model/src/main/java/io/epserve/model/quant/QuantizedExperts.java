@@ -128,7 +128,8 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
             key = SourceKey.of(header);
         }
         String name = "experts-" + key.substring(0, 16) + "-" + dtype.label() + ".safetensors";
-        Path preferred = modelDir.resolve(CACHE_DIR).resolve(name);
+        // a GGUF file's cache goes beside it
+        Path preferred = (Files.isDirectory(modelDir) ? modelDir : modelDir.toAbsolutePath().getParent()).resolve(CACHE_DIR).resolve(name);
         Path fallback = o.fallbackDir().resolve(name);
         for (Path existing : List.of(preferred, fallback)) {
             QuantizedExperts q = tryOpen(existing, cfg, dtype, key, o.mapping());

@@ -2,6 +2,8 @@ package io.epserve.model.quant;
 
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
+import io.epserve.format.gguf.GgufFile;
+import io.epserve.format.gguf.GgufModel;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -18,7 +20,7 @@ import java.util.List;
 /**
  * The identity of a checkpoint for caches derived from it: SHA-256 over config.json, and per
  * safetensors file (in name order) its name, size, whole header, and 16 samples of 4 KiB spread
- * over its data. Cheap (a few hundred KiB read, not the weights), and it changes when the
+ * over its data (for a GGUF model: its config, and per file the same with the GGUF header). Cheap (a few hundred KiB read, not the weights), and it changes when the
  * architecture, the tensor layout or the bytes at the sampled places change, e.g. a model
  * regenerated with another seed (same header, same size). Not a content hash: a file patched in
  * place between samples keeps its key; delete the cache then.
@@ -41,6 +43,9 @@ public final class SourceKey {
         }
         Path dir = ckpt.dir();
         sha.update(SALT.getBytes(StandardCharsets.UTF_8));
+        if (ckpt.gguf().isPresent()) {
+            return ofGguf(sha, ckpt.gguf().get());
+        }
         try {
             sha.update(Files.readAllBytes(dir.resolve("config.json")));
             List<String> files = ckpt.filesFor(n -> true);
@@ -54,6 +59,21 @@ public final class SourceKey {
         return HexFormat.of().formatHex(sha.digest());
     }
 
+    /** A GGUF model: its config, and per file its name, size, whole header (metadata + tensor directory) and samples of its data. */
+    private static String ofGguf(MessageDigest sha, GgufModel g) {
+        sha.update(g.config().toString().getBytes(StandardCharsets.UTF_8));
+        for (GgufFile f : g.files()) {
+            sha.update(("\nfile " + f.path().getFileName() + "\n").getBytes(StandardCharsets.UTF_8));
+            try (FileChannel ch = FileChannel.open(f.path(), StandardOpenOption.READ)) {
+                sha.update(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, ch.size()));
+                digestRegions(sha, ch, 0, f.dataStart());
+            } catch (IOException e) {
+                throw new CheckpointException(f.path() + ": cannot read for the cache key: " + e.getMessage(), e);
+            }
+        }
+        return HexFormat.of().formatHex(sha.digest());
+    }
+
     private static void digestFile(MessageDigest sha, Path file) throws IOException {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
             long size = ch.size();
@@ -61,18 +81,22 @@ public final class SourceKey {
             ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
             readFully(ch, len, 0);
             long headerLen = Math.min(len.getLong(0), Math.max(0, size - 8));
-            ByteBuffer header = ByteBuffer.allocate((int) Math.min(headerLen, 100L << 20));
-            readFully(ch, header, 8);
-            sha.update(header.flip());
-            long dataStart = 8 + headerLen;
-            long data = size - dataStart;
-            ByteBuffer sample = ByteBuffer.allocate(SAMPLE_BYTES);
-            for (int i = 0; i < SAMPLES && data > 0; i++) {
-                long at = dataStart + (data - Math.min(data, SAMPLE_BYTES)) * i / Math.max(1, SAMPLES - 1);
-                sample.clear().limit((int) Math.min(SAMPLE_BYTES, data));
-                readFully(ch, sample, at);
-                sha.update(sample.flip());
-            }
+            digestRegions(sha, ch, 8, 8 + headerLen);
+        }
+    }
+
+    /** Bytes [headerFrom, dataStart) whole (at most 100 MiB), then {@link #SAMPLES} samples of the data after them. */
+    private static void digestRegions(MessageDigest sha, FileChannel ch, long headerFrom, long dataStart) throws IOException {
+        ByteBuffer header = ByteBuffer.allocate((int) Math.min(dataStart - headerFrom, 100L << 20));
+        readFully(ch, header, headerFrom);
+        sha.update(header.flip());
+        long data = ch.size() - dataStart;
+        ByteBuffer sample = ByteBuffer.allocate(SAMPLE_BYTES);
+        for (int i = 0; i < SAMPLES && data > 0; i++) {
+            long at = dataStart + (data - Math.min(data, SAMPLE_BYTES)) * i / Math.max(1, SAMPLES - 1);
+            sample.clear().limit((int) Math.min(SAMPLE_BYTES, data));
+            readFully(ch, sample, at);
+            sha.update(sample.flip());
         }
     }
 

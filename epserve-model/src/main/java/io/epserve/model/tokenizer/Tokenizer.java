@@ -3,6 +3,8 @@ package io.epserve.model.tokenizer;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.epserve.format.gguf.GgufFile;
+import io.epserve.format.gguf.GgufModel;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -102,12 +104,19 @@ public final class Tokenizer {
 
     /**
      * Loads {@code tokenizer.json} from a model directory (or from the file itself when given a
-     * file), with {@code tokenizer_config.json} and {@code generation_config.json} beside it
+     * file; or, for a GGUF model, from its metadata: {@link GgufTokenizer}), with
+     * {@code tokenizer_config.json} and {@code generation_config.json} beside it
      * when they exist.
      *
      * @throws TokenizerException if the file is missing, malformed, or uses an unsupported component
      */
     public static Tokenizer load(Path modelDir) {
+        if (GgufModel.isGguf(modelDir)) {
+            // the tokenizer lives in the metadata of the first file
+            try (GgufFile first = GgufFile.open(GgufModel.resolve(modelDir).getFirst())) {
+                return GgufTokenizer.from(first.metadata());
+            }
+        }
         Path file = Files.isDirectory(modelDir) ? modelDir.resolve("tokenizer.json") : modelDir;
         Path dir = file.toAbsolutePath().getParent();
         if (!Files.isRegularFile(file)) {
@@ -155,7 +164,7 @@ public final class Tokenizer {
         }
     }
 
-    private static Tokenizer build(JsonNode root, JsonNode config, JsonNode generation, String file) {
+    static Tokenizer build(JsonNode root, JsonNode config, JsonNode generation, String file) {
         if (root == null || !root.isObject()) {
             throw new TokenizerException(file + ": expected a JSON object");
         }
