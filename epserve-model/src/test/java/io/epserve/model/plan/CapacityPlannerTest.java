@@ -121,11 +121,18 @@ class CapacityPlannerTest {
             for (int k : new int[] {1, 2, 4}) {
                 for (int w = k; w <= 7; w++) {
                     CapacityPlan plan = CapacityPlanner.plan(m, PlanOptions.defaults(w, GIB).withPolicy(policy).withExpertShards(k));
-                    // replicated: every worker holds every expert (or shard); otherwise each byte is placed once
+                    // replicated: every worker holds every expert (or shard); balanced: each at least once, and
+                    // the slots an uneven split leaves free hold extra replicas; otherwise each byte is placed once
                     int copies = policy == ExpertPlacement.Policy.REPLICATED ? w : 1;
-                    assertThat(plan.workers().stream().mapToLong(CapacityPlan.WorkerPlan::expertBytes).sum())
-                            .as("%s k=%d w=%d", policy, k, w).isEqualTo(all * copies);
-                    assertThat(plan.workers().stream().mapToInt(CapacityPlan.WorkerPlan::shards).sum()).isEqualTo(2 * 16 * k * copies);
+                    long bytes = plan.workers().stream().mapToLong(CapacityPlan.WorkerPlan::expertBytes).sum();
+                    int slices = plan.workers().stream().mapToInt(CapacityPlan.WorkerPlan::shards).sum();
+                    if (policy == ExpertPlacement.Policy.BALANCED) {
+                        assertThat(slices).as("%s k=%d w=%d", policy, k, w).isBetween(2 * 16 * k, 2 * w * ((16 + w - 1) / w) * k);
+                        assertThat(bytes).isEqualTo(all / (2L * 16 * k) * slices);
+                    } else {
+                        assertThat(bytes).as("%s k=%d w=%d", policy, k, w).isEqualTo(all * copies);
+                        assertThat(slices).isEqualTo(2 * 16 * k * copies);
+                    }
                     // the fast search path (one layer × sparse layers) agrees with the full placement
                     assertThat(CapacityPlanner.maxWorkerBytes(m.config(), plan.options(), plan.shardBytes(), 2, w))
                             .as("%s k=%d w=%d", policy, k, w).isEqualTo(plan.maxWorkerBytes());
