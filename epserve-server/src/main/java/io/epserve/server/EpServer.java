@@ -100,10 +100,12 @@ public final class EpServer implements AutoCloseable {
      * @param idleTimeout     a connection with no request in progress and no traffic for this long is closed
      * @param apiKeys         keys accepted as {@code Authorization: Bearer KEY}; empty: no authentication
      * @param metricsListen   where {@code /metrics} and the live view listen instead of the API port, or null
+     * @param clientCheck     how often a client that closed its sending side during a non-streaming
+     *                        generation is checked (an interim 102 response) for being gone
      */
     public record Config(String host, int port, int ioThreads, int maxRequestBytes, Duration drainTime, int maxHeaderBytes,
                          int maxConnections, Duration headerTimeout, Duration idleTimeout, List<String> apiKeys,
-                         Listen metricsListen) {
+                         Listen metricsListen, Duration clientCheck) {
         public static final String DEFAULT_HOST = "127.0.0.1";
         public static final int DEFAULT_PORT = 8080;
         public static final int DEFAULT_IO_THREADS = 2;
@@ -113,6 +115,7 @@ public final class EpServer implements AutoCloseable {
         public static final int DEFAULT_MAX_CONNECTIONS = 1024;
         public static final Duration DEFAULT_HEADER_TIMEOUT = Duration.ofSeconds(10);
         public static final Duration DEFAULT_IDLE_TIMEOUT = Duration.ofSeconds(60);
+        public static final Duration DEFAULT_CLIENT_CHECK = Duration.ofSeconds(1);
 
         public Config {
             if (host == null || host.isBlank()) {
@@ -138,6 +141,9 @@ public final class EpServer implements AutoCloseable {
             }
             if (headerTimeout == null || headerTimeout.isNegative() || headerTimeout.isZero()) {
                 throw new IllegalArgumentException("headerTimeout must be positive, got " + headerTimeout);
+            }
+            if (clientCheck == null || clientCheck.isNegative() || clientCheck.isZero()) {
+                throw new IllegalArgumentException("clientCheck must be positive, got " + clientCheck);
             }
             if (idleTimeout == null || idleTimeout.isNegative() || idleTimeout.isZero()) {
                 throw new IllegalArgumentException("idleTimeout must be positive, got " + idleTimeout);
@@ -198,6 +204,7 @@ public final class EpServer implements AutoCloseable {
         private int maxConnections = Config.DEFAULT_MAX_CONNECTIONS;
         private Duration headerTimeout = Config.DEFAULT_HEADER_TIMEOUT;
         private Duration idleTimeout = Config.DEFAULT_IDLE_TIMEOUT;
+        private Duration clientCheck = Config.DEFAULT_CLIENT_CHECK;
         private List<String> apiKeys = List.of();
         private Listen metricsListen;
 
@@ -246,6 +253,12 @@ public final class EpServer implements AutoCloseable {
             return this;
         }
 
+        /** See {@link Config#clientCheck()}. */
+        public Builder clientCheck(Duration d) {
+            this.clientCheck = d;
+            return this;
+        }
+
         public Builder apiKeys(List<String> keys) {
             this.apiKeys = keys;
             return this;
@@ -259,7 +272,7 @@ public final class EpServer implements AutoCloseable {
 
         Config config() {
             return new Config(host, port, ioThreads, maxRequestBytes, drainTime, maxHeaderBytes, maxConnections, headerTimeout,
-                    idleTimeout, apiKeys, metricsListen);
+                    idleTimeout, apiKeys, metricsListen, clientCheck);
         }
 
         public EpServer build() {

@@ -433,8 +433,9 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
      * A client that closed its sending side may be waiting for its answer (a half-close) or gone
      * (a full close): TCP tells them apart only when something is written. While a generation
      * runs with nothing written yet, an interim {@code 102 Processing} response (which HTTP/1.1
-     * clients skip) goes out every second; to a client that is gone the second write fails, the
-     * connection closes, and the generation is cancelled as for any disconnect.
+     * clients skip) goes out every {@link EpServer.Config#clientCheck()}; to a client that is gone
+     * the second write fails, the connection closes, and the generation is cancelled as for any
+     * disconnect.
      */
     private void probeWhileWaiting(Channel ch) {
         ch.eventLoop().schedule(() -> {
@@ -447,7 +448,7 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
                         .addListener(ChannelFutureListener.CLOSE_ON_FAILURE);
             }
             probeWhileWaiting(ch);
-        }, 1, TimeUnit.SECONDS);
+        }, server.config().clientCheck().toNanos(), TimeUnit.NANOSECONDS);
     }
 
     @Override

@@ -88,7 +88,10 @@ final class TestStack implements AutoCloseable {
                     s.defaults(), s.layout(), s.createdEpochSeconds());
         }
         served = s;
-        server = settings.apply(EpServer.builder().host("127.0.0.1").port(0).drainTime(Duration.ZERO)).build().start();
+        // clients that close mid-request are checked for being gone every 50 ms (1 s by default), so a
+        // cancelled generation is noticed long before a tiny model would finish it
+        server = settings.apply(EpServer.builder().host("127.0.0.1").port(0).drainTime(Duration.ZERO).clientCheck(Duration.ofMillis(50)))
+                .build().start();
         server.serve(served, engine);
     }
 
