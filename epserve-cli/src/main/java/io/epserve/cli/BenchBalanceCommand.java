@@ -44,9 +44,9 @@ import picocli.CommandLine.Option;
  * (b_balanced / b_contiguous), and the step times while the re-placement runs against steady.
  */
 @Command(name = "balance", mixinStandardHelpOptions = true,
-        description = {"Replay a routing load (a load file or a Zipf skew) through one MoE layer on W worker",
-                "processes: expert-layer tokens/s and balancedness for contiguous vs balanced placement,",
-                "and the step-time distribution while a live re-placement runs."})
+        description = {"Replay a routing load (a load file or a Zipf skew) through one MoE layer on W worker processes: "
+                + "expert-layer tokens/s and balancedness for contiguous vs balanced placement, and the step-time "
+                + "distribution while a live re-placement runs."})
 final class BenchBalanceCommand implements Callable<Integer> {
     @Option(names = "--experts", defaultValue = "64", description = "Routed experts of the layer (default ${DEFAULT-VALUE}).")
     int experts;

@@ -90,10 +90,10 @@ final class PlanCommand implements Callable<Integer> {
     boolean json;
 
     @Option(names = "--load", paramLabel = "LOAD.json",
-            description = {"Routed tokens per (layer, expert), as GET /v1/epserve/load returns them:",
-                    "{\"layers\": [{\"layer\": 0, \"tokens\": [n_0, ...]}, ...]} (a sparse layer that is absent counts",
-                    "as uniform). Prints the placement and its balancedness (mean / max per-worker load) per sparse",
-                    "layer under that load; --json adds a top-level \"balancedness\" array, one number per sparse layer."})
+            description = "Routed tokens per (layer, expert), as GET /v1/epserve/load returns them: "
+                    + "{\"layers\": [{\"layer\": 0, \"tokens\": [n_0, ...]}, ...]} (a sparse layer that is absent counts "
+                    + "as uniform). Prints the placement and its balancedness (mean / max per-worker load) per sparse "
+                    + "layer under that load; --json adds a top-level \"balancedness\" array, one number per sparse layer.")
     Path load;
 
     @Option(names = "--redundant-experts", paramLabel = "R", defaultValue = "0",

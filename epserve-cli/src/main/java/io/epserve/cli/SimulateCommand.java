@@ -32,22 +32,22 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /** {@code epserve simulate}: serving at a scale this machine cannot run, from a model calibrated on what it can. */
-@Command(name = "simulate", mixinStandardHelpOptions = true, sortOptions = false, usageHelpWidth = 110,
-        description = {"Predict batched-decode serving with W expert workers on N hosts: a discrete-event",
-                "model (epserve-sim) of every frontend's steps, per layer its own products (attention,",
-                "router, shared expert or dense MLP), the dispatch to the workers holding the chosen",
-                "experts, each worker's experts, the answers and the combine; processes, shared cores and",
-                "each host's network link are queues. Compute times come from a cost model of this",
-                "machine's kernels (--cost, --fit-cost); the model's shapes from config.json alone.",
+@Command(name = "simulate", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Predict batched-decode serving with W expert workers on N hosts: a discrete-event "
+                + "model (epserve-sim) of every frontend's steps, per layer its own products (attention, "
+                + "router, shared expert or dense MLP), the dispatch to the workers holding the chosen "
+                + "experts, each worker's experts, the answers and the combine; processes, shared cores and "
+                + "each host's network link are queues. Compute times come from a cost model of this "
+                + "machine's kernels (--cost, --fit-cost); the model's shapes from config.json alone.",
                 "",
-                "Prints per configuration: tokens/s, step time p50/p90/p99, worker utilisation, EP",
-                "efficiency (tokens/s with W workers / W x tokens/s with one worker and F/W frontends),",
-                "memory per worker against a full replica, and data parallelism (replicas holding every",
-                "expert, one process each, no network) at equal total memory and at equal worker count.",
-                "--model and --workers take several values: one row per model and worker count.",
+                "Prints per configuration: tokens/s, step time p50/p90/p99, worker utilisation, EP "
+                + "efficiency (tokens/s with W workers / W x tokens/s with one worker and F/W frontends), "
+                + "memory per worker against a full replica, and data parallelism (replicas holding every "
+                + "expert, one process each, no network) at equal total memory and at equal worker count. "
+                + "--model and --workers take several values: one row per model and worker count.",
                 "",
-                "--calibrate FILE instead predicts configurations measured for real and prints predicted",
-                "against measured (tools/calibrate.sh measures them and writes FILE)."})
+                "--calibrate FILE instead predicts configurations measured for real and prints predicted "
+                + "against measured (tools/calibrate.sh measures them and writes FILE)."})
 final class SimulateCommand implements Callable<Integer> {
 
     @Option(names = "--model", paramLabel = "DIR|config.json|demo", split = ",",

@@ -54,7 +54,7 @@ class CliHelpTest {
 
     @Test
     void unknownCommandIsAnError() {
-        for (String[] args : List.of(new String[] {"simulate", "--help"}, new String[] {"simulate"}, new String[] {"sreve", "--port", "1"})) {
+        for (String[] args : List.of(new String[] {"frobnicate", "--help"}, new String[] {"frobnicate"}, new String[] {"sreve", "--port", "1"})) {
             CliRunner.Outcome o = CliRunner.inProcess(args);
             assertThat(o.exitCode()).as(String.join(" ", args)).isEqualTo(2);
             assertThat(o.err()).contains("unknown command '" + args[0] + "'").contains("serve");
