@@ -25,6 +25,9 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
+import io.epserve.moe.ExpertDispatcher;
+import io.epserve.model.ModelWeights;
+import io.epserve.model.ModelConfig;
 
 /**
  * {@code epserve bench ep}: what expert parallelism costs and buys on this machine. The same
@@ -134,7 +137,7 @@ final class BenchEpCommand implements Callable<Integer> {
         int n = addresses.size();
         LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
             @Override
-            public io.epserve.moe.ExpertDispatcher create(Path d, io.epserve.model.ModelConfig cfg, io.epserve.model.ModelWeights w) {
+            public ExpertDispatcher create(Path d, ModelConfig cfg, ModelWeights w) {
                 return GrpcExpertDispatcher.connect(d, cfg, addresses, model.placementPolicy(),
                         GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
                                 .withSecurity(model.workerSecurity.security()));

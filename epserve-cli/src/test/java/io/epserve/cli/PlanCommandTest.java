@@ -15,6 +15,7 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
+import org.assertj.core.data.Offset;
 
 /** `epserve plan`: human and JSON output, and one clear line with exit code 2 for every bad input. */
 class PlanCommandTest {
@@ -180,7 +181,7 @@ class PlanCommandTest {
         JsonNode cj = JSON.readTree(c.out());
         assertThat(cj.get("balancedness")).hasSize(layers);
         // contiguous: the hot expert's worker has 400 + 3·10, the mean is 550 / 4
-        assertThat(cj.get("balancedness").get(0).asDouble()).isCloseTo(550.0 / 4 / 430, org.assertj.core.data.Offset.offset(1e-9));
+        assertThat(cj.get("balancedness").get(0).asDouble()).isCloseTo(550.0 / 4 / 430, Offset.offset(1e-9));
         CliRunner.Outcome b = plan("--model", model.toString(), "--workers", "4", "--load", load.toString(), "--json",
                 "--policy", "balanced", "--redundant-experts", "1", "--memory-per-worker", "1GiB");
         assertThat(b.exitCode()).as(b.err()).isZero();

@@ -12,6 +12,9 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
+import io.epserve.tensor.DType;
+import io.epserve.rpc.WorkerServer;
+import io.epserve.rpc.WorkerModel;
 
 /** --expert-dtype on the model commands, and `bench quant` (run directly until it is registered). */
 class QuantizedExpertsCliTest {
@@ -47,9 +50,9 @@ class QuantizedExpertsCliTest {
         CliRunner.Outcome local = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype", "q8_0",
                 "--json");
         assertThat(local.exitCode()).as(local.err()).isZero();
-        io.epserve.rpc.WorkerModel q8 = io.epserve.rpc.WorkerModel.of(dir).withExpertDType(io.epserve.tensor.DType.Q8_0);
-        try (io.epserve.rpc.WorkerServer a = io.epserve.rpc.WorkerServer.builder().port(0).model(q8).build().start();
-             io.epserve.rpc.WorkerServer b = io.epserve.rpc.WorkerServer.builder().port(0).model(q8).build().start()) {
+        WorkerModel q8 = WorkerModel.of(dir).withExpertDType(DType.Q8_0);
+        try (WorkerServer a = WorkerServer.builder().port(0).model(q8).build().start();
+             WorkerServer b = WorkerServer.builder().port(0).model(q8).build().start()) {
             String workers = "127.0.0.1:" + a.port() + ",127.0.0.1:" + b.port();
             CliRunner.Outcome remote = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype",
                     "q8_0", "--workers", workers, "--json");

@@ -26,6 +26,8 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
+import io.epserve.rpc.WorkerServer;
+import io.epserve.rpc.WorkerModel;
 
 /** {@code epserve serve} on the tiny demo model: options, URLs, the API it serves, shutdown. */
 class ServeCommandTest {
@@ -133,9 +135,9 @@ class ServeCommandTest {
     /** Experts on two gRPC expert workers: the same API, and the transport counters in /metrics. */
     @Test
     void servesWithRemoteExpertWorkersAndExportsTheirCounters() throws Exception {
-        io.epserve.rpc.WorkerModel model = io.epserve.rpc.WorkerModel.of(tinyModel());
-        try (io.epserve.rpc.WorkerServer w0 = io.epserve.rpc.WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start();
-             io.epserve.rpc.WorkerServer w1 = io.epserve.rpc.WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start()) {
+        WorkerModel model = WorkerModel.of(tinyModel());
+        try (WorkerServer w0 = WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start();
+             WorkerServer w1 = WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start()) {
             String a0 = "127.0.0.1:" + w0.port();
             String a1 = "127.0.0.1:" + w1.port();
             ByteArrayOutputStream out = new ByteArrayOutputStream();

@@ -43,6 +43,7 @@ import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.function.Function;
 import java.util.function.Supplier;
+import io.epserve.rpc.v1.Holder;
 
 /**
  * Dispatch and combine over gRPC to expert worker processes (DESIGN.md §1): the same function as
@@ -897,7 +898,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
                     + " serves another model: " + info.getModelFingerprint() + ", this frontend runs " + fingerprint
                     + " (start the worker with the same --model and --expert-dtype)", null);
         }
-        if (info.getHolder() == io.epserve.rpc.v1.Holder.HOLDER_OTHER) {
+        if (info.getHolder() == Holder.HOLDER_OTHER) {
             return new WorkerException(l.address, -1, WorkerException.Kind.REFUSED, Status.Code.PERMISSION_DENIED, null, "worker "
                     + l.address + " is held by another frontend (it is free once that one closes, or after "
                     + info.getLeaseTimeoutMs() / 1000 + " s without a call from it)", null);

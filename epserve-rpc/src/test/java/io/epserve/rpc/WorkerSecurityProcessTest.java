@@ -43,6 +43,9 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import java.io.UncheckedIOException;
+import io.epserve.rpc.v1.ReleaseRequest;
+import io.epserve.format.Checkpoint;
 
 /**
  * Worker security with real worker processes over real gRPC on loopback: a caller without the
@@ -79,7 +82,7 @@ class WorkerSecurityProcessTest {
             return c;
         };
         workers = LocalWorkerProcesses.start(2, "127.0.0.1", 0, cmd, System.err, Duration.ofSeconds(60));
-        cfg = ModelConfig.from(io.epserve.format.Checkpoint.readJson(MODEL.resolve("config.json")));
+        cfg = ModelConfig.from(Checkpoint.readJson(MODEL.resolve("config.json")));
     }
 
     @AfterAll
@@ -172,7 +175,7 @@ class WorkerSecurityProcessTest {
         try {
             Files.createDirectories(certs);
         } catch (IOException e) {
-            throw new java.io.UncheckedIOException(e);
+            throw new UncheckedIOException(e);
         }
         TestCertificates.ca(certs, "ca");
         TestCertificates.ca(certs, "rogue-ca");
@@ -232,7 +235,7 @@ class WorkerSecurityProcessTest {
             InfoResponse info = stub.info(InfoRequest.getDefaultInstance());
             assertThat(info.getModelFingerprint()).isEqualTo(ModelFingerprint.of(MODEL, null).toString()).endsWith("experts=stored");
             assertThat(info.toString()).doesNotContain(MODEL.toString()).doesNotContain("/etc");
-            assertThat(stub.release(io.epserve.rpc.v1.ReleaseRequest.getDefaultInstance()).getReleased()).isTrue();
+            assertThat(stub.release(ReleaseRequest.getDefaultInstance()).getReleased()).isTrue();
         } finally {
             ch.shutdownNow();
         }

@@ -293,7 +293,7 @@ public final class EpServer implements AutoCloseable {
         this.routes = Routes.standard(this);
         metrics.readiness(this::ready, () -> {
             Readiness r = readiness;
-            return r == null ? java.util.Map.of() : r.workersUp();
+            return r == null ? Map.of() : r.workersUp();
         });
     }
 

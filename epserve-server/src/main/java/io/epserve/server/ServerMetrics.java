@@ -20,6 +20,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Supplier;
+import java.util.function.BooleanSupplier;
 
 /**
  * The server's Prometheus metrics (text exposition at {@code /metrics}) and the raw counters the
@@ -186,7 +187,7 @@ public final class ServerMetrics implements EngineObserver {
      * {@code epserve_ready} (1 when /ready answers 200) and {@code epserve_worker_up{worker}} (1 per
      * remote expert worker that answers its checks, 0 per one that does not).
      */
-    void readiness(java.util.function.BooleanSupplier ready, Supplier<Map<String, Boolean>> workersUp) {
+    void readiness(BooleanSupplier ready, Supplier<Map<String, Boolean>> workersUp) {
         gauge("epserve_ready", "1 when the server takes generations (/ready answers 200), else 0", () -> ready.getAsBoolean() ? 1 : 0);
         GaugeWithCallback.builder().name("epserve_worker_up").help("1 per remote expert worker that answers its checks, 0 per one that does not")
                 .labelNames("worker").callback(cb -> workersUp.get().forEach((w, up) -> cb.call(up ? 1 : 0, w))).register(registry);

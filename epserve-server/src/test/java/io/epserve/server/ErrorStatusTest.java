@@ -8,6 +8,7 @@ import java.net.http.HttpResponse;
 import java.util.Map;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
+import java.net.http.HttpRequest;
 
 /** Every error status of the API, over raw HTTP, with OpenAI's error JSON. */
 class ErrorStatusTest {
@@ -137,7 +138,7 @@ class ErrorStatusTest {
             assertThat(ready.statusCode()).isEqualTo(503);
             assertThat(ready.body()).contains("loading");
             HttpResponse<String> gen = http.send(java.net.http.HttpRequest.newBuilder(u.apply("/v1/completions"))
-                    .header("Content-Type", "application/json").POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
+                    .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             JsonNode e = error(gen, 503);
             assertThat(e.get("code").asText()).isEqualTo("not_ready");
