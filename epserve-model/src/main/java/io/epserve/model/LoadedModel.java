@@ -152,7 +152,7 @@ public final class LoadedModel implements AutoCloseable {
     }
 
     /** Whether every routed expert tensor is already stored as {@code t} (then no copy is made). */
-    private static boolean storedAs(ModelWeights w, ModelConfig cfg, DType t) {
+    public static boolean storedAs(ModelWeights w, ModelConfig cfg, DType t) {
         for (int l = 0; l < cfg.layers(); l++) {
             if (cfg.isSparse(l)) {
                 for (int e = 0; e < cfg.numExperts(); e++) {

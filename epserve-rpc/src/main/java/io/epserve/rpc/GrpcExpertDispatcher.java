@@ -7,7 +7,6 @@ import io.epserve.model.ModelWeights;
 import io.epserve.moe.DispatchPlan;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
-import io.epserve.moe.ExpertWeights;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.model.quant.QuantizedExperts;
 import io.epserve.moe.ExactCombine;
@@ -308,7 +307,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      * exists: the workers built it), so the frontend computes exactly what they would.
      */
     static ExpertDispatcher frontendExperts(Path modelDir, ModelConfig cfg, ModelWeights weights, DType expertDType) {
-        if (expertDType == null || storedAs(weights, cfg, expertDType)) {
+        if (expertDType == null || LoadedModel.storedAs(weights, cfg, expertDType)) {
             return InProcessDispatcher.single(weights, cfg.sparseLayers(), cfg.numExperts());
         }
         QuantizedExperts converted = QuantizedExperts.open(modelDir, cfg, expertDType, QuantizedExperts.CacheOptions.defaults());
@@ -325,16 +324,6 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
                 converted.close();
             }
         };
-    }
-
-    private static boolean storedAs(ModelWeights w, ModelConfig cfg, DType t) {
-        for (int l = 0; l < cfg.layers(); l++) {
-            if (cfg.isSparse(l)) {
-                ExpertWeights x = w.experts().expert(l, 0);
-                return x.gate().dtype() == t && x.up().dtype() == t && x.down().dtype() == t;
-            }
-        }
-        return true;
     }
 
     /**
