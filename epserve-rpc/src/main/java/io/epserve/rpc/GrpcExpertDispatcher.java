@@ -239,7 +239,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         this.frontendId = frontendId != null ? frontendId : FrontendCredentials.newFrontendId();
         this.config = Objects.requireNonNull(config, "config");
         this.fingerprint = ModelFingerprint.of(modelDir, config.expertDType()).toString();
-        this.credentials = new FrontendCredentials(frontendId, config.security().secret());
+        this.credentials = new FrontendCredentials(this.frontendId, config.security().secret());
         this.channels = Objects.requireNonNull(channels, "channels");
         this.placement = Objects.requireNonNull(placement, "placement");
         this.links = new WorkerLink[placement.workerCount()];
