@@ -223,6 +223,10 @@ class MembershipProcessTest {
             }
             assertThat(ServeCommandTest.JSON.readTree(state.resolve(FrontendState.FILE).toFile()).path("frontend_id").asText())
                     .as("the same frontend id").isEqualTo(id);
+            // no frontend holds the workers any more: SIGTERM makes them leave at once, with code 0
+            ws.process(0).destroy();
+            assertThat(ws.process(0).waitFor(30, TimeUnit.SECONDS)).isTrue();
+            assertThat(ws.process(0).exitValue()).isZero();
         }
     }
 
