@@ -105,8 +105,12 @@ final class SimulateCommand implements Callable<Integer> {
             description = "Software cost of one message at each end (serialising, the RPC stack, system calls), microseconds of one core of the sender's host and as many of the receiver's, competing with the kernels for those cores; --calibrate fits it for this machine's loopback gRPC (default ${DEFAULT-VALUE}).")
     double messageMicros;
 
+    @Option(names = "--byte-ns", paramLabel = "NS", defaultValue = "0",
+            description = "Software cost per byte of a message at each end (encoding, copying, decoding), nanoseconds of one core, added to --message-us; --calibrate with two fit-message points fits it (default ${DEFAULT-VALUE}).")
+    double byteNanos;
+
     @Option(names = "--handoff-us", paramLabel = "US", defaultValue = "0",
-            description = "Wall time of one message's hand-off to the thread that acts on it (waking a sleeping thread; on a virtual machine a halted vCPU), microseconds, using no core; --calibrate fits it (default ${DEFAULT-VALUE}).")
+            description = "Wall time of one message's hand-off to the thread that acts on it (waking a sleeping thread; on a virtual machine a halted vCPU), microseconds, using no core; not fitted by --calibrate (default ${DEFAULT-VALUE}).")
     double handoffMicros;
 
     @Option(names = "--wire-dtype", paramLabel = "DTYPE", defaultValue = "f32",
@@ -171,12 +175,12 @@ final class SimulateCommand implements Callable<Integer> {
             return runCalibration(costModel);
         }
         PrintStream out = System.out;
-        Network net = network(latencyMicros, bandwidth, messageMicros, handoffMicros);
+        Network net = network(latencyMicros, bandwidth, messageMicros, byteNanos, handoffMicros);
         List<PlacementChoice> placements = policies.stream().map(p -> PlacementChoice.parse(p, redundantSlots)).toList();
         long memory = memoryPerWorker == null ? 0 : ByteSize.parse(memoryPerWorker);
-        out.printf(Locale.ROOT, "network %s, %.0f µs one way, %.0f µs of a core per message at each end, %.0f µs hand-off, %s on the wire; "
-                + "cpu %s; batch %d per frontend%s; %s routing, %d steps; cost model: %s%n", bandwidth, latencyMicros, messageMicros,
-                handoffMicros, wireDtype, cpu, batch,
+        out.printf(Locale.ROOT, "network %s, %.0f µs one way; a message's software %.0f µs + %.2f ns per byte of a core at each end, %.0f µs "
+                + "hand-off; %s on the wire; cpu %s; batch %d per frontend%s; %s routing, %d steps; cost model: %s%n", bandwidth, latencyMicros,
+                messageMicros, byteNanos, handoffMicros, wireDtype, cpu, batch,
                 overlap ? ", two-batch overlap" : "", routing, steps, costModel.source());
         out.println("| model | placement | W | F | hosts | tokens/s | step p50 / p90 / p99 ms | worker util mean (min–max) | imbalance | EP efficiency "
                 + "| memory per worker (vs full replica) | DP, equal memory: replicas, tokens/s (EP/DP) | DP, equal workers: tokens/s (EP/DP) |");
@@ -263,11 +267,11 @@ final class SimulateCommand implements Callable<Integer> {
         return zipf != null ? ExpertPopularity.zipf(m.layers(), m.experts(), zipf, seed) : ExpertPopularity.uniform(m.layers(), m.experts());
     }
 
-    private Network network(double latencyUs, String rate, double messageUs, double handoffUs) {
-        if (!(latencyUs >= 0) || !(messageUs >= 0) || !(handoffUs >= 0)) {
-            throw new Main.UsageError("--latency-us, --message-us and --handoff-us must be >= 0");
+    private Network network(double latencyUs, String rate, double messageUs, double byteNs, double handoffUs) {
+        if (!(latencyUs >= 0) || !(messageUs >= 0) || !(byteNs >= 0) || !(handoffUs >= 0)) {
+            throw new Main.UsageError("--latency-us, --message-us, --byte-ns and --handoff-us must be >= 0");
         }
-        return new Network(latencyUs * 1e-6, parseRate(rate), messageUs * 1e-6, handoffUs * 1e-6, parseWire(wireDtype));
+        return new Network(latencyUs * 1e-6, parseRate(rate), messageUs * 1e-6, byteNs * 1e-9, handoffUs * 1e-6, parseWire(wireDtype));
     }
 
     static int parseWire(String s) {
@@ -370,9 +374,9 @@ final class SimulateCommand implements Callable<Integer> {
             r.cost().write(saveCost);
         }
         PrintStream out = System.out;
-        out.printf(Locale.ROOT, "fitted: frontend %.0f µs per layer + %.1f µs per token per layer besides its products; per message %.0f µs "
-                + "of a core at each end and %.0f µs hand-off%n", r.cost().frontendLayerSeconds() * 1e6, r.cost().frontendTokenSeconds() * 1e6,
-                r.messageSeconds() * 1e6, r.handoffSeconds() * 1e6);
+        out.printf(Locale.ROOT, "fitted: frontend %.0f µs per layer + %.1f µs per token per layer besides its products; a message's software "
+                + "%.0f µs + %.2f ns per byte of a core at each end%n", r.cost().frontendLayerSeconds() * 1e6, r.cost().frontendTokenSeconds() * 1e6,
+                r.messageSeconds() * 1e6, r.byteSeconds() * 1e9);
         out.println("cost model: " + r.cost().source());
         out.println("| configuration | used for | measured tokens/s | predicted tokens/s | predicted step ms | error |");
         out.println("| --- | --- | ---: | ---: | ---: | ---: |");
@@ -414,7 +418,7 @@ final class SimulateCommand implements Callable<Integer> {
             PlacementChoice pc = PlacementChoice.parse(f[5].trim(), 0);
             boolean ov = f[6].trim().equals("on");
             int b = Integer.parseInt(f[7].trim());
-            Network net = new Network(Double.parseDouble(f[8]) * 1e-6, parseRate(f[9]), 0, 0, parseWire(wireDtype));
+            Network net = new Network(Double.parseDouble(f[8]) * 1e-6, parseRate(f[9]), 0, 0, 0, parseWire(wireDtype));
             int h = w == 0 ? 1 : hl == HostLayout.FRONTEND_HOST ? w + 1 : 1;
             Cluster cl = new Cluster(w, h, 1, b, ov, frontendThreads, workerThreads, parseCpu(cpu), hl);
             ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());

@@ -8,11 +8,12 @@ import java.util.function.Function;
 /**
  * Predicted against measured, for configurations run for real on this machine. Three kinds of
  * point: two single-process runs at different batch sizes fit the frontend's work outside its
- * weight products (per layer and per token); one or two runs through workers fit what a message
- * costs — with one, the cores its software takes at each end; with two, also the hand-off's wall
- * time (the point with the smaller batch, latency-bound, mostly fixes the hand-off; the larger,
- * core-bound, the cores); every other point is predicted with those figures and compared. A
- * point is accepted when the prediction is within {@link #TOLERANCE} of the measurement.
+ * weight products (per layer and per token); one or two runs through workers fit the core time a
+ * message's software takes at each end — with one, per message; with two at different batch
+ * sizes, per message and per byte (the small batch's messages are nearly all fixed cost, the
+ * large batch's mostly bytes); every other point is predicted with those figures and compared. A
+ * point is accepted when the prediction is within {@link #TOLERANCE} of the measurement. The
+ * hand-off's wall time is not fitted: it stays at the points' own (0 from a points file).
  */
 public final class Calibration {
     /** The accepted relative error of a prediction. */
@@ -20,6 +21,9 @@ public final class Calibration {
 
     /** The largest per-message cost a fit considers. */
     private static final double MAX_MESSAGE_SECONDS = 0.05;
+
+    /** The largest per-byte cost a fit considers (1 µs a byte: 1 MB/s). */
+    private static final double MAX_BYTE_SECONDS = 1e-6;
 
     /** What a measured point is used for. */
     public enum Use { FIT_FRONTEND, FIT_MESSAGE, PREDICT }
@@ -54,10 +58,10 @@ public final class Calibration {
     /**
      * @param cost           the fitted cost model
      * @param messageSeconds the fitted software cost of one message at each end (seconds of one core)
-     * @param handoffSeconds the fitted wall time of one message's hand-off (0 unless two fit-message points)
+     * @param byteSeconds    the fitted software cost per byte of a message at each end (0 unless two fit-message points)
      * @param rows           every point, in the order given
      */
-    public record Result(CostModel cost, double messageSeconds, double handoffSeconds, List<Row> rows) {
+    public record Result(CostModel cost, double messageSeconds, double byteSeconds, List<Row> rows) {
         public boolean accepted() {
             return rows.stream().allMatch(Row::accepted);
         }
@@ -75,7 +79,7 @@ public final class Calibration {
         }
         CostModel fitted = fitFrontend(frontend.get(0), frontend.get(1), cost);
         double[] msg = message.size() == 1 ? new double[] {fitMessage(message.getFirst(), fitted, 0), 0}
-                : fitMessageAndHandoff(message.get(0), message.get(1), fitted);
+                : fitMessageAndBytes(message.get(0), message.get(1), fitted);
         List<Row> rows = new ArrayList<>();
         for (Point p : points) {
             SimResult r = Simulator.run(apply(p.scenario(), fitted, msg[0], msg[1]));
@@ -84,8 +88,9 @@ public final class Calibration {
         return new Result(fitted, msg[0], msg[1], rows);
     }
 
-    private static Scenario apply(Scenario s, CostModel cost, double messageSeconds, double handoffSeconds) {
-        return new Scenario(s.model(), cost, s.network().withMessageCosts(messageSeconds, handoffSeconds), s.cluster(), s.popularity(),
+    private static Scenario apply(Scenario s, CostModel cost, double messageSeconds, double byteSeconds) {
+        Network n = s.network();
+        return new Scenario(s.model(), cost, n.withMessageCosts(messageSeconds, byteSeconds, n.handoffSeconds()), s.cluster(), s.popularity(),
                 s.placement(), s.routing(), s.steps(), s.seed());
     }
 
@@ -142,56 +147,55 @@ public final class Calibration {
 
     /**
      * The per-message core time that makes the point's prediction its measurement, with the
-     * given hand-off (bisection: more cost, fewer tokens/s); 0 when even a free message is too
-     * slow, the search's ceiling when even that is too fast.
+     * given cost per byte (bisection: more cost, fewer tokens/s); 0 when even a free message is
+     * too slow, the search's ceiling when even that is too fast.
      */
-    static double fitMessage(Point p, CostModel cost, double handoffSeconds) {
-        return bisect(m -> Simulator.run(apply(p.scenario(), cost, m, handoffSeconds)).tokensPerSecond(), p.measuredTokensPerSecond());
+    static double fitMessage(Point p, CostModel cost, double byteSeconds) {
+        return bisect(m -> Simulator.run(apply(p.scenario(), cost, m, byteSeconds)).tokensPerSecond(), p.measuredTokensPerSecond(),
+                MAX_MESSAGE_SECONDS);
     }
 
     /**
-     * Per-message core time and hand-off that make both points' predictions their measurements:
-     * for each candidate core time, the hand-off that fits the latency-bound point (the smaller
-     * batch); then the core time at which the other point fits too (bisection on the sign of its
-     * error, which need not fall with the core time: the hand-off shrinks as it grows). Best
-     * conditioned when the core-bound point hides the hand-off (overlap on).
+     * Core time per message and per byte that make both points' predictions their measurements:
+     * for each candidate cost per byte, the cost per message that fits the point with the smaller
+     * batch (small messages); then the cost per byte at which the other point fits too
+     * (bisection on the sign of its error).
      */
-    static double[] fitMessageAndHandoff(Point a, Point b, CostModel cost) {
+    static double[] fitMessageAndBytes(Point a, Point b, CostModel cost) {
         if (a.scenario().cluster().batch() == b.scenario().cluster().batch()) {
-            throw new IllegalArgumentException("the two fit-message points need different batch sizes (one latency-bound, one core-bound), both have "
+            throw new IllegalArgumentException("the two fit-message points need different batch sizes (small and large messages), both have "
                     + a.scenario().cluster().batch());
         }
         Point small = a.scenario().cluster().batch() < b.scenario().cluster().batch() ? a : b;
         Point large = small == a ? b : a;
-        Function<Double, Double> handoffFor = m -> bisect(h -> Simulator.run(apply(small.scenario(), cost, m, h)).tokensPerSecond(),
-                small.measuredTokensPerSecond());
-        Function<Double, Double> error = m -> Simulator.run(apply(large.scenario(), cost, m, handoffFor.apply(m))).tokensPerSecond()
-                - large.measuredTokensPerSecond();
+        Function<Double, Double> error = perByte -> Simulator.run(apply(large.scenario(), cost, fitMessage(small, cost, perByte), perByte))
+                .tokensPerSecond() - large.measuredTokensPerSecond();
         double lo = 0;
-        double hi = MAX_MESSAGE_SECONDS;
+        double hi = MAX_BYTE_SECONDS;
         double atLo = error.apply(lo);
         double atHi = error.apply(hi);
+        double perByte;
         if (Math.signum(atLo) == Math.signum(atHi)) {
-            // no core time fits both: the end with the smaller error
-            double m = Math.abs(atLo) <= Math.abs(atHi) ? lo : hi;
-            return new double[] {m, handoffFor.apply(m)};
-        }
-        for (int i = 0; i < 30; i++) {
-            double mid = (lo + hi) / 2;
-            if (Math.signum(error.apply(mid)) == Math.signum(atLo)) {
-                lo = mid;
-            } else {
-                hi = mid;
+            // no cost per byte fits both: the end with the smaller error
+            perByte = Math.abs(atLo) <= Math.abs(atHi) ? lo : hi;
+        } else {
+            for (int i = 0; i < 30; i++) {
+                double mid = (lo + hi) / 2;
+                if (Math.signum(error.apply(mid)) == Math.signum(atLo)) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
             }
+            perByte = (lo + hi) / 2;
         }
-        double m = (lo + hi) / 2;
-        return new double[] {m, handoffFor.apply(m)};
+        return new double[] {fitMessage(small, cost, perByte), perByte};
     }
 
-    /** The x in [0, {@link #MAX_MESSAGE_SECONDS}] where the decreasing tokensPerSecond(x) meets {@code measured}, or the end of the range it cannot reach. */
-    private static double bisect(Function<Double, Double> tokensPerSecond, double measured) {
+    /** The x in [0, max] where the decreasing tokensPerSecond(x) meets {@code measured}, or the end of the range it cannot reach. */
+    private static double bisect(Function<Double, Double> tokensPerSecond, double measured, double max) {
         double lo = 0;
-        double hi = MAX_MESSAGE_SECONDS;
+        double hi = max;
         if (tokensPerSecond.apply(lo) <= measured) {
             return 0;
         }

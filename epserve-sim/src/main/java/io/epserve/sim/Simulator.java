@@ -140,8 +140,9 @@ public final class Simulator {
     private void send(int from, int to, long bytes, Runnable then) {
         Network n = s.network();
         wireBytes += bytes;
-        pools[from].run(n.messageSeconds(), 1, () -> {
-            Runnable receive = () -> pools[to].run(n.messageSeconds(), 1, () -> at(now + n.handoffSeconds(), then));
+        double software = n.softwareSeconds(bytes);
+        pools[from].run(software, 1, () -> {
+            Runnable receive = () -> pools[to].run(software, 1, () -> at(now + n.handoffSeconds(), then));
             if (from == to) {
                 receive.run();
                 return;

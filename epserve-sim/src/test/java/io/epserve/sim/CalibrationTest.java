@@ -15,12 +15,12 @@ class CalibrationTest {
         return scenario(cost, message, 0, workers, batch, overlap, latency);
     }
 
-    static Scenario scenario(CostModel cost, double message, double handoff, int workers, int batch, boolean overlap, double latency) {
+    static Scenario scenario(CostModel cost, double message, double perByte, int workers, int batch, boolean overlap, double latency) {
         ModelShape m = SimulatorTest.model(8, 2);
         Cluster c = new Cluster(workers, workers == 0 ? 1 : workers + 1, 1, batch, overlap, 2, 1, new Cpu.OneMachine(2),
                 workers == 0 ? HostLayout.COLOCATED : HostLayout.FRONTEND_HOST);
         ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());
-        return new Scenario(m, cost, new Network(latency, 1e9, message, handoff, 4), c, pop,
+        return new Scenario(m, cost, new Network(latency, 1e9, message, perByte, 0, 4), c, pop,
                 workers == 0 ? null : SimulatorTest.CONTIGUOUS.place(m, workers, pop), Scenario.Routing.SAMPLED, 6, 2);
     }
 
@@ -54,10 +54,10 @@ class CalibrationTest {
     }
 
     @Test
-    void twoMessagePointsFitTheHandoffToo() {
+    void twoMessagePointsFitTheCostPerByteToo() {
         CostModel truth = SimulatorTest.cost(0.4e-3, 0.05e-3);
         double message = 0.2e-3;
-        double handoff = 0.35e-3;
+        double perByte = 20e-9;
         CostModel start = SimulatorTest.cost(0, 0);
         List<Calibration.Point> points = new ArrayList<>();
         Object[][] configs = {
@@ -68,13 +68,13 @@ class CalibrationTest {
                 {"1 worker, batch 16", Calibration.Use.PREDICT, 1, 16, false},
                 {"4 workers, overlap", Calibration.Use.PREDICT, 4, 16, true}};
         for (Object[] c : configs) {
-            double measured = Simulator.run(scenario(truth, message, handoff, (int) c[2], (int) c[3], (boolean) c[4], 0)).tokensPerSecond();
+            double measured = Simulator.run(scenario(truth, message, perByte, (int) c[2], (int) c[3], (boolean) c[4], 0)).tokensPerSecond();
             points.add(new Calibration.Point((String) c[0], (Calibration.Use) c[1], scenario(start, 0, (int) c[2], (int) c[3], (boolean) c[4], 0),
                     measured));
         }
         Calibration.Result r = Calibration.run(points, start);
         assertThat(r.messageSeconds()).isCloseTo(message, within(2e-6));
-        assertThat(r.handoffSeconds()).isCloseTo(handoff, within(2e-6));
+        assertThat(r.byteSeconds()).isCloseTo(perByte, within(0.2e-9));
         for (Calibration.Row row : r.rows()) {
             assertThat(row.error()).as(row.point().name()).isCloseTo(0, within(1e-3));
         }

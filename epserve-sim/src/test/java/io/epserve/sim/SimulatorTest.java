@@ -49,7 +49,7 @@ class SimulatorTest {
         ModelShape m = model(8, 2);
         CostModel cost = cost(0.3e-3, 0.01e-3);
         double msg = 0.2e-3;
-        Network net = new Network(0, Double.POSITIVE_INFINITY, msg, 0, 4);
+        Network net = new Network(0, Double.POSITIVE_INFINITY, msg, 0, 0, 4);
         int batch = 16;
         Cluster c = new Cluster(1, 1, 1, batch, false, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
         SimResult r = Simulator.run(scenario(m, cost, net, c, CONTIGUOUS, Scenario.Routing.EXPECTED));
@@ -139,7 +139,7 @@ class SimulatorTest {
         // top-1 so that the tokens a worker gets are exactly batch / W; compute free, no latency
         ModelShape m = model(8, 1);
         double bitsPerSecond = 1e9;
-        Network net = new Network(0, bitsPerSecond, 0, 0, 4);
+        Network net = new Network(0, bitsPerSecond, 0, 0, 0, 4);
         int w = 4;
         int batch = 32;
         Cluster c = new Cluster(w, w + 1, 1, batch, false, 1, 1, new Cpu.Dedicated(), HostLayout.FRONTEND_HOST);
@@ -160,7 +160,7 @@ class SimulatorTest {
         double latency = 500e-6;
         Cluster c = new Cluster(2, 3, 1, 8, false, 1, 1, new Cpu.Dedicated(), HostLayout.FRONTEND_HOST);
         SimResult none = Simulator.run(scenario(m, free(), Network.ideal(), c, CONTIGUOUS, Scenario.Routing.EXPECTED));
-        SimResult slow = Simulator.run(scenario(m, free(), new Network(latency, Double.POSITIVE_INFINITY, 0, 0, 4), c, CONTIGUOUS,
+        SimResult slow = Simulator.run(scenario(m, free(), new Network(latency, Double.POSITIVE_INFINITY, 0, 0, 0, 4), c, CONTIGUOUS,
                 Scenario.Routing.EXPECTED));
         assertThat(none.stepMean()).isCloseTo(0, within(1e-15));
         assertThat(slow.stepMean()).isCloseTo(3 * 2 * latency, within(1e-12));
@@ -171,7 +171,7 @@ class SimulatorTest {
         ModelShape m = model(8, 2);
         // the frontend's work grows with its tokens, so halving the batch halves it: the flights are then hidden
         CostModel cost = cost(0, 0.1e-3);
-        Network net = new Network(1e-3, Double.POSITIVE_INFINITY, 0, 0, 4);
+        Network net = new Network(1e-3, Double.POSITIVE_INFINITY, 0, 0, 0, 4);
         Cluster c = new Cluster(2, 3, 1, 16, false, 1, 1, new Cpu.Dedicated(), HostLayout.FRONTEND_HOST);
         SimResult off = Simulator.run(scenario(m, cost, net, c, CONTIGUOUS, Scenario.Routing.EXPECTED));
         SimResult on = Simulator.run(scenario(m, cost, net, c.withOverlap(true), CONTIGUOUS, Scenario.Routing.EXPECTED));
@@ -204,7 +204,7 @@ class SimulatorTest {
         // two cores, which the frontend's and workers' kernels also use: sharing can only be slower
         ModelShape m = model(8, 2);
         CostModel cost = cost(0.1e-3, 0.01e-3);
-        Network net = new Network(0, Double.POSITIVE_INFINITY, 0.3e-3, 0, 4);
+        Network net = new Network(0, Double.POSITIVE_INFINITY, 0.3e-3, 0, 0, 4);
         Cluster own = new Cluster(2, 1, 1, 16, true, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
         Cluster shared = new Cluster(2, 1, 1, 16, true, 2, 1, new Cpu.OneMachine(2), HostLayout.COLOCATED);
         SimResult a = Simulator.run(scenario(m, cost, net, own, CONTIGUOUS, Scenario.Routing.EXPECTED));
@@ -217,7 +217,7 @@ class SimulatorTest {
         // free compute, one worker: each sparse layer is two messages, each delayed by the hand-off
         ModelShape m = model(8, 2);
         Cluster c = new Cluster(1, 1, 1, 4, false, 1, 1, new Cpu.OneMachine(2), HostLayout.COLOCATED);
-        SimResult r = Simulator.run(scenario(m, free(), new Network(0, Double.POSITIVE_INFINITY, 0, 250e-6, 4), c, CONTIGUOUS,
+        SimResult r = Simulator.run(scenario(m, free(), new Network(0, Double.POSITIVE_INFINITY, 0, 0, 250e-6, 4), c, CONTIGUOUS,
                 Scenario.Routing.EXPECTED));
         assertThat(r.stepMean()).isCloseTo(3 * 2 * 250e-6, within(1e-12));
     }
