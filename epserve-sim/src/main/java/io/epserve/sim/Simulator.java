@@ -17,8 +17,10 @@ import java.util.SplittableRandom;
  * ends when every micro-batch has passed the head; the next starts at once (decode: each token
  * needs the last).
  *
- * <p>Resources, each first come first served: every process runs one task at a time; cores, when
- * shared ({@link Cpu}); each host's link, per direction ({@link Network}). Replicas of an expert
+ * <p>Resources: every process runs one task at a time, first come first served; cores are shared
+ * by the runnable threads as a fair scheduler shares them ({@link Cpu}), by the processes' kernels
+ * and by the messages' software at both ends; each host's link, per direction, first come first
+ * served ({@link Network}). Replicas of an expert
  * are chosen per dispatch as the dispatcher does when the combine is exact: all of an expert's
  * tokens to one replica, experts in decreasing token count each to the replica whose worker has
  * the fewest tokens so far.
