@@ -19,14 +19,14 @@
 # the median of its runs; `bench ep` also prints every run's batched figure (the spread) and the
 # per-call split of the batched decode. Environment:
 # EPSERVE_CALIBRATE_BATCH (default 16), EPSERVE_CALIBRATE_RUNS (default 3), EPSERVE_CALIBRATE_WARMUP
-# (seconds, default 15), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
+# (seconds, default 45: fresh worker JVMs are still compiling their per-call path 17–35 s after start), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
 epserve="$root/bin/epserve"
 batch=${EPSERVE_CALIBRATE_BATCH:-16}
 runs=${EPSERVE_CALIBRATE_RUNS:-3}
-warmup=${EPSERVE_CALIBRATE_WARMUP:-15}
+warmup=${EPSERVE_CALIBRATE_WARMUP:-45}
 cores=$(nproc)
 tokens=${EPSERVE_CALIBRATE_TOKENS:-16}
 shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens "$tokens" --batch "$batch" --warmup-seconds "$warmup")
