@@ -293,7 +293,7 @@ final class BenchQuantCommand implements Callable<Integer> {
                 for (int i = 0; i < loaded.size(); i++) {
                     tps[i][round] = decodeSpeed(loaded.get(i));
                     double mb = decodeBytes(loaded.get(i)) / 1e6;
-                    System.out.printf(Locale.ROOT, "| %d | %s | %.1f | %.2f× | %.0f | %.1f |%n", round + 1, labels.get(i), tps[i][round],
+                    System.out.printf(Locale.ROOT, "| %d | %s | %.1f | %.2f× | %.3g | %.1f |%n", round + 1, labels.get(i), tps[i][round],
                             tps[i][round] / tps[0][round], mb, tps[i][round] * mb / 1e3);
                     System.out.flush();
                 }
