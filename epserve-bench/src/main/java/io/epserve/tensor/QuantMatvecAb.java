@@ -33,7 +33,7 @@ public final class QuantMatvecAb {
     public static void main(String[] args) throws IOException {
         int rounds = args.length > 0 ? Integer.parseInt(args[0]) : 3;
         List<DType> dtypes = new ArrayList<>();
-        for (String d : (args.length > 1 ? args[1] : "q8_0,q4_0,q4_k").split(",")) {
+        for (String d : (args.length > 1 ? args[1] : "bf16,q8_0,q4_0,q4_k").split(",")) {
             dtypes.add(DType.parse(d));
         }
         System.out.printf(Locale.ROOT, "native: %s; load average at start: %s%n", NativeKernels.status(), loadAverage());
@@ -60,8 +60,13 @@ public final class QuantMatvecAb {
                     DType dt = dtypes.get(d);
                     for (KernelPool pool : new KernelPool[] {pool1, pool2}) {
                         double vector = pass(weights.get(d), dt, x, y, pool, false);
+                        double perWeight = dt.quantized() ? dt.blockBytes() / (double) dt.blockSize() : dt.bytes();
+                        if (!dt.quantized()) {
+                            System.out.printf(Locale.ROOT, "| %d | %s | %d | %.2f (%.1f) | — | — |%n", round, dt.label(), pool.threads(),
+                                    vector, vector * perWeight);
+                            continue;
+                        }
                         double nat = pass(weights.get(d), dt, x, y, pool, true);
-                        double perWeight = dt.blockBytes() / (double) dt.blockSize();
                         System.out.printf(Locale.ROOT, "| %d | %s | %d | %.2f (%.1f) | %.2f (%.1f) | %.2f× |%n", round, dt.label(), pool.threads(),
                                 vector, vector * perWeight, nat, nat * perWeight, nat / vector);
                     }
@@ -73,6 +78,9 @@ public final class QuantMatvecAb {
 
     /** Random quantized matrices spanning 512 MiB, each block's scales set to a small finite f16. */
     static MemorySegment[] matrices(Arena arena, DType dt) {
+        if (!dt.quantized()) {
+            return plain(arena, dt);
+        }
         long bytes = dt.bytesFor((long) N * K);
         int count = (int) ((512L << 20) / bytes + 1);
         MemorySegment[] ms = new MemorySegment[count];
@@ -94,6 +102,25 @@ public final class QuantMatvecAb {
         return ms;
     }
 
+    /** Plain-dtype matrices (BF16 only: the stored experts' dtype, for reference) of small random values, spanning 512 MiB. */
+    static MemorySegment[] plain(Arena arena, DType dt) {
+        long count = (long) N * K;
+        MemorySegment[] ms = new MemorySegment[(int) ((512L << 20) / (count * dt.bytes()) + 1)];
+        if (dt != DType.BF16) {
+            throw new IllegalArgumentException("plain dtype for reference: bf16 only, not " + dt);
+        }
+        for (int c = 0; c < ms.length; c++) {
+            MemorySegment m = arena.allocate(count * dt.bytes(), 64);
+            long s = 99 + c;
+            for (long i = 0; i < count; i++) {
+                s = s * 6364136223846793005L + 1442695040888963407L;
+                m.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Numerics.floatToBf16(((s >>> 40) - (1 << 23)) * 0x1p-23f * 0.05f));
+            }
+            ms[c] = m;
+        }
+        return ms;
+    }
+
     /**
      * Best of ~2 s of passes over all matrices; Gweights/s. With one thread the time is the
      * thread's CPU time, not wall time: on a loaded machine a preempted pass would otherwise
@@ -104,7 +131,8 @@ public final class QuantMatvecAb {
         for (int i = 0; i < ms.length; i++) {
             MemorySegment m = ms[i];
             bodies[i] = nat ? (r0, r1) -> NativeKernels.matvec(x, 0, m, dt, K, y, 0, r0, r1)
-                    : (r0, r1) -> QuantizedKernels.matvecVector(x, 0, m, dt, K, y, 0, r0, r1);
+                    : dt.quantized() ? (r0, r1) -> QuantizedKernels.matvecVector(x, 0, m, dt, K, y, 0, r0, r1)
+                    : (r0, r1) -> DenseKernels.matvec(x, 0, m, dt, K, y, 0, r0, r1);
         }
         boolean cpuTime = pool.threads() == 1;
         int chunk = pool.threads() == 1 ? N : N / (pool.threads() * 8) / 4 * 4;

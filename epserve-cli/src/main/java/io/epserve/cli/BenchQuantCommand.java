@@ -1,5 +1,6 @@
 package io.epserve.cli;
 
+import com.sun.management.OperatingSystemMXBean;
 import io.epserve.format.CheckpointException;
 import io.epserve.model.Generator;
 import io.epserve.model.LayerWeights;
@@ -15,9 +16,11 @@ import io.epserve.tensor.Tensor;
 import io.epserve.tensor.VectorKernels;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
@@ -85,7 +88,9 @@ final class BenchQuantCommand implements Callable<Integer> {
     @Option(names = "--alternate", paramLabel = "ROUNDS", description = "Decode speed only, A/B in one process: the stored "
             + "experts and each --dtypes model are all loaded, then decoded in turn (median of --runs each), ROUNDS times over, "
             + "so that a shared machine's load falls on all of them alike. Prints each round, the ratios to the stored experts, "
-            + "the bytes read per decoded token and the GB/s they come to, and the load average at start and end.")
+            + "the bytes read per decoded token and the GB/s they come to, the process's CPU time per decoded token (steadier than "
+            + "tokens/s on a loaded machine; run with -Depserve.threads=1 to keep idle workers' spinning out of it), and the load "
+            + "average at start and end.")
     Integer alternate;
 
     /** Runs without the main command registered: {@code java -cp ... io.epserve.cli.BenchQuantCommand ...}. */
@@ -259,15 +264,39 @@ final class BenchQuantCommand implements Callable<Integer> {
     }
 
     private double decodeSpeed(LoadedModel m) {
+        return decode(m).tokensPerSecond();
+    }
+
+    /**
+     * Decode figures of one model: medians over --runs of tokens/s (wall) and of the process's CPU
+     * time per decoded token, taken between the first and the last generated token (so without
+     * the prefill). On a loaded machine the CPU time is the steadier figure: time slices taken
+     * by other processes do not count in it (idle kernel workers spinning before they park do;
+     * with {@code -Depserve.threads=1} there are none).
+     */
+    private DecodeFigures decode(LoadedModel m) {
         int[] prompt = new SplittableRandom(42).ints(promptTokens, 0, m.config().vocabSize()).toArray();
-        double[] decode = new double[runs];
+        double[] tps = new double[runs];
+        double[] cpuMs = new double[runs];
         for (int i = -warmup; i < runs; i++) {
-            Generator.Result r = Generator.generate(m.transformer(), prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), t -> { });
+            long[] cpu = new long[2];
+            int[] seen = new int[1];
+            Generator.Result r = Generator.generate(m.transformer(), prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), t -> {
+                cpu[seen[0] == 0 ? 0 : 1] = processCpuNanos();
+                seen[0]++;
+            });
             if (i >= 0) {
-                decode[i] = r.decodeTokensPerSecond();
+                tps[i] = r.decodeTokensPerSecond();
+                cpuMs[i] = seen[0] > 1 ? (cpu[1] - cpu[0]) / 1e6 / (seen[0] - 1) : Double.NaN;
             }
         }
-        return BenchCommand.median(decode);
+        return new DecodeFigures(BenchCommand.median(tps), BenchCommand.median(cpuMs));
+    }
+
+    record DecodeFigures(double tokensPerSecond, double cpuMsPerToken) {}
+
+    private static long processCpuNanos() {
+        return ManagementFactory.getPlatformMXBean(OperatingSystemMXBean.class).getProcessCpuTime();
     }
 
     /** The {@code --alternate} run: every expert dtype of one model decoded in turn, round after round. */
@@ -286,26 +315,33 @@ final class BenchQuantCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "decode: prompt %d random tokens, %d greedy tokens, median of %d runs after %d warm-up, "
                     + "%d rounds; load average at start: %s%n", promptTokens, genTokens, runs, warmup, alternate, loadAverage());
             System.out.println();
-            System.out.println("| round | experts | decode tok/s | vs stored | MB read per token | GB/s |");
-            System.out.println("| ---: | --- | ---: | ---: | ---: | ---: |");
+            System.out.println("| round | experts | decode tok/s | vs stored | MB read per token | GB/s | CPU ms per token | vs stored |");
+            System.out.println("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
             double[][] tps = new double[loaded.size()][alternate];
+            double[][] cpu = new double[loaded.size()][alternate];
             for (int round = 0; round < alternate; round++) {
                 for (int i = 0; i < loaded.size(); i++) {
-                    tps[i][round] = decodeSpeed(loaded.get(i));
+                    DecodeFigures f = decode(loaded.get(i));
+                    tps[i][round] = f.tokensPerSecond();
+                    cpu[i][round] = f.cpuMsPerToken();
                     double mb = decodeBytes(loaded.get(i)) / 1e6;
-                    System.out.printf(Locale.ROOT, "| %d | %s | %.1f | %.2f× | %.3g | %.1f |%n", round + 1, labels.get(i), tps[i][round],
-                            tps[i][round] / tps[0][round], mb, tps[i][round] * mb / 1e3);
+                    System.out.printf(Locale.ROOT, "| %d | %s | %.1f | %.2f× | %.3g | %.1f | %.2f | %.2f× |%n", round + 1, labels.get(i),
+                            tps[i][round], tps[i][round] / tps[0][round], mb, tps[i][round] * mb / 1e3, cpu[i][round],
+                            cpu[0][round] / cpu[i][round]);
                     System.out.flush();
                 }
             }
             System.out.println();
             for (int i = 1; i < loaded.size(); i++) {
                 double[] ratio = new double[alternate];
+                double[] cpuRatio = new double[alternate];
                 for (int round = 0; round < alternate; round++) {
                     ratio[round] = tps[i][round] / tps[0][round];
+                    cpuRatio[round] = cpu[0][round] / cpu[i][round];
                 }
-                System.out.printf(Locale.ROOT, "%s / %s: median %.2f× (rounds %s)%n", labels.get(i), labels.get(0),
-                        BenchCommand.median(ratio), BenchCommand.fmt(ratio));
+                System.out.printf(Locale.ROOT, "%s / %s: decode tok/s median %.2f× (rounds %s); CPU time per token median %.2f× less (rounds %s)%n",
+                        labels.get(i), labels.get(0), BenchCommand.median(ratio), twoDecimals(ratio), BenchCommand.median(cpuRatio),
+                        twoDecimals(cpuRatio));
             }
             System.out.printf(Locale.ROOT, "load average at end: %s%n", loadAverage());
         } finally {
@@ -348,6 +384,10 @@ final class BenchQuantCommand implements Callable<Integer> {
             b += t == null ? 0 : t.data().byteSize();
         }
         return b;
+    }
+
+    private static String twoDecimals(double[] v) {
+        return Arrays.stream(v).mapToObj(x -> String.format(Locale.ROOT, "%.2f", x)).toList().toString();
     }
 
     /** The 1, 5 and 15 minute load averages (Linux), or "unknown". */

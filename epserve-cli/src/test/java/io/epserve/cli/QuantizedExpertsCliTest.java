@@ -125,7 +125,8 @@ class QuantizedExpertsCliTest {
         assertThat(s).contains("quantized matvec: ").contains("load average at start: ").contains("load average at end: ");
         assertThat(s).containsPattern("\\| 1 \\| bf16 \\(stored\\) \\| [0-9.]+ \\| 1\\.00× \\| [0-9.]+ \\| [0-9.]+ \\|");
         assertThat(s).containsPattern("\\| 2 \\| q8_0 \\| [0-9.]+ \\| [0-9.]+× \\|");
-        assertThat(s).containsPattern("q8_0 / bf16 \\(stored\\): median [0-9.]+× \\(rounds \\[[0-9.]+, [0-9.]+\\]\\)");
+        assertThat(s).containsPattern("q8_0 / bf16 \\(stored\\): decode tok/s median [0-9.]+× \\(rounds \\[[0-9.]+, [0-9.]+\\]\\); "
+                + "CPU time per token median [0-9.]+× less");
         // the quantized experts read fewer bytes per token than the stored ones
         Matcher rows = Pattern.compile("\\| 1 \\| (\\S+)[^|]*\\| [0-9.]+ \\| [0-9.]+× \\| ([0-9.]+) \\|").matcher(s);
         List<Double> mb = new ArrayList<>();
