@@ -28,12 +28,12 @@ import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import java.util.stream.Stream;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
 
 /**
- * {@code epserve bench quant}: what quantized experts cost and gain (issue 5 item 1). For each
+ * {@code epserve bench quant}: what quantized experts cost and gain. For each
  * model and each expert dtype: KL divergence of next-token distributions and top-1 agreement
  * against the experts as stored, over {@code --positions} seeded random tokens (one prefill,
  * every position), and with {@code --speed} decode tokens/s (a prompt of random tokens, greedy
