@@ -87,18 +87,7 @@ class QuantizedExpertsCliTest {
 
     @Test
     void benchQuantReportsAccuracyOnTheFixturesWithoutWritingIntoThem() throws IOException {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        PrintStream old = System.out;
-        int code;
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            code = new CommandLine(new BenchQuantCommand()).execute("--fixtures", CliRunner.fixtures().toString(),
-                    "--positions", "16", "--dtypes", "q8_0,q4_k");
-        } finally {
-            System.setOut(old);
-        }
-        String s = out.toString(StandardCharsets.UTF_8);
-        assertThat(code).as(s).isZero();
+        String s = benchQuant("--fixtures", CliRunner.fixtures().toString(), "--positions", "16", "--dtypes", "q8_0,q4_k");
         assertThat(s).contains("| mixtral | bf16 (stored) |").contains("| mixtral | q8_0 |").contains("| mixtral_f32 | f32 (stored) |");
         assertThat(s).containsPattern("\\| olmoe \\| q4_k \\| — \\| refused: .*256");
         try (Stream<Path> w = Files.walk(CliRunner.fixtures())) {
@@ -110,18 +99,8 @@ class QuantizedExpertsCliTest {
     @Test
     void benchQuantAlternatesStoredAndQuantizedDecode() throws IOException {
         Path dir = copy("qwen2_moe");
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        PrintStream old = System.out;
-        int code;
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            code = new CommandLine(new BenchQuantCommand()).execute("--model", dir.toString(), "--alternate", "2", "--dtypes", "q8_0",
-                    "--prompt-tokens", "4", "--gen-tokens", "3", "--runs", "1", "--warmup", "0");
-        } finally {
-            System.setOut(old);
-        }
-        String s = out.toString(StandardCharsets.UTF_8);
-        assertThat(code).as(s).isZero();
+        String s = benchQuant("--model", dir.toString(), "--alternate", "2", "--dtypes", "q8_0",
+                "--prompt-tokens", "4", "--gen-tokens", "3", "--runs", "1", "--warmup", "0");
         assertThat(s).contains("quantized matvec: ").contains("load average at start: ").contains("load average at end: ");
         assertThat(s).containsPattern("\\| 1 \\| bf16 \\(stored\\) \\| [0-9.]+ \\| 1\\.00× \\| [0-9.]+ \\| [0-9.]+ \\|");
         assertThat(s).containsPattern("\\| 2 \\| q8_0 \\| [0-9.]+ \\| [0-9.]+× \\|");
@@ -139,5 +118,21 @@ class QuantizedExpertsCliTest {
         CliRunner.Outcome zero = CliRunner.inProcess("bench", "quant", "--model", dir.toString(), "--alternate", "0");
         assertThat(zero.exitCode()).isEqualTo(2);
         assertThat(zero.err()).contains("--alternate needs at least 1 round");
+    }
+
+    /** Runs BenchQuantCommand in process (it writes its tables to System.out), expects exit code 0, returns stdout. */
+    private static String benchQuant(String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        PrintStream old = System.out;
+        int code;
+        try {
+            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+            code = new CommandLine(new BenchQuantCommand()).execute(args);
+        } finally {
+            System.setOut(old);
+        }
+        String s = out.toString(StandardCharsets.UTF_8);
+        assertThat(code).as(s).isZero();
+        return s;
     }
 }
