@@ -3,6 +3,7 @@ package io.epserve.model.quant;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.epserve.format.SourceKey;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.format.Progress;
