@@ -169,6 +169,18 @@ class QuantizedExpertsTest {
     }
 
     @Test
+    void expertsWithBiasesAreNotConverted() throws IOException {
+        Path dir = copy("gpt_oss");
+        ModelConfig cfg = config(dir);
+        assertThatThrownBy(() -> load(dir, DType.Q8_0)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("GptOssForCausalLM: its experts are computed on as stored (MXFP4 with biases); --expert-dtype does not apply");
+        // a worker opens the cache directly: refused the same way, before anything is written
+        assertThatThrownBy(() -> QuantizedExperts.open(dir, cfg, DType.Q8_0, QuantizedExperts.CacheOptions.defaults()
+                .withFallbackDir(tmp.resolve("fb")))).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("MXFP4 with biases");
+        assertThat(dir.resolve(".epserve-cache")).doesNotExist();
+    }
+
+    @Test
     void fallsBackWhenTheModelDirectoryCannotHoldTheCache() throws IOException {
         Path dir = copy("olmoe");
         Files.writeString(dir.resolve(".epserve-cache"), "a file where the cache folder would go");
