@@ -9,6 +9,8 @@ import java.util.concurrent.CyclicBarrier;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
+import java.nio.file.Files;
+import java.nio.file.Path;
 
 /**
  * The two limits the kernels are judged against, measured on this machine:
@@ -50,7 +52,7 @@ public final class MachineLimits {
 
     static String cpuName() {
         try {
-            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/cpuinfo"))) {
+            for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
                 if (line.startsWith("model name")) {
                     return line.substring(line.indexOf(':') + 1).trim();
                 }

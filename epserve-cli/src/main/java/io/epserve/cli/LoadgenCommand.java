@@ -30,6 +30,7 @@ import org.HdrHistogram.ConcurrentHistogram;
 import org.HdrHistogram.Histogram;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import java.io.UncheckedIOException;
 
 /**
  * {@code epserve loadgen}: closed-loop load on an OpenAI-compatible server. C clients each send a
@@ -293,7 +294,7 @@ final class LoadgenCommand implements Callable<Integer> {
                     usageTokens = chunk.get("usage").path("completion_tokens").asInt();
                 }
             }
-        } catch (IOException | java.io.UncheckedIOException e) {
+        } catch (IOException | UncheckedIOException e) {
             throw new Failure(describe(e));
         }
         long end = System.nanoTime();

@@ -13,6 +13,7 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
+import java.util.Arrays;
 
 /** {@code epserve logits}: one forward pass over given tokens; prints logits and routing. */
 @Command(name = "logits", mixinStandardHelpOptions = true,
@@ -62,7 +63,7 @@ final class LogitsCommand implements Callable<Integer> {
                 routing.forEach((layer, r) -> {
                     out.printf("layer %d experts:", layer);
                     for (int t = 0; t < r.tokens(); t++) {
-                        out.print(" " + java.util.Arrays.toString(r.expertsOf(t)));
+                        out.print(" " + Arrays.toString(r.expertsOf(t)));
                     }
                     out.println();
                 });

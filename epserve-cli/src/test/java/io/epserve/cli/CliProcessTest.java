@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import java.util.Arrays;
 
 /** The CLI as a user meets it: real processes, exit codes, one-line errors, the demo model out of the box. */
 class CliProcessTest {
@@ -105,7 +106,7 @@ class CliProcessTest {
         Path model = copyFixture("mixtral");
         Path st = model.resolve("model.safetensors");
         byte[] b = Files.readAllBytes(st);
-        Files.write(st, java.util.Arrays.copyOf(b, b.length / 2));
+        Files.write(st, Arrays.copyOf(b, b.length / 2));
         assertCleanError(CliRunner.process(Map.of(), "logits", "--model", model.toString(), "--tokens", "1,2"),
                 "model.safetensors", "truncated");
     }

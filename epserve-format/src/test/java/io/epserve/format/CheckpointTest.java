@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import java.lang.foreign.Arena;
 
 class CheckpointTest {
     @TempDir
@@ -106,7 +107,7 @@ class CheckpointTest {
                 for (int bad = 0; bad < n; bad++) {
                     float[] v = new float[n];
                     v[bad] = bad % 2 == 0 ? Float.POSITIVE_INFINITY : Float.NaN;
-                    var seg = java.lang.foreign.Arena.ofAuto().allocate(t.bytesFor(n));
+                    var seg = Arena.ofAuto().allocate(t.bytesFor(n));
                     for (int i = 0; i < n; i++) {
                         switch (t) {
                             case F32 -> seg.set(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i * 4L, v[i]);

@@ -11,6 +11,7 @@ import io.epserve.tensor.DType;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 
 /**
  * A model ready to run: its checkpoint mapped, config and weights validated, routed experts
@@ -166,8 +167,8 @@ public final class LoadedModel implements AutoCloseable {
     }
 
     /** The converted routed experts (with {@link Options#expertDType}), if any were made. */
-    public java.util.Optional<QuantizedExperts> convertedExperts() {
-        return java.util.Optional.ofNullable(convertedExperts);
+    public Optional<QuantizedExperts> convertedExperts() {
+        return Optional.ofNullable(convertedExperts);
     }
 
     public Checkpoint checkpoint() {

@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
+import java.util.stream.Stream;
 
 /**
  * A token's logits do not depend on what else is in its step: several sequences batched in one
@@ -14,7 +15,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * logits as each sequence alone.
  */
 class BatchedStepTest {
-    static java.util.stream.Stream<String> models() {
+    static Stream<String> models() {
         return Fixtures.MODELS.stream();
     }
 

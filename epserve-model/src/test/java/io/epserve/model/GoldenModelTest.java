@@ -9,11 +9,12 @@ import java.util.HashMap;
 import java.util.Map;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
+import java.util.stream.Stream;
 
 /** End to end against the float64 reference: logits, routing and greedy generation of every fixture. */
 class GoldenModelTest {
 
-    static java.util.stream.Stream<String> models() {
+    static Stream<String> models() {
         return Fixtures.MODELS.stream();
     }
 

@@ -7,10 +7,11 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
+import java.util.stream.Stream;
 
 /** Experts on 1, 2 and 4 in-process workers, under both placement policies, are the same function. */
 class InProcessWorkersTest {
-    static java.util.stream.Stream<String> models() {
+    static Stream<String> models() {
         return Fixtures.MODELS.stream();
     }
 

@@ -57,7 +57,7 @@ import io.epserve.rpc.v1.Holder;
  * are decoded on the transport thread (the channel uses a direct executor), so the caller wakes
  * once with everything ready.
  *
- * <p>Failures (issue 3 item 6) are exceptions, never hangs or wrong numbers: a worker that dies,
+ * <p>Failures are exceptions, never hangs or wrong numbers: a worker that dies,
  * hangs past the deadline or answers garbage makes the dispatch throw {@link WorkerException}
  * naming it and the layer, and its channel is dropped so the next dispatch reconnects. A worker
  * that answers FAILED_PRECONDITION (it restarted and lost its share, or holds another epoch) is

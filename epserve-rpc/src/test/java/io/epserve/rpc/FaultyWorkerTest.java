@@ -85,7 +85,7 @@ class FaultyWorkerTest {
                     computes.incrementAndGet();
                     int n = r.getTokens() * r.getHidden();
                     float[] ones = new float[n];
-                    java.util.Arrays.fill(ones, 1f);
+                    Arrays.fill(ones, 1f);
                     ComputeResponse.Builder b = ComputeResponse.newBuilder().setId(r.getId()).setComputeNanos(1000)
                             .setPartialSums(r.getDtype() == WireDType.WIRE_DTYPE_F32_EXACT ? exactOnes(r)
                                     : WireTensors.encode(ones, 0, n, r.getDtype()));

@@ -24,6 +24,8 @@ import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * One generation request on one connection, from submission to the last byte of its response.
@@ -62,8 +64,8 @@ final class CompletionExchange implements TokenListener {
     private final StopStrings stops;
     private final StringBuilder text = new StringBuilder();
     /** With return_token_ids: all generated ids, and those not yet sent in a stream chunk. */
-    private final java.util.List<Integer> allIds = new java.util.ArrayList<>();
-    private final java.util.List<Integer> unsentIds = new java.util.ArrayList<>();
+    private final List<Integer> allIds = new ArrayList<>();
+    private final List<Integer> unsentIds = new ArrayList<>();
     private final GenerationRequest engineRequest;
 
     private RequestHandle handle;

@@ -14,6 +14,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
+import java.io.IOException;
 
 /**
  * Reads and checks the body of {@code /v1/completions} and {@code /v1/chat/completions} as
@@ -71,7 +72,7 @@ final class RequestParser {
             root = reader.readTree(body);
         } catch (JsonProcessingException e) {
             throw ApiError.badRequest("the request body is not valid JSON: " + e.getOriginalMessage(), null);
-        } catch (java.io.IOException e) {
+        } catch (IOException e) {
             throw ApiError.badRequest("cannot read the request body: " + e.getMessage(), null);
         }
         if (root == null || root.isMissingNode() || !root.isObject()) {

@@ -7,6 +7,7 @@ import java.net.http.HttpResponse;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import java.util.HashMap;
 
 /** Request forms over raw HTTP: prompts as token ids, text-part messages, the extensions. */
 class CompletionsApiTest {
@@ -69,7 +70,7 @@ class CompletionsApiTest {
     }
 
     private static Map<String, Object> with(Map<String, Object> base, String key, Object value) {
-        Map<String, Object> m = new java.util.HashMap<>(base);
+        Map<String, Object> m = new HashMap<>(base);
         m.put(key, value);
         return m;
     }

@@ -15,6 +15,8 @@ import org.openqa.selenium.JavascriptExecutor;
 import org.openqa.selenium.chrome.ChromeDriver;
 import org.openqa.selenium.chrome.ChromeDriverService;
 import org.openqa.selenium.chrome.ChromeOptions;
+import java.util.logging.Level;
+import java.util.logging.Logger;
 
 /**
  * The live view in headless Chromium (through chromedriver): the page connects to the live feed,
@@ -27,10 +29,10 @@ import org.openqa.selenium.chrome.ChromeOptions;
  */
 class LiveViewBrowserTest {
     /** Selenium warns that it has no DevTools bindings for this Chromium's version; this test does not use DevTools. */
-    private static final java.util.logging.Logger CDP_LOG = java.util.logging.Logger.getLogger("org.openqa.selenium.devtools");
+    private static final Logger CDP_LOG = Logger.getLogger("org.openqa.selenium.devtools");
 
     static {
-        CDP_LOG.setLevel(java.util.logging.Level.SEVERE);
+        CDP_LOG.setLevel(Level.SEVERE);
     }
 
     @TempDir

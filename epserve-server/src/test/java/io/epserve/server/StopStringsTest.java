@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.util.List;
 import org.junit.jupiter.api.Test;
+import java.util.Random;
 
 class StopStringsTest {
     /** Feeds the pieces; returns what was released, with "|" where the matcher said stop. */
@@ -71,7 +72,7 @@ class StopStringsTest {
 
     @Test
     void releasedTextPlusHeldTextIsTheInputWhenNoStopMatches() {
-        java.util.Random r = new java.util.Random(1);
+        Random r = new Random(1);
         for (int round = 0; round < 200; round++) {
             StringBuilder in = new StringBuilder();
             StringBuilder out = new StringBuilder();

@@ -10,6 +10,7 @@ import java.lang.foreign.MemorySegment;
 
 import io.epserve.tensor.VectorKernels.Scratch;
 import jdk.incubator.vector.FloatVector;
+import java.util.Arrays;
 
 /**
  * The matmul for BF16 weights and {@link #MIN_TOKENS}..{@link #MAX_TOKENS} tokens (the few tokens
@@ -99,7 +100,7 @@ final class GroupKernels {
                 System.arraycopy(x, xOff + u * k + c, xi, d + u * L, L);
             }
             if (tokens < GROUP) {
-                java.util.Arrays.fill(xi, d + tokens * L, d + GROUP * L, 0f);
+                Arrays.fill(xi, d + tokens * L, d + GROUP * L, 0f);
             }
         }
     }

@@ -11,6 +11,7 @@ import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
+import java.lang.foreign.ValueLayout;
 
 /**
  * The fast twin of {@link ScalarKernels}: the one place the Vector API appears (DESIGN.md §3.1),
@@ -76,8 +77,8 @@ public final class VectorKernels {
     static final VectorSpecies<Byte> B = F.vectorBitSize() / 4 >= 64
             ? VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4)) : null;
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
-    static final java.lang.foreign.ValueLayout.OfLong I64_LE = java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED.withOrder(LE);
-    static final java.lang.foreign.ValueLayout.OfInt I32_LE = java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
+    static final ValueLayout.OfLong I64_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(LE);
+    static final ValueLayout.OfInt I32_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
 
     /** Below this many multiply-adds a matmul runs on the caller alone: hand-off would cost more. */
     static final long SERIAL_MACS = 1L << 15;

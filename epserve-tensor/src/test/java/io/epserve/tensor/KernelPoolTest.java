@@ -8,6 +8,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 
 import org.junit.jupiter.api.Test;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 
 class KernelPoolTest {
 
@@ -34,7 +36,7 @@ class KernelPoolTest {
     @Test
     void workersShareTheWork() throws Exception {
         try (KernelPool pool = new KernelPool(2)) {
-            java.util.Set<Thread> seen = java.util.concurrent.ConcurrentHashMap.newKeySet();
+            Set<Thread> seen = ConcurrentHashMap.newKeySet();
             for (int call = 0; call < 200 && seen.size() < 2; call++) {
                 pool.parallelFor(64, 1, (from, to) -> {
                     seen.add(Thread.currentThread());

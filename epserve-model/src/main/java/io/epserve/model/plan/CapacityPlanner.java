@@ -10,9 +10,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.IntStream;
+import java.math.BigDecimal;
 
 /**
- * Plans memory from config.json alone (issue 5, item 5): the bytes of each expert worker and of
+ * Plans memory from config.json alone: the bytes of each expert worker and of
  * the frontend for a placement, whether they fit, and the fewest workers that would.
  *
  * <p>A worker holds the routed experts its placement gives it, each replica counted fully. With
@@ -187,7 +188,7 @@ public final class CapacityPlanner {
         ModelConfig c = model.config();
         List<String> n = new ArrayList<>();
         n.add("Bytes are weights at rest: routed experts in " + o.expertDtype() + " ("
-                + new java.math.BigDecimal(o.expertDtype().bitsPerWeight()).stripTrailingZeros().toPlainString() + " bits per weight"
+                + new BigDecimal(o.expertDtype().bitsPerWeight()).stripTrailingZeros().toPlainString() + " bits per weight"
                 + (o.expertDtype().quantized() ? ", GGUF blocks of " + o.expertDtype().blockSize() + " weights in " + o.expertDtype().blockBytes() + " B" : "")
                 + "), every other weight in " + o.weightDtype() + ".");
         n.add("Each process (the frontend and every worker) is allowed " + ByteSize.format(o.overheadBytes())

@@ -5,6 +5,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.Arrays;
 
 /**
  * The {@code pre_tokenizer} of {@code tokenizer.json}: cuts normalized text into pieces
@@ -228,7 +229,7 @@ sealed interface PreTokenizer {
 
     private static int[] put(int[] seg, int i, int start, int end, int match) {
         if (3 * i + 3 > seg.length) {
-            seg = java.util.Arrays.copyOf(seg, seg.length * 2);
+            seg = Arrays.copyOf(seg, seg.length * 2);
         }
         seg[3 * i] = start;
         seg[3 * i + 1] = end;

@@ -19,6 +19,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
+import java.util.List;
 
 /** Parameter counts from config.json: exact against the fixtures' tensors, within 1% of published totals. */
 class ParameterCountTest {
@@ -33,7 +34,7 @@ class ParameterCountTest {
         }
     }
 
-    static java.util.List<String> fixtures() {
+    static List<String> fixtures() {
         return Fixtures.MODELS;
     }
 

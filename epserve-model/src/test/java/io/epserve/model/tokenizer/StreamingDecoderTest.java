@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
+import java.util.Arrays;
 
 class StreamingDecoderTest {
 
@@ -44,7 +45,7 @@ class StreamingDecoderTest {
                     ids[i] = r.nextInt(4) == 0 ? r.nextInt(tok.vocabSize()) : byteToken(tok, name, r);
                 }
                 for (boolean skip : new boolean[] {true, false}) {
-                    assertThat(stream(tok.streamingDecoder(skip), ids)).as("%s %s", name, java.util.Arrays.toString(ids))
+                    assertThat(stream(tok.streamingDecoder(skip), ids)).as("%s %s", name, Arrays.toString(ids))
                             .isEqualTo(tok.decode(ids, skip));
                 }
             }
