@@ -1,11 +1,10 @@
 package io.epserve.bench;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-
 import io.epserve.tensor.DType;
 import io.epserve.tensor.Numerics;
 import io.epserve.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 /** Weight matrices for benchmarks: off-heap, little-endian, small random values (no denormals). */

@@ -8,12 +8,12 @@ import io.epserve.model.LoadedModel;
 import io.epserve.moe.RoutingResult;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.util.Arrays;
 import java.util.TreeMap;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
-import java.util.Arrays;
 
 /** {@code epserve logits}: one forward pass over given tokens; prints logits and routing. */
 @Command(name = "logits", mixinStandardHelpOptions = true,

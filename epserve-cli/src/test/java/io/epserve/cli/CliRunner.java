@@ -1,16 +1,16 @@
 package io.epserve.cli;
 
 import java.io.ByteArrayOutputStream;
+import java.io.File;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import java.io.File;
-import java.nio.file.Files;
 
 /** Runs the CLI in this JVM (fast) or as a real process (exit codes, stderr, no stack traces). */
 final class CliRunner {

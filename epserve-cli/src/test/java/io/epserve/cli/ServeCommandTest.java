@@ -7,12 +7,16 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Progress;
 import io.epserve.model.demo.DemoModel;
+import io.epserve.rpc.WorkerModel;
+import io.epserve.rpc.WorkerServer;
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.net.ConnectException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -26,10 +30,6 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
-import io.epserve.rpc.WorkerServer;
-import io.epserve.rpc.WorkerModel;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 
 /** {@code epserve serve} on the tiny demo model: options, URLs, the API it serves, shutdown. */
 class ServeCommandTest {

@@ -1,8 +1,8 @@
 package io.epserve.model;
 
 import io.epserve.moe.RoutingBuffers;
-import java.util.concurrent.CompletableFuture;
 import java.util.Arrays;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * The working memory of one {@link MoeTransformer} step (DESIGN.md §3.4: preallocated state):

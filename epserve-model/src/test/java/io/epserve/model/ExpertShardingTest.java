@@ -8,16 +8,16 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.ExpertShards;
 import io.epserve.moe.ExpertWorker;
 import io.epserve.moe.InProcessDispatcher;
-import java.util.List;
-import java.util.stream.IntStream;
-import org.junit.jupiter.api.Test;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.MethodSource;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Set;
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 
 /** Experts split into K shards over K different workers compute the same function as whole experts. */
 class ExpertShardingTest {

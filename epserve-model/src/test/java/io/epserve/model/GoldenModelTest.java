@@ -7,9 +7,9 @@ import io.epserve.moe.RoutingResult;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
-import java.util.stream.Stream;
 
 /** End to end against the float64 reference: logits, routing and greedy generation of every fixture. */
 class GoldenModelTest {

@@ -2,13 +2,13 @@ package io.epserve.moe;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
-import java.util.Arrays;
 
 /** Replica choice of {@link DispatchPlan}: per step (split by load) for exact partial sums, per token otherwise. */
 class DispatchPlanTest {

@@ -4,10 +4,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.epserve.tensor.ScalarKernels;
 import io.epserve.tensor.Tensor;
-import java.util.SplittableRandom;
-import org.junit.jupiter.api.Test;
 import java.util.List;
+import java.util.SplittableRandom;
 import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
 
 class InProcessDispatcherTest {
     static final int H = 24;

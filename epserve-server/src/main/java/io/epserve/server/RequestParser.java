@@ -8,13 +8,13 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectReader;
 import io.epserve.model.sampling.SamplingParams;
 import io.epserve.model.tokenizer.Tokenizer;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ThreadLocalRandom;
-import java.io.IOException;
 
 /**
  * Reads and checks the body of {@code /v1/completions} and {@code /v1/chat/completions} as

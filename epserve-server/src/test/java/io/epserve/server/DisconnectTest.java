@@ -3,10 +3,10 @@ package io.epserve.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import java.util.Map;
-import org.junit.jupiter.api.Test;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
 
 /** A client that goes away mid-stream has its request cancelled and its KV blocks freed. */
 class DisconnectTest {

@@ -4,14 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.engine.EngineConfig;
-import java.net.http.HttpResponse;
-import java.util.Map;
-import java.util.stream.IntStream;
-import org.junit.jupiter.api.Test;
-import java.net.http.HttpRequest;
 import java.net.URI;
 import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.util.Map;
 import java.util.function.Function;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
 
 /** Every error status of the API, over raw HTTP, with OpenAI's error JSON. */
 class ErrorStatusTest {

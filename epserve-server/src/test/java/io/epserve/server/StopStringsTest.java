@@ -3,8 +3,8 @@ package io.epserve.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.util.List;
-import org.junit.jupiter.api.Test;
 import java.util.Random;
+import org.junit.jupiter.api.Test;
 
 class StopStringsTest {
     /** Feeds the pieces; returns what was released, with "|" where the matcher said stop. */

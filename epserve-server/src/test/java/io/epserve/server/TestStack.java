@@ -19,9 +19,9 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.function.BooleanSupplier;
 import java.util.function.UnaryOperator;
-import java.util.Optional;
 
 /**
  * A real server on 127.0.0.1 (port 0) with the real engine over the tiny demo model (2 layers,

@@ -13,11 +13,10 @@ import static io.epserve.tensor.VectorKernels.loadF32;
 import static io.epserve.tensor.VectorKernels.scratch;
 import static io.epserve.tensor.VectorKernels.widen;
 
-import java.lang.foreign.MemorySegment;
-
 import io.epserve.tensor.VectorKernels.Scratch;
-import jdk.incubator.vector.FloatVector;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import jdk.incubator.vector.FloatVector;
 
 /**
  * The matmul kernels for float weights (F32, BF16, F16) behind {@link VectorKernels#matmul}, which

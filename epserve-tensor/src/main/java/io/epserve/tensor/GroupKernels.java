@@ -6,11 +6,10 @@ import static io.epserve.tensor.VectorKernels.hsum;
 import static io.epserve.tensor.VectorKernels.loadBF16;
 import static io.epserve.tensor.VectorKernels.scratch;
 
-import java.lang.foreign.MemorySegment;
-
 import io.epserve.tensor.VectorKernels.Scratch;
-import jdk.incubator.vector.FloatVector;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import jdk.incubator.vector.FloatVector;
 
 /**
  * The matmul for BF16 weights and {@link #MIN_TOKENS}..{@link #MAX_TOKENS} tokens (the few tokens

@@ -4,13 +4,13 @@ import io.epserve.model.KvLayout;
 import io.epserve.model.KvOptions;
 import io.epserve.model.ModelConfig;
 import io.epserve.moe.ExpertPlacement;
+import java.math.BigDecimal;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.IntStream;
-import java.math.BigDecimal;
 
 /**
  * Plans memory from config.json alone: the bytes of each expert worker and of

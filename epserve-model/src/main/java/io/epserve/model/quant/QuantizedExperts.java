@@ -4,9 +4,9 @@ import io.epserve.format.CacheFile;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.format.Progress;
-import io.epserve.format.SourceKey;
 import io.epserve.format.SafetensorsFile;
 import io.epserve.format.SafetensorsWriter;
+import io.epserve.format.SourceKey;
 import io.epserve.format.Validation;
 import io.epserve.model.CheckpointExperts;
 import io.epserve.model.ModelConfig;
@@ -23,9 +23,9 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
-import java.util.Arrays;
 
 /**
  * The routed experts of a checkpoint in another dtype (GGUF block quantization Q8_0 / Q4_0 /

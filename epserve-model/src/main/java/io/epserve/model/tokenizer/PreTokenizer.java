@@ -2,10 +2,10 @@ package io.epserve.model.tokenizer;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.Arrays;
 
 /**
  * The {@code pre_tokenizer} of {@code tokenizer.json}: cuts normalized text into pieces

@@ -6,20 +6,20 @@ import static org.assertj.core.api.Assertions.within;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Checkpoint;
+import io.epserve.format.Progress;
 import io.epserve.format.SafetensorsFile;
 import io.epserve.model.Fixtures;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.demo.DemoModel;
-import io.epserve.format.Progress;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
-import java.util.List;
 
 /** Parameter counts from config.json: exact against the fixtures' tensors, within 1% of published totals. */
 class ParameterCountTest {

@@ -3,11 +3,11 @@ package io.epserve.model.quant;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.epserve.format.SourceKey;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.format.Progress;
 import io.epserve.format.SafetensorsFile;
+import io.epserve.format.SourceKey;
 import io.epserve.model.Fixtures;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.ModelConfig;

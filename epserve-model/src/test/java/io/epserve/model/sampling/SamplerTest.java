@@ -6,11 +6,11 @@ import static org.assertj.core.api.Assertions.within;
 
 import java.lang.management.ManagementFactory;
 import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.random.RandomGenerator;
 import org.junit.jupiter.api.Test;
-import java.util.HashSet;
-import java.util.Set;
 
 /**
  * Filters on small hand-made distributions, seeded reproducibility and sample frequencies. All

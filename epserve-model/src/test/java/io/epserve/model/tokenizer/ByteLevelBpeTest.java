@@ -4,13 +4,13 @@ import static io.epserve.model.tokenizer.TestTokenizers.load;
 import static io.epserve.model.tokenizer.TestTokenizers.variant;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.nio.charset.StandardCharsets;
+import java.text.Normalizer;
 import java.time.Duration;
 import org.junit.jupiter.api.Test;
-import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
-import java.text.Normalizer;
 
 /**
  * The GPT-2 / Qwen style tokenizer in {@code tokenizer/gpt2-mini}: ids 0..255 are the bytes in

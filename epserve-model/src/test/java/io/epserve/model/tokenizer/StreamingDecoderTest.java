@@ -4,9 +4,9 @@ import static io.epserve.model.tokenizer.TestTokenizers.load;
 import static io.epserve.model.tokenizer.TestTokenizers.stream;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
-import java.util.Arrays;
 
 class StreamingDecoderTest {
 
