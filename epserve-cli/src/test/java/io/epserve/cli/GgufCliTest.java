@@ -4,7 +4,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.Arrays;
 import org.junit.jupiter.api.Test;
@@ -14,8 +17,19 @@ import org.junit.jupiter.api.io.TempDir;
 class GgufCliTest {
     static final ObjectMapper JSON = new ObjectMapper();
 
-    static Path gguf(String file) {
-        return CliRunner.fixtures().resolve("gguf").resolve(file);
+    /** Links to the GGUF fixtures: the tensors converted from them are cached beside the links, not in the shared fixtures. */
+    @TempDir
+    static Path links;
+
+    static synchronized Path gguf(String file) {
+        Path shared = CliRunner.fixtures().resolve("gguf").resolve(file);
+        Path link = links.resolve(file);
+        try {
+            return !file.endsWith(".gguf") ? shared
+                    : Files.exists(link, LinkOption.NOFOLLOW_LINKS) ? link : Files.createSymbolicLink(link, shared);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 
     @Test

@@ -17,8 +17,10 @@ import java.util.List;
  *                {prefix}.experts.{e}.{w2|down_proj}.weight [H, I]
  *   stacked:     {prefix}.experts.gate_up_proj [E, 2I, H]   (rows 0..I-1 gate, I..2I-1 up)
  *                {prefix}.experts.down_proj    [E, H, I]    (transformers 5)
+ *   MXFP4:       {prefix}.experts.{gate_up,down}_proj_{blocks,scales,bias}  (gpt-oss, {@link Mxfp4Experts})
  * </pre>
- * with {prefix} = model.layers.L.block_sparse_moe (Mixtral) or model.layers.L.mlp.
+ * with {prefix} = model.layers.L.block_sparse_moe (Mixtral) or model.layers.L.mlp. Experts with
+ * biases (gpt-oss) are read in the MXFP4 layout.
  */
 public final class CheckpointExperts implements ExpertStore {
     private final ModelConfig cfg;
@@ -26,6 +28,9 @@ public final class CheckpointExperts implements ExpertStore {
     private final ExpertWeights[][] experts;
 
     public CheckpointExperts(ModelConfig cfg, Checkpoint ckpt) {
+        if (cfg.ffn().expertBias()) {
+            Mxfp4Experts.requireBlockShapes(cfg);
+        }
         this.cfg = cfg;
         this.ckpt = ckpt;
         this.experts = new ExpertWeights[cfg.layers()][];
@@ -64,9 +69,15 @@ public final class CheckpointExperts implements ExpertStore {
         return w;
     }
 
-    /** Names of the tensors that hold one expert (for a stacked layout, the whole stacked tensors). */
+    /**
+     * Names of the tensors that hold one expert (for a stacked layout, the whole stacked tensors;
+     * for MXFP4 also the raw block and scale tensors, which have no float dtype).
+     */
     public List<String> tensorNames(int layer, int e) {
         String ep = moePrefix(ckpt, layer) + ".experts.";
+        if (cfg.ffn().expertBias()) {
+            return Mxfp4Experts.tensorNames(ep);
+        }
         if (ckpt.has(ep + "gate_up_proj")) {
             return List.of(ep + "gate_up_proj", ep + "down_proj");
         }
@@ -81,6 +92,9 @@ public final class CheckpointExperts implements ExpertStore {
         int h = cfg.hidden();
         int inter = cfg.moeIntermediate();
         String ep = moePrefix(ckpt, layer) + ".experts.";
+        if (cfg.ffn().expertBias()) {
+            return Mxfp4Experts.resolve(cfg, ckpt, ep, e);
+        }
         if (ckpt.has(ep + "gate_up_proj")) {
             Tensor gu = ckpt.tensor(ep + "gate_up_proj");
             // with 2I == H both layouts have one shape: it is read as transformers 5 writes it

@@ -114,9 +114,8 @@ public final class LoadedModel implements AutoCloseable {
             ModelConfig cfg = ModelConfig.from(ckpt.config());
             ModelWeights w = ModelWeights.load(cfg, ckpt);
             boolean local = options.dispatchers().local();
-            if (options.expertDType() != null && cfg.ffn().expertBias()) {
-                throw new IllegalArgumentException(cfg.architecture().hfName() + ": its experts are computed on as stored (MXFP4 with "
-                        + "biases); --expert-dtype does not apply");
+            if (options.expertDType() != null) {
+                QuantizedExperts.requireConvertible(cfg);
             }
             if (local && options.expertDType() != null && !storedAs(w, cfg, options.expertDType())) {
                 q = QuantizedExperts.open(dir, cfg, options.expertDType(),

@@ -42,8 +42,7 @@ public final class ModelWeights implements ExpertStore {
         for (int l = 0; l < cfg.layers(); l++) {
             layers.add(loadLayer(l));
         }
-        // gpt-oss ships its experts as MXFP4 blocks with biases; every other architecture as CheckpointExperts reads
-        routed = cfg.ffn().expertBias() ? new Mxfp4Experts(cfg, ckpt) : experts;
+        routed = experts;
     }
 
     private ModelWeights(ModelWeights base, ExpertStore routed) {

@@ -2,7 +2,6 @@ package io.epserve.model;
 
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
-import io.epserve.moe.ExpertStore;
 import io.epserve.moe.ExpertWeights;
 import io.epserve.moe.GatedActivation;
 import io.epserve.tensor.DType;
@@ -11,6 +10,7 @@ import io.epserve.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.List;
 
 /**
  * gpt-oss's routed experts as OpenAI ships them: MXFP4 blocks and E8M0 scales per projection,
@@ -26,49 +26,35 @@ import java.lang.foreign.ValueLayout;
  * with {prefix} = model.layers.L.mlp.experts; in a block, byte j holds weights 2j (low nibble)
  * and 2j + 1 (high). Each expert's rows are repacked once, without rounding, into
  * {@link DType#MXFP4} blocks (scale byte, then byte j = weights j and j + 16), which the kernels
- * compute on directly; the activation is the clamped SwiGLU of the config.
+ * compute on directly; the activation is the clamped SwiGLU of the config. {@link CheckpointExperts}
+ * reads this layout through here, so the in-process engine, expert workers and a frontend's
+ * failover all hold the same experts.
  */
-final class Mxfp4Experts implements ExpertStore {
-    private final ModelConfig cfg;
-    private final Checkpoint ckpt;
-    private final ExpertWeights[][] experts;
+final class Mxfp4Experts {
+    private Mxfp4Experts() {}
 
-    Mxfp4Experts(ModelConfig cfg, Checkpoint ckpt) {
-        this.cfg = cfg;
-        this.ckpt = ckpt;
-        this.experts = new ExpertWeights[cfg.layers()][];
-        for (int l = 0; l < cfg.layers(); l++) {
-            if (cfg.isSparse(l)) {
-                experts[l] = new ExpertWeights[cfg.numExperts()];
-            }
-        }
+    /** Refuses, at load, a config whose expert widths are not whole MXFP4 blocks. */
+    static void requireBlockShapes(ModelConfig cfg) {
         if (cfg.hidden() % 32 != 0 || cfg.moeIntermediate() % 32 != 0) {
             throw new CheckpointException("config.json: MXFP4 experts need hidden_size (" + cfg.hidden() + ") and intermediate_size ("
                     + cfg.moeIntermediate() + ") in whole blocks of 32");
         }
     }
 
-    @Override
-    public ExpertWeights expert(int layer, int e) {
-        if (layer < 0 || layer >= experts.length || experts[layer] == null) {
-            throw new IllegalArgumentException("layer " + layer + " has no routed experts");
-        }
-        if (e < 0 || e >= cfg.numExperts()) {
-            throw new IllegalArgumentException("expert " + e + " outside [0, " + cfg.numExperts() + ")");
-        }
-        synchronized (this) {
-            if (experts[layer][e] == null) {
-                experts[layer][e] = resolve(layer, e);
-            }
-            return experts[layer][e];
-        }
+    /**
+     * The checkpoint tensors that hold the experts of a layer ({@code prefix} ends in
+     * ".experts."): blocks and scales (raw bytes, checked when repacked) and the biases.
+     */
+    static List<String> tensorNames(String prefix) {
+        return List.of(prefix + "gate_up_proj_blocks", prefix + "gate_up_proj_scales", prefix + "gate_up_proj_bias",
+                prefix + "down_proj_blocks", prefix + "down_proj_scales", prefix + "down_proj_bias");
     }
 
-    private ExpertWeights resolve(int layer, int e) {
+    /** Expert {@code e} of the layer whose experts are under {@code p} (ending in ".experts."), repacked. */
+    static ExpertWeights resolve(ModelConfig cfg, Checkpoint ckpt, String p, int e) {
         int h = cfg.hidden();
         int inter = cfg.moeIntermediate();
         int n = cfg.numExperts();
-        String p = CheckpointExperts.moePrefix(ckpt, layer) + ".experts.";
         MemorySegment guBlocks = ckpt.raw(p + "gate_up_proj_blocks", "U8", n, 2L * inter, h / 32, 16);
         MemorySegment guScales = ckpt.raw(p + "gate_up_proj_scales", "U8", n, 2L * inter, h / 32);
         MemorySegment dBlocks = ckpt.raw(p + "down_proj_blocks", "U8", n, h, inter / 32, 16);

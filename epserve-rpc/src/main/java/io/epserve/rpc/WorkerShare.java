@@ -114,7 +114,8 @@ final class WorkerShare implements ExpertStore {
                         } else {
                             held[l][e] = experts.expert(l, e);
                             if (!checked) {
-                                tensors.addAll(experts.tensorNames(l, e));
+                                // raw byte tensors (MXFP4 blocks and scales) were checked when repacked
+                                experts.tensorNames(l, e).stream().filter(n -> ckpt.entry(n).dtype() != null).forEach(tensors::add);
                             }
                         }
                         count++;

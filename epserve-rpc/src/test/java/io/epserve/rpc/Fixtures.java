@@ -12,7 +12,10 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
-/** The golden fixtures of ../shared/fixtures (see its README), and the single-process answers to compare with. */
+/**
+ * The golden fixtures of ../shared/fixtures (see its README) and of epserve-model's test
+ * resources, and the single-process answers to compare with.
+ */
 final class Fixtures {
     private Fixtures() {}
 
@@ -27,8 +30,17 @@ final class Fixtures {
         return dir.toAbsolutePath().normalize();
     }
 
+    /** The fixtures made by this repository (tools/goldens/make_arch_fixtures.py), in epserve-model's test resources. */
+    static final List<String> ARCH_MODELS = List.of("deepseek_v2", "deepseek_v2_lite", "gpt_oss");
+
+    /** A fixture's folder: this repository's own, or the shared one. */
+    static Path dirOf(String name) {
+        Path local = Path.of("../epserve-model/src/test/resources/fixtures").resolve(name).toAbsolutePath().normalize();
+        return Files.isDirectory(local) ? local : root().resolve(name);
+    }
+
     static Path model(String name) {
-        return root().resolve(name).resolve("model");
+        return dirOf(name).resolve("model");
     }
 
     /** The prompts of expected.json, with the 16 greedy tokens the reference generated. */
@@ -36,7 +48,7 @@ final class Fixtures {
 
     static List<Case> cases(String name) {
         try {
-            JsonNode exp = new ObjectMapper().readTree(Files.readString(root().resolve(name).resolve("expected.json")));
+            JsonNode exp = new ObjectMapper().readTree(Files.readString(dirOf(name).resolve("expected.json")));
             List<Case> cases = new ArrayList<>();
             for (JsonNode c : exp.get("cases")) {
                 cases.add(new Case(ints(c.get("tokens")), ints(c.get("generated"))));

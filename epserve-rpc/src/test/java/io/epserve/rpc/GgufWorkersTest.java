@@ -6,10 +6,13 @@ import io.epserve.model.KvCache;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.RoutingListener;
 import io.epserve.moe.ExpertPlacement;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
 
 /** Expert workers serving a GGUF file: 2 workers compute what one process computes, bit for bit. */
 @Timeout(120)
@@ -22,9 +25,10 @@ class GgufWorkersTest {
     }
 
     @Test
-    void twoWorkersOnAQ4KmFileEqualOneProcess() {
-        // Q4_K experts computed in place, Q6_K ones (blk.1.ffn_down_exps) converted on each worker
-        Path file = Fixtures.root().resolve("gguf").resolve("synth-moe-q4_k_m.gguf");
+    void twoWorkersOnAQ4KmFileEqualOneProcess(@TempDir Path tmp) throws IOException {
+        // Q4_K experts computed in place, Q6_K ones (blk.1.ffn_down_exps) converted once beside the file, which every process maps
+        Path file = Files.createSymbolicLink(tmp.resolve("synth-moe-q4_k_m.gguf"),
+                Fixtures.root().resolve("gguf").resolve("synth-moe-q4_k_m.gguf"));
         int[] tokens = {1, 2035, 1094, 1644, 522, 181};
         try (LoadedModel ref = LoadedModel.load(file, LoadedModel.Options.defaults());
              LoadedModel remote = LoadedModel.load(file, LoadedModel.Options.defaults().withDispatchers(

@@ -1,7 +1,9 @@
 package io.epserve.format.gguf;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.epserve.format.CacheFile;
 import io.epserve.format.CheckpointException;
+import io.epserve.format.SourceKey;
 import io.epserve.tensor.DType;
 import io.epserve.tensor.Quantizer;
 import io.epserve.tensor.Tensor;
@@ -18,7 +20,9 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -29,14 +33,17 @@ import java.util.stream.Stream;
  * and its metadata as a config.json ({@link GgufHfConfig}).
  *
  * <p>Tensors whose ggml type epserve computes on (F32, F16, BF16, Q8_0, Q4_0, Q4_K) are views of
- * the mapping; a stacked expert tensor gives one view per expert. The rest are made once, when
- * first asked for, in memory owned by this model:
+ * the mapping; a stacked expert tensor gives one view per expert. The rest are made once:
  * <ul>
  *   <li>Q5_K and Q6_K matrices (epserve has no kernel for them) are decoded and re-quantized to
  *       Q8_0 (F32 when rows are not whole 32-blocks): 8.5 bits per weight hold a 5- or 6-bit
- *       K-quant's values to within half a Q8_0 step, and every kernel reads Q8_0;</li>
+ *       K-quant's values to within half a Q8_0 step, and every kernel reads Q8_0. All of them
+ *       are converted together, the first time one is asked for, into a file every later open
+ *       (and every process) maps ({@link ConvertedTensors}); in memory only when no cache
+ *       folder can be written;</li>
  *   <li>q and k of {@code llama} files get llama.cpp's rope permutation undone, a copy of whole
- *       rows (any type: rows are whole blocks), so RoPE pairs the dimensions as HF does.</li>
+ *       rows in memory owned by this model (any type: rows are whole blocks), so RoPE pairs the
+ *       dimensions as HF does.</li>
  * </ul>
  */
 public final class GgufModel implements AutoCloseable {
@@ -54,9 +61,17 @@ public final class GgufModel implements AutoCloseable {
     private final Map<String, Source> sources;
     private final Map<String, Tensor> made = new ConcurrentHashMap<>();
     private final Arena arena = Arena.ofShared();
+    /** Where converted tensors go when the GGUF's folder cannot be written. */
+    private final Path fallbackDir;
+    /** The converted tensors' file, once opened (null: not yet, or none could be written). */
+    private ConvertedTensors converted;
+    private boolean convertedOpened;
+    /** Tensors this process converted (0 when they all came from the converted tensors' file). */
+    private final AtomicInteger conversions = new AtomicInteger();
 
-    private GgufModel(Path dir, List<GgufFile> files) {
+    private GgufModel(Path dir, List<GgufFile> files, Path fallbackDir) {
         this.dir = dir;
+        this.fallbackDir = fallbackDir;
         this.files = files;
         this.metadata = files.getFirst().metadata();
         Map<String, GgufFile.TensorInfo> all = new LinkedHashMap<>();
@@ -102,8 +117,16 @@ public final class GgufModel implements AutoCloseable {
         }
     }
 
-    /** Opens a .gguf file (with its sibling splits when it is one), or the one GGUF model in a folder. */
+    /**
+     * Opens a .gguf file (with its sibling splits when it is one), or the one GGUF model in a
+     * folder; converted tensors go beside it, or else to $EPSERVE_CACHE/gguf-converted.
+     */
     public static GgufModel open(Path path) {
+        return open(path, CacheFile.defaultDir().resolve("gguf-converted"));
+    }
+
+    /** As {@link #open(Path)}, with converted tensors in {@code fallbackDir} when the GGUF's folder cannot be written. */
+    public static GgufModel open(Path path, Path fallbackDir) {
         List<Path> parts = resolve(path);
         List<GgufFile> opened = new ArrayList<>();
         try {
@@ -112,7 +135,7 @@ public final class GgufModel implements AutoCloseable {
             }
             checkSplits(opened);
             Path dir = path.toAbsolutePath().getParent();
-            return new GgufModel(Files.isDirectory(path) ? path : dir, List.copyOf(opened));
+            return new GgufModel(Files.isDirectory(path) ? path : dir, List.copyOf(opened), fallbackDir);
         } catch (RuntimeException e) {
             opened.forEach(GgufFile::close);
             throw e;
@@ -267,28 +290,57 @@ public final class GgufModel implements AutoCloseable {
             return t;
         }
         Source s = source(hfName);
+        if (needsConversion(s)) {
+            converted(); // outside computeIfAbsent: it may convert every such tensor first
+        }
         return made.computeIfAbsent(hfName, n -> make(s));
     }
 
+    /** Whether a tensor is read through a conversion (no kernel for its type, but epserve can decode it). */
+    private static boolean needsConversion(Source s) {
+        return s.info().type().dtype() == null && s.info().type().decodable();
+    }
+
+    /** The converted tensors' file, opened (and built when missing) on first need; null when no folder can hold it. */
+    private synchronized ConvertedTensors converted() {
+        if (!convertedOpened) {
+            List<ConvertedTensors.Spec> specs = sources.values().stream().filter(GgufModel::needsConversion)
+                    .map(s -> new ConvertedTensors.Spec(s.target().hfName(), targetDType(s), s.target().shape())).toList();
+            String stem = files.getFirst().path().getFileName().toString().replaceFirst("\\.gguf$", "");
+            converted = ConvertedTensors.open(dir.resolve(CacheFile.DIR_NAME), fallbackDir, stem, SourceKey.of(this), specs,
+                    (name, out) -> convert(sources.get(name), out));
+            convertedOpened = true;
+        }
+        return converted;
+    }
+
+    /** The number of tensors this process converted: 0 when the converted tensors' file held them all. */
+    public int conversions() {
+        return conversions.get();
+    }
+
+    /** The file the converted tensors are mapped from, once one was opened. */
+    public synchronized Optional<Path> convertedFile() {
+        return Optional.ofNullable(converted).map(ConvertedTensors::path);
+    }
+
     private Tensor make(Source s) {
-        GgufFile.TensorInfo info = s.info();
         GgufTensorNames.Target target = s.target();
         long[] shape = target.shape();
-        long elements = 1;
-        for (long d : shape) {
-            elements *= d;
-        }
-        MemorySegment bytes = s.file().data(info);
-        if (target.expert() >= 0) {
-            long per = info.type().bytesFor(elements);
-            bytes = bytes.asSlice(target.expert() * per, per);
-        }
         DType dt = targetDType(s);
         Tensor t;
-        if (info.type().dtype() != null) {
-            t = new Tensor(target.hfName(), bytes, dt, shape);
+        if (!needsConversion(s)) {
+            t = new Tensor(target.hfName(), stored(s), dt, shape);
+        } else if (converted() != null) {
+            t = converted().tensor(target.hfName());
         } else {
-            t = convert(s, bytes, shape, dt);
+            long elements = 1;
+            for (long d : shape) {
+                elements *= d;
+            }
+            MemorySegment out = arena.allocate(dt.bytesFor(elements), 64);
+            convert(s, out);
+            t = new Tensor(target.hfName(), out, dt, shape);
         }
         if (target.unpermuteHeads() > 0) {
             t = unpermute(t, target.unpermuteHeads(), describe(target.hfName()));
@@ -296,9 +348,26 @@ public final class GgufModel implements AutoCloseable {
         return t;
     }
 
-    /** Decodes a tensor epserve has no kernel for, row by row, into {@code dt} (Q8_0 or F32). */
-    private Tensor convert(Source s, MemorySegment bytes, long[] shape, DType dt) {
+    /** The stored bytes of a target: the GGUF tensor's, or one expert's slice of a stacked one. */
+    private MemorySegment stored(Source s) {
+        long elements = 1;
+        for (long d : s.target().shape()) {
+            elements *= d;
+        }
+        MemorySegment bytes = s.file().data(s.info());
+        if (s.target().expert() >= 0) {
+            long per = s.info().type().bytesFor(elements);
+            bytes = bytes.asSlice(s.target().expert() * per, per);
+        }
+        return bytes;
+    }
+
+    /** Decodes a tensor epserve has no kernel for, row by row, into {@code out} in its target dtype (Q8_0 or F32). */
+    private void convert(Source s, MemorySegment out) {
         String where = describe(s.target().hfName());
+        long[] shape = s.target().shape();
+        DType dt = targetDType(s);
+        MemorySegment bytes = stored(s);
         int cols = Math.toIntExact(shape[shape.length - 1]);
         long rows = 1;
         for (int i = 0; i < shape.length - 1; i++) {
@@ -307,7 +376,7 @@ public final class GgufModel implements AutoCloseable {
         GgmlType type = s.info().type();
         long srcRowBytes = type.bytesFor(cols);
         float[] row = new float[cols];
-        MemorySegment out = arena.allocate(dt.bytesFor(rows * cols), 64);
+        conversions.incrementAndGet();
         try (Arena tmp = Arena.ofConfined()) {
             MemorySegment f32 = tmp.allocate(4L * cols, 64);
             Tensor rowTensor = new Tensor(s.target().hfName(), f32, DType.F32, new long[] {1, cols});
@@ -322,7 +391,6 @@ public final class GgufModel implements AutoCloseable {
                 }
             }
         }
-        return new Tensor(s.target().hfName(), out, dt, shape);
     }
 
     /**
@@ -365,6 +433,11 @@ public final class GgufModel implements AutoCloseable {
     @Override
     public void close() {
         files.forEach(GgufFile::close);
+        synchronized (this) {
+            if (converted != null) {
+                converted.close();
+            }
+        }
         arena.close();
     }
 }

@@ -2,6 +2,7 @@ package io.epserve.model.demo;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.epserve.format.CacheFile;
 import io.epserve.format.Progress;
 import io.epserve.format.SafetensorsWriter;
 import io.epserve.model.tokenizer.DemoTokenizer;
@@ -55,13 +56,7 @@ public final class DemoModel {
 
     /** The default cache folder: $EPSERVE_CACHE, else $XDG_CACHE_HOME/epserve, else ~/.cache/epserve. */
     public static Path defaultCacheDir() {
-        String env = System.getenv("EPSERVE_CACHE");
-        if (env != null && !env.isBlank()) {
-            return Path.of(env);
-        }
-        String xdg = System.getenv("XDG_CACHE_HOME");
-        Path base = xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("user.home"), ".cache");
-        return base.resolve("epserve");
+        return CacheFile.defaultDir();
     }
 
     /** The demo model's folder in {@code cacheDir}, written first if missing or incomplete. */

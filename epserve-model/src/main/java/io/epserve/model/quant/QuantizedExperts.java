@@ -1,14 +1,15 @@
 package io.epserve.model.quant;
 
+import io.epserve.format.CacheFile;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.format.Progress;
 import io.epserve.format.SafetensorsFile;
 import io.epserve.format.SafetensorsWriter;
+import io.epserve.format.SourceKey;
 import io.epserve.format.Validation;
 import io.epserve.model.CheckpointExperts;
 import io.epserve.model.ModelConfig;
-import io.epserve.model.demo.DemoModel;
 import io.epserve.moe.ExpertStore;
 import io.epserve.moe.ExpertWeights;
 import io.epserve.tensor.DType;
@@ -19,18 +20,12 @@ import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
-import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * The routed experts of a checkpoint in another dtype (GGUF block quantization Q8_0 / Q4_0 /
@@ -50,11 +45,8 @@ import java.util.concurrent.locks.ReentrantLock;
  *                 epserve.source_sha256 (the full key), epserve.layers, epserve.experts
  * </pre>
  * An existing file is used when its metadata and every tensor's name, dtype and shape match;
- * otherwise it is rebuilt. Building happens under an exclusive lock on {@code <file>.lock} (a
- * file lock between processes, a {@link ReentrantLock} within this JVM): the first process
- * quantizes, the others wait and then map its result. The file is written under a temporary
- * name and renamed into place ({@link SafetensorsWriter}), so a reader never sees a partial
- * file, and a process that already mapped an older file keeps its pages.
+ * otherwise it is rebuilt, once for all processes ({@link CacheFile}: under a lock, written under a
+ * temporary name and renamed), so a process that already mapped an older file keeps its pages.
  *
  * <p>Shapes a format cannot store (rows not a whole number of blocks, e.g. Q4_K's 256 on a
  * hidden size of 128) are refused before anything is written, naming the tensor.
@@ -63,7 +55,6 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
 
     /** Bumped when the file layout changes; old files are rebuilt. */
     public static final int VERSION = 1;
-    static final String CACHE_DIR = ".epserve-cache";
 
     /**
      * Where the cache may live when the model directory is not writable, how to report the
@@ -89,10 +80,8 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
 
     /** $EPSERVE_CACHE (else $XDG_CACHE_HOME/epserve, else ~/.cache/epserve) / quantized-experts. */
     public static Path defaultFallbackDir() {
-        return DemoModel.defaultCacheDir().resolve("quantized-experts");
+        return CacheFile.defaultDir().resolve("quantized-experts");
     }
-
-    private static final Map<Path, ReentrantLock> JVM_LOCKS = new ConcurrentHashMap<>();
 
     private final ModelConfig cfg;
     private final DType dtype;
@@ -130,56 +119,36 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
         }
         String name = "experts-" + key.substring(0, 16) + "-" + dtype.label() + ".safetensors";
         // a GGUF file's cache goes beside it
-        Path preferred = (Files.isDirectory(modelDir) ? modelDir : modelDir.toAbsolutePath().getParent()).resolve(CACHE_DIR).resolve(name);
-        Path fallback = o.fallbackDir().resolve(name);
-        for (Path existing : List.of(preferred, fallback)) {
-            QuantizedExperts q = tryOpen(existing, cfg, dtype, key, o.mapping());
-            if (q != null) {
-                return q;
-            }
-        }
-        Path target = writableDir(preferred.getParent()) ? preferred : fallback;
-        if (target == fallback && !writableDir(fallback.getParent())) {
-            throw new CheckpointException(modelDir + ": cannot write the " + dtype + " expert cache: neither "
-                    + preferred.getParent() + " nor " + fallback.getParent() + " is writable (set EPSERVE_CACHE)");
-        }
-        ReentrantLock jvmLock = JVM_LOCKS.computeIfAbsent(target.toAbsolutePath().normalize(), p -> new ReentrantLock());
-        jvmLock.lock();
-        try (FileChannel lockFile = FileChannel.open(target.resolveSibling(name + ".lock"),
-                StandardOpenOption.CREATE, StandardOpenOption.WRITE);
-             FileLock ignored = lockFile.lock()) {
-            // Another process may have built it while we waited for the lock.
-            QuantizedExperts q = tryOpen(target, cfg, dtype, key, o.mapping());
-            if (q != null) {
-                return q;
-            }
-            build(modelDir, cfg, dtype, key, target, o.progress());
-            q = tryOpen(target, cfg, dtype, key, o.mapping());
-            if (q == null) {
-                throw new CheckpointException(target + ": the expert cache just written does not read back");
-            }
-            return new QuantizedExperts(cfg, dtype, q.file, true);
+        Path preferred = (Files.isDirectory(modelDir) ? modelDir : modelDir.toAbsolutePath().getParent()).resolve(CacheFile.DIR_NAME);
+        CacheFile.Opened<QuantizedExperts> opened;
+        try {
+            opened = CacheFile.openOrBuild(preferred, o.fallbackDir(), name, f -> tryOpen(f, cfg, dtype, key, o.mapping()),
+                    f -> build(modelDir, cfg, dtype, key, f, o.progress()));
         } catch (IOException e) {
-            throw new CheckpointException(target + ": cannot write the expert cache: " + e.getMessage(), e);
-        } finally {
-            jvmLock.unlock();
+            throw new CheckpointException(preferred.resolve(name) + ": cannot write the expert cache: " + e.getMessage(), e);
         }
+        if (opened == null) {
+            throw new CheckpointException(modelDir + ": cannot write the " + dtype + " expert cache: neither "
+                    + preferred + " nor " + o.fallbackDir() + " is writable (set EPSERVE_CACHE)");
+        }
+        QuantizedExperts q = opened.value();
+        return opened.built() ? new QuantizedExperts(cfg, dtype, q.file, true) : q;
     }
 
-    /** Creates {@code dir} if needed; false if it cannot be written (read-only model directory, permissions). */
-    static boolean writableDir(Path dir) {
-        try {
-            Files.createDirectories(dir);
-        } catch (FileSystemException e) {
-            return false;
-        } catch (IOException e) {
-            return false;
+    /**
+     * Refuses experts the cache cannot hold: it stores three weight tensors per expert, so
+     * experts with biases and their own activation (gpt-oss's MXFP4 experts) stay as stored.
+     */
+    public static void requireConvertible(ModelConfig cfg) {
+        if (cfg.ffn().expertBias()) {
+            throw new IllegalArgumentException(cfg.architecture().hfName() + ": its experts are computed on as stored (MXFP4 with "
+                    + "biases); --expert-dtype does not apply");
         }
-        return Files.isDirectory(dir) && Files.isWritable(dir);
     }
 
     /** Refuses, before any work, an expert shape the dtype cannot store, naming the checkpoint tensor. */
     static void requireStorable(ModelConfig cfg, CheckpointExperts src, DType dtype) {
+        requireConvertible(cfg);
         for (int l = 0; l < cfg.layers(); l++) {
             if (cfg.isSparse(l)) {
                 ExpertWeights w = src.expert(l, 0);
@@ -198,9 +167,6 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
 
     /** Maps and checks an existing cache file; null if absent, unreadable or stale. */
     private static QuantizedExperts tryOpen(Path path, ModelConfig cfg, DType dtype, String key, SafetensorsFile.Mapping mapping) {
-        if (!Files.isRegularFile(path)) {
-            return null;
-        }
         SafetensorsFile f;
         try {
             f = SafetensorsFile.open(path, mapping);

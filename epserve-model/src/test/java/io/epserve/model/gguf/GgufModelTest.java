@@ -14,6 +14,7 @@ import io.epserve.tensor.DType;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -31,6 +32,19 @@ import org.junit.jupiter.params.provider.MethodSource;
 class GgufModelTest {
     static Path dir() {
         return Fixtures.root().resolve("gguf");
+    }
+
+    /** Links to the GGUF fixtures: the tensors converted from them are cached beside the links, not in the shared fixtures. */
+    @TempDir
+    static Path links;
+
+    static synchronized Path file(String name) {
+        Path link = links.resolve(name);
+        try {
+            return Files.exists(link, LinkOption.NOFOLLOW_LINKS) ? link : Files.createSymbolicLink(link, dir().resolve(name));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 
     static JsonNode reference() {
@@ -55,7 +69,7 @@ class GgufModelTest {
     @Test
     void f16LogitsEqualTheHfFolders() {
         JsonNode ref = reference();
-        try (LoadedModel gguf = LoadedModel.load(dir().resolve("synth-moe-f16.gguf"), LoadedModel.Options.defaults());
+        try (LoadedModel gguf = LoadedModel.load(file("synth-moe-f16.gguf"), LoadedModel.Options.defaults());
              LoadedModel hf = LoadedModel.load(dir().resolve("hf"), LoadedModel.Options.defaults())) {
             assertThat(gguf.config().architecture()).isEqualTo(hf.config().architecture());
             int vocab = hf.config().vocabSize();
@@ -84,7 +98,7 @@ class GgufModelTest {
         JsonNode ref = reference();
         int eos = ref.get("model").get("eos").asInt();
         double tol = logprobTolerance(file);
-        try (LoadedModel m = LoadedModel.load(dir().resolve(file), LoadedModel.Options.defaults())) {
+        try (LoadedModel m = LoadedModel.load(file(file), LoadedModel.Options.defaults())) {
             for (JsonNode run : ref.get("files").get(file).get("llama_cpp")) {
                 int[] prompt = Fixtures.ints(run.get("prompt"));
                 int[] want = Fixtures.ints(run.get("generated"));
@@ -128,15 +142,33 @@ class GgufModelTest {
 
     @Test
     void typesWithAKernelAreComputedOnInPlaceAndK5K6AreConvertedToQ8_0() {
-        try (LoadedModel q4km = LoadedModel.load(dir().resolve("synth-moe-q4_k_m.gguf"), LoadedModel.Options.defaults())) {
+        try (LoadedModel q4km = LoadedModel.load(file("synth-moe-q4_k_m.gguf"), LoadedModel.Options.defaults())) {
             // Q4_K: a view of the mapping; Q6_K (blk.1.ffn_down_exps) re-quantized once to Q8_0
             assertThat(q4km.weights().expert(0, 0).gate().dtype()).isEqualTo(DType.Q4_K);
             assertThat(q4km.weights().expert(1, 3).down().dtype()).isEqualTo(DType.Q8_0);
             assertThat(q4km.weights().lmHead().dtype()).isEqualTo(DType.Q8_0);
         }
-        try (LoadedModel q8 = LoadedModel.load(dir().resolve("synth-moe-q8_0.gguf"), LoadedModel.Options.defaults())) {
+        try (LoadedModel q8 = LoadedModel.load(file("synth-moe-q8_0.gguf"), LoadedModel.Options.defaults())) {
             assertThat(q8.weights().expert(1, 2).up().dtype()).isEqualTo(DType.Q8_0);
             assertThat(q8.weights().embed().dtype()).isEqualTo(DType.Q8_0);
+        }
+    }
+
+    @Test
+    void aSecondLoadMapsTheConvertedTensorsAndComputesTheSame(@TempDir Path tmp) throws IOException {
+        Path q6 = Files.createSymbolicLink(tmp.resolve("synth-moe-q6_k.gguf"), dir().resolve("synth-moe-q6_k.gguf"));
+        int[] tokens = Fixtures.ints(reference().get("prompts").get(0));
+        float[] first;
+        try (LoadedModel m = LoadedModel.load(q6, LoadedModel.Options.defaults())) {
+            assertThat(m.checkpoint().gguf().orElseThrow().conversions()).isPositive();
+            first = logits(m.transformer(), tokens);
+        }
+        try (LoadedModel m = LoadedModel.load(q6, LoadedModel.Options.defaults())) {
+            assertThat(m.checkpoint().gguf().orElseThrow().conversions()).isZero();
+            assertThat(m.checkpoint().gguf().orElseThrow().convertedFile()).hasValueSatisfying(
+                    f -> assertThat(f.getParent()).isEqualTo(tmp.resolve(".epserve-cache")));
+            assertThat(m.weights().expert(1, 3).down().dtype()).isEqualTo(DType.Q8_0);
+            assertThat(logits(m.transformer(), tokens)).containsExactly(first);
         }
     }
 

@@ -7,6 +7,7 @@ import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import io.epserve.format.Progress;
 import io.epserve.format.SafetensorsFile;
+import io.epserve.format.SourceKey;
 import io.epserve.model.Fixtures;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.ModelConfig;
@@ -165,6 +166,18 @@ class QuantizedExpertsTest {
                 }
             }
         }
+    }
+
+    @Test
+    void expertsWithBiasesAreNotConverted() throws IOException {
+        Path dir = copy("gpt_oss");
+        ModelConfig cfg = config(dir);
+        assertThatThrownBy(() -> load(dir, DType.Q8_0)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("GptOssForCausalLM: its experts are computed on as stored (MXFP4 with biases); --expert-dtype does not apply");
+        // a worker opens the cache directly: refused the same way, before anything is written
+        assertThatThrownBy(() -> QuantizedExperts.open(dir, cfg, DType.Q8_0, QuantizedExperts.CacheOptions.defaults()
+                .withFallbackDir(tmp.resolve("fb")))).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("MXFP4 with biases");
+        assertThat(dir.resolve(".epserve-cache")).doesNotExist();
     }
 
     @Test

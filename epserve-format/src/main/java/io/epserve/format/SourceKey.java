@@ -1,7 +1,5 @@
-package io.epserve.model.quant;
+package io.epserve.format;
 
-import io.epserve.format.Checkpoint;
-import io.epserve.format.CheckpointException;
 import io.epserve.format.gguf.GgufFile;
 import io.epserve.format.gguf.GgufModel;
 import java.io.IOException;
@@ -20,10 +18,11 @@ import java.util.List;
 /**
  * The identity of a checkpoint for caches derived from it: SHA-256 over config.json, and per
  * safetensors file (in name order) its name, size, whole header, and 16 samples of 4 KiB spread
- * over its data (for a GGUF model: its config, and per file the same with the GGUF header). Cheap (a few hundred KiB read, not the weights), and it changes when the
- * architecture, the tensor layout or the bytes at the sampled places change, e.g. a model
- * regenerated with another seed (same header, same size). Not a content hash: a file patched in
- * place between samples keeps its key; delete the cache then.
+ * over its data (for a GGUF model: its config, and per file the same with the GGUF header).
+ * Cheap (a few hundred KiB read, not the weights), and it changes when the architecture, the
+ * tensor layout or the bytes at the sampled places change, e.g. a model regenerated with another
+ * seed (same header, same size). Not a content hash: a file patched in place between samples
+ * keeps its key; delete the cache then.
  */
 public final class SourceKey {
     private SourceKey() {}
@@ -35,17 +34,11 @@ public final class SourceKey {
 
     /** The hex SHA-256 key of the checkpoint in {@code ckpt.dir()}. */
     public static String of(Checkpoint ckpt) {
-        MessageDigest sha;
-        try {
-            sha = MessageDigest.getInstance("SHA-256");
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
-        Path dir = ckpt.dir();
-        sha.update(SALT.getBytes(StandardCharsets.UTF_8));
         if (ckpt.gguf().isPresent()) {
-            return ofGguf(sha, ckpt.gguf().get());
+            return of(ckpt.gguf().get());
         }
+        MessageDigest sha = salted();
+        Path dir = ckpt.dir();
         try {
             sha.update(Files.readAllBytes(dir.resolve("config.json")));
             List<String> files = ckpt.filesFor(n -> true);
@@ -59,8 +52,9 @@ public final class SourceKey {
         return HexFormat.of().formatHex(sha.digest());
     }
 
-    /** A GGUF model: its config, and per file its name, size, whole header (metadata + tensor directory) and samples of its data. */
-    private static String ofGguf(MessageDigest sha, GgufModel g) {
+    /** The key of a GGUF model: its config, and per file its name, size, whole header (metadata + tensor directory) and samples of its data. */
+    public static String of(GgufModel g) {
+        MessageDigest sha = salted();
         sha.update(g.config().toString().getBytes(StandardCharsets.UTF_8));
         for (GgufFile f : g.files()) {
             sha.update(("\nfile " + f.path().getFileName() + "\n").getBytes(StandardCharsets.UTF_8));
@@ -72,6 +66,16 @@ public final class SourceKey {
             }
         }
         return HexFormat.of().formatHex(sha.digest());
+    }
+
+    private static MessageDigest salted() {
+        try {
+            MessageDigest sha = MessageDigest.getInstance("SHA-256");
+            sha.update(SALT.getBytes(StandardCharsets.UTF_8));
+            return sha;
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     private static void digestFile(MessageDigest sha, Path file) throws IOException {
