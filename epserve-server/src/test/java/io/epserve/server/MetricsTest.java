@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.moe.ExpertLoad;
 import io.epserve.moe.RoutedTokens;
+import io.epserve.moe.RoutingResult;
 import java.net.http.HttpResponse;
 import java.util.List;
 import java.util.Map;
@@ -51,6 +52,11 @@ class MetricsTest {
                 }
             }
             assertThat(all).as("the request was counted").isPositive();
+            // /metrics has no count of its own: a routing recorded straight into the dispatcher's count shows there
+            int layer = sparse[0];
+            String sample = "epserve_expert_routed_tokens_total{expert=\"0\",layer=\"" + layer + "\"}";
+            routed.record(layer, new RoutingResult(1, 1, new int[] {0}, new float[] {1}));
+            assertThat(TestStack.metric(s.get("/metrics").body(), sample)).isEqualTo((double) total.tokens(layer, 0) + 1);
         }
     }
 
