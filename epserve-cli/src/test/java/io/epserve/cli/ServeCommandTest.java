@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Progress;
 import io.epserve.model.demo.DemoModel;
+import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.WorkerModel;
 import io.epserve.rpc.WorkerServer;
 import java.io.BufferedReader;
@@ -91,11 +92,21 @@ class ServeCommandTest {
         assertThatThrownBy(() -> get(base.resolve("/health"))).as("closed").isInstanceOf(ConnectException.class);
     }
 
+    @Test
+    void anExpertFixedCostIsANumberForTheBalancedPolicy() {
+        assertThatThrownBy(() -> parse("--policy", "balanced", "--expert-fixed-cost", "-1").model.topology())
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--expert-fixed-cost must be a finite number >= 0");
+        assertThatThrownBy(() -> parse("--expert-fixed-cost", "3").model.topology())
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--expert-fixed-cost needs --policy balanced");
+        assertThat(parse("--policy", "balanced", "--expert-fixed-cost", "2.5").model.topology().policy())
+                .isEqualTo(ExpertPlacement.Policy.BALANCED);
+    }
+
     /** The placement endpoints and metrics: live placement with its epoch, the load window, a re-placement on demand. */
     @Test
     void placementEndpointsShowTheLoadAndRebalanceOnDemand() throws Exception {
         ServeCommand cmd = parse("--model", tinyModel().toString(), "--port", "0", "--ep", "2", "--kv-memory", "8MiB",
-                "--no-validate", "--policy", "balanced", "--redundant-experts", "1", "--load-window", "64");
+                "--no-validate", "--policy", "balanced", "--redundant-experts", "1", "--load-window", "64", "--expert-fixed-cost", "2");
         try (ServeCommand.Running r = cmd.start(new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
                 new TerminalProgress(System.err, false))) {
             URI base = r.base();
