@@ -228,19 +228,18 @@ final class BenchBalanceCommand implements Callable<Integer> {
 
     /** The cost model {@code --cost} names; null for {@code fit} (measured later). */
     private ExpertCost givenCost() {
-        switch (cost) {
-            case "fit":
-                return null;
-            case "pairs":
-                return ExpertCost.PAIRS;
-            default:
+        return switch (cost) {
+            case "fit" -> null;
+            case "pairs" -> ExpertCost.PAIRS;
+            default -> {
                 try {
-                    return new ExpertCost(Double.parseDouble(cost));
+                    yield new ExpertCost(Double.parseDouble(cost));
                 } catch (IllegalArgumentException e) {
                     throw new Main.UsageError("--cost must be fit, pairs or an expert's fixed part in pairs (a number >= 0), got '"
                             + cost + "'");
                 }
-        }
+            }
+        };
     }
 
     /**

@@ -166,6 +166,7 @@ class BalancedPlacementTest {
             ExpertLoad l = ExpertLoad.of(e, new long[][] {t}, steps);
             ExpertPlacement p = BalancedPlacement.place(l, workers(w), null, redundant, 0, cost);
             assertThat(p.cost()).isEqualTo(cost);
+            assertThat(p.withEpoch(7).cost()).as("a new epoch of the same replicas splits by the same cost").isEqualTo(cost);
             double opt = bruteForce(t, w, (e + w - 1) / w + redundant, cost, steps);
             double got = maxCost(p, l, cost);
             assertThat(got).as("loads %s on %d workers, %d spare, fixed %s pairs", Arrays.toString(t), w, redundant, cost.fixedPairs())
