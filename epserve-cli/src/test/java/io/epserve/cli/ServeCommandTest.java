@@ -128,6 +128,10 @@ class ServeCommandTest {
             assertThat(placement.get("policy").asText()).isEqualTo("balanced");
             assertThat(placement.get("workers")).hasSize(2);
             assertThat(placement.get("layers").get(0).get("replicas")).hasSize(8);
+            // --expert-fixed-cost 2: the workers' cost balancedness beside the token figure, one per sparse layer
+            assertThat(placement.get("expert_fixed_cost").asDouble()).isEqualTo(2.0);
+            assertThat(placement.get("cost_balancedness")).hasSize(placement.get("layers").size());
+            assertThat(placement.get("cost_balancedness").get(0).asDouble()).isBetween(0.0, 1.0);
             assertThat(get(base.resolve("/v1/epserve/placement/rebalance")).statusCode()).isEqualTo(405);
             HttpResponse<String> rb = post(base.resolve("/v1/epserve/placement/rebalance"), "");
             assertThat(rb.statusCode()).as(rb.body()).isEqualTo(200);
