@@ -41,6 +41,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.Supplier;
 
@@ -191,7 +192,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     private final String fingerprint;
     private final Config config;
     private final ChannelFactory channels;
-    private final String frontendId = FrontendCredentials.newFrontendId();
+    private final String frontendId;
     private final FrontendCredentials credentials;
     private final ReentrantReadWriteLock stateLock = new ReentrantReadWriteLock();
     /** Serializes placement changes (the slow part, assigning, runs outside the state lock). */
@@ -201,6 +202,11 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     private final RoutedTokens routed;
     private volatile Failover failover;
     private final LongAdder dispatches = new LongAdder();
+    /** Asynchronous dispatches sent under the current placement and not finished yet; replaced at each switch. */
+    private InFlight inFlight = new InFlight();
+    /** Links to workers outside the placement that membership checks (joining, or dead ones that may come back). */
+    private final Map<String, WorkerLink> probes = new HashMap<>();
+    private volatile Consumer<String> failureListener = address -> { };
     private boolean closed;
 
     /** Over TCP. Reads the model's config.json (its fingerprint); {@link #start()} connects and assigns. */
@@ -219,9 +225,23 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
 
     /** As {@link #GrpcExpertDispatcher(Path, ExpertPlacement, Config, ChannelFactory)}, counting routed tokens into {@code routed} (null: a counter of its own with the default window). */
     public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config, ChannelFactory channels, RoutedTokens routed) {
+        this(modelDir, placement, config, channels, routed, null);
+    }
+
+    /**
+     * As {@link #GrpcExpertDispatcher(Path, ExpertPlacement, Config, ChannelFactory, RoutedTokens)}
+     * under a given frontend id (a restarted frontend resuming its state: its workers still hold
+     * their experts for this id), or a fresh random one when null.
+     */
+    public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config, ChannelFactory channels, RoutedTokens routed,
+                                String frontendId) {
+        if (frontendId != null && !FrontendCredentials.isValidId(frontendId)) {
+            throw new IllegalArgumentException("frontend id must be 1 to 64 of [A-Za-z0-9_-], got '" + frontendId + "'");
+        }
+        this.frontendId = frontendId != null ? frontendId : FrontendCredentials.newFrontendId();
         this.config = Objects.requireNonNull(config, "config");
         this.fingerprint = ModelFingerprint.of(modelDir, config.expertDType()).toString();
-        this.credentials = new FrontendCredentials(frontendId, config.security().secret());
+        this.credentials = new FrontendCredentials(this.frontendId, config.security().secret());
         this.channels = Objects.requireNonNull(channels, "channels");
         this.placement = Objects.requireNonNull(placement, "placement");
         this.links = new WorkerLink[placement.workerCount()];
@@ -380,6 +400,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             for (int w = 0; w < nextLinks.length; w++) {
                 WorkerLink l = byAddress.remove(next.workers().get(w));
                 if (l == null) {
+                    l = takeProbe(next.workers().get(w));
+                }
+                if (l == null) {
                     l = newLink(next.workers().get(w));
                     added.add(l);
                 }
@@ -391,12 +414,22 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
                 added.forEach(WorkerLink::close);
                 throw e;
             }
+            InFlight before;
             stateLock.writeLock().lock();
             try {
                 placement = next;
                 links = nextLinks;
+                for (WorkerLink l : nextLinks) {
+                    probes.remove(l.address);
+                }
+                before = inFlight;
+                inFlight = new InFlight();
             } finally {
                 stateLock.writeLock().unlock();
+            }
+            if (!byAddress.isEmpty()) {
+                // steps sent under the previous epoch finish on their links first (each within its deadline)
+                before.awaitIdle(config.deadline().plusSeconds(1));
             }
             for (WorkerLink dropped : byAddress.values()) {
                 dropped.close();
@@ -492,7 +525,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      * {@code out} — on the transport thread that received the last answer — or fails with a
      * {@link WorkerException} at the first failure or at the deadline; a FAILED_PRECONDITION answer
      * is assigned and re-sent on a helper thread, as in {@link #dispatch}. hidden must stay
-     * untouched until then. Call {@link #updatePlacement} only with no dispatch in flight.
+     * untouched until then. A placement change waits for the dispatches in flight before it closes the links of workers it drops.
      */
     @Override
     public CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
@@ -523,6 +556,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         DispatchPlan plan;
         ExpertRequest[] requests;
         PendingCall[] pending;
+        InFlight calls;
         stateLock.readLock().lock();
         try {
             ensureOpen();
@@ -530,13 +564,21 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             ls = links;
             plan = split(layer, hidden, hiddenSize, routing);
             requests = requests(plan);
-            pending = send(p, ls, requests);
+            calls = inFlight;
+            calls.enter();
+            try {
+                pending = send(p, ls, requests);
+            } catch (RuntimeException e) {
+                calls.exit();
+                throw e;
+            }
         } catch (RuntimeException e) {
             return CompletableFuture.failedFuture(e);
         } finally {
             stateLock.readLock().unlock();
         }
         CompletableFuture<Void> result = new CompletableFuture<>();
+        result.whenComplete((ok, failed) -> calls.exit());
         DispatchStep step = stepOf(pending);
         Runnable slowPath = () -> {
             try {
@@ -629,6 +671,85 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
     }
 
+    /** A probe link to {@code address} that membership made, or null; it stays a probe until the switch. */
+    private WorkerLink takeProbe(String address) {
+        stateLock.readLock().lock();
+        try {
+            return probes.get(address);
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Asks the worker at {@code address} Info, bounded by {@code deadline}: over its link when it is
+     * in the placement, else over a probe link kept for it (with this frontend's credentials, so
+     * the worker tells whether this frontend holds it). For membership's checks.
+     */
+    ListenableFuture<InfoResponse> infoAsync(String address, Duration deadline) {
+        WorkerLink l;
+        stateLock.writeLock().lock();
+        try {
+            ensureOpen();
+            l = null;
+            for (WorkerLink x : links) {
+                if (x.address.equals(address)) {
+                    l = x;
+                }
+            }
+            if (l == null) {
+                l = probes.computeIfAbsent(address, this::newLink);
+            }
+        } finally {
+            stateLock.writeLock().unlock();
+        }
+        return ExpertServiceGrpc.newFutureStub(l.channel()).withDeadlineAfter(deadline.toNanos(), TimeUnit.NANOSECONDS)
+                .info(InfoRequest.getDefaultInstance());
+    }
+
+    /** Drops the probe link to {@code address} (membership forgot the worker) without releasing the worker. */
+    void dropProbe(String address) {
+        WorkerLink l;
+        stateLock.writeLock().lock();
+        try {
+            l = probes.remove(address);
+        } finally {
+            stateLock.writeLock().unlock();
+        }
+        if (l != null) {
+            l.reset();
+        }
+    }
+
+    /**
+     * Drops the connection to {@code address} (placement or probe link) so the next call opens a
+     * fresh one: a channel that failed to connect waits out gRPC's reconnect backoff (up to
+     * minutes) before it tries again, and a restarted worker must be seen at the next check.
+     */
+    void resetConnection(String address) {
+        List<WorkerLink> found = new ArrayList<>();
+        stateLock.readLock().lock();
+        try {
+            for (WorkerLink l : links) {
+                if (l.address.equals(address)) {
+                    found.add(l);
+                }
+            }
+            WorkerLink p = probes.get(address);
+            if (p != null) {
+                found.add(p);
+            }
+        } finally {
+            stateLock.readLock().unlock();
+        }
+        found.forEach(WorkerLink::reset);
+    }
+
+    /** Told the address of every worker whose dispatch fails (membership marks it suspect at once). */
+    void onWorkerFailure(Consumer<String> listener) {
+        this.failureListener = Objects.requireNonNull(listener, "listener");
+    }
+
     /** The current placement and its links, consistent with each other (for the worker monitor). */
     record Links(ExpertPlacement placement, WorkerLink[] links) {}
 
@@ -693,6 +814,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             for (WorkerLink l : links) {
                 l.close();
             }
+            probes.values().forEach(WorkerLink::reset);
+            probes.clear();
             Failover f = failover;
             if (f != null) {
                 f.close();
@@ -837,6 +960,11 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
         l.lastFailure = e.getMessage();
         l.reset(); // the next dispatch reconnects on a new channel and stream
+        try {
+            failureListener.accept(l.address);
+        } catch (RuntimeException ignored) {
+            // a listener's bug must not change how the step fails
+        }
         return e;
     }
 
@@ -920,6 +1048,33 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
         if (first != null) {
             throw first;
+        }
+    }
+
+    /** A count of dispatches in flight under one placement, which a placement change waits to reach zero. */
+    private static final class InFlight {
+        private int count;
+
+        synchronized void enter() {
+            count++;
+        }
+
+        synchronized void exit() {
+            if (--count == 0) {
+                notifyAll();
+            }
+        }
+
+        /** Waits until none is in flight, at most {@code limit} (every dispatch has its own deadline anyway). */
+        synchronized void awaitIdle(Duration limit) {
+            long end = System.nanoTime() + limit.toNanos();
+            try {
+                for (long left = limit.toNanos(); count > 0 && left > 0; left = end - System.nanoTime()) {
+                    TimeUnit.NANOSECONDS.timedWait(this, left);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         }
     }
 
