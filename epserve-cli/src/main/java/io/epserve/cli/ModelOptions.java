@@ -6,6 +6,7 @@ import io.epserve.model.KvOptions;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.demo.DemoModel;
+import io.epserve.moe.ExpertCost;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
@@ -190,6 +191,13 @@ final class ModelOptions {
                     + "(default ${DEFAULT-VALUE}: never on it).")
     double rebalanceBelow;
 
+    @Option(names = "--expert-fixed-cost", defaultValue = "0", paramLabel = "F",
+            description = "With --policy balanced: what running one expert costs a worker besides its tokens, in tokens' worth "
+                    + "(streaming its weights, setting it up); the policy then packs the workers' time, not their tokens alone, "
+                    + "and gives a hot expert a replica only where that shortens the busiest worker. `epserve bench balance` "
+                    + "prints this machine's figure (its cost: line). Default ${DEFAULT-VALUE}: tokens alone.")
+    double expertFixedCost;
+
     @Option(names = "--worker-hosts", split = ",", paramLabel = "HOST",
             description = "Host label of each --workers address, in order: the balanced policy keeps each group of experts' "
                     + "replicas on one host (hierarchical placement).")
@@ -218,6 +226,12 @@ final class ModelOptions {
         }
         if (workerHosts != null && (!remote || workerHosts.size() != workers.size())) {
             throw new Main.UsageError("--worker-hosts needs one host label per --workers address");
+        }
+        if (!(expertFixedCost >= 0) || Double.isInfinite(expertFixedCost)) {
+            throw new Main.UsageError("--expert-fixed-cost must be a finite number >= 0 (tokens' worth), got " + expertFixedCost);
+        }
+        if (expertFixedCost > 0 && pol != ExpertPlacement.Policy.BALANCED) {
+            throw new Main.UsageError("--expert-fixed-cost needs --policy balanced");
         }
         try {
             GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
@@ -265,8 +279,8 @@ final class ModelOptions {
     Rebalancer rebalancer(PlacementControl control, Rebalancer.Listener listener) {
         List<String> hosts = control.hostLabels(control.placement().workers()) != null ? null : workerHosts;
         try {
-            return new Rebalancer(control, new Rebalancer.Settings(redundantExperts, hosts, rebalanceEvery, rebalanceBelow, 200),
-                    listener).start();
+            return new Rebalancer(control, new Rebalancer.Settings(redundantExperts, hosts, rebalanceEvery, rebalanceBelow, 200,
+                    new ExpertCost(expertFixedCost)), listener).start();
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError(e.getMessage());
         }

@@ -12,6 +12,7 @@ import io.epserve.model.tokenizer.Tokenizer;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
+import io.epserve.moe.PlacementControl;
 import io.epserve.moe.Rebalancer;
 import io.epserve.moe.PlacementControl;
 import io.epserve.rpc.FrontendState;
@@ -294,7 +295,7 @@ final class ServeCommand implements Callable<Integer> {
             }
             ServedModel served = ServedModel.fromDirectory(dir, loaded.config(), tokenizer, ExpertLayout.of(placement),
                     servedName, limit);
-            server.serve(served, engine, workerStats);
+            server.serve(served, engine, workerStats, ((PlacementControl) loaded.dispatcher()).routedTokens());
             PlacementMetrics placementMetrics = new PlacementMetrics(server.metrics().registry());
             Rebalancer rebalancer = control != null ? model.rebalancer(control, placementMetrics::observe)
                     : model.rebalancer(loaded, placementMetrics::observe);

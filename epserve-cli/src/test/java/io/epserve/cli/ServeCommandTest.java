@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Progress;
 import io.epserve.model.demo.DemoModel;
+import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.WorkerModel;
 import io.epserve.rpc.WorkerServer;
 import java.io.BufferedReader;
@@ -91,11 +92,21 @@ class ServeCommandTest {
         assertThatThrownBy(() -> get(base.resolve("/health"))).as("closed").isInstanceOf(ConnectException.class);
     }
 
+    @Test
+    void anExpertFixedCostIsANumberForTheBalancedPolicy() {
+        assertThatThrownBy(() -> parse("--policy", "balanced", "--expert-fixed-cost", "-1").model.topology())
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--expert-fixed-cost must be a finite number >= 0");
+        assertThatThrownBy(() -> parse("--expert-fixed-cost", "3").model.topology())
+                .isInstanceOf(Main.UsageError.class).hasMessageContaining("--expert-fixed-cost needs --policy balanced");
+        assertThat(parse("--policy", "balanced", "--expert-fixed-cost", "2.5").model.topology().policy())
+                .isEqualTo(ExpertPlacement.Policy.BALANCED);
+    }
+
     /** The placement endpoints and metrics: live placement with its epoch, the load window, a re-placement on demand. */
     @Test
     void placementEndpointsShowTheLoadAndRebalanceOnDemand() throws Exception {
         ServeCommand cmd = parse("--model", tinyModel().toString(), "--port", "0", "--ep", "2", "--kv-memory", "8MiB",
-                "--no-validate", "--policy", "balanced", "--redundant-experts", "1", "--load-window", "64");
+                "--no-validate", "--policy", "balanced", "--redundant-experts", "1", "--load-window", "64", "--expert-fixed-cost", "2");
         try (ServeCommand.Running r = cmd.start(new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
                 new TerminalProgress(System.err, false))) {
             URI base = r.base();
@@ -117,6 +128,10 @@ class ServeCommandTest {
             assertThat(placement.get("policy").asText()).isEqualTo("balanced");
             assertThat(placement.get("workers")).hasSize(2);
             assertThat(placement.get("layers").get(0).get("replicas")).hasSize(8);
+            // --expert-fixed-cost 2: the workers' cost balancedness beside the token figure, one per sparse layer
+            assertThat(placement.get("expert_fixed_cost").asDouble()).isEqualTo(2.0);
+            assertThat(placement.get("cost_balancedness")).hasSize(placement.get("layers").size());
+            assertThat(placement.get("cost_balancedness").get(0).asDouble()).isBetween(0.0, 1.0);
             assertThat(get(base.resolve("/v1/epserve/placement/rebalance")).statusCode()).isEqualTo(405);
             HttpResponse<String> rb = post(base.resolve("/v1/epserve/placement/rebalance"), "");
             assertThat(rb.statusCode()).as(rb.body()).isEqualTo(200);

@@ -23,6 +23,11 @@ import java.util.Map;
  *       swapped off the busiest worker while that lowers its load (a local search LPT alone
  *       misses on small cases).</li>
  * </ol>
+ * What is packed is a replica's <em>cost</em> ({@link ExpertCost}): its tokens, plus, when the
+ * cost model has one, the fixed part of running an expert in each step it gets tokens. A worker's
+ * time follows that cost, not its tokens alone: every replica costs its worker a fixed part, so
+ * a replica that evens out the tokens can leave the busiest worker as slow as before. With
+ * {@link ExpertCost#PAIRS} the cost is the tokens.
  * <b>Hierarchical</b> (a host label per worker): experts are cut into as many contiguous groups
  * as there are hosts, groups are packed onto hosts by load (each host within its slots), and the
  * flat policy then places each host's experts on that host's workers only, so every replica of a
@@ -56,6 +61,19 @@ public final class BalancedPlacement {
      * per worker, null for none) names more than one host.
      */
     public static ExpertPlacement place(ExpertLoad load, List<String> workers, List<String> hosts, int redundantSlots, long epoch) {
+        return place(load, workers, hosts, redundantSlots, epoch, ExpertCost.PAIRS);
+    }
+
+    /**
+     * As {@link #place(ExpertLoad, List, List, int, long)}, packing {@code cost} instead of pairs
+     * alone: a replica of expert x on a worker weighs {@link ExpertCost#replica}{@code (tokens_x /
+     * replicas_x, steps)}, so an extra replica is placed only where it lowers the busiest
+     * worker's cost by more than the fixed part it adds. The placement carries the cost, and the
+     * dispatcher splits replicated experts' tokens by it. {@link ExpertCost#PAIRS}, or a load
+     * whose step count is unknown, packs pairs alone.
+     */
+    public static ExpertPlacement place(ExpertLoad load, List<String> workers, List<String> hosts, int redundantSlots, long epoch,
+                                        ExpertCost cost) {
         if (workers.isEmpty()) {
             throw new IllegalArgumentException("a placement needs at least one worker");
         }
@@ -78,23 +96,35 @@ public final class BalancedPlacement {
             for (int x = 0; x < e; x++) {
                 layerLoad[x] = load.tokens(l, x);
             }
-            replicas[l] = hosts == null ? null : hierarchical(layerLoad, hosts, slots);
+            Weights weights = new Weights(layerLoad, cost, load.steps());
+            replicas[l] = hosts == null ? null : hierarchical(weights, hosts, slots);
             if (replicas[l] == null) {
                 replicas[l] = new int[e][];
-                pack(layerLoad, range(e), range(w), slots, replicas[l]);
+                pack(weights, range(e), range(w), slots, replicas[l]);
             }
         }
-        return ExpertPlacement.of(sparse, e, workers, ExpertPlacement.Policy.BALANCED, replicas, epoch);
+        return ExpertPlacement.of(sparse, e, workers, ExpertPlacement.Policy.BALANCED, replicas, epoch).withCost(cost);
+    }
+
+    /**
+     * What one replica weighs: expert x's tokens over its replicas, through the cost model. With
+     * {@link ExpertCost#PAIRS} exactly {@code tokens / replicas}.
+     */
+    record Weights(double[] load, ExpertCost cost, long steps) {
+        /** Weight of one replica of expert {@code x} (global id) when it has {@code replicas} of them. */
+        double of(int x, int replicas) {
+            return cost.replica(load[x] / replicas, steps);
+        }
     }
 
     /** Groups to hosts, then the flat policy per host; null when the groups cannot be kept on one host each. */
-    private static int[][] hierarchical(double[] load, List<String> hosts, int slots) {
+    private static int[][] hierarchical(Weights weights, List<String> hosts, int slots) {
         Map<String, List<Integer>> byHost = new LinkedHashMap<>();
         for (int i = 0; i < hosts.size(); i++) {
             byHost.computeIfAbsent(hosts.get(i), k -> new ArrayList<>()).add(i);
         }
         int h = byHost.size();
-        int e = load.length;
+        int e = weights.load().length;
         if (h < 2 || e % h != 0) {
             return null;
         }
@@ -102,7 +132,7 @@ public final class BalancedPlacement {
         int groupSize = e / h;
         double[] groupLoad = new double[h];
         for (int x = 0; x < e; x++) {
-            groupLoad[x / groupSize] += load[x];
+            groupLoad[x / groupSize] += weights.of(x, 1);
         }
         Integer[] order = sortedDescending(groupLoad);
         double[] hostLoad = new double[h];
@@ -141,7 +171,7 @@ public final class BalancedPlacement {
                 }
             }
             if (experts.length > 0) {
-                pack(load, experts, hostWorkers.get(i), slots, replicas);
+                pack(weights, experts, hostWorkers.get(i), slots, replicas);
             }
         }
         return replicas;
@@ -151,7 +181,8 @@ public final class BalancedPlacement {
      * Places {@code experts} (global ids) on {@code workers} (global indices), at most
      * {@code slots} per worker; writes {@code out[expert]}.
      */
-    static void pack(double[] load, int[] experts, int[] workers, int slots, int[][] out) {
+    static void pack(Weights weights, int[] experts, int[] workers, int slots, int[][] out) {
+        double[] load = weights.load();
         int n = experts.length;
         int w = workers.length;
         if ((long) w * slots < n) {
@@ -193,8 +224,8 @@ public final class BalancedPlacement {
                 if (alt >= 0 && (alt == extra[m - 1] || count[alt] > w)) {
                     continue;
                 }
-                int[][] h = packWith(load, experts, count, w, slots);
-                double max = maxLoad(load, experts, h, w);
+                int[][] h = packWith(weights, experts, count, w, slots);
+                double max = maxLoad(weights, experts, h, w);
                 if (max < bestMax * (1 - 1e-12)) {
                     bestMax = max;
                     holders = h;
@@ -211,10 +242,11 @@ public final class BalancedPlacement {
     }
 
     /** LPT with these replica counts (fewer where it gets stuck), then the local search. */
-    private static int[][] packWith(double[] load, int[] experts, int[] count, int w, int slots) {
+    private static int[][] packWith(Weights weights, int[] experts, int[] count, int w, int slots) {
+        double[] load = weights.load();
         int n = experts.length;
         int[][] h;
-        while ((h = lpt(load, experts, count, w, slots)) == null) {
+        while ((h = lpt(weights, experts, count, w, slots)) == null) {
             // packing got stuck (the only free slots sit with workers holding that expert): drop
             // the lightest extra replica and pack again; with one replica each it always fits
             int drop = -1;
@@ -225,12 +257,12 @@ public final class BalancedPlacement {
             }
             count[drop]--;
         }
-        improve(load, experts, h, w, slots);
+        improve(weights, experts, h, w, slots);
         return h;
     }
 
     /** Longest-processing-time-first; holders[i] = local worker indices of expert i's replicas, or null when stuck. */
-    private static int[][] lpt(double[] load, int[] experts, int[] count, int w, int slots) {
+    private static int[][] lpt(Weights weights, int[] experts, int[] count, int w, int slots) {
         int n = experts.length;
         List<int[]> items = new ArrayList<>(); // {expert index, replica number}
         for (int i = 0; i < n; i++) {
@@ -239,7 +271,7 @@ public final class BalancedPlacement {
             }
         }
         items.sort((a, b) -> {
-            int c = Double.compare(load[experts[b[0]]] / count[b[0]], load[experts[a[0]]] / count[a[0]]);
+            int c = Double.compare(weights.of(experts[b[0]], count[b[0]]), weights.of(experts[a[0]], count[a[0]]));
             return c != 0 ? c : a[0] != b[0] ? Integer.compare(a[0], b[0]) : Integer.compare(a[1], b[1]);
         });
         double[] workerLoad = new double[w];
@@ -265,7 +297,7 @@ public final class BalancedPlacement {
             }
             holders[i][filled[i]++] = best;
             used[best]++;
-            workerLoad[best] += load[experts[i]] / count[i];
+            workerLoad[best] += weights.of(experts[i], count[i]);
         }
         return holders;
     }
@@ -274,14 +306,14 @@ public final class BalancedPlacement {
      * Moves a replica off the busiest worker, or swaps one with a lighter replica elsewhere,
      * while that lowers the busiest worker's load without raising the other's to it.
      */
-    private static void improve(double[] load, int[] experts, int[][] holders, int w, int slots) {
+    private static void improve(Weights weights, int[] experts, int[][] holders, int w, int slots) {
         int n = experts.length;
         for (int move = 0; move < MAX_MOVES; move++) {
             double[] wl = new double[w];
             int[] used = new int[w];
             for (int i = 0; i < n; i++) {
                 for (int k : holders[i]) {
-                    wl[k] += share(load, experts, holders, i);
+                    wl[k] += share(weights, experts, holders, i);
                     used[k]++;
                 }
             }
@@ -291,14 +323,14 @@ public final class BalancedPlacement {
                     max = k;
                 }
             }
-            if (!step(load, experts, holders, w, slots, wl, used, max)) {
+            if (!step(weights, experts, holders, w, slots, wl, used, max)) {
                 return;
             }
         }
     }
 
     /** One improving move or swap off worker {@code max}; false when there is none. */
-    private static boolean step(double[] load, int[] experts, int[][] holders, int w, int slots, double[] wl, int[] used, int max) {
+    private static boolean step(Weights weights, int[] experts, int[][] holders, int w, int slots, double[] wl, int[] used, int max) {
         int n = experts.length;
         double top = wl[max];
         double bestGain = 0;
@@ -310,7 +342,7 @@ public final class BalancedPlacement {
             if (ri < 0) {
                 continue;
             }
-            double a = share(load, experts, holders, i);
+            double a = share(weights, experts, holders, i);
             if (a == 0) {
                 continue;
             }
@@ -333,7 +365,7 @@ public final class BalancedPlacement {
                     if (j == i || indexOf(holders[j], k) < 0 || indexOf(holders[j], max) >= 0) {
                         continue;
                     }
-                    double b = share(load, experts, holders, j);
+                    double b = share(weights, experts, holders, j);
                     if (b >= a || wl[k] - b + a >= top) {
                         continue;
                     }
@@ -357,11 +389,11 @@ public final class BalancedPlacement {
         return true;
     }
 
-    private static double maxLoad(double[] load, int[] experts, int[][] holders, int w) {
+    private static double maxLoad(Weights weights, int[] experts, int[][] holders, int w) {
         double[] wl = new double[w];
         for (int i = 0; i < experts.length; i++) {
             for (int k : holders[i]) {
-                wl[k] += share(load, experts, holders, i);
+                wl[k] += share(weights, experts, holders, i);
             }
         }
         double max = 0;
@@ -371,8 +403,8 @@ public final class BalancedPlacement {
         return max;
     }
 
-    private static double share(double[] load, int[] experts, int[][] holders, int i) {
-        return load[experts[i]] / holders[i].length;
+    private static double share(Weights weights, int[] experts, int[][] holders, int i) {
+        return weights.of(experts[i], holders[i].length);
     }
 
     private static int indexOf(int[] a, int v) {

@@ -47,7 +47,8 @@ public final class DispatchPlan {
     private int[] expertPairs = new int[0];
     private int[] expertWorker = new int[0];
     private int[] expertOrder = new int[0];
-    private int[] workerLoad = new int[0];
+    private double[] workerLoad = new double[0];
+    private int[] workerShare = new int[0];
     private int[] pairOrder = new int[0];
 
     private DispatchPlan(int workers, boolean reusable) {
@@ -208,7 +209,8 @@ public final class DispatchPlan {
      * taken by descending pair count (then ascending id), and each of their pairs, in token
      * order, goes to the replica with the fewest pairs so far (then the earliest in its replica
      * list): a hot expert's tokens are split over its replicas so that every worker ends the step
-     * with about the same number of (token, expert) pairs.
+     * with about the same number of (token, expert) pairs. When the placement's {@link ExpertCost}
+     * has a fixed part per expert run, the workers' costs are evened instead ({@link #splitByCost}).
      *
      * <p>With float partials and two terms a, b per token the result is still the same function
      * of each token alone: a worker holding both returns {@code fl(fl(0 + a) + b)}; split over
@@ -228,13 +230,15 @@ public final class DispatchPlan {
             expertOrder = new int[experts];
         }
         if (workerLoad.length < workers) {
-            workerLoad = new int[workers];
+            workerLoad = new double[workers];
+            workerShare = new int[workers];
         }
         if (pairOrder.length < n) {
             pairOrder = new int[n];
         }
         int[] start = expertPairs; // start[e] .. start[e+1]-1: e's pairs in pairOrder
-        int[] load = workerLoad;
+        double[] load = workerLoad; // each worker's cost so far, in pairs
+        double fixed = placement.cost().fixedPairs();
         Arrays.fill(start, 0, experts + 1, 0);
         Arrays.fill(load, 0, workers, 0);
         int[] ids = r.experts();
@@ -258,7 +262,7 @@ public final class DispatchPlan {
             }
             if (placement.replicaCount(layer, e) == 1) {
                 int w = placement.primary(layer, e);
-                load[w] += pairs;
+                load[w] += pairs + fixed;
                 for (int i = start[e]; i < start[e + 1]; i++) {
                     owner[pairOrder[i]] = w;
                 }
@@ -278,6 +282,10 @@ public final class DispatchPlan {
             }
             expertOrder[b + 1] = e;
         }
+        if (fixed > 0) {
+            splitByCost(layer, placement, owner, sorted, fixed);
+            return;
+        }
         for (int s = 0; s < sorted; s++) {
             int e = expertOrder[s];
             int replicas = placement.replicaCount(layer, e);
@@ -291,6 +299,76 @@ public final class DispatchPlan {
                 }
                 owner[pairOrder[i]] = best;
                 load[best]++;
+            }
+        }
+    }
+
+    /**
+     * The split of the replicated experts ({@code expertOrder[0, sorted)}, busiest first) when
+     * every expert a worker runs costs it {@code fixed} pairs more: each goes whole to its least
+     * busy replica (longest first), then, expert by expert, pairs move from its busiest holder to
+     * its cheapest other replica while that lowers the busier of the two, the fixed part of a
+     * replica that starts included. Pair by pair, a replica would start whenever its worker is
+     * behind by more than the fixed part, so with workers level at the start every expert would
+     * run everywhere. Each expert's pairs go, in token order, to its replicas in replica order.
+     */
+    private void splitByCost(int layer, ExpertPlacement placement, int[] owner, int sorted, double fixed) {
+        int[] start = expertPairs;
+        double[] load = workerLoad;
+        int[] holder = expertWorker; // [sorted index] -> the worker given the whole expert
+        int[] share = workerShare;
+        for (int s = 0; s < sorted; s++) {
+            int e = expertOrder[s];
+            int best = placement.replica(layer, e, 0);
+            for (int j = 1; j < placement.replicaCount(layer, e); j++) {
+                int w = placement.replica(layer, e, j);
+                if (load[w] < load[best]) {
+                    best = w;
+                }
+            }
+            holder[s] = best;
+            load[best] += start[e + 1] - start[e] + fixed;
+        }
+        for (int s = 0; s < sorted; s++) {
+            int e = expertOrder[s];
+            int replicas = placement.replicaCount(layer, e);
+            for (int j = 0; j < replicas; j++) {
+                share[placement.replica(layer, e, j)] = 0;
+            }
+            share[holder[s]] = start[e + 1] - start[e];
+            for (int move = 0; move < 2 * replicas; move++) {
+                int from = -1;
+                for (int j = 0; j < replicas; j++) {
+                    int w = placement.replica(layer, e, j);
+                    if (share[w] > 0 && (from < 0 || load[w] > load[from])) {
+                        from = w;
+                    }
+                }
+                int to = -1;
+                double toCost = 0;
+                for (int j = 0; j < replicas; j++) {
+                    int w = placement.replica(layer, e, j);
+                    double c = load[w] + (share[w] > 0 ? 0 : fixed);
+                    if (w != from && (to < 0 || c < toCost)) {
+                        to = w;
+                        toCost = c;
+                    }
+                }
+                int m = to < 0 ? 0 : (int) Math.min(share[from], Math.floor((load[from] - toCost) / 2));
+                if (m < 1) {
+                    break;
+                }
+                share[from] -= m;
+                load[from] -= m + (share[from] == 0 ? fixed : 0);
+                share[to] += m;
+                load[to] = toCost + m;
+            }
+            int i = start[e];
+            for (int j = 0; j < replicas; j++) {
+                int w = placement.replica(layer, e, j);
+                for (int c = 0; c < share[w]; c++) {
+                    owner[pairOrder[i++]] = w;
+                }
             }
         }
     }

@@ -7,18 +7,23 @@ import java.util.Arrays;
  * (0-based); a dense layer has no row. The JSON shape of {@code GET /v1/epserve/load} and of the
  * load files {@code epserve plan --load} reads is
  * <pre>
- *   {"layers": [{"layer": 0, "tokens": [n_0, …, n_{E-1}]}, …]}
+ *   {"steps": S, "layers": [{"layer": 0, "tokens": [n_0, …, n_{E-1}]}, …]}
  * </pre>
- * A value: the arrays are copied in and out.
+ * {@code steps}, optional, is how many steps the counts cover (0 or absent: unknown); a cost that
+ * has a fixed part per expert and step ({@link ExpertCost}) needs it to set that part against the
+ * counts. A value: the arrays are copied in and out.
  */
 public final class ExpertLoad {
     private final int numExperts;
     /** [layer] -> tokens per expert; null for dense layers. */
     private final long[][] tokens;
+    /** Steps the counts cover; 0 when unknown. */
+    private final long steps;
 
-    private ExpertLoad(int numExperts, long[][] tokens) {
+    private ExpertLoad(int numExperts, long[][] tokens, long steps) {
         this.numExperts = numExperts;
         this.tokens = tokens;
+        this.steps = steps;
     }
 
     /**
@@ -26,6 +31,16 @@ public final class ExpertLoad {
      *               null for a layer without routed experts
      */
     public static ExpertLoad of(int numExperts, long[][] tokens) {
+        return of(numExperts, tokens, 0);
+    }
+
+    /**
+     * As {@link #of(int, long[][])}, counted over {@code steps} steps (0: unknown).
+     */
+    public static ExpertLoad of(int numExperts, long[][] tokens, long steps) {
+        if (steps < 0) {
+            throw new IllegalArgumentException("an expert load covers 0 (unknown) or more steps, got " + steps);
+        }
         if (numExperts < 1) {
             throw new IllegalArgumentException("an expert load needs at least one expert per layer, got " + numExperts);
         }
@@ -45,7 +60,7 @@ public final class ExpertLoad {
             }
             copy[l] = tokens[l].clone();
         }
-        return new ExpertLoad(numExperts, copy);
+        return new ExpertLoad(numExperts, copy, steps);
     }
 
     /** One token per expert of every sparse layer: no preference (what an absent layer counts as). */
@@ -71,6 +86,11 @@ public final class ExpertLoad {
 
     public int numExperts() {
         return numExperts;
+    }
+
+    /** How many steps the counts cover; 0 when unknown. */
+    public long steps() {
+        return steps;
     }
 
     /** Model layers (dense ones included). */
@@ -136,21 +156,21 @@ public final class ExpertLoad {
                 }
             }
         }
-        return of(experts, t);
+        return of(experts, t, steps);
     }
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof ExpertLoad x && x.numExperts == numExperts && Arrays.deepEquals(x.tokens, tokens);
+        return o instanceof ExpertLoad x && x.numExperts == numExperts && x.steps == steps && Arrays.deepEquals(x.tokens, tokens);
     }
 
     @Override
     public int hashCode() {
-        return 31 * numExperts + Arrays.deepHashCode(tokens);
+        return 31 * (31 * numExperts + Long.hashCode(steps)) + Arrays.deepHashCode(tokens);
     }
 
     @Override
     public String toString() {
-        return "ExpertLoad" + Arrays.deepToString(tokens);
+        return "ExpertLoad" + (steps > 0 ? "(" + steps + " steps)" : "") + Arrays.deepToString(tokens);
     }
 }

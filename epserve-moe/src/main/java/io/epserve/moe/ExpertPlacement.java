@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.HashSet;
+import java.util.Objects;
 import java.util.stream.IntStream;
 
 /**
@@ -49,8 +50,16 @@ public final class ExpertPlacement {
     private final int[][][] replicas;
     /** [worker][layer][expert] -> local index or NOT_HERE. */
     private final int[][][] local;
+    /** The cost model the replicas were packed for, by which the dispatcher splits a replicated expert's tokens. */
+    private final ExpertCost cost;
 
     private ExpertPlacement(long epoch, int numExperts, List<String> workers, Policy policy, boolean[] sparse, int[][][] replicas) {
+        this(epoch, numExperts, workers, policy, sparse, replicas, ExpertCost.PAIRS);
+    }
+
+    private ExpertPlacement(long epoch, int numExperts, List<String> workers, Policy policy, boolean[] sparse, int[][][] replicas,
+                            ExpertCost cost) {
+        this.cost = Objects.requireNonNull(cost, "cost");
         this.epoch = epoch;
         this.numExperts = numExperts;
         this.workers = List.copyOf(workers);
@@ -197,7 +206,21 @@ public final class ExpertPlacement {
 
     /** The same replicas under another epoch. */
     public ExpertPlacement withEpoch(long newEpoch) {
-        return new ExpertPlacement(newEpoch, numExperts, workers, policy, sparse, replicas);
+        return new ExpertPlacement(newEpoch, numExperts, workers, policy, sparse, replicas, cost);
+    }
+
+    /** The same replicas, split by another cost model ({@link #cost()}). */
+    public ExpertPlacement withCost(ExpertCost newCost) {
+        return new ExpertPlacement(epoch, numExperts, workers, policy, sparse, replicas, newCost);
+    }
+
+    /**
+     * The cost model this placement was packed for ({@link ExpertCost#PAIRS} unless a
+     * {@link BalancedPlacement} was given one): the dispatcher splits the tokens of a replicated
+     * expert over its replicas so that the workers' costs under it, not only their pairs, even out.
+     */
+    public ExpertCost cost() {
+        return cost;
     }
 
     /**
@@ -205,17 +228,7 @@ public final class ExpertPlacement {
      * tokens are split evenly over its replicas (what the dispatcher approaches step by step).
      */
     public double[] workerLoads(ExpertLoad load, int layer) {
-        double[] per = new double[workers.size()];
-        if (!sparse[layer]) {
-            return per;
-        }
-        for (int e = 0; e < numExperts; e++) {
-            double share = (double) load.tokens(layer, e) / replicas[layer][e].length;
-            for (int w : replicas[layer][e]) {
-                per[w] += share;
-            }
-        }
-        return per;
+        return workerCosts(load, layer, ExpertCost.PAIRS);
     }
 
     /**
@@ -224,12 +237,51 @@ public final class ExpertPlacement {
      * layer without tokens counts as 1.
      */
     public double[] balancedness(ExpertLoad load) {
+        return costBalancedness(load, ExpertCost.PAIRS);
+    }
+
+    /**
+     * Per worker, its expected cost of one layer over the load's steps under {@code costModel}:
+     * each expert's tokens split evenly over its replicas as in {@link #workerLoads}, each replica
+     * weighed by {@link ExpertCost#replica}.
+     */
+    public double[] workerCosts(ExpertLoad load, int layer, ExpertCost costModel) {
+        double[] per = new double[workers.size()];
+        if (!sparse[layer]) {
+            return per;
+        }
+        for (int e = 0; e < numExperts; e++) {
+            double c = costModel.replica((double) load.tokens(layer, e) / replicas[layer][e].length, load.steps());
+            for (int w : replicas[layer][e]) {
+                per[w] += c;
+            }
+        }
+        return per;
+    }
+
+    /**
+     * As {@link #balancedness(ExpertLoad)}, of the workers' costs ({@link #workerCosts}) instead
+     * of their tokens: the layer's work with one replica per expert (what any placement must do),
+     * per worker, over the busiest worker's cost. A replica's fixed part is work a placement
+     * adds, so it lowers this figure unless it shortens the busiest worker; two placements'
+     * figures under the same load and cost are in the inverse ratio of their busiest workers'
+     * time, which is what a step waits for. Equal to the balancedness under {@link ExpertCost#PAIRS}.
+     */
+    public double[] costBalancedness(ExpertLoad load, ExpertCost costModel) {
         ExpertLoad l = load.forModel(sparse, numExperts);
         double[] out = new double[(int) IntStream.range(0, sparse.length).filter(i -> sparse[i]).count()];
         int i = 0;
         for (int layer = 0; layer < sparse.length; layer++) {
             if (sparse[layer]) {
-                out[i++] = balancedness(workerLoads(l, layer));
+                double work = 0;
+                for (int e = 0; e < numExperts; e++) {
+                    work += costModel.replica(l.tokens(layer, e), l.steps());
+                }
+                double max = 0;
+                for (double c : workerCosts(l, layer, costModel)) {
+                    max = Math.max(max, c);
+                }
+                out[i++] = max == 0 ? 1 : work / workers.size() / max;
             }
         }
         return out;

@@ -16,7 +16,8 @@ import java.util.Locale;
  * balancedness under the window falls below {@code below} (then at most once per quarter window,
  * so the window refills with traffic of the new placement first), and on demand
  * ({@link #rebalanceNow}). A change that would not raise the lowest layer's balancedness by at
- * least {@value #MIN_GAIN} is skipped; one that fails leaves the current placement serving.
+ * least {@value #MIN_GAIN} is skipped (of the workers' cost when the settings carry an
+ * {@link ExpertCost} with a fixed part); one that fails leaves the current placement serving.
  */
 public final class Rebalancer implements AutoCloseable {
     /** Smallest rise of the lowest layer's balancedness worth a change. */
@@ -28,9 +29,12 @@ public final class Rebalancer implements AutoCloseable {
      * @param everySteps     re-place every this many steps; 0: never on a timer
      * @param below          re-place when a layer's balancedness falls below this; 0: never on it
      * @param checkMillis    how often the loop looks at the triggers
+     * @param cost           what the placement balances: the workers' cost per step under this model
+     *                       ({@link ExpertCost#PAIRS}: their pairs)
      */
-    public record Settings(int redundantSlots, List<String> hosts, long everySteps, double below, long checkMillis) {
+    public record Settings(int redundantSlots, List<String> hosts, long everySteps, double below, long checkMillis, ExpertCost cost) {
         public Settings {
+            Objects.requireNonNull(cost, "cost");
             if (redundantSlots < 0) {
                 throw new IllegalArgumentException("--redundant-experts must be 0 or more, got " + redundantSlots);
             }
@@ -44,6 +48,16 @@ public final class Rebalancer implements AutoCloseable {
                 throw new IllegalArgumentException("check interval must be positive, got " + checkMillis);
             }
             hosts = hosts == null ? null : List.copyOf(hosts);
+        }
+
+        /** Balancing pairs alone. */
+        public Settings(int redundantSlots, List<String> hosts, long everySteps, double below, long checkMillis) {
+            this(redundantSlots, hosts, everySteps, below, checkMillis, ExpertCost.PAIRS);
+        }
+
+        /** The same settings balancing another cost model. */
+        public Settings withCost(ExpertCost newCost) {
+            return new Settings(redundantSlots, hosts, everySteps, below, checkMillis, newCost);
         }
 
         /** On demand only, one redundant slot per worker. */
@@ -121,7 +135,7 @@ public final class Rebalancer implements AutoCloseable {
             }
             String why = due();
             if (why != null) {
-                attempt(why, true);
+                attempt(null, why, true);
             }
         }
     }
@@ -148,31 +162,46 @@ public final class Rebalancer implements AutoCloseable {
      * worker's failure: the outcome says what happened.
      */
     public Outcome rebalanceNow(String reason) {
-        return attempt(reason, false);
+        return attempt(null, reason, false);
     }
 
-    /** As {@link #rebalanceNow}; with {@code requireGain} (automatic triggers) also skipped when it gains less than {@value #MIN_GAIN}. */
-    private Outcome attempt(String reason, boolean requireGain) {
+    /**
+     * As {@link #rebalanceNow}, for a given load instead of the current window (a recorded load,
+     * or a benchmark's traffic without its calibration steps).
+     */
+    public Outcome rebalanceFor(ExpertLoad load, String reason) {
+        return attempt(Objects.requireNonNull(load, "load"), reason, false);
+    }
+
+    /**
+     * As {@link #rebalanceNow} for {@code given} (null: the current window); with
+     * {@code requireGain} (automatic triggers) also skipped when it gains less than {@value #MIN_GAIN}.
+     */
+    private Outcome attempt(ExpertLoad given, String reason, boolean requireGain) {
         synchronized (attempt) {
             long t0 = System.nanoTime();
             RoutedTokens r = control.routedTokens();
             stepsAtLast = r.steps();
             ExpertPlacement current = control.placement();
-            ExpertLoad window = r.window();
-            ExpertLoad load = window.forModel(sparseOf(current), current.numExperts());
+            ExpertLoad observed = given != null ? given : r.window();
+            ExpertLoad load = observed.forModel(sparseOf(current), current.numExperts());
             // a membership that changes the workers knows their hosts; fixed labels are by position
             List<String> hosts = control.hostLabels(current.workers());
             if (hosts == null && settings.hosts() != null && settings.hosts().size() == current.workerCount()) {
                 hosts = settings.hosts();
             }
             ExpertPlacement next = BalancedPlacement.place(load, current.workers(), hosts, settings.redundantSlots(),
-                    current.epoch() + 1);
+                    current.epoch() + 1, settings.cost());
             double[] before = current.balancedness(load);
             double[] after = next.balancedness(load);
+            // judged by what the policy balances: the workers' cost (their pairs under ExpertCost.PAIRS)
+            double costBefore = min(current.costBalancedness(load, settings.cost()));
+            double costAfter = min(next.costBalancedness(load, settings.cost()));
             Outcome o;
-            if (next.sameReplicas(current) || (requireGain && min(after) < min(before) + MIN_GAIN)) {
+            if (next.sameReplicas(current) || (requireGain && costAfter < costBefore + MIN_GAIN)) {
                 o = new Outcome(false, current.epoch(), before, before, seconds(t0), reason + ": kept epoch " + current.epoch()
-                        + String.format(Locale.ROOT, " (balanced placement would give %.3f, now %.3f)", min(after), min(before)));
+                        + String.format(Locale.ROOT, " (balanced placement would give %s %.3f, now %.3f)",
+                        settings.cost().pairsOnly() ? "balancedness" : "cost balancedness", costAfter, costBefore));
             } else {
                 try {
                     control.updatePlacement(next);

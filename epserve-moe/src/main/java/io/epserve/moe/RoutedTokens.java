@@ -86,6 +86,14 @@ public final class RoutedTokens {
         }
     }
 
+    /** Tokens routed to one (layer, expert) since start; 0 for a layer without routed experts. */
+    public long total(int layer, int expert) {
+        if (layer < 0 || layer >= sparse.length || !sparse[layer] || expert < 0 || expert >= numExperts) {
+            return 0;
+        }
+        return total[layer].get(expert);
+    }
+
     /**
      * Adds a saved window's counts to the current bucket (and the totals): a restarted frontend
      * resumes balancing from the load it had seen, which then ages out as new steps come.
@@ -104,8 +112,9 @@ public final class RoutedTokens {
         }
     }
 
-    /** Tokens per (layer, expert) since start. */
+    /** Tokens per (layer, expert) since start, over {@link #steps()} steps. */
     public ExpertLoad total() {
+        long s = steps.get();
         long[][] t = new long[sparse.length][];
         for (int l = 0; l < sparse.length; l++) {
             if (sparse[l]) {
@@ -115,11 +124,15 @@ public final class RoutedTokens {
                 }
             }
         }
-        return ExpertLoad.of(numExperts, t);
+        return ExpertLoad.of(numExperts, t, s);
     }
 
-    /** Tokens per (layer, expert) over the window (the last {@link #windowSteps()} steps, to a bucket). */
+    /**
+     * Tokens per (layer, expert) over the window (the last {@link #windowSteps()} steps, to a
+     * bucket), with the number of steps it covers.
+     */
     public ExpertLoad window() {
+        long s = steps.get();
         long[][] t = new long[sparse.length][];
         for (int l = 0; l < sparse.length; l++) {
             if (sparse[l]) {
@@ -135,7 +148,18 @@ public final class RoutedTokens {
                 }
             }
         }
-        return ExpertLoad.of(numExperts, t);
+        return ExpertLoad.of(numExperts, t, windowCovers(s));
+    }
+
+    /**
+     * Steps the buckets hold after {@code s} steps: the current bucket's steps so far and up to
+     * {@value #BUCKETS}−1 full ones before it.
+     */
+    long windowCovers(long s) {
+        if (s <= 0) {
+            return 0;
+        }
+        return Math.min(s, (long) (BUCKETS - 1) * bucketSteps + (s - 1) % bucketSteps + 1);
     }
 
     /** Steps recorded since start. */

@@ -2,6 +2,7 @@ package io.epserve.moe;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
 
 import java.util.List;
 import java.util.SplittableRandom;
@@ -13,6 +14,8 @@ import java.util.Set;
 
 class BalancedPlacementTest {
     private static final boolean[] ONE_LAYER = {true};
+    /** Loads on which the pair-optimal and the cost-optimal placement differ (2 workers, one spare slot each). */
+    private static final long[] CHOOSES_DIFFERENTLY = {52, 51, 56, 59};
 
     private static List<String> workers(int n) {
         return IntStream.range(0, n).mapToObj(i -> "w" + i).toList();
@@ -26,11 +29,20 @@ class BalancedPlacementTest {
         return IntStream.range(0, p.workerCount()).mapToDouble(w -> p.workerLoads(load, 0)[w]).max().orElseThrow();
     }
 
+    private static double maxCost(ExpertPlacement p, ExpertLoad load, ExpertCost cost) {
+        return Arrays.stream(p.workerCosts(load, 0, cost)).max().orElseThrow();
+    }
+
     /**
      * The smallest achievable maximum worker load: every assignment of a non-empty worker subset
      * to each expert within the slots, each expert's load split evenly over its replicas.
      */
     private static double bruteForce(long[] load, int w, int slots) {
+        return bruteForce(load, w, slots, ExpertCost.PAIRS, 0);
+    }
+
+    /** As {@link #bruteForce(long[], int, int)}, of the workers' cost under a cost model over {@code steps} steps. */
+    private static double bruteForce(long[] load, int w, int slots, ExpertCost cost, long steps) {
         int subsets = (1 << w) - 1;
         int e = load.length;
         int[] choice = new int[e];
@@ -52,7 +64,7 @@ class BalancedPlacementTest {
                 int bits = Integer.bitCount(choice[i]);
                 for (int k = 0; k < w; k++) {
                     if ((choice[i] >> k & 1) != 0) {
-                        wl[k] += (double) load[i] / bits;
+                        wl[k] += cost.replica((double) load[i] / bits, steps);
                         ok &= ++used[k] <= slots;
                     }
                 }
@@ -138,6 +150,65 @@ class BalancedPlacementTest {
         }
         assertThat(cases).isEqualTo(40);
         assertThat(worst).isLessThan(1.10);
+    }
+
+    @Test
+    void costAwarePackingMatchesBruteForceOnSmallCases() {
+        SplittableRandom r = new SplittableRandom(23);
+        double worst = 1;
+        for (int trial = 0; trial < 40; trial++) {
+            int w = 2 + trial % 2;
+            int e = w == 2 ? 6 : 5;
+            int redundant = trial % 3 == 0 ? 0 : 1;
+            long steps = 10;
+            ExpertCost cost = new ExpertCost(1 + trial % 7);
+            long[] t = trial % 4 == 0 ? zipf(e, 1.2, trial) : r.longs(e, 0, 200).toArray();
+            ExpertLoad l = ExpertLoad.of(e, new long[][] {t}, steps);
+            ExpertPlacement p = BalancedPlacement.place(l, workers(w), null, redundant, 0, cost);
+            assertThat(p.cost()).isEqualTo(cost);
+            assertThat(p.withEpoch(7).cost()).as("a new epoch of the same replicas splits by the same cost").isEqualTo(cost);
+            double opt = bruteForce(t, w, (e + w - 1) / w + redundant, cost, steps);
+            double got = maxCost(p, l, cost);
+            assertThat(got).as("loads %s on %d workers, %d spare, fixed %s pairs", Arrays.toString(t), w, redundant, cost.fixedPairs())
+                    .isGreaterThanOrEqualTo(opt - 1e-9).isLessThanOrEqualTo(opt * 1.10 + 1e-9);
+            worst = Math.max(worst, got / opt);
+        }
+        assertThat(worst).isLessThan(1.10);
+    }
+
+    @Test
+    void aFixedCostPerExpertChangesWhereReplicasGo() {
+        // Balancing pairs, the spare slots go to replicas of the two hot experts, which evens the
+        // pairs exactly; but each replica costs its worker a fixed part, and under a cost of 12
+        // pairs per expert run the busiest worker is then slower than without them.
+        long[] t = CHOOSES_DIFFERENTLY;
+        int w = 2;
+        long steps = 1;
+        ExpertCost cost = new ExpertCost(12);
+        ExpertLoad l = ExpertLoad.of(t.length, new long[][] {t}, steps);
+        int slots = (t.length + w - 1) / w + 1;
+        ExpertPlacement byPairs = BalancedPlacement.place(l, workers(w), null, 1, 0, ExpertCost.PAIRS);
+        ExpertPlacement byCost = BalancedPlacement.place(l, workers(w), null, 1, 0, cost);
+        assertThat(byCost.sameReplicas(byPairs)).isFalse();
+        // each is optimal (brute force) for what it balances, and worse at the other's
+        assertThat(maxLoad(byPairs, l)).isEqualTo(bruteForce(t, w, slots));
+        assertThat(maxCost(byCost, l, cost)).isCloseTo(bruteForce(t, w, slots, cost, steps), within(1e-9));
+        assertThat(maxCost(byPairs, l, cost)).isGreaterThan(maxCost(byCost, l, cost));
+        assertThat(maxLoad(byCost, l)).isGreaterThan(maxLoad(byPairs, l));
+        // the token balancedness stays the figure; the cost balancedness is the one the cost-aware policy raises
+        assertThat(byCost.costBalancedness(l, cost)[0]).isGreaterThan(byPairs.costBalancedness(l, cost)[0]);
+        assertThat(byPairs.costBalancedness(l, ExpertCost.PAIRS)).containsExactly(byPairs.balancedness(l));
+    }
+
+    @Test
+    void withoutAStepCountOrAFixedPartTheCostIsThePairs() {
+        long[] t = zipf(12, 1.2, 3);
+        ExpertPlacement pairs = BalancedPlacement.place(load(t), workers(3), 1, 0);
+        ExpertPlacement unknownSteps = BalancedPlacement.place(load(t), workers(3), null, 1, 0, new ExpertCost(50));
+        ExpertPlacement noFixed = BalancedPlacement.place(ExpertLoad.of(12, new long[][] {t}, 100), workers(3), null, 1, 0,
+                ExpertCost.PAIRS);
+        assertThat(unknownSteps.sameReplicas(pairs)).isTrue();
+        assertThat(noFixed.sameReplicas(pairs)).isTrue();
     }
 
     @Test

@@ -78,6 +78,49 @@ class DispatchPlanTest {
         }
     }
 
+    /** Per worker, {pairs, experts run} of a plan. */
+    static int[][] pairsAndRuns(DispatchPlan p, int workers) {
+        int[][] out = new int[workers][2];
+        Set<Integer>[] by = workersPerExpert(p, workers);
+        for (int w = 0; w < workers; w++) {
+            int n = p.tokens(w);
+            out[w][0] = n == 0 ? 0 : p.offsets(w)[n];
+        }
+        for (Set<Integer> ws : by) {
+            for (int w : ws) {
+                out[w][1]++;
+            }
+        }
+        return out;
+    }
+
+    static double maxCost(int[][] pairsAndRuns, double fixed) {
+        return Arrays.stream(pairsAndRuns).mapToDouble(v -> v[0] + fixed * v[1]).max().orElseThrow();
+    }
+
+    @Test
+    void aFixedCostPerExpertRunSplitsReplicatedExpertsByCostNotPairs() {
+        SplittableRandom rnd = new SplittableRandom(9);
+        double fixed = 6;
+        for (int trial = 0; trial < 10; trial++) {
+            RoutingResult r = routing(rnd, 24, 2);
+            float[] x = gaussian(rnd, 24 * H);
+            ExpertPlacement byPairs = replicated(2);
+            int[][] pairs = pairsAndRuns(DispatchPlan.split(0, x, H, r, byPairs, true), 2);
+            int[][] cost = pairsAndRuns(DispatchPlan.split(0, x, H, r, byPairs.withCost(new ExpertCost(fixed)), true), 2);
+            int runsByPairs = pairs[0][1] + pairs[1][1];
+            int runsByCost = cost[0][1] + cost[1][1];
+            assertThat(cost[0][0] + cost[1][0]).isEqualTo(24 * 2);
+            // a replica starts only when its worker is behind by more than the fixed part: fewer expert runs
+            assertThat(runsByCost).as("trial %d", trial).isLessThan(runsByPairs);
+            // and the busiest worker's cost is no higher than with the split by pairs
+            assertThat(maxCost(cost, fixed)).as("trial %d", trial).isLessThanOrEqualTo(maxCost(pairs, fixed));
+            double c0 = cost[0][0] + fixed * cost[0][1];
+            double c1 = cost[1][0] + fixed * cost[1][1];
+            assertThat(Math.abs(c0 - c1)).as("trial %d: workers end the step within one expert run", trial).isLessThanOrEqualTo(1 + fixed);
+        }
+    }
+
     @Test
     void oneTokensTwoExpertsGoToTwoWorkers() {
         SplittableRandom rnd = new SplittableRandom(6);

@@ -67,6 +67,24 @@ class RebalancerTest {
     }
 
     @Test
+    void aGivenLoadIsPlacedUnderTheSettingsCost() {
+        ExpertStore store = InProcessDispatcherTest.store(8);
+        List<String> names = List.of("a", "b");
+        InProcessDispatcher d = new InProcessDispatcher(ExpertPlacement.create(SPARSE, E, names, ExpertPlacement.Policy.CONTIGUOUS, 0),
+                names.stream().map(n -> new ExpertWorker(n, store, E)).toList(), new RoutedTokens(SPARSE, E, 8));
+        // nothing routed yet: the load is the caller's (experts 0 and 1, on worker a, hot)
+        ExpertLoad load = ExpertLoad.of(E, new long[][] {{900, 800, 100, 100, 100, 100}}, 100);
+        ExpertCost cost = new ExpertCost(4);
+        try (Rebalancer rb = new Rebalancer(d, Rebalancer.Settings.onDemand(1).withCost(cost), null)) {
+            Rebalancer.Outcome o = rb.rebalanceFor(load, "recorded load");
+            assertThat(o.changed()).as(o.reason()).isTrue();
+            assertThat(d.placement().cost()).isEqualTo(cost);
+            assertThat(d.placement().sameReplicas(BalancedPlacement.place(load, names, null, 1, 0, cost))).isTrue();
+            assertThat(o.after()[0]).isGreaterThan(o.before()[0]);
+        }
+    }
+
+    @Test
     void aBelowThresholdTriggerFiresFromTheLoop() throws Exception {
         ExpertStore store = InProcessDispatcherTest.store(8);
         List<String> names = List.of("a", "b");
@@ -91,16 +109,24 @@ class RebalancerTest {
         RoutedTokens r = new RoutedTokens(SPARSE, E, RoutedTokens.BUCKETS); // one step per bucket
         RoutingResult toZero = new RoutingResult(1, 1, new int[] {0}, new float[] {1});
         RoutingResult toOne = new RoutingResult(1, 1, new int[] {1}, new float[] {1});
-        for (int i = 0; i < RoutedTokens.BUCKETS; i++) {
+        for (int i = 0; i < 3; i++) {
+            r.record(0, toZero);
+        }
+        assertThat(r.window().steps()).as("steps the window covers").isEqualTo(3);
+        for (int i = 3; i < RoutedTokens.BUCKETS; i++) {
             r.record(0, toZero);
         }
         assertThat(r.window().tokens(0, 0)).isEqualTo(RoutedTokens.BUCKETS);
+        assertThat(r.total(0, 0)).isEqualTo(RoutedTokens.BUCKETS);
+        assertThat(r.total(0, E)).as("no such expert").isZero();
         for (int i = 0; i < RoutedTokens.BUCKETS; i++) {
             r.record(0, toOne);
         }
         assertThat(r.window().tokens(0, 0)).isZero();
         assertThat(r.window().tokens(0, 1)).isEqualTo(RoutedTokens.BUCKETS);
         assertThat(r.total().tokens(0, 0)).isEqualTo(RoutedTokens.BUCKETS);
+        assertThat(r.window().steps()).isEqualTo(RoutedTokens.BUCKETS);
+        assertThat(r.total().steps()).isEqualTo(2L * RoutedTokens.BUCKETS);
         assertThatThrownBy(() -> new RoutedTokens(SPARSE, E, 0)).hasMessageContaining("window");
         assertThatThrownBy(() -> new Rebalancer.Settings(-1, null, 0, 0, 1)).hasMessageContaining("--redundant-experts");
         assertThatThrownBy(() -> new Rebalancer.Settings(0, null, 0, 1.5, 1)).hasMessageContaining("--rebalance-below");

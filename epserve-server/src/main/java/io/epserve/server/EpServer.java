@@ -37,6 +37,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import io.epserve.moe.Rebalancer;
+import io.epserve.moe.RoutedTokens;
 
 /**
  * epserve's HTTP server (DESIGN.md §1, the frontend's API side): the OpenAI-compatible API, SSE
@@ -393,13 +394,14 @@ public final class EpServer implements AutoCloseable {
      * live view's sampling. From now on the API answers (and /ready says 200 when the engine does).
      *
      * @param workerStats transport counters of remote expert workers, or null (in-process workers)
+     * @param routed      the dispatcher's count of routed tokens, which /metrics and the live view read
      */
-    public synchronized void serve(ServedModel model, Engine engine, WorkerStatsSource workerStats) {
+    public synchronized void serve(ServedModel model, Engine engine, WorkerStatsSource workerStats, RoutedTokens routed) {
         if (serving != null) {
             throw new IllegalStateException("already serving " + serving.model().id());
         }
         LiveStats stats = new LiveStats(json, metrics, model.layout(), engine::stats, model.id());
-        metrics.attach(model.layout(), engine::stats, workerStats, stats::imbalance);
+        metrics.attach(model.layout(), engine::stats, workerStats, routed, stats::imbalance);
         engine.addObserver(metrics);
         WorkerTable table = workerTable;
         if (table != null) {
@@ -417,8 +419,8 @@ public final class EpServer implements AutoCloseable {
         }));
     }
 
-    public void serve(ServedModel model, Engine engine) {
-        serve(model, engine, null);
+    public void serve(ServedModel model, Engine engine, RoutedTokens routed) {
+        serve(model, engine, null, routed);
     }
 
     Serving serving() {

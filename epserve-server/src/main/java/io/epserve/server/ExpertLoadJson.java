@@ -15,14 +15,18 @@ import java.util.Locale;
  * {@code epserve plan --load} and {@code bench balance --load}) and of a live placement
  * ({@code GET /v1/epserve/placement}):
  * <pre>
- *   {"layers": [{"layer": 0, "tokens": [n_0, …, n_{E-1}]}, …]}
+ *   {"steps": S, "layers": [{"layer": 0, "tokens": [n_0, …, n_{E-1}]}, …]}
  * </pre>
+ * ({@code steps}: how many steps the counts cover; optional, absent when unknown.)
  */
 public final class ExpertLoadJson {
     private ExpertLoadJson() {}
 
     public static ObjectNode toJson(ObjectMapper json, ExpertLoad load) {
         ObjectNode root = json.createObjectNode();
+        if (load.steps() > 0) {
+            root.put("steps", load.steps());
+        }
         ArrayNode layers = root.putArray("layers");
         for (int l = 0; l < load.layers(); l++) {
             if (load.has(l)) {
@@ -46,6 +50,11 @@ public final class ExpertLoadJson {
         if (layers == null || !layers.isArray()) {
             throw new IllegalArgumentException("a load is {\"layers\": [{\"layer\": L, \"tokens\": [...]}, ...]}: no \"layers\" array");
         }
+        JsonNode stepsNode = root.get("steps");
+        if (stepsNode != null && (!stepsNode.isIntegralNumber() || stepsNode.asLong() < 0)) {
+            throw new IllegalArgumentException("load: \"steps\" must be an integer >= 0 (the steps the counts cover), got " + stepsNode);
+        }
+        long steps = stepsNode == null ? 0 : stepsNode.asLong();
         int max = -1;
         for (JsonNode l : layers) {
             JsonNode idx = l.get("layer");
@@ -77,7 +86,7 @@ public final class ExpertLoadJson {
                 tokens[layer][e] = n.asLong();
             }
         }
-        return ExpertLoad.of(experts, tokens);
+        return ExpertLoad.of(experts, tokens, steps);
     }
 
     /** Reads a load file; IOException for an unreadable file, IllegalArgumentException for bad content. */

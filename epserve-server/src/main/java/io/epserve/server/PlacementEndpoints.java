@@ -2,13 +2,16 @@ package io.epserve.server;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.epserve.moe.ExpertCost;
 import io.epserve.moe.ExpertLoad;
+import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.Rebalancer;
 import io.netty.handler.codec.http.HttpResponseStatus;
 
 /**
  * The placement endpoints: {@code GET /v1/epserve/placement} (the live placement with its epoch
- * and each layer's balancedness under the load window), {@code GET /v1/epserve/load} (routed
+ * and each layer's balancedness under the load window; with a fixed cost per expert run, also
+ * {@code expert_fixed_cost} and a {@code cost_balancedness} per sparse layer), {@code GET /v1/epserve/load} (routed
  * tokens per layer and expert over the window, the load-file shape) and
  * {@code POST /v1/epserve/placement/rebalance} (a re-placement now; answers once the new epoch
  * serves or the change was abandoned). They run off the event loop: a rebalance blocks while
@@ -19,9 +22,19 @@ final class PlacementEndpoints {
 
     static void placement(HttpHandler.Call c) {
         withRebalancer(c, r -> {
-            ObjectNode body = ExpertLoadJson.placementJson(c.server().json, r.control().placement(),
-                    r.control().routedTokens().window());
+            ExpertPlacement p = r.control().placement();
+            ExpertLoad window = r.control().routedTokens().window();
+            ObjectNode body = ExpertLoadJson.placementJson(c.server().json, p, window);
             body.put("rebalances", r.rebalances());
+            ExpertCost cost = r.settings().cost();
+            if (!cost.pairsOnly()) {
+                // what the policy balances beside the token figure: the workers' cost under --expert-fixed-cost
+                body.put("expert_fixed_cost", cost.fixedPairs());
+                ArrayNode cb = body.putArray("cost_balancedness");
+                for (double v : p.costBalancedness(window, cost)) {
+                    cb.add(v);
+                }
+            }
             return body;
         });
     }

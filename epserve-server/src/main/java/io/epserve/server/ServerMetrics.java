@@ -3,8 +3,7 @@ package io.epserve.server;
 import io.epserve.engine.EngineObserver;
 import io.epserve.engine.EngineStats;
 import io.epserve.engine.FinishReason;
-import io.epserve.moe.RoutingResult;
-import io.prometheus.metrics.core.datapoints.CounterDataPoint;
+import io.epserve.moe.RoutedTokens;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.CounterWithCallback;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
@@ -16,9 +15,9 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.BooleanSupplier;
 import java.util.function.DoubleSupplier;
@@ -67,9 +66,12 @@ public final class ServerMetrics implements EngineObserver {
 
     private volatile Attached attached;
 
-    /** The model-dependent part, set when a model is served. */
-    private record Attached(ExpertLayout layout, AtomicLongArray routed, CounterDataPoint[][] routedPoints,
-                            Supplier<EngineStats> stats) {}
+    /**
+     * The model-dependent part, set when a model is served. {@code routed} is the frontend's one
+     * count of routed tokens, kept by its dispatcher: the metrics and the live view read it, they
+     * do not count on their own.
+     */
+    private record Attached(ExpertLayout layout, RoutedTokens routed, Supplier<EngineStats> stats) {}
 
     public ServerMetrics() {
         requests = Counter.builder().name("epserve_requests_total")
@@ -118,26 +120,30 @@ public final class ServerMetrics implements EngineObserver {
 
     /**
      * Registers the model-dependent metrics: engine gauges from {@code stats}, per-(layer, expert)
-     * routed tokens, per-worker load and imbalance, and transport counters when {@code workers} is
-     * given (remote workers). Called once, when the server starts serving a model.
+     * routed tokens as {@code routed} counts them, per-worker load and imbalance, and transport
+     * counters when {@code workers} is given (remote workers). Called once, when the server starts
+     * serving a model.
      *
+     * @param routed    the dispatcher's count of routed tokens (the one the CLI's statistics and
+     *                  the placement read too)
      * @param imbalance per sparse layer, the max/mean load over workers in the live window
      */
-    void attach(ExpertLayout layout, Supplier<EngineStats> stats, WorkerStatsSource workers,
+    void attach(ExpertLayout layout, Supplier<EngineStats> stats, WorkerStatsSource workers, RoutedTokens routed,
                 IntToDoubleFunction imbalance) {
         if (attached != null) {
             throw new IllegalStateException("metrics already attached to a model");
         }
-        Counter routed = Counter.builder().name("epserve_expert_routed_tokens_total")
+        Objects.requireNonNull(routed, "routed");
+        CounterWithCallback.builder().name("epserve_expert_routed_tokens_total")
                 .help("Tokens the router sent to each expert of each sparse layer (one per token and top-k slot)")
-                .labelNames("layer", "expert").register(registry);
-        CounterDataPoint[][] points = new CounterDataPoint[layout.layers()][];
-        for (int l = 0; l < layout.layers(); l++) {
-            points[l] = new CounterDataPoint[layout.sparse()[l] ? layout.experts() : 0];
-            for (int e = 0; e < points[l].length; e++) {
-                points[l][e] = routed.labelValues(Integer.toString(l), Integer.toString(e));
-            }
-        }
+                .labelNames("layer", "expert")
+                .callback(cb -> {
+                    for (int l : layout.sparseLayers()) {
+                        for (int e = 0; e < layout.experts(); e++) {
+                            cb.call(routed.total(l, e), Integer.toString(l), Integer.toString(e));
+                        }
+                    }
+                }).register(registry);
         gauge("epserve_running_requests", "Requests in the running batch", () -> stats.get().running());
         gauge("epserve_waiting_requests", "Requests waiting to be scheduled", () -> stats.get().waiting());
         gauge("epserve_kv_blocks_used", "KV cache blocks in use", () -> stats.get().kvBlocksUsed());
@@ -184,7 +190,7 @@ public final class ServerMetrics implements EngineObserver {
                     + "as the frontend saw it", workers, s -> s.roundTripNanos() / 1e9);
             workerCounter("epserve_worker_failures_total", "Dispatch calls each expert worker failed", workers, s -> s.failures());
         }
-        attached = new Attached(layout, new AtomicLongArray(layout.layers() * layout.experts()), points, stats);
+        attached = new Attached(layout, routed, stats);
     }
 
     /**
@@ -230,7 +236,7 @@ public final class ServerMetrics implements EngineObserver {
     /** Cumulative tokens routed to (layer, expert), or 0 before a model is attached. */
     long routed(int layer, int expert) {
         Attached a = attached;
-        return a == null ? 0 : a.routed.get(layer * a.layout.experts() + expert);
+        return a == null ? 0 : a.routed.total(layer, expert);
     }
 
     /** Cumulative tokens routed to the experts a worker holds (primary replicas), over all sparse layers. */
@@ -244,7 +250,7 @@ public final class ServerMetrics implements EngineObserver {
             int[] owner = a.layout.owner()[l];
             for (int e = 0; e < owner.length; e++) {
                 if (owner[e] == worker) {
-                    sum += a.routed.get(l * a.layout.experts() + e);
+                    sum += a.routed.total(l, e);
                 }
             }
         }
@@ -283,30 +289,6 @@ public final class ServerMetrics implements EngineObserver {
         stepDuration.observe(nanos / 1e9);
         stepsTotal.increment();
         stepSequencesTotal.add(sequences);
-    }
-
-    @Override
-    public void onRouting(int layer, RoutingResult routing) {
-        Attached a = attached;
-        if (a == null || layer >= a.layout.layers() || !a.layout.sparse()[layer]) {
-            return;
-        }
-        int experts = a.layout.experts();
-        int[] counts = new int[experts];
-        int n = routing.tokens() * routing.k();
-        int[] ids = routing.experts();
-        for (int i = 0; i < n; i++) {
-            int e = ids[i];
-            if (e >= 0 && e < experts) {
-                counts[e]++;
-            }
-        }
-        for (int e = 0; e < experts; e++) {
-            if (counts[e] != 0) {
-                a.routed.addAndGet(layer * experts + e, counts[e]);
-                a.routedPoints[layer][e].inc(counts[e]);
-            }
-        }
     }
 
     @Override

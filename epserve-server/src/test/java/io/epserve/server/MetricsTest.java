@@ -3,7 +3,11 @@ package io.epserve.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.epserve.moe.ExpertLoad;
+import io.epserve.moe.RoutedTokens;
+import io.epserve.moe.RoutingResult;
 import java.net.http.HttpResponse;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -17,6 +21,43 @@ class MetricsTest {
             }
         }
         return sum;
+    }
+
+    @Test
+    void metricsLiveViewAndDispatchStatisticsReadTheOneCountOfRoutedTokens() throws Exception {
+        // a stack of its own: nothing else routes tokens between the three readings
+        try (TestStack s = TestStack.start(b -> b)) {
+            HttpResponse<String> r = s.post("/v1/completions", Map.of("prompt", "Count me once", "max_tokens", 5, "seed", 3));
+            assertThat(r.statusCode()).isEqualTo(200);
+            TestStack.await("an idle engine", () -> s.engine.stats().running() == 0 && s.engine.stats().waiting() == 0);
+            RoutedTokens routed = s.experts.dispatcher().routedTokens();
+            ExpertLoad total = routed.total();
+            String metrics = s.get("/metrics").body();
+            JsonNode live = s.server.live.stats().tick();
+            // what `--stats` prints: one line per sparse layer with its tokens per expert
+            List<String> statsLines = s.experts.dispatcher().describeStats().stream().filter(l -> l.contains("tokens per expert")).toList();
+            int[] sparse = s.served.layout().sparseLayers();
+            assertThat(statsLines).hasSize(sparse.length);
+            long all = 0;
+            for (int i = 0; i < sparse.length; i++) {
+                int layer = sparse[i];
+                String[] cli = statsLines.get(i).substring(statsLines.get(i).indexOf(':') + 1).trim().split(" ");
+                for (int e = 0; e < s.served.layout().experts(); e++) {
+                    long n = total.tokens(layer, e);
+                    all += n;
+                    assertThat(TestStack.metric(metrics, "epserve_expert_routed_tokens_total{expert=\"" + e + "\",layer=\"" + layer + "\"}"))
+                            .as("/metrics, layer %d expert %d", layer, e).isEqualTo((double) n);
+                    assertThat(live.get("routed_total").get(i).get(e).asLong()).as("live view, layer %d expert %d", layer, e).isEqualTo(n);
+                    assertThat(Long.parseLong(cli[e])).as("--stats, layer %d expert %d", layer, e).isEqualTo(n);
+                }
+            }
+            assertThat(all).as("the request was counted").isPositive();
+            // /metrics has no count of its own: a routing recorded straight into the dispatcher's count shows there
+            int layer = sparse[0];
+            String sample = "epserve_expert_routed_tokens_total{expert=\"0\",layer=\"" + layer + "\"}";
+            routed.record(layer, new RoutingResult(1, 1, new int[] {0}, new float[] {1}));
+            assertThat(TestStack.metric(s.get("/metrics").body(), sample)).isEqualTo((double) total.tokens(layer, 0) + 1);
+        }
     }
 
     @Test

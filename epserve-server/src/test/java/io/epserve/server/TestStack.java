@@ -93,7 +93,7 @@ final class TestStack implements AutoCloseable {
         // cancelled generation is noticed long before a tiny model would finish it
         server = settings.apply(EpServer.builder().host("127.0.0.1").port(0).drainTime(Duration.ZERO).clientCheck(Duration.ofMillis(50)))
                 .build().start();
-        server.serve(served, engine);
+        server.serve(served, engine, experts.dispatcher().routedTokens());
     }
 
     URI uri(String path) {
