@@ -13,6 +13,7 @@ import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.moe.PlacementControl;
 import io.epserve.moe.Rebalancer;
 import io.epserve.rpc.ExpertTopology;
+import io.epserve.rpc.FrontendState;
 import io.epserve.rpc.WorkerSecurity;
 import io.epserve.rpc.v1.WireDType;
 import io.epserve.tensor.DType;
@@ -20,7 +21,9 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Locale;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -228,6 +231,17 @@ final class ModelOptions {
         }
     }
 
+    /** The host label of each --workers address (--worker-hosts), empty without. */
+    Map<String, String> workerHostLabels() {
+        Map<String, String> m = new LinkedHashMap<>();
+        if (workerHosts != null && workers != null) {
+            for (int i = 0; i < Math.min(workers.size(), workerHosts.size()); i++) {
+                m.put(workers.get(i), workerHosts.get(i));
+            }
+        }
+        return m;
+    }
+
     /** Where the routed experts run: one in-process worker, N in-process workers, or remote workers. */
     LoadedModel.Dispatchers dispatchers() {
         return topology().dispatchers(System.err);
@@ -241,8 +255,17 @@ final class ModelOptions {
         if (!(m.dispatcher() instanceof PlacementControl control)) {
             return null;
         }
+        return rebalancer(control, listener);
+    }
+
+    /**
+     * The placement control loop over {@code control} (a membership, which knows the workers'
+     * host labels as workers come and go, or the dispatcher itself), started.
+     */
+    Rebalancer rebalancer(PlacementControl control, Rebalancer.Listener listener) {
+        List<String> hosts = control.hostLabels(control.placement().workers()) != null ? null : workerHosts;
         try {
-            return new Rebalancer(control, new Rebalancer.Settings(redundantExperts, workerHosts, rebalanceEvery, rebalanceBelow, 200),
+            return new Rebalancer(control, new Rebalancer.Settings(redundantExperts, hosts, rebalanceEvery, rebalanceBelow, 200),
                     listener).start();
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError(e.getMessage());
@@ -264,8 +287,14 @@ final class ModelOptions {
     }
 
     LoadedModel load(Path dir, TerminalProgress progress) {
+        return load(dir, progress, null);
+    }
+
+    /** As {@link #load(Path, TerminalProgress)}, resuming a frontend's saved state (serve --state-dir), or not when null. */
+    LoadedModel load(Path dir, TerminalProgress progress, FrontendState.Snapshot resume) {
         LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withRouter(routerChoice()).withValidate(!noValidate)
-                .withProgress(progress).withDispatchers(dispatchers()).withExpertDType(expertDType()).withKv(kvOptions()));
+                .withProgress(progress).withDispatchers(topology().dispatchers(System.err, resume)).withExpertDType(expertDType())
+                .withKv(kvOptions()));
         m.transformer().setOverlap(overlap);
         return m;
     }

@@ -13,7 +13,11 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.moe.Rebalancer;
-import io.epserve.rpc.WorkerMonitor;
+import io.epserve.moe.PlacementControl;
+import io.epserve.rpc.FrontendState;
+import io.epserve.rpc.HostPort;
+import io.epserve.rpc.Membership;
+import io.epserve.rpc.MembershipServer;
 import io.epserve.server.ApiKeys;
 import io.epserve.server.EpServer;
 import io.epserve.server.PlacementMetrics;
@@ -21,16 +25,21 @@ import io.epserve.server.ExpertLayout;
 import io.epserve.server.Readiness;
 import io.epserve.server.ServedModel;
 import io.epserve.server.WorkerStatsSource;
+import io.epserve.server.WorkerTable;
 import java.io.PrintStream;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -133,6 +142,32 @@ final class ServeCommand implements Callable<Integer> {
                     + "(default ${DEFAULT-VALUE}).")
     double idleTimeoutSeconds;
 
+    @Option(names = "--membership-listen", paramLabel = "HOST:PORT",
+            description = "With remote --workers: accept more workers while serving (`epserve worker --join HOST:PORT`) and "
+                    + "let workers leave (a worker sent SIGTERM drains). Secured as the workers are (--worker-secret-file, "
+                    + "--worker-tls-*); without either, loopback only. Port 0 picks a free one (printed).")
+    String membershipListen;
+
+    @Option(names = "--state-dir", paramLabel = "DIR",
+            description = "With remote --workers: keep this frontend's id, placement (epoch, workers, replicas) and load window in "
+                    + "DIR/" + FrontendState.FILE + " (at every placement change and every " + STATE_SAVE_SECONDS + " s), so a "
+                    + "restarted frontend resumes the same placement epoch and its workers reattach without mapping their experts "
+                    + "again. A corrupt file is an error naming it (delete it to start fresh).")
+    Path stateDir;
+
+    @Option(names = "--worker-check-interval", paramLabel = "MS", defaultValue = "1000",
+            description = "How often each remote worker is checked (Info, within --worker-timeout but at most 2 s) "
+                    + "(default ${DEFAULT-VALUE}).")
+    long workerCheckMs;
+
+    @Option(names = "--worker-dead-after", paramLabel = "N", defaultValue = "" + Membership.Settings.DEFAULT_MISSES,
+            description = "Missed checks in a row after which a worker is dead and its experts are placed on the others "
+                    + "(a worker that refuses connections: after 2 s) (default ${DEFAULT-VALUE}).")
+    int workerDeadAfter;
+
+    /** How often --state-dir is written besides at each placement change (the load window moves). */
+    static final int STATE_SAVE_SECONDS = 10;
+
     /** A running server: its engine, model and URLs; closing it shuts all down in order. */
     record Running(EpServer server, Engine engine, LoadedModel model, ServedModel served, Runnable atClose) implements AutoCloseable {
         URI base() {
@@ -171,7 +206,9 @@ final class ServeCommand implements Callable<Integer> {
         EpServer server = serverBuilder().build().start();
         LoadedModel loaded = null;
         Engine engine = null;
-        WorkerMonitor monitor = null;
+        Membership membership = null;
+        MembershipServer membershipServer = null;
+        StateSaver saver = null;
         try {
             Path dir = model.resolveModelDir(progress);
             if (!Files.isRegularFile(dir.resolve("tokenizer.json")) && !GgufModel.isGguf(dir)) {
@@ -188,17 +225,37 @@ final class ServeCommand implements Callable<Integer> {
                     throw new Main.UsageError("--ep " + model.ep + " is more than the model's " + experts + " routed experts per layer");
                 }
             }
-            loaded = model.load(dir, progress);
+            if (!remote && (membershipListen != null || stateDir != null)) {
+                throw new Main.UsageError((membershipListen != null ? "--membership-listen" : "--state-dir") + " needs remote --workers");
+            }
+            if (workerCheckMs < 1 || workerDeadAfter < 1) {
+                throw new Main.UsageError("--worker-check-interval and --worker-dead-after must be at least 1");
+            }
+            FrontendState state = stateDir == null ? null : new FrontendState(stateDir);
+            FrontendState.Snapshot resume = state == null ? null : state.load();
+            loaded = model.load(dir, progress, resume);
             ExpertPlacement placement;
             WorkerStatsSource workerStats = null;
+            PlacementControl control = null;
             switch (loaded.dispatcher()) {
                 case InProcessDispatcher d -> placement = d.placement();
                 case GrpcExpertDispatcher g -> {
                     placement = g.placement();
                     workerStats = () -> g.stats().workers().stream().map(w -> new WorkerStatsSource.WorkerStats(w.address(),
                             w.calls(), w.bytesSent(), w.bytesReceived(), w.computeNanos(), w.roundTripNanos(), w.failures())).toList();
-                    monitor = new WorkerMonitor(g, WorkerMonitor.DEFAULT_INTERVAL, System.err).start();
-                    WorkerMonitor m = monitor;
+                    Membership.Settings checks = Membership.Settings.defaults(g.config().deadline())
+                            .withInterval(Duration.ofMillis(workerCheckMs)).withDeadAfterMisses(workerDeadAfter);
+                    Map<String, String> hosts = new LinkedHashMap<>(model.workerHostLabels());
+                    if (resume != null) {
+                        hosts.putAll(resume.hosts());
+                    }
+                    membership = new Membership(g, model.topology().placer(), checks, hosts, System.err);
+                    Membership m = membership;
+                    if (state != null) {
+                        saver = new StateSaver(state, m, g);
+                    }
+                    m.start();
+                    control = m;
                     server.readiness(new Readiness() {
                         @Override
                         public String notReadyReason() {
@@ -210,6 +267,16 @@ final class ServeCommand implements Callable<Integer> {
                             return m.up();
                         }
                     });
+                    server.workers(() -> table(m.view()));
+                    if (membershipListen != null) {
+                        HostPort listen;
+                        try {
+                            listen = HostPort.parse(membershipListen, "--membership-listen");
+                        } catch (IllegalArgumentException e) {
+                            throw new Main.UsageError(e.getMessage());
+                        }
+                        membershipServer = MembershipServer.start(listen, model.workerSecurity.security(), m);
+                    }
                 }
                 default -> throw new IllegalStateException("unexpected dispatcher " + loaded.dispatcher().getClass().getName());
             }
@@ -229,7 +296,8 @@ final class ServeCommand implements Callable<Integer> {
                     servedName, limit);
             server.serve(served, engine, workerStats);
             PlacementMetrics placementMetrics = new PlacementMetrics(server.metrics().registry());
-            Rebalancer rebalancer = model.rebalancer(loaded, placementMetrics::observe);
+            Rebalancer rebalancer = control != null ? model.rebalancer(control, placementMetrics::observe)
+                    : model.rebalancer(loaded, placementMetrics::observe);
             if (rebalancer != null) {
                 placementMetrics.bind(rebalancer);
                 server.placement(rebalancer);
@@ -242,6 +310,9 @@ final class ServeCommand implements Callable<Integer> {
             out.println("  view:    " + (server.metricsUri() != null ? server.metricsUri() : base).resolve("/"));
             URI ops = server.metricsUri() != null ? server.metricsUri() : base;
             out.println("  metrics: " + ops.resolve("/metrics"));
+            if (membershipServer != null) {
+                out.println("  membership: " + membershipServer.address() + " (epserve worker --join " + membershipServer.address() + ")");
+            }
             if (server.config().authenticates()) {
                 out.println("  API keys: " + server.config().apiKeys().size() + " accepted (Authorization: Bearer)");
             } else if (!isLoopback(host)) {
@@ -249,10 +320,18 @@ final class ServeCommand implements Callable<Integer> {
             }
             out.flush();
             LoadedModel m = loaded;
-            WorkerMonitor watching = monitor;
+            Membership watching = membership;
+            MembershipServer joins = membershipServer;
+            StateSaver saving = saver;
             return new Running(server, engine, loaded, served, () -> {
+                if (joins != null) {
+                    joins.close();
+                }
                 if (rebalancer != null) {
                     rebalancer.close();
+                }
+                if (saving != null) {
+                    saving.close(); // the last save, before the dispatcher releases the workers
                 }
                 if (watching != null) {
                     watching.close();
@@ -261,8 +340,14 @@ final class ServeCommand implements Callable<Integer> {
             });
         } catch (RuntimeException e) {
             server.close();
-            if (monitor != null) {
-                monitor.close();
+            if (membershipServer != null) {
+                membershipServer.close();
+            }
+            if (saver != null) {
+                saver.close();
+            }
+            if (membership != null) {
+                membership.close();
             }
             if (engine != null) {
                 engine.close();
@@ -271,6 +356,56 @@ final class ServeCommand implements Callable<Integer> {
                 loaded.close();
             }
             throw e;
+        }
+    }
+
+    /** The membership's table as the server shows it. */
+    static WorkerTable.Snapshot table(Membership.View v) {
+        return new WorkerTable.Snapshot(v.epoch(), v.members().stream().map(w -> new WorkerTable.Worker(w.address(), w.host(),
+                w.state().label(), w.capacity(), w.experts(), w.rttMillis(), w.load(), w.calls(), w.failures(), w.loadMillis(),
+                w.fromCache(), w.mapped(), w.since().toString(), w.reason(), w.joined())).toList());
+    }
+
+    /**
+     * Keeps --state-dir current: once at start (the frontend id), at every placement change, every
+     * {@value #STATE_SAVE_SECONDS} s (the load window), and at close.
+     */
+    static final class StateSaver implements AutoCloseable {
+        private final FrontendState state;
+        private final Membership membership;
+        private final GrpcExpertDispatcher dispatcher;
+        private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "epserve-state-dir");
+            t.setDaemon(true);
+            return t;
+        });
+
+        StateSaver(FrontendState state, Membership membership, GrpcExpertDispatcher dispatcher) {
+            this.state = state;
+            this.membership = membership;
+            this.dispatcher = dispatcher;
+            save();
+            membership.onEpochChange(this::save);
+            timer.scheduleWithFixedDelay(this::saveQuietly, STATE_SAVE_SECONDS, STATE_SAVE_SECONDS, TimeUnit.SECONDS);
+        }
+
+        void save() {
+            state.save(FrontendState.Snapshot.of(dispatcher.frontendId(), dispatcher.placement(), dispatcher.routedTokens().window(),
+                    membership.hosts()));
+        }
+
+        private void saveQuietly() {
+            try {
+                save();
+            } catch (RuntimeException e) {
+                System.err.println("epserve: " + e.getMessage());
+            }
+        }
+
+        @Override
+        public void close() {
+            timer.shutdownNow();
+            saveQuietly();
         }
     }
 

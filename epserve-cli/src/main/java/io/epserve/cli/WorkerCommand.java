@@ -19,7 +19,9 @@ import picocli.CommandLine.Option;
                 + "standard health service) that holds the routed experts of its --model a frontend assigns to it, maps "
                 + "only their tensors, and answers the frontend's per-layer compute calls. It serves one frontend "
                 + "at a time. Prints one line 'epserve worker listening on HOST:PORT' (the real port when 0 was "
-                + "asked for) once serving, then serves until killed. Kernel threads: -Depserve.threads=N on the JVM. "
+                + "asked for) once serving, then serves until stopped: SIGTERM drains it (its frontend places its experts on "
+                + "other workers and releases it, then it exits 0). With --join it registers at a frontend's --membership-listen "
+                + "address and gets experts at the next placement epoch. Kernel threads: -Depserve.threads=N on the JVM. "
                 + "Without --auth-secret-file or TLS it listens on loopback only."})
 final class WorkerCommand implements Callable<Integer> {
 
@@ -59,6 +61,24 @@ final class WorkerCommand implements Callable<Integer> {
                     + "(default ${DEFAULT-VALUE}).")
     long leaseSeconds;
 
+    @Option(names = "--join", paramLabel = "FRONTEND:PORT",
+            description = "Register at this frontend's membership service (its serve --membership-listen) at start, retrying "
+                    + "until accepted, and again whenever the frontend forgot this worker.")
+    String join;
+
+    @Option(names = "--advertise", paramLabel = "HOST:PORT",
+            description = "With --join: the address the frontend reaches this worker at (default: the --listen address with its real port).")
+    String advertise;
+
+    @Option(names = "--host-label", paramLabel = "LABEL",
+            description = "With --join: where this worker runs; the balanced placement keeps a group of experts' replicas on one host.")
+    String hostLabel;
+
+    @Option(names = "--drain-timeout", paramLabel = "SECONDS", defaultValue = "60",
+            description = "On SIGTERM, how long to keep serving while the frontend places this worker's experts elsewhere and "
+                    + "releases it; then the worker exits 0 anyway (default ${DEFAULT-VALUE}).")
+    long drainSeconds;
+
     @Override
     public Integer call() throws InterruptedException {
         HostPort address = HostPort.parse(listen, "--listen");
@@ -71,10 +91,18 @@ final class WorkerCommand implements Callable<Integer> {
         if (leaseSeconds < 1) {
             throw new Main.UsageError("--lease-timeout must be at least 1 second, got " + leaseSeconds);
         }
+        if (drainSeconds < 0) {
+            throw new Main.UsageError("--drain-timeout must be 0 or more seconds, got " + drainSeconds);
+        }
+        if (join == null && (advertise != null || hostLabel != null)) {
+            throw new Main.UsageError("--advertise and --host-label go with --join FRONTEND:PORT");
+        }
+        HostPort frontend = join == null ? null : HostPort.parse(join, "--join");
+        HostPort advertised = advertise == null ? null : HostPort.parse(advertise, "--advertise");
         WorkerSecurity security = new WorkerSecurity(secretFile == null ? null : WorkerSecret.fromFile(secretFile, "--auth-secret-file"),
                 TlsFiles.fromOptions(tlsCert, tlsKey, tlsCa));
         WorkerProcessMain.serve(new WorkerProcessMain.Settings(address, new WorkerModel(model, dtype, cacheDir), security,
-                Duration.ofSeconds(leaseSeconds)), System.out, System.err);
+                Duration.ofSeconds(leaseSeconds), frontend, advertised, hostLabel, Duration.ofSeconds(drainSeconds)), System.out, System.err);
         return 0;
     }
 }

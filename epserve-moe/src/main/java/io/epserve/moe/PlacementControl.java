@@ -1,5 +1,7 @@
 package io.epserve.moe;
 
+import java.util.List;
+
 /**
  * A dispatcher whose placement can change while it serves (DESIGN.md §5): the one it dispatches
  * under now, the routed tokens it has seen, and a live move to a new epoch.
@@ -18,4 +20,12 @@ public interface PlacementControl {
 
     /** The routed tokens counted by this dispatcher (total and sliding window). */
     RoutedTokens routedTokens();
+
+    /**
+     * The host label of each of {@code workers} (for the hierarchical balanced policy), or null
+     * when this control knows none: then the rebalancer's configured labels apply.
+     */
+    default List<String> hostLabels(List<String> workers) {
+        return null;
+    }
 }

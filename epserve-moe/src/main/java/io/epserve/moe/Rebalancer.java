@@ -160,7 +160,12 @@ public final class Rebalancer implements AutoCloseable {
             ExpertPlacement current = control.placement();
             ExpertLoad window = r.window();
             ExpertLoad load = window.forModel(sparseOf(current), current.numExperts());
-            ExpertPlacement next = BalancedPlacement.place(load, current.workers(), settings.hosts(), settings.redundantSlots(),
+            // a membership that changes the workers knows their hosts; fixed labels are by position
+            List<String> hosts = control.hostLabels(current.workers());
+            if (hosts == null && settings.hosts() != null && settings.hosts().size() == current.workerCount()) {
+                hosts = settings.hosts();
+            }
+            ExpertPlacement next = BalancedPlacement.place(load, current.workers(), hosts, settings.redundantSlots(),
                     current.epoch() + 1);
             double[] before = current.balancedness(load);
             double[] after = next.balancedness(load);

@@ -86,6 +86,24 @@ public final class RoutedTokens {
         }
     }
 
+    /**
+     * Adds a saved window's counts to the current bucket (and the totals): a restarted frontend
+     * resumes balancing from the load it had seen, which then ages out as new steps come.
+     */
+    public void seed(ExpertLoad window) {
+        AtomicLongArray b = buckets[(int) (Math.max(0, steps.get() - 1) / bucketSteps % BUCKETS)];
+        for (int l = 0; l < Math.min(sparse.length, window.layers()); l++) {
+            if (!sparse[l] || !window.has(l) || window.numExperts() != numExperts) {
+                continue;
+            }
+            for (int e = 0; e < numExperts; e++) {
+                long n = window.tokens(l, e);
+                total[l].addAndGet(e, n);
+                b.addAndGet(l * numExperts + e, n);
+            }
+        }
+    }
+
     /** Tokens per (layer, expert) since start. */
     public ExpertLoad total() {
         long[][] t = new long[sparse.length][];

@@ -114,8 +114,40 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
         return ExpertPlacement.createSharded(cfg.sparseLayers(), cfg.numExperts(), shards, names, policy, epoch);
     }
 
+    /**
+     * The placement over a changed set of live remote workers (membership placing a dead or
+     * draining worker out, or a joined one in): the balanced policy packs by {@code window} (a
+     * window without tokens counts as uniform), the others place as at start.
+     */
+    public Membership.Placer placer() {
+        return (names, hosts, window, epoch) -> {
+            boolean[] sparse = window.sparseLayers();
+            int experts = window.numExperts();
+            if (policy == ExpertPlacement.Policy.BALANCED) {
+                boolean any = false;
+                for (int l = 0; l < sparse.length; l++) {
+                    any |= sparse[l] && window.total(l) > 0;
+                }
+                ExpertLoad load = any ? window : ExpertLoad.uniform(sparse, experts);
+                return BalancedPlacement.place(load, names, hosts, redundantExperts, epoch);
+            }
+            return ExpertPlacement.createSharded(sparse, experts, shards, names, policy, epoch);
+        };
+    }
+
     /** The dispatcher factory for {@link LoadedModel.Options#withDispatchers}; {@code log} hears what remote start-up waits for. */
     public LoadedModel.Dispatchers dispatchers(PrintStream log) {
+        return dispatchers(log, null);
+    }
+
+    /**
+     * As {@link #dispatchers(PrintStream)}, resuming a frontend's saved state (remote workers): its
+     * frontend id, its placement epoch and replicas (workers that still hold their experts for that
+     * id and epoch map nothing), its load window. A saved placement that no longer fits the model,
+     * or whose workers cannot all be assigned, gives way to a fresh placement over the workers at
+     * the next epoch, under the same id. Null: a fresh start.
+     */
+    public LoadedModel.Dispatchers dispatchers(PrintStream log, FrontendState.Snapshot resume) {
         return switch (workers) {
             case Remote r -> new LoadedModel.Dispatchers() {
                 @Override
@@ -126,14 +158,23 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
                             remote.security().describe(), remote.deadline().toMillis(), remote.assignDeadline().toSeconds());
                     log.flush();
                     RoutedTokens routed = new RoutedTokens(cfg.sparseLayers(), cfg.numExperts(), loadWindow);
-                    GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, initialPlacement(cfg, r.addresses(), 1), remote,
-                            GrpcExpertDispatcher.TCP, routed);
-                    try {
-                        d.start();
-                    } catch (RuntimeException e) {
-                        d.close();
-                        throw e;
+                    if (resume == null) {
+                        GrpcExpertDispatcher d = started(dir, initialPlacement(cfg, r.addresses(), 1), routed, null);
+                        log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
+                        return d;
                     }
+                    routed.seed(resume.load().forModel(cfg.sparseLayers(), cfg.numExperts()));
+                    try {
+                        GrpcExpertDispatcher d = started(dir, resume.placement(cfg.sparseLayers(), cfg.numExperts()), routed,
+                                resume.frontendId());
+                        log.println("epserve: resumed placement epoch " + d.placement().epoch() + " over " + d.placement().workerCount()
+                                + " worker(s) as frontend " + resume.frontendId());
+                        return d;
+                    } catch (RuntimeException e) {
+                        log.println("epserve: the saved placement epoch " + resume.epoch() + " cannot be resumed (" + e.getMessage()
+                                + "): placing the experts over " + String.join(",", r.addresses()) + " at epoch " + (resume.epoch() + 1));
+                    }
+                    GrpcExpertDispatcher d = started(dir, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed, resume.frontendId());
                     log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
                     return d;
                 }
@@ -143,27 +184,47 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
                     return false;
                 }
             };
-            case InProcess p -> (dir, cfg, w) -> {
-                int n = p.n();
-                List<String> names = IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
-                if (shards == 1) {
-                    RoutedTokens routed = new RoutedTokens(cfg.sparseLayers(), cfg.numExperts(), loadWindow);
-                    return new InProcessDispatcher(initialPlacement(cfg, names, 0),
-                            names.stream().map(nm -> new ExpertWorker(nm, w, cfg.numExperts())).toList(), routed);
+            case InProcess p -> {
+                if (resume != null) {
+                    throw new IllegalArgumentException("--state-dir keeps the placement of remote --workers; in-process workers have none to resume");
                 }
-                if (shards > cfg.moeIntermediate()) {
-                    throw new IllegalArgumentException("--expert-shards " + shards + " exceeds the experts' intermediate size "
-                            + cfg.moeIntermediate());
-                }
-                ExpertStore store = ExpertShards.store(w, cfg.layers(), cfg.numExperts(), shards);
-                // cut the first expert now: a shard count that splits quantized blocks fails here, before serving
-                int first = IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();
-                for (int s = 0; s < shards; s++) {
-                    store.expert(first, s);
-                }
-                return ExpertShards.dispatcher(new InProcessDispatcher(initialPlacement(cfg, names, 0),
-                        names.stream().map(nm -> new ExpertWorker(nm, store, cfg.numExperts() * shards)).toList()), shards);
-            };
+                yield inProcess(p);
+            }
+        };
+    }
+
+    /** A remote dispatcher over {@code p}, started (every worker checked and assigned); closed again when that fails. */
+    private GrpcExpertDispatcher started(Path dir, ExpertPlacement p, RoutedTokens routed, String frontendId) {
+        GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, p, remote, GrpcExpertDispatcher.TCP, routed, frontendId);
+        try {
+            return d.start();
+        } catch (RuntimeException e) {
+            d.close();
+            throw e;
+        }
+    }
+
+    private LoadedModel.Dispatchers inProcess(InProcess p) {
+        return (dir, cfg, w) -> {
+            int n = p.n();
+            List<String> names = IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
+            if (shards == 1) {
+                RoutedTokens routed = new RoutedTokens(cfg.sparseLayers(), cfg.numExperts(), loadWindow);
+                return new InProcessDispatcher(initialPlacement(cfg, names, 0),
+                        names.stream().map(nm -> new ExpertWorker(nm, w, cfg.numExperts())).toList(), routed);
+            }
+            if (shards > cfg.moeIntermediate()) {
+                throw new IllegalArgumentException("--expert-shards " + shards + " exceeds the experts' intermediate size "
+                        + cfg.moeIntermediate());
+            }
+            ExpertStore store = ExpertShards.store(w, cfg.layers(), cfg.numExperts(), shards);
+            // cut the first expert now: a shard count that splits quantized blocks fails here, before serving
+            int first = IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();
+            for (int s = 0; s < shards; s++) {
+                store.expert(first, s);
+            }
+            return ExpertShards.dispatcher(new InProcessDispatcher(initialPlacement(cfg, names, 0),
+                    names.stream().map(nm -> new ExpertWorker(nm, store, cfg.numExperts() * shards)).toList()), shards);
         };
     }
 }

@@ -17,6 +17,7 @@ import io.epserve.rpc.v1.LayerExperts;
 import io.epserve.rpc.v1.ReleaseRequest;
 import io.epserve.rpc.v1.ReleaseResponse;
 import io.epserve.rpc.v1.WireDType;
+import io.epserve.rpc.v1.WorkerState;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.StreamObserver;
@@ -55,6 +56,10 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     private volatile String shareFrontend;
     /** The model's checkpoint opened at start (header and config only), handed to the first Assign. */
     private Checkpoint preopened;
+    /** Set once the worker was told to stop: Info says DRAINING, Compute goes on until the holder releases it. */
+    private volatile boolean draining;
+    /** What the last Assign cost, as Info reports it. */
+    private volatile AssignResponse lastAssign = AssignResponse.getDefaultInstance();
 
     ExpertWorkerService(Supplier<String> name, WorkerModel model, Checkpoint preopened, WorkerOwnership ownership) {
         this.name = name;
@@ -128,6 +133,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         }
         synchronized (assignLock) {
             ownership.beforeAssign(frontend, req.getEpoch());
+            long t0 = System.nanoTime();
             WorkerShare current = share;
             WorkerShare next;
             if (current != null && current.sameExperts(wanted)) {
@@ -162,8 +168,11 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             release(dropped, kept, next);
             release(droppedToo, kept, next);
             ownership.assigned(frontend, req.getEpoch());
-            return AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
-                    .setEpoch(next.epoch).build();
+            AssignResponse r = AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
+                    .setEpoch(next.epoch).setLoadNanos(System.nanoTime() - t0).setFromConvertedCache(next.fromConvertedCache())
+                    .setExpertsMapped(next.gainedOver(current)).build();
+            lastAssign = r;
+            return r;
         }
     }
 
@@ -335,8 +344,12 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     @Override
     public void info(InfoRequest req, StreamObserver<InfoResponse> out) {
         Holder holder = ownership.holderFor(WorkerAuthInterceptor.FRONTEND.get());
+        AssignResponse last = lastAssign;
         InfoResponse.Builder b = InfoResponse.newBuilder().setWorkerName(name.get()).setModelFingerprint(fingerprint)
-                .setHolder(holder).setLeaseTimeoutMs(ownership.lease().toMillis());
+                .setHolder(holder).setLeaseTimeoutMs(ownership.lease().toMillis())
+                .setState(draining ? WorkerState.WORKER_STATE_DRAINING : WorkerState.WORKER_STATE_SERVING)
+                .setLastAssignNanos(last.getLoadNanos()).setLastAssignFromConvertedCache(last.getFromConvertedCache())
+                .setLastAssignExpertsMapped(last.getExpertsMapped());
         WorkerShare s = share;
         if (holder != Holder.HOLDER_OTHER) {
             b.setResidentBytes(residentBytes()).setResidentFileBytes(status("RssFile:")).setCallsServed(callsServed.get());
@@ -373,6 +386,20 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         } catch (StatusRuntimeException e) {
             out.onError(e);
         }
+    }
+
+    /** From now on Info reports DRAINING; Compute and Assign go on (the holder places the experts elsewhere, then releases). */
+    void drain() {
+        draining = true;
+    }
+
+    boolean draining() {
+        return draining;
+    }
+
+    /** Whether a frontend holds this worker (with a live lease). */
+    boolean held() {
+        return ownership.held();
     }
 
     /** Unmaps the share (server shutdown). */

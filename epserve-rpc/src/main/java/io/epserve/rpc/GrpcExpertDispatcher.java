@@ -40,6 +40,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.Supplier;
 import io.epserve.rpc.v1.Holder;
@@ -191,7 +192,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     private final String fingerprint;
     private final Config config;
     private final ChannelFactory channels;
-    private final String frontendId = FrontendCredentials.newFrontendId();
+    private final String frontendId;
     private final FrontendCredentials credentials;
     private final ReentrantReadWriteLock stateLock = new ReentrantReadWriteLock();
     /** Serializes placement changes (the slow part, assigning, runs outside the state lock). */
@@ -201,6 +202,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     private final RoutedTokens routed;
     private volatile Failover failover;
     private final LongAdder dispatches = new LongAdder();
+    /** Links to workers outside the placement that membership checks (joining, or dead ones that may come back). */
+    private final Map<String, WorkerLink> probes = new HashMap<>();
+    private volatile Consumer<String> failureListener = address -> { };
     private boolean closed;
 
     /** Over TCP. Reads the model's config.json (its fingerprint); {@link #start()} connects and assigns. */
@@ -219,9 +223,23 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
 
     /** As {@link #GrpcExpertDispatcher(Path, ExpertPlacement, Config, ChannelFactory)}, counting routed tokens into {@code routed} (null: a counter of its own with the default window). */
     public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config, ChannelFactory channels, RoutedTokens routed) {
+        this(modelDir, placement, config, channels, routed, null);
+    }
+
+    /**
+     * As {@link #GrpcExpertDispatcher(Path, ExpertPlacement, Config, ChannelFactory, RoutedTokens)}
+     * under a given frontend id (a restarted frontend resuming its state: its workers still hold
+     * their experts for this id), or a fresh random one when null.
+     */
+    public GrpcExpertDispatcher(Path modelDir, ExpertPlacement placement, Config config, ChannelFactory channels, RoutedTokens routed,
+                                String frontendId) {
+        if (frontendId != null && !FrontendCredentials.isValidId(frontendId)) {
+            throw new IllegalArgumentException("frontend id must be 1 to 64 of [A-Za-z0-9_-], got '" + frontendId + "'");
+        }
+        this.frontendId = frontendId != null ? frontendId : FrontendCredentials.newFrontendId();
         this.config = Objects.requireNonNull(config, "config");
         this.fingerprint = ModelFingerprint.of(modelDir, config.expertDType()).toString();
-        this.credentials = new FrontendCredentials(frontendId, config.security().secret());
+        this.credentials = new FrontendCredentials(this.frontendId, config.security().secret());
         this.channels = Objects.requireNonNull(channels, "channels");
         this.placement = Objects.requireNonNull(placement, "placement");
         this.links = new WorkerLink[placement.workerCount()];
@@ -380,6 +398,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             for (int w = 0; w < nextLinks.length; w++) {
                 WorkerLink l = byAddress.remove(next.workers().get(w));
                 if (l == null) {
+                    l = takeProbe(next.workers().get(w));
+                }
+                if (l == null) {
                     l = newLink(next.workers().get(w));
                     added.add(l);
                 }
@@ -395,6 +416,9 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             try {
                 placement = next;
                 links = nextLinks;
+                for (WorkerLink l : nextLinks) {
+                    probes.remove(l.address);
+                }
             } finally {
                 stateLock.writeLock().unlock();
             }
@@ -629,6 +653,85 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
     }
 
+    /** A probe link to {@code address} that membership made, or null; it stays a probe until the switch. */
+    private WorkerLink takeProbe(String address) {
+        stateLock.readLock().lock();
+        try {
+            return probes.get(address);
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Asks the worker at {@code address} Info, bounded by {@code deadline}: over its link when it is
+     * in the placement, else over a probe link kept for it (with this frontend's credentials, so
+     * the worker tells whether this frontend holds it). For membership's checks.
+     */
+    ListenableFuture<InfoResponse> infoAsync(String address, Duration deadline) {
+        WorkerLink l;
+        stateLock.writeLock().lock();
+        try {
+            ensureOpen();
+            l = null;
+            for (WorkerLink x : links) {
+                if (x.address.equals(address)) {
+                    l = x;
+                }
+            }
+            if (l == null) {
+                l = probes.computeIfAbsent(address, this::newLink);
+            }
+        } finally {
+            stateLock.writeLock().unlock();
+        }
+        return ExpertServiceGrpc.newFutureStub(l.channel()).withDeadlineAfter(deadline.toNanos(), TimeUnit.NANOSECONDS)
+                .info(InfoRequest.getDefaultInstance());
+    }
+
+    /** Drops the probe link to {@code address} (membership forgot the worker) without releasing the worker. */
+    void dropProbe(String address) {
+        WorkerLink l;
+        stateLock.writeLock().lock();
+        try {
+            l = probes.remove(address);
+        } finally {
+            stateLock.writeLock().unlock();
+        }
+        if (l != null) {
+            l.reset();
+        }
+    }
+
+    /**
+     * Drops the connection to {@code address} (placement or probe link) so the next call opens a
+     * fresh one: a channel that failed to connect waits out gRPC's reconnect backoff (up to
+     * minutes) before it tries again, and a restarted worker must be seen at the next check.
+     */
+    void resetConnection(String address) {
+        List<WorkerLink> found = new ArrayList<>();
+        stateLock.readLock().lock();
+        try {
+            for (WorkerLink l : links) {
+                if (l.address.equals(address)) {
+                    found.add(l);
+                }
+            }
+            WorkerLink p = probes.get(address);
+            if (p != null) {
+                found.add(p);
+            }
+        } finally {
+            stateLock.readLock().unlock();
+        }
+        found.forEach(WorkerLink::reset);
+    }
+
+    /** Told the address of every worker whose dispatch fails (membership marks it suspect at once). */
+    void onWorkerFailure(Consumer<String> listener) {
+        this.failureListener = Objects.requireNonNull(listener, "listener");
+    }
+
     /** The current placement and its links, consistent with each other (for the worker monitor). */
     record Links(ExpertPlacement placement, WorkerLink[] links) {}
 
@@ -693,6 +796,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             for (WorkerLink l : links) {
                 l.close();
             }
+            probes.values().forEach(WorkerLink::reset);
+            probes.clear();
             Failover f = failover;
             if (f != null) {
                 f.close();
@@ -837,6 +942,11 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
         l.lastFailure = e.getMessage();
         l.reset(); // the next dispatch reconnects on a new channel and stream
+        try {
+            failureListener.accept(l.address);
+        } catch (RuntimeException ignored) {
+            // a listener's bug must not change how the step fails
+        }
         return e;
     }
 

@@ -115,6 +115,11 @@ final class WorkerOwnership {
         }
     }
 
+    /** Whether some frontend holds the worker with a live lease (a draining worker waits for this to end). */
+    boolean held() {
+        return holder != null && clock.getAsLong() - lastSeen < lease.toNanos();
+    }
+
     /** The holder gives the worker up; false when {@code frontend} did not hold it. */
     synchronized boolean release(String frontend) {
         requireId(frontend, "Release");

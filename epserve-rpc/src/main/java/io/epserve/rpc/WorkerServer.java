@@ -257,6 +257,31 @@ public final class WorkerServer implements AutoCloseable {
         return server != null;
     }
 
+    /**
+     * Starts leaving: Info reports DRAINING from now on, so the holding frontend places this
+     * worker's experts elsewhere and then releases it; Compute for the epoch it holds goes on
+     * meanwhile. See {@link WorkerDrain} for the whole sequence.
+     */
+    public void drain() {
+        started().drain();
+    }
+
+    public boolean draining() {
+        return started().draining();
+    }
+
+    /** Whether a frontend holds this worker now (assigned it and its lease has not expired). */
+    public boolean held() {
+        return started().held();
+    }
+
+    private synchronized ExpertWorkerService started() {
+        if (service == null) {
+            throw new IllegalStateException("worker server not started");
+        }
+        return service;
+    }
+
     /** Stops accepting calls; cancels the ones in flight after 5 s; unmaps the share. Idempotent. */
     @Override
     public synchronized void close() {

@@ -190,6 +190,24 @@ final class WorkerShare implements ExpertStore {
         return checkpoint.mappedBytes() + (converted != null ? converted.mappedBytes() : 0);
     }
 
+    /** Whether the held experts come from the converted-experts cache (not the checkpoint's tensors). */
+    boolean fromConvertedCache() {
+        return converted != null;
+    }
+
+    /** Experts this share holds that {@code previous} (or null) did not: what an Assign had to map and check. */
+    int gainedOver(WorkerShare previous) {
+        int n = 0;
+        for (int l = 0; l < layers.length; l++) {
+            for (int e : layers[l]) {
+                if (previous == null || !previous.holds(l, e)) {
+                    n++;
+                }
+            }
+        }
+        return n;
+    }
+
     void close() {
         if (converted != null) {
             converted.close();

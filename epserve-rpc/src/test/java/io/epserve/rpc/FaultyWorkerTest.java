@@ -19,10 +19,14 @@ import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.stub.StreamObserver;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -157,11 +161,17 @@ class FaultyWorkerTest {
     }
 
     @Test
-    void theMonitorSeesAHungOrFailingWorkerDownAndBackUp() {
-        try (WorkerMonitor m = new WorkerMonitor(dispatcher, Duration.ofHours(1))) { // not started: checked on demand
+    void membershipSeesAHungOrFailingWorkerSuspectAndBackUp() {
+        ByteArrayOutputStream said = new ByteArrayOutputStream();
+        // checked on demand (never started); never dead here: suspect is what a hung check or failed dispatch gives
+        Membership.Settings settings = new Membership.Settings(Duration.ofHours(1), DEADLINE, 1000, Duration.ofHours(1));
+        Membership.Placer placer = (ws, hosts, window, epoch) -> ExpertPlacement.create(window.sparseLayers(), EXPERTS, ws,
+                ExpertPlacement.Policy.CONTIGUOUS, epoch);
+        try (Membership m = new Membership(dispatcher, placer, settings, Map.of(), new PrintStream(said, true, StandardCharsets.UTF_8))) {
             m.checkNow();
             assertThat(m.notReadyReason()).isNull();
             assertThat(m.up()).containsEntry(name0, true).containsEntry(name1, true);
+            assertThat(m.states()).containsEntry(name0, Membership.State.SERVING).containsEntry(name1, Membership.State.SERVING);
 
             fake1.infoHangs = true;
             long t0 = System.nanoTime();
@@ -170,21 +180,27 @@ class FaultyWorkerTest {
             assertThat(m.notReadyReason()).contains("expert worker " + name1 + " is down: did not answer within 500 ms")
                     .doesNotContain(name0);
             assertThat(m.up()).containsEntry(name0, true).containsEntry(name1, false);
+            assertThat(m.states()).containsEntry(name1, Membership.State.SUSPECT);
             fake1.infoHangs = false;
             m.checkNow();
             assertThat(m.notReadyReason()).isNull();
 
-            // a failed dispatch marks its worker down at once, until its next good check
+            // a failed dispatch makes its worker suspect at once (and checks it again at once: it answers Info, so it serves again)
             fake0.behaviour = Behaviour.REFUSE;
             assertThatThrownBy(() -> dispatch(0)).isInstanceOf(WorkerException.class);
-            assertThat(m.notReadyReason()).contains("expert worker " + name0 + " is down: a dispatch failed since its last check")
-                    .contains("expert 3 of layer 0 is not held here");
+            FailoverTest.await("the failed dispatch seen", () -> said.toString(StandardCharsets.UTF_8)
+                    .contains("expert worker " + name0 + " is suspect: a dispatch failed"));
+            assertThat(said.toString(StandardCharsets.UTF_8)).contains("expert 3 of layer 0 is not held here");
             fake0.behaviour = Behaviour.OK;
-            m.checkNow();
+            FailoverTest.await("serving again after a good check", () -> m.states().get(name0) == Membership.State.SERVING);
             assertThat(m.notReadyReason()).isNull();
+            assertThat(m.view().epoch()).as("a suspect worker is not placed out").isEqualTo(dispatcher.placement().epoch());
         }
         dispatcher.close();
-        assertThat(new WorkerMonitor(dispatcher, Duration.ofSeconds(1)).notReadyReason()).isEqualTo("the expert dispatcher is closed");
+        Membership.Placer none = (ws, hosts, window, epoch) -> dispatcher.placement();
+        try (Membership closed = new Membership(dispatcher, none, Membership.Settings.defaults(DEADLINE), Map.of(), null)) {
+            assertThat(closed.notReadyReason()).isEqualTo("the expert dispatcher is closed");
+        }
     }
 
     /** Two tokens, each routed to expert 1 (worker 0) and expert 3 (worker 1), weights summing to 1. */

@@ -295,6 +295,7 @@ public final class EpServer implements AutoCloseable {
             Readiness r = readiness;
             return r == null ? Map.of() : r.workersUp();
         });
+        metrics.workerStates(() -> workerTable);
     }
 
     /** Request bodies that may wait for a parser thread; more get 429. */
@@ -400,6 +401,10 @@ public final class EpServer implements AutoCloseable {
         LiveStats stats = new LiveStats(json, metrics, model.layout(), engine::stats, model.id());
         metrics.attach(model.layout(), engine::stats, workerStats, stats::imbalance);
         engine.addObserver(metrics);
+        WorkerTable table = workerTable;
+        if (table != null) {
+            stats.workers(table);
+        }
         live.start(stats);
         serving = new Serving(model, engine, new RequestParser(json, model));
         // Jinjava compiles and warms up on first use (about a second): pay it now, not in the first chat request.
@@ -463,6 +468,22 @@ public final class EpServer implements AutoCloseable {
 
     public ServerMetrics metrics() {
         return metrics;
+    }
+
+    /** The remote expert workers' table behind /v1/epserve/workers, or null (in-process experts). */
+    private volatile WorkerTable workerTable;
+
+    /** Serves {@code GET /v1/epserve/workers}, the {@code epserve_worker_state} gauge and the live view's worker table from {@code t}. */
+    public void workers(WorkerTable t) {
+        workerTable = t;
+        LiveStats s = live.stats();
+        if (s != null) {
+            s.workers(t);
+        }
+    }
+
+    WorkerTable workerTable() {
+        return workerTable;
     }
 
     /** The placement control loop behind /v1/epserve/placement and /v1/epserve/load, or null (none). */

@@ -136,6 +136,10 @@ final class LiveStats {
         tick.set("second", sec);
         putExperts(tick);
         putPlacement(tick);
+        WorkerTable t = workerTable;
+        if (t != null) {
+            tick.set("worker_table", WorkerEndpoints.toJson(json, t.snapshot()));
+        }
         lastTick = tick;
         return tick;
     }
@@ -165,6 +169,13 @@ final class LiveStats {
         history.forEach(hist::add);
         putExperts(h);
         return h;
+    }
+
+    /** The remote workers' table, when the experts run on remote workers. */
+    private volatile WorkerTable workerTable;
+
+    void workers(WorkerTable t) {
+        workerTable = t;
     }
 
     /** The live placement, once the server has one (set after the model loads). */

@@ -83,6 +83,7 @@ final class Routes {
                 Route.get("/v1/epserve/live", Access.OPS, c -> server.live.subscribe(c.channel())),
                 Route.get("/v1/epserve/placement", Access.OPS, PlacementEndpoints::placement),
                 Route.get("/v1/epserve/load", Access.OPS, PlacementEndpoints::load),
+                Route.get("/v1/epserve/workers", Access.OPS, WorkerEndpoints::workers),
                 // changes what the service runs: behind the API key, like the API itself
                 Route.post("/v1/epserve/placement/rebalance", Access.API, PlacementEndpoints::rebalance),
                 Route.get("/v1/models", Access.API, HttpHandler::models),

@@ -193,6 +193,23 @@ public final class ServerMetrics implements EngineObserver {
                 .labelNames("worker").callback(cb -> workersUp.get().forEach((w, up) -> cb.call(up ? 1 : 0, w))).register(registry);
     }
 
+    /** {@code epserve_worker_state{worker,state}}: per remote expert worker, 1 for its current state and 0 for the others. */
+    void workerStates(Supplier<WorkerTable> table) {
+        GaugeWithCallback.builder().name("epserve_worker_state")
+                .help("Per remote expert worker, 1 for its state (joining, serving, draining, suspect, dead), 0 for the others")
+                .labelNames("worker", "state").callback(cb -> {
+                    WorkerTable t = table.get();
+                    if (t == null) {
+                        return;
+                    }
+                    for (WorkerTable.Worker w : t.snapshot().workers()) {
+                        for (String state : WorkerTable.STATES) {
+                            cb.call(state.equals(w.state()) ? 1 : 0, w.address(), state);
+                        }
+                    }
+                }).register(registry);
+    }
+
     private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
         GaugeWithCallback.builder().name(name).help(help).callback(cb -> cb.call(value.getAsDouble())).register(registry);
     }

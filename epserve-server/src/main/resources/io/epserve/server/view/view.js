@@ -136,6 +136,26 @@
       text += ' — placement epoch ' + p.epoch + ' (' + p.policy + '), replicas: ' + (reps.length ? reps.join(' · ') : 'none');
     }
     $('imbalance').textContent = text;
+    renderWorkerTable(msg.worker_table);
+  }
+
+  // the remote workers' membership: state, experts, round trip, load share, last load time
+  function renderWorkerTable(t) {
+    const box = $('worker-table');
+    if (!box) return;
+    if (!t) { box.hidden = true; return; }
+    box.hidden = false;
+    const head = '<tr><th>worker</th><th>host</th><th>state</th><th>experts</th><th>rtt ms</th><th>load</th>'
+      + '<th>calls</th><th>failures</th><th>load ms</th><th>since</th></tr>';
+    const esc = (v) => String(v).replace(/[&<>"]/g, (ch) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[ch]));
+    const rows = t.workers.map((w) => '<tr data-worker="' + esc(w.address) + '" data-state="' + esc(w.state) + '">'
+      + '<td>' + esc(w.address) + '</td><td>' + esc(w.host || '–') + '</td>'
+      + '<td class="state ' + esc(w.state) + '" title="' + esc(w.reason) + '">' + esc(w.state) + '</td>'
+      + '<td>' + w.experts + '</td><td>' + (w.rtt_ms < 0 ? '–' : w.rtt_ms.toFixed(1)) + '</td>'
+      + '<td>' + (100 * w.load).toFixed(1) + '%</td><td>' + fmt(w.calls) + '</td><td>' + fmt(w.failures) + '</td>'
+      + '<td>' + (w.load_ms < 0 ? '–' : w.load_ms.toFixed(0) + (w.load_from_cache ? ' (cache)' : '')) + '</td>'
+      + '<td>' + esc(w.since.replace('T', ' ').replace(/\.\d+Z$/, 'Z')) + '</td></tr>').join('');
+    box.innerHTML = '<caption>expert workers — placement epoch ' + t.epoch + '</caption>' + head + rows;
   }
 
   // ------------------------------------------------------------------ charts
