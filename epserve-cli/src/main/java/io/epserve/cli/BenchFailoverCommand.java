@@ -134,22 +134,24 @@ final class BenchFailoverCommand implements Callable<Integer> {
         final String address;
         final long pid;
         final long at;
-        /** Every worker's dispatch calls when the fault was sent. */
-        final Map<String, Long> callsAtFault;
-        volatile long listening;
-        volatile long restored;
-        volatile long serving;
+        /** The frontend's placement epoch when the fault was sent. */
+        final long epochAtFault;
+        /** Whether the frontend was seen to list the victim as not serving since the fault. */
+        boolean sawDown;
+        long listening;
+        long restored;
+        long serving;
 
-        Fault(int worker, String address, long pid, long at, Map<String, Long> callsAtFault) {
+        Fault(int worker, String address, long pid, long at, long epochAtFault) {
             this.worker = worker;
             this.address = address;
             this.pid = pid;
             this.at = at;
-            this.callsAtFault = callsAtFault;
+            this.epochAtFault = epochAtFault;
         }
 
         boolean done() {
-            return restored != 0 && serving != 0;
+            return restored != 0 && serving != 0 && listening != 0;
         }
     }
 
@@ -265,12 +267,13 @@ final class BenchFailoverCommand implements Callable<Integer> {
                 long now = System.nanoTime();
                 if (stopped != null && now >= stopped.at + hang.toNanos()) {
                     ClusterSignals.send("CONT", stopped.pid);
+                    stopped.listening = System.nanoTime();
                     stopped = null;
                 }
                 if (now >= nextFault && end - now >= killEvery.toNanos() / 2) {
                     int w = faults.size() % workers;
                     Process victim = procs.process(w);
-                    Fault f = new Fault(w, procs.address(w), victim.pid(), System.nanoTime(), calls(view));
+                    Fault f = new Fault(w, procs.address(w), victim.pid(), System.nanoTime(), epoch(view));
                     listeningAgain.remove(w);
                     if (stop) {
                         ClusterSignals.send("STOP", victim.pid());
@@ -293,30 +296,31 @@ final class BenchFailoverCommand implements Callable<Integer> {
         return report(out, err, stats, faults, stop, hang);
     }
 
-    /** Every worker's dispatch calls as the frontend counts them (none when it cannot be read). */
-    private static Map<String, Long> calls(FrontendWorkers view) {
-        Map<String, Long> out = new TreeMap<>();
+    /** The frontend's placement epoch, or -1 when it cannot be read. */
+    private static long epoch(FrontendWorkers view) {
         try {
-            view.read().forEach((a, w) -> out.put(a, w.calls()));
+            return view.read().epoch();
         } catch (IOException e) {
-            // none: every worker's first calls then count as grown
+            return -1;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+            return -1;
         }
-        return out;
     }
 
     /**
-     * Marks what each open fault has reached: the process listens again (the supervisor's
-     * report; for a stop, the victim computes again after it was continued), the frontend
-     * computes on every worker again (every worker's dispatch calls grew since the fault: nobody's
-     * grow while the frontend holds the experts itself), and the victim serves (its calls grew).
+     * Marks what each open fault has reached, from what the frontend lists (GET
+     * /v1/epserve/workers): <em>listening</em>, the victim's process answers again (the
+     * supervisor restarted it, or it was continued); <em>redundancy back</em>, once the victim was
+     * seen down, every worker that holds experts is serving and either a new placement epoch
+     * (without the victim) serves or the victim serves again; <em>serving again</em>, the victim
+     * is serving with experts of the current placement after it was seen down.
      */
     private static void observe(FrontendWorkers view, List<Fault> faults, Map<Integer, Long> listeningAgain, boolean stop) {
         if (faults.isEmpty() || faults.getLast().done()) {
             return;
         }
-        Map<String, FrontendWorkers.Worker> now;
+        FrontendWorkers.Table now;
         try {
             now = view.read();
         } catch (IOException e) {
@@ -326,6 +330,7 @@ final class BenchFailoverCommand implements Callable<Integer> {
             return;
         }
         long t = System.nanoTime();
+        boolean holdersServe = now.workers().values().stream().allMatch(w -> w.experts() == 0 || w.state().equals("serving"));
         for (Fault f : faults) {
             if (f.done()) {
                 continue;
@@ -334,16 +339,15 @@ final class BenchFailoverCommand implements Callable<Integer> {
             if (f.listening == 0 && !stop && l != null && l > f.at) {
                 f.listening = l;
             }
-            FrontendWorkers.Worker w = now.get(f.address);
-            boolean victimComputes = w != null && w.calls() > f.callsAtFault.getOrDefault(f.address, 0L);
-            if (victimComputes && stop && f.listening == 0) {
-                f.listening = t;
+            FrontendWorkers.Worker v = now.workers().get(f.address);
+            boolean victimServes = v != null && v.serving();
+            if (!victimServes) {
+                f.sawDown = true;
             }
-            if (victimComputes && f.serving == 0) {
+            if (f.sawDown && victimServes && f.serving == 0) {
                 f.serving = t;
             }
-            boolean allCompute = !now.isEmpty() && now.values().stream().allMatch(x -> x.calls() > f.callsAtFault.getOrDefault(x.address(), 0L));
-            if (allCompute && f.restored == 0) {
+            if (f.sawDown && f.restored == 0 && holdersServe && (now.epoch() > f.epochAtFault || victimServes)) {
                 f.restored = t;
             }
         }
@@ -373,9 +377,9 @@ final class BenchFailoverCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "  %-6d %-7d %-22s %14s %20s %18s%n", i + 1, f.worker, f.address, since(f, f.listening),
                     since(f, f.restored), since(f, f.serving));
         }
-        out.println("  (listening: the process answers again — restarted by the supervisor, or continued after --stop-for; "
-                + "redundancy back: the frontend computes on every worker again; serving again: the victim's dispatch calls grow; "
-                + "- : not within the run)");
+        out.println("  (from the fault: listening = the process answers again, restarted by the supervisor or continued after "
+                + "--stop-for; redundancy back = every worker holding experts serves, under a placement without the victim or "
+                + "with it back; serving again = the victim serves experts again; - = not within the run)");
         out.flush();
         for (PhaseStats s : stats.values()) {
             s.failures.forEach((why, n) -> err.printf(Locale.ROOT, "  %6d failed: %s%n", n, why));

@@ -297,10 +297,10 @@ final class ClusterCommand implements Callable<Integer> {
                                 info.getExpertCount(), info.getMappedBytes() / 1048576.0, info.getResidentBytes() / 1048576.0);
                     }
                 }
-                out.println("--workers " + String.join(",", procs.addresses()) + (dtype != null ? " --expert-dtype " + dtype.label() : ""));
             } else {
                 out.println("  the workers join the frontend at " + join + ", which places their experts");
             }
+            out.println("--workers " + String.join(",", procs.addresses()) + (dtype != null ? " --expert-dtype " + dtype.label() : ""));
             out.println("running; Ctrl-C stops the workers");
             out.flush();
             if (noRestart) {

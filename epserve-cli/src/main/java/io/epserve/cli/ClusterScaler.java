@@ -115,7 +115,7 @@ final class ClusterScaler implements AutoCloseable {
     /** Cumulative compute seconds per worker address from a frontend's /metrics. */
     static Map<String, Double> computeSeconds(HttpClient http, URI metrics) throws IOException {
         try {
-            return FrontendWorkers.perWorker(FrontendWorkers.scrape(http, metrics), "epserve_worker_compute_seconds_total");
+            return FrontendWorkers.perWorker(FrontendWorkers.get(http, metrics), "epserve_worker_compute_seconds_total");
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted");

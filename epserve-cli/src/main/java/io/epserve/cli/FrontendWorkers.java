@@ -1,5 +1,7 @@
 package io.epserve.cli;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -12,48 +14,56 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * What a frontend says about its expert workers, read over HTTP as an operator would: whether
- * each is up ({@code epserve_worker_up{worker}}) and how many dispatch calls it has answered
- * ({@code epserve_worker_calls_total{worker}}), from its {@code /metrics}. A worker that is up and
- * whose calls grow is computing its experts for the frontend (the frontend computes them itself
- * while any worker fails, so nobody's calls grow then).
+ * What a frontend says about its expert workers, read over HTTP as an operator reads it: the
+ * placement epoch and each worker's state, experts and dispatch calls from
+ * {@code GET /v1/epserve/workers}; and any per-worker sample of its {@code /metrics}.
  */
 final class FrontendWorkers {
-    /** One worker as the frontend sees it. */
-    record Worker(String address, boolean up, long calls) {}
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** One worker as the frontend lists it. */
+    record Worker(String address, String state, int experts, long calls) {
+        boolean serving() {
+            return state.equals("serving") && experts > 0;
+        }
+    }
+
+    /** The frontend's placement epoch and its workers by address, in its order. */
+    record Table(long epoch, Map<String, Worker> workers) {}
 
     private final HttpClient http;
-    private final URI metrics;
+    private final URI workers;
 
     FrontendWorkers(HttpClient http, URI base) {
         this.http = http;
-        this.metrics = base.resolve("/metrics");
+        this.workers = base.resolve("/v1/epserve/workers");
     }
 
-    /** The workers by address, in the order the frontend lists them. */
-    Map<String, Worker> read() throws IOException, InterruptedException {
-        return parse(scrape(http, metrics));
+    Table read() throws IOException, InterruptedException {
+        return parse(get(http, workers));
     }
 
-    static Map<String, Worker> parse(String text) {
-        Map<String, Double> up = perWorker(text, "epserve_worker_up");
-        Map<String, Double> calls = perWorker(text, "epserve_worker_calls_total");
+    static Table parse(String json) throws IOException {
+        JsonNode body = JSON.readTree(json);
         Map<String, Worker> out = new LinkedHashMap<>();
-        up.forEach((w, v) -> out.put(w, new Worker(w, v == 1.0, calls.getOrDefault(w, 0.0).longValue())));
-        return out;
+        for (JsonNode w : body.path("workers")) {
+            String a = w.path("address").asText();
+            out.put(a, new Worker(a, w.path("state").asText(), w.path("experts").asInt(), w.path("calls").asLong()));
+        }
+        return new Table(body.path("epoch").asLong(), out);
     }
 
-    /** The body of GET {@code metrics}; an answer other than 200 is an IOException naming it. */
-    static String scrape(HttpClient http, URI metrics) throws IOException, InterruptedException {
-        HttpResponse<String> r = http.send(HttpRequest.newBuilder(metrics).timeout(Duration.ofSeconds(10)).GET().build(),
+    /** The body of GET {@code uri}; an answer other than 200 is an IOException naming it. */
+    static String get(HttpClient http, URI uri) throws IOException, InterruptedException {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(10)).GET().build(),
                 HttpResponse.BodyHandlers.ofString());
         if (r.statusCode() != 200) {
-            throw new IOException("GET " + metrics + " answered HTTP " + r.statusCode());
+            throw new IOException("GET " + uri + " answered HTTP " + r.statusCode());
         }
         return r.body();
     }
 
-    /** The samples of {@code metric} labelled only by {@code worker}, by worker, in the exposition's order. */
+    /** The samples of {@code metric} labelled only by {@code worker} in a /metrics text, by worker, in its order. */
     static Map<String, Double> perWorker(String text, String metric) {
         Pattern sample = Pattern.compile("^" + Pattern.quote(metric) + "\\{worker=\"([^\"]+)\"\\} (\\S+)");
         Map<String, Double> out = new LinkedHashMap<>();

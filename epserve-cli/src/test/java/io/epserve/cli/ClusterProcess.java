@@ -33,6 +33,8 @@ final class ClusterProcess implements AutoCloseable {
     private final Process process;
     private final LinkedBlockingQueue<String> lines = new LinkedBlockingQueue<>();
     private final List<String> seen = new ArrayList<>();
+    /** Every line read, whether an {@link #await} consumed it or not. */
+    private final List<String> all = new ArrayList<>();
     private final Set<Long> pids = ConcurrentHashMap.newKeySet();
 
     private ClusterProcess(Process process) {
@@ -58,6 +60,9 @@ final class ClusterProcess implements AutoCloseable {
                 Matcher m = PID.matcher(l);
                 while (!l.startsWith("[worker ") && m.find()) {
                     pids.add(Long.parseLong(m.group(1)));
+                }
+                synchronized (all) {
+                    all.add(l);
                 }
                 lines.add(l);
             }
@@ -87,6 +92,20 @@ final class ClusterProcess implements AutoCloseable {
             }
         }
         throw new AssertionError("no line matching " + p + " within " + WAIT.toSeconds() + " s; the cluster printed:\n" + output());
+    }
+
+    /** How many lines read so far match {@code p}. */
+    long count(Pattern p) {
+        synchronized (all) {
+            return all.stream().filter(l -> p.matcher(l).find()).count();
+        }
+    }
+
+    /** Everything read so far. */
+    String everything() {
+        synchronized (all) {
+            return String.join("\n", all);
+        }
     }
 
     /** Everything read by {@link #await} so far. */

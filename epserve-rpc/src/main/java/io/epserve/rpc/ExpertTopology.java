@@ -159,13 +159,13 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
                     log.flush();
                     RoutedTokens routed = new RoutedTokens(cfg.sparseLayers(), cfg.numExperts(), loadWindow);
                     if (resume == null) {
-                        GrpcExpertDispatcher d = started(dir, initialPlacement(cfg, r.addresses(), 1), routed, null);
+                        GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), 1), routed, null);
                         log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
                         return d;
                     }
                     routed.seed(resume.load().forModel(cfg.sparseLayers(), cfg.numExperts()));
                     try {
-                        GrpcExpertDispatcher d = started(dir, resume.placement(cfg.sparseLayers(), cfg.numExperts()), routed,
+                        GrpcExpertDispatcher d = started(dir, cfg, w, resume.placement(cfg.sparseLayers(), cfg.numExperts()), routed,
                                 resume.frontendId());
                         log.println("epserve: resumed placement epoch " + d.placement().epoch() + " over " + d.placement().workerCount()
                                 + " worker(s) as frontend " + resume.frontendId());
@@ -174,7 +174,8 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
                         log.println("epserve: the saved placement epoch " + resume.epoch() + " cannot be resumed (" + e.getMessage()
                                 + "): placing the experts over " + String.join(",", r.addresses()) + " at epoch " + (resume.epoch() + 1));
                     }
-                    GrpcExpertDispatcher d = started(dir, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed, resume.frontendId());
+                    GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed,
+                            resume.frontendId());
                     log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
                     return d;
                 }
@@ -193,9 +194,16 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
         };
     }
 
-    /** A remote dispatcher over {@code p}, started (every worker checked and assigned); closed again when that fails. */
-    private GrpcExpertDispatcher started(Path dir, ExpertPlacement p, RoutedTokens routed, String frontendId) {
-        GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, p, remote, GrpcExpertDispatcher.TCP, routed, frontendId);
+    /**
+     * A remote dispatcher over {@code p}, started (every worker checked and assigned); closed again
+     * when that fails. A step its workers fail is computed by the frontend from the same weights
+     * ({@link Failover}), so a dead or hung worker loses no request.
+     */
+    private GrpcExpertDispatcher started(Path dir, ModelConfig cfg, ModelWeights w, ExpertPlacement p, RoutedTokens routed,
+                                         String frontendId) {
+        GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, p, remote, GrpcExpertDispatcher.TCP, routed, frontendId)
+                .withFailover(() -> GrpcExpertDispatcher.frontendExperts(dir, cfg, w, remote.expertDType()),
+                        GrpcExpertDispatcher.FAILOVER_PROBE_INTERVAL);
         try {
             return d.start();
         } catch (RuntimeException e) {
