@@ -24,6 +24,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.locks.LockSupport;
@@ -53,6 +54,8 @@ final class BenchFailoverCommand implements Callable<Integer> {
     /** Histograms in microseconds, up to an hour, 3 significant digits. */
     private static final long MAX_MICROS = 3_600_000_000L;
     private static final Duration POLL = Duration.ofMillis(100);
+    /** How long the load goes on after the fault phase while the last fault has not recovered. */
+    static final Duration RECOVERY_WAIT = Duration.ofSeconds(60);
 
     @Option(names = "--model", paramLabel = "DIR", description = "Hugging Face model directory. Default: the built-in demo model.")
     Path model;
@@ -74,7 +77,8 @@ final class BenchFailoverCommand implements Callable<Integer> {
     Duration killEvery;
 
     @Option(names = "--duration", paramLabel = "DURATION", defaultValue = "2m", converter = DurationConverter.class,
-            description = "Length of the fault phase (default ${DEFAULT-VALUE}).")
+            description = "Length of the fault phase (default ${DEFAULT-VALUE}); the load then goes on until the last fault has "
+                    + "recovered, at most 60 s more.")
     Duration duration;
 
     @Option(names = "--baseline", paramLabel = "DURATION", defaultValue = "30s", converter = DurationConverter.class,
@@ -230,6 +234,7 @@ final class BenchFailoverCommand implements Callable<Integer> {
         long warmupEnd = System.nanoTime() + warmup.toNanos();
         long baselineEnd = warmupEnd + baseline.toNanos();
         long end = baselineEnd + duration.toNanos();
+        AtomicBoolean running = new AtomicBoolean(true);
         AtomicInteger next = new AtomicInteger();
         FrontendWorkers view = new FrontendWorkers(http, base);
         List<Fault> faults = new ArrayList<>();
@@ -239,7 +244,8 @@ final class BenchFailoverCommand implements Callable<Integer> {
         try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
             for (int c = 0; c < clients; c++) {
                 pool.submit(() -> {
-                    for (long started; (started = System.nanoTime()) < end; ) {
+                    while (running.get()) {
+                        long started = System.nanoTime();
                         int n = next.getAndIncrement();
                         int p = n % prompts.length;
                         PhaseStats s = stats.get(started < warmupEnd ? Phase.WARMUP : started < baselineEnd ? Phase.BASELINE : Phase.FAULTS);
@@ -263,14 +269,15 @@ final class BenchFailoverCommand implements Callable<Integer> {
             // the fault schedule, and a poll of the frontend's view of its workers for the recoveries
             long nextFault = baselineEnd;
             Fault stopped = null;
-            while (System.nanoTime() < end) {
+            // after the last fault, the load goes on until every fault has recovered (at most RECOVERY_WAIT)
+            while (System.nanoTime() < end || (!faults.isEmpty() && !faults.getLast().done() && System.nanoTime() < end + RECOVERY_WAIT.toNanos())) {
                 long now = System.nanoTime();
                 if (stopped != null && now >= stopped.at + hang.toNanos()) {
                     ClusterSignals.send("CONT", stopped.pid);
                     stopped.listening = System.nanoTime();
                     stopped = null;
                 }
-                if (now >= nextFault && end - now >= killEvery.toNanos() / 2) {
+                if (now >= nextFault && now < end && end - now >= killEvery.toNanos() / 2) {
                     int w = faults.size() % workers;
                     Process victim = procs.process(w);
                     Fault f = new Fault(w, procs.address(w), victim.pid(), System.nanoTime(), epoch(view));
@@ -292,6 +299,7 @@ final class BenchFailoverCommand implements Callable<Integer> {
             if (stopped != null) {
                 ClusterSignals.send("CONT", stopped.pid);
             }
+            running.set(false);
         }
         return report(out, err, stats, faults, stop, hang);
     }

@@ -79,6 +79,7 @@ class ClusterScalingProcessTest {
                 assertThat(cluster.count(DRAINED)).as("each retired worker drained and exited 0:\n%s", cluster.everything())
                         .isEqualTo(cluster.count(ADDED));
                 assertThat(cluster.everything()).contains("scaling up (mean busy fraction", "scaling down (every worker's busy fraction");
+                cluster.everything().lines().filter(l -> l.startsWith("epserve cluster:")).forEach(System.err::println);
             }
         }
     }
