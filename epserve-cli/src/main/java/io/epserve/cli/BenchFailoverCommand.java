@@ -1,6 +1,5 @@
 package io.epserve.cli;
 
-import io.epserve.model.demo.DemoModel;
 import io.epserve.rpc.LocalWorkerProcesses;
 import io.epserve.rpc.WorkerSupervisor;
 import java.io.IOException;
@@ -9,7 +8,6 @@ import java.io.PrintStream;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -57,7 +55,7 @@ final class BenchFailoverCommand implements Callable<Integer> {
     /** How long the load goes on after the fault phase while the last fault has not recovered. */
     static final Duration RECOVERY_WAIT = Duration.ofSeconds(60);
 
-    @Option(names = "--model", paramLabel = "DIR", description = "Hugging Face model directory. Default: the built-in demo model.")
+    @Option(names = "--model", paramLabel = "DIR|FILE.gguf", description = "Hugging Face model directory. Default: the built-in demo model.")
     Path model;
 
     @Option(names = "--demo", hidden = true, defaultValue = "standard", description = "Demo model size: standard or tiny (tests).")
@@ -183,15 +181,7 @@ final class BenchFailoverCommand implements Callable<Integer> {
         if (workerTimeoutMillis < 1) {
             throw new Main.UsageError("--worker-timeout must be at least 1 ms");
         }
-        Path dir;
-        if (model != null) {
-            if (!Files.isDirectory(model)) {
-                throw new Main.UsageError("--model " + model + ": no such directory");
-            }
-            dir = model.toAbsolutePath().normalize();
-        } else {
-            dir = DemoModel.ensure(ModelOptions.demoSpec(demo), DemoModel.defaultCacheDir(), TerminalProgress.forStderr()).toAbsolutePath();
-        }
+        Path dir = ClusterCommand.modelDir(model, demo);
         PrintStream out = System.out;
         PrintStream err = System.err;
         long t0 = System.nanoTime();

@@ -148,6 +148,17 @@ final class ClusterCommand implements Callable<Integer> {
         };
     }
 
+    /** --model (checked) as an absolute path, else the demo model of size {@code demo}, written to the cache on first use. */
+    static Path modelDir(Path model, String demo) {
+        if (model == null) {
+            return DemoModel.ensure(ModelOptions.demoSpec(demo), DemoModel.defaultCacheDir(), TerminalProgress.forStderr()).toAbsolutePath();
+        }
+        if (!Files.isDirectory(model) && !GgufModel.isGguf(model)) {
+            throw new Main.UsageError("--model " + model + ": no such directory or .gguf file");
+        }
+        return model.toAbsolutePath().normalize();
+    }
+
     /** The pool's bounds and thresholds from the options, checked once. */
     ScalingPolicy.Config scaling() {
         if (workers != null && (minWorkers != null || maxWorkers != null)) {
@@ -223,15 +234,7 @@ final class ClusterCommand implements Callable<Integer> {
         if (noRestart && pool.scales()) {
             throw new Main.UsageError("--no-restart stops the cluster at the first exit: it cannot scale");
         }
-        Path dir;
-        if (model != null) {
-            if (!Files.isDirectory(model) && !GgufModel.isGguf(model)) {
-                throw new Main.UsageError("--model " + model + ": no such directory or .gguf file");
-            }
-            dir = model.toAbsolutePath().normalize();
-        } else {
-            dir = DemoModel.ensure(ModelOptions.demoSpec(demo), DemoModel.defaultCacheDir(), TerminalProgress.forStderr()).toAbsolutePath();
-        }
+        Path dir = modelDir(model, demo);
         ModelConfig cfg;
         try (Checkpoint header = Checkpoint.open(dir, SafetensorsFile.Mapping.PER_TENSOR)) {
             cfg = ModelConfig.from(header.config());

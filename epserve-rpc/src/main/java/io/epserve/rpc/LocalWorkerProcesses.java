@@ -45,7 +45,8 @@ public final class LocalWorkerProcesses implements AutoCloseable {
     private final int basePort;
     /** Only appended to (under this object's lock), read by any thread. */
     private final List<Worker> workers = new CopyOnWriteArrayList<>();
-    private boolean closed;
+    /** Set once by close(); restarts read it without the lock (each worker has its own). */
+    private volatile boolean closed;
 
     private static final class Worker {
         final int index;
@@ -237,20 +238,29 @@ public final class LocalWorkerProcesses implements AutoCloseable {
         }
     }
 
-    /** Starts worker i again on the port it had (kill it first); returns its address. */
-    public synchronized String restart(int i) {
-        if (closed) {
-            throw new IllegalStateException("the worker processes are closed: worker " + i + " is not restarted");
-        }
+    /**
+     * Starts worker i again on the port it had (kills it first) and waits until it listens;
+     * returns its address. Workers restart independently: a slow start blocks no other worker's.
+     */
+    public String restart(int i) {
         Worker w = workers.get(i);
-        if (w.retiring) {
-            throw new IllegalStateException("worker " + i + " was retired: it is not restarted");
+        synchronized (w) {
+            if (closed) {
+                throw new IllegalStateException("the worker processes are closed: worker " + i + " is not restarted");
+            }
+            if (w.retiring) {
+                throw new IllegalStateException("worker " + i + " was retired: it is not restarted");
+            }
+            if (w.process != null && w.process.isAlive()) {
+                kill(i);
+            }
+            w.address = await(w, launch(w, w.address));
+            if (closed) {
+                w.process.destroyForcibly(); // close() ran meanwhile: nothing it started may outlive it
+                throw new IllegalStateException("the worker processes were closed while worker " + i + " restarted");
+            }
+            return w.address.toString();
         }
-        if (w.process != null && w.process.isAlive()) {
-            kill(i);
-        }
-        w.address = await(w, launch(w, w.address));
-        return w.address.toString();
     }
 
     private CompletableFuture<HostPort> launch(Worker w, HostPort listen) {

@@ -5,6 +5,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
@@ -171,7 +172,8 @@ public final class WorkerSupervisor implements AutoCloseable {
             return;
         }
         w.retiredReported = true;
-        emit(new Event.Retired(i, workers.address(i), gone.pid(), gone.exitValue(), Duration.ofNanos(Math.max(0, at - w.retiredAt))));
+        emit(new Event.Retired(i, workers.address(i), gone.pid(), gone.isAlive() ? -1 : gone.exitValue(),
+                Duration.ofNanos(Math.max(0, at - w.retiredAt))));
     }
 
     private void watch(int i, Process p) {
@@ -205,20 +207,51 @@ public final class WorkerSupervisor implements AutoCloseable {
         thread.schedule(() -> restart(i, diedAt), delay.toNanos(), TimeUnit.NANOSECONDS);
     }
 
+    /**
+     * Restarts worker i off the supervisor's thread (a JVM takes seconds to listen, and a slow one
+     * must not hold up another worker's restart), then reports on the supervisor's thread.
+     */
     private void restart(int i, long diedAt) {
         if (closed || workers.retiring(i)) {
             return;
         }
-        Watch w = watches.get(i);
-        String address = workers.address(i);
-        try {
-            workers.restart(i);
-        } catch (RuntimeException e) {
-            if (closed || workers.retiring(i)) {
-                return;
+        Thread.ofVirtual().name("epserve-worker-restart-" + i).start(() -> {
+            RuntimeException failure = null;
+            try {
+                workers.restart(i);
+            } catch (RuntimeException e) {
+                failure = e;
             }
+            RuntimeException f = failure;
+            try {
+                thread.execute(() -> restarted(i, diedAt, f));
+            } catch (RejectedExecutionException closedMeanwhile) {
+                // the supervisor closed while the worker started: the processes' close stops it
+            }
+        });
+    }
+
+    private void restarted(int i, long diedAt, RuntimeException failure) {
+        if (closed) {
+            return;
+        }
+        Watch w = watches.get(i);
+        if (workers.retiring(i)) {
+            // told to leave while it started: it never served, so there is nothing to drain
+            Process p = workers.process(i);
+            p.destroyForcibly();
+            p.onExit().thenAccept(gone -> {
+                try {
+                    thread.execute(() -> retired(i, w, gone, System.nanoTime()));
+                } catch (RejectedExecutionException closedMeanwhile) {
+                    // nobody listens any more
+                }
+            });
+            return;
+        }
+        if (failure != null) {
             Duration delay = backoff.delay(++w.failuresInARow);
-            emit(new Event.RestartFailed(i, address, e.getMessage(), delay));
+            emit(new Event.RestartFailed(i, workers.address(i), failure.getMessage(), delay));
             thread.schedule(() -> restart(i, diedAt), delay.toNanos(), TimeUnit.NANOSECONDS);
             return;
         }
