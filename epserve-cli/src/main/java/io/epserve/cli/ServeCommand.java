@@ -156,7 +156,7 @@ final class ServeCommand implements Callable<Integer> {
     Path stateDir;
 
     @Option(names = "--worker-check-interval", paramLabel = "MS", defaultValue = "1000",
-            description = "How often each remote worker is checked (Info, within --worker-timeout but at most 2 s) "
+            description = "How often each remote worker is checked (Info, within --worker-timeout but at most 5 s) "
                     + "(default ${DEFAULT-VALUE}).")
     long workerCheckMs;
 

@@ -174,8 +174,7 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
                         log.println("epserve: the saved placement epoch " + resume.epoch() + " cannot be resumed (" + e.getMessage()
                                 + "): placing the experts over " + String.join(",", r.addresses()) + " at epoch " + (resume.epoch() + 1));
                     }
-                    GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed,
-                            resume.frontendId());
+                    GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed, resume.frontendId());
                     log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
                     return d;
                 }
@@ -195,14 +194,13 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
     }
 
     /**
-     * A remote dispatcher over {@code p}, started (every worker checked and assigned); closed again
-     * when that fails. A step its workers fail is computed by the frontend from the same weights
-     * ({@link Failover}), so a dead or hung worker loses no request.
+     * A remote dispatcher over {@code p}, started (every worker checked and assigned), that computes
+     * a step its workers fail itself ({@link Failover}); closed again when starting fails.
      */
-    private GrpcExpertDispatcher started(Path dir, ModelConfig cfg, ModelWeights w, ExpertPlacement p, RoutedTokens routed,
+    private GrpcExpertDispatcher started(Path dir, ModelConfig cfg, ModelWeights weights, ExpertPlacement p, RoutedTokens routed,
                                          String frontendId) {
         GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, p, remote, GrpcExpertDispatcher.TCP, routed, frontendId)
-                .withFailover(() -> GrpcExpertDispatcher.frontendExperts(dir, cfg, w, remote.expertDType()),
+                .withFailover(() -> GrpcExpertDispatcher.frontendExperts(dir, cfg, weights, remote.expertDType()),
                         GrpcExpertDispatcher.FAILOVER_PROBE_INTERVAL);
         try {
             return d.start();

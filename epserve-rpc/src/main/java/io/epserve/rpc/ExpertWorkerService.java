@@ -135,9 +135,12 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             ownership.beforeAssign(frontend, req.getEpoch());
             long t0 = System.nanoTime();
             WorkerShare current = share;
+            // a share assigned for an epoch that never served (no Compute of it came) holds its experts all the same
+            WorkerShare waiting = pending;
+            WorkerShare have = waiting != null && waiting.sameExperts(wanted) ? waiting : current;
             WorkerShare next;
-            if (current != null && current.sameExperts(wanted)) {
-                next = current.withEpoch(req.getEpoch(), name.get());
+            if (have != null && have.sameExperts(wanted)) {
+                next = have.withEpoch(req.getEpoch(), name.get());
             } else {
                 Checkpoint pre = preopened;
                 preopened = null;
@@ -170,7 +173,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             ownership.assigned(frontend, req.getEpoch());
             AssignResponse r = AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
                     .setEpoch(next.epoch).setLoadNanos(System.nanoTime() - t0).setFromConvertedCache(next.fromConvertedCache())
-                    .setExpertsMapped(next.gainedOver(current)).build();
+                    .setExpertsMapped(next.gainedOver(have)).build();
             lastAssign = r;
             return r;
         }

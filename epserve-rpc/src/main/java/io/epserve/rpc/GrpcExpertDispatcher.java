@@ -202,6 +202,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     private final RoutedTokens routed;
     private volatile Failover failover;
     private final LongAdder dispatches = new LongAdder();
+    /** Asynchronous dispatches sent under the current placement and not finished yet; replaced at each switch. */
+    private InFlight inFlight = new InFlight();
     /** Links to workers outside the placement that membership checks (joining, or dead ones that may come back). */
     private final Map<String, WorkerLink> probes = new HashMap<>();
     private volatile Consumer<String> failureListener = address -> { };
@@ -412,6 +414,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
                 added.forEach(WorkerLink::close);
                 throw e;
             }
+            InFlight before;
             stateLock.writeLock().lock();
             try {
                 placement = next;
@@ -419,8 +422,14 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
                 for (WorkerLink l : nextLinks) {
                     probes.remove(l.address);
                 }
+                before = inFlight;
+                inFlight = new InFlight();
             } finally {
                 stateLock.writeLock().unlock();
+            }
+            if (!byAddress.isEmpty()) {
+                // steps sent under the previous epoch finish on their links first (each within its deadline)
+                before.awaitIdle(config.deadline().plusSeconds(1));
             }
             for (WorkerLink dropped : byAddress.values()) {
                 dropped.close();
@@ -516,7 +525,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      * {@code out} — on the transport thread that received the last answer — or fails with a
      * {@link WorkerException} at the first failure or at the deadline; a FAILED_PRECONDITION answer
      * is assigned and re-sent on a helper thread, as in {@link #dispatch}. hidden must stay
-     * untouched until then. Call {@link #updatePlacement} only with no dispatch in flight.
+     * untouched until then. A placement change waits for the dispatches in flight before it closes the links of workers it drops.
      */
     @Override
     public CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
@@ -547,6 +556,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         DispatchPlan plan;
         ExpertRequest[] requests;
         PendingCall[] pending;
+        InFlight calls;
         stateLock.readLock().lock();
         try {
             ensureOpen();
@@ -554,13 +564,21 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             ls = links;
             plan = split(layer, hidden, hiddenSize, routing);
             requests = requests(plan);
-            pending = send(p, ls, requests);
+            calls = inFlight;
+            calls.enter();
+            try {
+                pending = send(p, ls, requests);
+            } catch (RuntimeException e) {
+                calls.exit();
+                throw e;
+            }
         } catch (RuntimeException e) {
             return CompletableFuture.failedFuture(e);
         } finally {
             stateLock.readLock().unlock();
         }
         CompletableFuture<Void> result = new CompletableFuture<>();
+        result.whenComplete((ok, failed) -> calls.exit());
         DispatchStep step = stepOf(pending);
         Runnable slowPath = () -> {
             try {
@@ -1030,6 +1048,33 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
         if (first != null) {
             throw first;
+        }
+    }
+
+    /** A count of dispatches in flight under one placement, which a placement change waits to reach zero. */
+    private static final class InFlight {
+        private int count;
+
+        synchronized void enter() {
+            count++;
+        }
+
+        synchronized void exit() {
+            if (--count == 0) {
+                notifyAll();
+            }
+        }
+
+        /** Waits until none is in flight, at most {@code limit} (every dispatch has its own deadline anyway). */
+        synchronized void awaitIdle(Duration limit) {
+            long end = System.nanoTime() + limit.toNanos();
+            try {
+                for (long left = limit.toNanos(); count > 0 && left > 0; left = end - System.nanoTime()) {
+                    TimeUnit.NANOSECONDS.timedWait(this, left);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         }
     }
 

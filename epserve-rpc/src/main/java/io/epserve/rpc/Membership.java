@@ -113,9 +113,12 @@ public final class Membership implements PlacementControl, AutoCloseable {
             }
         }
 
-        /** Checks every second, each within the dispatch deadline but at most 2 s; dead after 3 misses or 2 s refused. */
+        /** A check waits at most this long by default: a busy worker answers Info after the Compute calls queued before it. */
+        public static final Duration MAX_CHECK_DEADLINE = Duration.ofSeconds(5);
+
+        /** Checks every second, each within the dispatch deadline but at most 5 s; dead after 3 misses or 2 s refused. */
         public static Settings defaults(Duration dispatchDeadline) {
-            Duration d = dispatchDeadline.compareTo(Duration.ofSeconds(2)) < 0 ? dispatchDeadline : Duration.ofSeconds(2);
+            Duration d = dispatchDeadline.compareTo(MAX_CHECK_DEADLINE) < 0 ? dispatchDeadline : MAX_CHECK_DEADLINE;
             return new Settings(DEFAULT_INTERVAL, d, DEFAULT_MISSES, DEFAULT_REFUSED);
         }
 

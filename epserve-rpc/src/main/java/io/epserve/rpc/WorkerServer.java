@@ -59,6 +59,7 @@ public final class WorkerServer implements AutoCloseable {
     private HealthStatusManager health;
     private ExpertWorkerService service;
     private volatile String name;
+    private boolean closed;
 
     private WorkerServer(Builder b) {
         this.host = b.host;
@@ -285,9 +286,10 @@ public final class WorkerServer implements AutoCloseable {
     /** Stops accepting calls; cancels the ones in flight after 5 s; unmaps the share. Idempotent. */
     @Override
     public synchronized void close() {
-        if (server == null) {
+        if (server == null || closed) {
             return;
         }
+        closed = true;
         health.enterTerminalState();
         server.shutdown();
         try {
