@@ -24,6 +24,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.locks.LockSupport;
 import org.HdrHistogram.ConcurrentHistogram;
@@ -84,7 +85,8 @@ final class BenchFailoverCommand implements Callable<Integer> {
     Duration baseline;
 
     @Option(names = "--warmup", paramLabel = "DURATION", defaultValue = "15s", converter = DurationConverter.class,
-            description = "Unmeasured load before the baseline, while the JVMs compile (default ${DEFAULT-VALUE}).")
+            description = "Unmeasured load before the baseline, while the JVMs compile (default ${DEFAULT-VALUE}); at least until "
+                    + "every client has finished one request.")
     Duration warmup;
 
     @Option(names = "--signal", paramLabel = "kill|stop", defaultValue = "kill",
@@ -221,9 +223,13 @@ final class BenchFailoverCommand implements Callable<Integer> {
         for (Phase p : Phase.values()) {
             stats.put(p, new PhaseStats());
         }
-        long warmupEnd = System.nanoTime() + warmup.toNanos();
-        long baselineEnd = warmupEnd + baseline.toNanos();
-        long end = baselineEnd + duration.toNanos();
+        // Phase boundaries, set by the loop below: the baseline starts once the warm-up time is over
+        // and every client has finished a request (cold JVMs can take longer than --warmup), the
+        // faults --baseline later. A request counts in the warm-up if it started there, in the
+        // baseline if it also ended before the first fault, else with the faults.
+        AtomicLong baselineStart = new AtomicLong(Long.MAX_VALUE);
+        AtomicLong faultStart = new AtomicLong(Long.MAX_VALUE);
+        AtomicInteger completed = new AtomicInteger();
         AtomicBoolean running = new AtomicBoolean(true);
         AtomicInteger next = new AtomicInteger();
         FrontendWorkers view = new FrontendWorkers(http, base);
@@ -238,26 +244,42 @@ final class BenchFailoverCommand implements Callable<Integer> {
                         long started = System.nanoTime();
                         int n = next.getAndIncrement();
                         int p = n % prompts.length;
-                        PhaseStats s = stats.get(started < warmupEnd ? Phase.WARMUP : started < baselineEnd ? Phase.BASELINE : Phase.FAULTS);
+                        StreamingCompletion.Result r;
                         try {
-                            StreamingCompletion.Result r = StreamingCompletion.send(http, base,
-                                    new StreamingCompletion.Request(name, prompts[p], maxTokens, 0.0, n), Duration.ofMinutes(10),
-                                    StreamingCompletion.Progress.NONE);
+                            r = StreamingCompletion.send(http, base, new StreamingCompletion.Request(name, prompts[p], maxTokens, 0.0, n),
+                                    Duration.ofMinutes(10), StreamingCompletion.Progress.NONE);
+                        } catch (StreamingCompletion.Failure f) {
+                            r = null;
+                            phase(stats, started, baselineStart, faultStart).failed(f.getMessage());
+                        } finally {
+                            completed.incrementAndGet();
+                        }
+                        if (r != null) {
+                            PhaseStats s = phase(stats, started, baselineStart, faultStart);
                             s.e2e.recordValue(Math.min(MAX_MICROS, r.e2eNanos() / 1000));
                             s.ttft.recordValue(Math.min(MAX_MICROS, r.ttftNanos() / 1000));
                             s.ok.incrementAndGet();
                             if (!expected.compareAndSet(p, null, r.tokenIds()) && !Arrays.equals(expected.get(p), r.tokenIds())) {
                                 s.wrong.incrementAndGet();
                             }
-                        } catch (StreamingCompletion.Failure f) {
-                            s.failed(f.getMessage());
                         }
                     }
                     return null;
                 });
             }
+            long warmupEnd = System.nanoTime() + warmup.toNanos();
+            while (System.nanoTime() < warmupEnd || completed.get() < clients) {
+                LockSupport.parkNanos(POLL.toNanos()); // the warm-up's pace; the loop re-checks its end
+            }
+            baselineStart.set(System.nanoTime());
+            err.printf(Locale.ROOT, "[%6.1f s] baseline%n", (baselineStart.get() - t0) / 1e9);
+            for (long left; (left = baselineStart.get() + baseline.toNanos() - System.nanoTime()) > 0; ) {
+                LockSupport.parkNanos(left); // the baseline phase: load without faults (park may return early)
+            }
+            faultStart.set(System.nanoTime());
+            long end = faultStart.get() + duration.toNanos();
             // the fault schedule, and a poll of the frontend's view of its workers for the recoveries
-            long nextFault = baselineEnd;
+            long nextFault = faultStart.get();
             Fault stopped = null;
             // after the last fault, the load goes on until every fault has recovered (at most RECOVERY_WAIT)
             while (System.nanoTime() < end || (!faults.isEmpty() && !faults.getLast().done() && System.nanoTime() < end + RECOVERY_WAIT.toNanos())) {
@@ -292,6 +314,14 @@ final class BenchFailoverCommand implements Callable<Integer> {
             running.set(false);
         }
         return report(out, err, stats, faults, stop, hang);
+    }
+
+    /** The phase a request that started at {@code started} and ends now counts in. */
+    private static PhaseStats phase(Map<Phase, PhaseStats> stats, long started, AtomicLong baselineStart, AtomicLong faultStart) {
+        if (started < baselineStart.get()) {
+            return stats.get(Phase.WARMUP);
+        }
+        return stats.get(System.nanoTime() < faultStart.get() ? Phase.BASELINE : Phase.FAULTS);
     }
 
     /** The frontend's placement epoch, or -1 when it cannot be read. */
