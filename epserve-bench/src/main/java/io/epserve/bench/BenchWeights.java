@@ -1,11 +1,11 @@
 package io.epserve.bench;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-
 import io.epserve.tensor.DType;
 import io.epserve.tensor.Numerics;
 import io.epserve.tensor.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 
 /** Weight matrices for benchmarks: off-heap, little-endian, small random values (no denormals). */
 final class BenchWeights {
@@ -34,9 +34,9 @@ final class BenchWeights {
             s = s * 6364136223846793005L + 1442695040888963407L;
             float v = ((s >>> 40) - (1 << 23)) * 0x1p-23f * 0.05f;
             switch (dt) {
-                case F32 -> seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, i, v);
-                case BF16 -> seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, i, Numerics.floatToBf16(v));
-                case F16 -> seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, i, Numerics.floatToF16(v));
+                case F32 -> seg.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i, v);
+                case BF16 -> seg.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Numerics.floatToBf16(v));
+                case F16 -> seg.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Numerics.floatToF16(v));
             }
         }
         return new Tensor("w" + seed, seg, dt, new long[] {n, k});

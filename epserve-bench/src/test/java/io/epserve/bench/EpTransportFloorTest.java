@@ -8,6 +8,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.lang.foreign.Arena;
 import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -66,7 +67,7 @@ class EpTransportFloorTest {
     }
 
     private static String[] concat(String[] a, String... b) {
-        String[] c = java.util.Arrays.copyOf(a, a.length + b.length);
+        String[] c = Arrays.copyOf(a, a.length + b.length);
         System.arraycopy(b, 0, c, a.length, b.length);
         return c;
     }

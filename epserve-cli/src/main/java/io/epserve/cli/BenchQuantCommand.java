@@ -13,18 +13,19 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import java.util.stream.Stream;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
 
 /**
- * {@code epserve bench quant}: what quantized experts cost and gain (issue 5 item 1). For each
+ * {@code epserve bench quant}: what quantized experts cost and gain. For each
  * model and each expert dtype: KL divergence of next-token distributions and top-1 agreement
  * against the experts as stored, over {@code --positions} seeded random tokens (one prefill,
  * every position), and with {@code --speed} decode tokens/s (a prompt of random tokens, greedy
@@ -261,7 +262,7 @@ final class BenchQuantCommand implements Callable<Integer> {
 
     private static void deleteTree(Path root) {
         try (Stream<Path> s = Files.walk(root)) {
-            for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
                 Files.deleteIfExists(p);
             }
         } catch (IOException e) {

@@ -8,6 +8,7 @@ import io.epserve.model.LoadedModel;
 import io.epserve.moe.RoutingResult;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.util.Arrays;
 import java.util.TreeMap;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -62,7 +63,7 @@ final class LogitsCommand implements Callable<Integer> {
                 routing.forEach((layer, r) -> {
                     out.printf("layer %d experts:", layer);
                     for (int t = 0; t < r.tokens(); t++) {
-                        out.print(" " + java.util.Arrays.toString(r.expertsOf(t)));
+                        out.print(" " + Arrays.toString(r.expertsOf(t)));
                     }
                     out.println();
                 });

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -105,7 +106,7 @@ class CliProcessTest {
         Path model = copyFixture("mixtral");
         Path st = model.resolve("model.safetensors");
         byte[] b = Files.readAllBytes(st);
-        Files.write(st, java.util.Arrays.copyOf(b, b.length / 2));
+        Files.write(st, Arrays.copyOf(b, b.length / 2));
         assertCleanError(CliRunner.process(Map.of(), "logits", "--model", model.toString(), "--tokens", "1,2"),
                 "model.safetensors", "truncated");
     }

@@ -1,9 +1,11 @@
 package io.epserve.cli;
 
 import java.io.ByteArrayOutputStream;
+import java.io.File;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -50,21 +52,21 @@ final class CliRunner {
         cmd.addAll(List.of(args));
         ProcessBuilder pb = new ProcessBuilder(cmd);
         pb.environment().putAll(env);
-        Path outFile = java.nio.file.Files.createTempFile("epserve-out", ".txt");
-        Path errFile = java.nio.file.Files.createTempFile("epserve-err", ".txt");
+        Path outFile = Files.createTempFile("epserve-out", ".txt");
+        Path errFile = Files.createTempFile("epserve-err", ".txt");
         pb.redirectOutput(outFile.toFile());
         pb.redirectError(errFile.toFile());
-        pb.redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+        pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
         Process p = pb.start();
         try {
             if (!p.waitFor(180, TimeUnit.SECONDS)) {
                 throw new AssertionError("epserve " + String.join(" ", args) + " did not finish within 180 s");
             }
-            return new Outcome(p.exitValue(), java.nio.file.Files.readString(outFile), java.nio.file.Files.readString(errFile));
+            return new Outcome(p.exitValue(), Files.readString(outFile), Files.readString(errFile));
         } finally {
             p.destroyForcibly();
-            java.nio.file.Files.deleteIfExists(outFile);
-            java.nio.file.Files.deleteIfExists(errFile);
+            Files.deleteIfExists(outFile);
+            Files.deleteIfExists(errFile);
         }
     }
 }

@@ -7,12 +7,16 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Progress;
 import io.epserve.model.demo.DemoModel;
+import io.epserve.rpc.WorkerModel;
+import io.epserve.rpc.WorkerServer;
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.net.ConnectException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -26,8 +30,6 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
-import io.epserve.rpc.WorkerServer;
-import io.epserve.rpc.WorkerModel;
 
 /** {@code epserve serve} on the tiny demo model: options, URLs, the API it serves, shutdown. */
 class ServeCommandTest {
@@ -229,11 +231,11 @@ class ServeCommandTest {
 
     @Test
     void aBusyPortFailsBeforeTheModelLoads() throws Exception {
-        try (java.net.ServerSocket taken = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName("127.0.0.1"))) {
+        try (ServerSocket taken = new ServerSocket(0, 1, InetAddress.getByName("127.0.0.1"))) {
             PrintStream sink = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8);
             assertThatThrownBy(() -> parse("--model", "/nonexistent", "--port", Integer.toString(taken.getLocalPort()))
                     .start(sink, new TerminalProgress(System.err, false)))
-                    .isInstanceOf(java.io.UncheckedIOException.class).hasMessageContaining("cannot listen on 127.0.0.1:" + taken.getLocalPort());
+                    .isInstanceOf(UncheckedIOException.class).hasMessageContaining("cannot listen on 127.0.0.1:" + taken.getLocalPort());
         }
     }
 
@@ -250,7 +252,7 @@ class ServeCommandTest {
                 "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-Xmx1g",
                 "-cp", System.getProperty("java.class.path"), Launch.class.getName(),
                 "--model", tinyModel().toString(), "--port", "0", "--kv-memory", "8MiB", "--drain", "2"));
-        Path errFile = java.nio.file.Files.createTempFile("epserve-serve-err", ".txt");
+        Path errFile = Files.createTempFile("epserve-serve-err", ".txt");
         Process p = new ProcessBuilder(cmd).redirectError(errFile.toFile()).start();
         try {
             BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
@@ -266,12 +268,12 @@ class ServeCommandTest {
             assertThat(c.statusCode()).as(c.body()).isEqualTo(200);
             p.destroy(); // SIGTERM
             assertThat(p.waitFor(60, TimeUnit.SECONDS)).as("exits after SIGTERM").isTrue();
-            String err = java.nio.file.Files.readString(errFile);
+            String err = Files.readString(errFile);
             assertThat(err).contains("shutting down").doesNotContain("Exception");
             assertThat(p.exitValue()).isEqualTo(143); // 128 + SIGTERM, after the shutdown hook ran
         } finally {
             p.destroyForcibly();
-            java.nio.file.Files.deleteIfExists(errFile);
+            Files.deleteIfExists(errFile);
         }
     }
 }

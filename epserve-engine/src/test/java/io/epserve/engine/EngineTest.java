@@ -182,7 +182,7 @@ class EngineTest {
                 Generator.Result want = Generator.generate(t, r.prompt(), r.maxTokens(), r.sampling(), r.ignoreEos(), r.stopTokenIds(),
                         tok -> { });
                 Result got = alone(engine, r);
-                assertThat(got.tokens()).containsExactly(java.util.Arrays.stream(want.generated()).boxed().toArray(Integer[]::new));
+                assertThat(got.tokens()).containsExactly(Arrays.stream(want.generated()).boxed().toArray(Integer[]::new));
                 assertThat(got.reason()).isEqualTo(FinishReason.LENGTH);
             }
         }

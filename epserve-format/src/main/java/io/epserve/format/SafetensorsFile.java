@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -21,6 +22,8 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * One {@code .safetensors} file, mapped read-only. Every tensor is a slice of the mapping, never
@@ -71,8 +74,8 @@ public final class SafetensorsFile implements AutoCloseable {
     private final long dataStart;
     private final Map<String, Entry> entries;
     private final Map<String, String> metadata;
-    private final Map<String, MemorySegment> mapped = new java.util.concurrent.ConcurrentHashMap<>();
-    private final java.util.concurrent.atomic.AtomicLong mappedBytes = new java.util.concurrent.atomic.AtomicLong();
+    private final Map<String, MemorySegment> mapped = new ConcurrentHashMap<>();
+    private final AtomicLong mappedBytes = new AtomicLong();
 
     private SafetensorsFile(Path path, Arena arena, MemorySegment data, FileChannel channel, long dataStart,
                             Map<String, Entry> entries, Map<String, String> metadata) {
@@ -104,7 +107,7 @@ public final class SafetensorsFile implements AutoCloseable {
             if (size < 8) {
                 throw new CheckpointException(file + ": truncated safetensors file (" + size + " bytes, no header length)");
             }
-            java.nio.ByteBuffer lenBuf = java.nio.ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer lenBuf = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
             readFully(ch, lenBuf, 0);
             long headerLen = lenBuf.getLong(0);
             if (headerLen < 2 || headerLen > MAX_HEADER_BYTES) {
@@ -114,7 +117,7 @@ public final class SafetensorsFile implements AutoCloseable {
                 throw new CheckpointException(file + ": truncated safetensors file (header of " + headerLen
                         + " bytes, file has " + size + ")");
             }
-            java.nio.ByteBuffer hbuf = java.nio.ByteBuffer.allocate((int) headerLen);
+            ByteBuffer hbuf = ByteBuffer.allocate((int) headerLen);
             readFully(ch, hbuf, 8);
             byte[] hb = hbuf.array();
             JsonNode header;
@@ -148,7 +151,7 @@ public final class SafetensorsFile implements AutoCloseable {
         }
     }
 
-    private static void readFully(FileChannel ch, java.nio.ByteBuffer buf, long pos) throws IOException {
+    private static void readFully(FileChannel ch, ByteBuffer buf, long pos) throws IOException {
         while (buf.hasRemaining()) {
             int n = ch.read(buf, pos + buf.position());
             if (n < 0) {

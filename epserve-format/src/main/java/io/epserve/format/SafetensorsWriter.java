@@ -15,6 +15,8 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.stream.IntStream;
 
 /**
@@ -42,15 +44,15 @@ public final class SafetensorsWriter {
     }
 
     public static void write(Path file, List<Spec> specs, Filler filler) throws IOException {
-        write(file, java.util.Map.of(), specs, filler);
+        write(file, Map.of(), specs, filler);
     }
 
     /** As {@link #write(Path, List, Filler)}, with extra {@code __metadata__} entries. */
-    public static void write(Path file, java.util.Map<String, String> metadata, List<Spec> specs, Filler filler) throws IOException {
+    public static void write(Path file, Map<String, String> metadata, List<Spec> specs, Filler filler) throws IOException {
         ObjectMapper json = new ObjectMapper();
         ObjectNode header = json.createObjectNode();
         ObjectNode meta = header.putObject("__metadata__").put("format", "pt");
-        new java.util.TreeMap<>(metadata).forEach(meta::put);
+        new TreeMap<>(metadata).forEach(meta::put);
         long[] offsets = new long[specs.size() + 1];
         for (int i = 0; i < specs.size(); i++) {
             Spec s = specs.get(i);

@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.epserve.tensor.DType;
 import io.epserve.tensor.Numerics;
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
@@ -106,7 +107,7 @@ class CheckpointTest {
                 for (int bad = 0; bad < n; bad++) {
                     float[] v = new float[n];
                     v[bad] = bad % 2 == 0 ? Float.POSITIVE_INFINITY : Float.NaN;
-                    var seg = java.lang.foreign.Arena.ofAuto().allocate(t.bytesFor(n));
+                    var seg = Arena.ofAuto().allocate(t.bytesFor(n));
                     for (int i = 0; i < n; i++) {
                         switch (t) {
                             case F32 -> seg.set(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i * 4L, v[i]);

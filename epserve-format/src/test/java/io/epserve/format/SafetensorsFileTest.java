@@ -13,6 +13,7 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -92,12 +93,12 @@ class SafetensorsFileTest {
     void truncatedFileIsRefused() throws IOException {
         Path f = writeSample();
         byte[] all = Files.readAllBytes(f);
-        Files.write(f, java.util.Arrays.copyOf(all, all.length - 3));
+        Files.write(f, Arrays.copyOf(all, all.length - 3));
         assertThatThrownBy(() -> SafetensorsFile.open(f)).isInstanceOf(CheckpointException.class)
                 .hasMessageContaining("model.safetensors").hasMessageContaining("tensor 'c'").hasMessageContaining("truncated");
-        Files.write(f, java.util.Arrays.copyOf(all, 5));
+        Files.write(f, Arrays.copyOf(all, 5));
         assertThatThrownBy(() -> SafetensorsFile.open(f)).hasMessageContaining("truncated");
-        Files.write(f, java.util.Arrays.copyOf(all, 40));
+        Files.write(f, Arrays.copyOf(all, 40));
         assertThatThrownBy(() -> SafetensorsFile.open(f)).hasMessageContaining("truncated");
     }
 

@@ -3,14 +3,15 @@ package io.epserve.model;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.Progress;
 import io.epserve.format.Validation;
-import io.epserve.moe.ExpertDispatcher;
 import io.epserve.model.quant.QuantizedExperts;
+import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertWeights;
 import io.epserve.moe.InProcessDispatcher;
 import io.epserve.tensor.DType;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
+import java.util.Optional;
 
 /**
  * A model ready to run: its checkpoint mapped, config and weights validated, routed experts
@@ -167,8 +168,8 @@ public final class LoadedModel implements AutoCloseable {
     }
 
     /** The converted routed experts (with {@link Options#expertDType}), if any were made. */
-    public java.util.Optional<QuantizedExperts> convertedExperts() {
-        return java.util.Optional.ofNullable(convertedExperts);
+    public Optional<QuantizedExperts> convertedExperts() {
+        return Optional.ofNullable(convertedExperts);
     }
 
     public Checkpoint checkpoint() {

@@ -1,5 +1,7 @@
 package io.epserve.model;
 
+import java.util.Arrays;
+
 /**
  * cos/sin of the rotary embedding per position, computed in double and rounded once, extended on
  * demand. Standard RoPE (Su et al. 2021) with inverse frequencies base^(-2i/d), or YaRN's.
@@ -32,8 +34,8 @@ final class RopeTable {
             return;
         }
         int cap = Math.max(needed, Math.max(64, positions * 2));
-        float[] c = java.util.Arrays.copyOf(cos, cap * half);
-        float[] s = java.util.Arrays.copyOf(sin, cap * half);
+        float[] c = Arrays.copyOf(cos, cap * half);
+        float[] s = Arrays.copyOf(sin, cap * half);
         for (int p = positions; p < cap; p++) {
             for (int i = 0; i < half; i++) {
                 double a = p * invFreq[i];

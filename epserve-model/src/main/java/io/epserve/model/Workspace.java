@@ -1,6 +1,7 @@
 package io.epserve.model;
 
 import io.epserve.moe.RoutingBuffers;
+import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -74,7 +75,7 @@ final class Workspace {
 
         RoutingBuffers routing(int layer) {
             if (layer >= routing.length) {
-                routing = java.util.Arrays.copyOf(routing, layer + 1);
+                routing = Arrays.copyOf(routing, layer + 1);
             }
             RoutingBuffers b = routing[layer];
             if (b == null) {
@@ -109,7 +110,7 @@ final class Workspace {
 
     /** Drops the step's cache references so that the workspace does not keep finished sequences alive. */
     void clearCaches() {
-        java.util.Arrays.fill(cacheOf, 0, n, null);
+        Arrays.fill(cacheOf, 0, n, null);
     }
 
     static float[] floats(float[] a, int size) {

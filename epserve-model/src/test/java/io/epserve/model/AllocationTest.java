@@ -17,7 +17,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Issue 5 item 3: steady-state decode allocates less than 1 KiB of Java heap per generated
+ * Steady-state decode allocates less than 1 KiB of Java heap per generated
  * token, at 1 and 8 concurrent sequences (DESIGN.md §3.4: preallocated state).
  *
  * <p>Measured with HotSpot's per-thread allocation counters over every thread that works for a

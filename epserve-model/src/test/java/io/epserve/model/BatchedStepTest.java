@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -14,7 +15,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * logits as each sequence alone.
  */
 class BatchedStepTest {
-    static java.util.stream.Stream<String> models() {
+    static Stream<String> models() {
         return Fixtures.MODELS.stream();
     }
 

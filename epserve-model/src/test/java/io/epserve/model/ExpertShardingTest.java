@@ -8,15 +8,20 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.ExpertShards;
 import io.epserve.moe.ExpertWorker;
 import io.epserve.moe.InProcessDispatcher;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.stream.IntStream;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /** Experts split into K shards over K different workers compute the same function as whole experts. */
 class ExpertShardingTest {
-    static java.util.stream.Stream<String> models() {
+    static Stream<String> models() {
         return Fixtures.MODELS.stream();
     }
 
@@ -56,12 +61,12 @@ class ExpertShardingTest {
     }
 
     @org.junit.jupiter.api.io.TempDir
-    java.nio.file.Path tmp;
+    Path tmp;
 
     /** Quantized experts shard at whole blocks: the same function as whole quantized experts; a cut inside a block is refused. */
     @Test
-    void quantizedExpertsShardAtBlockBoundaries() throws java.io.IOException {
-        java.nio.file.Path dir = Fixtures.copyModel("mixtral", tmp);
+    void quantizedExpertsShardAtBlockBoundaries() throws IOException {
+        Path dir = Fixtures.copyModel("mixtral", tmp);
         JsonNode exp = Fixtures.expected("mixtral");
         for (io.epserve.tensor.DType dt : new io.epserve.tensor.DType[] {io.epserve.tensor.DType.Q8_0, io.epserve.tensor.DType.Q4_0}) {
             LoadedModel.Options q = LoadedModel.Options.defaults().withExpertDType(dt);
@@ -98,7 +103,7 @@ class ExpertShardingTest {
         boolean[] sparse = {true, true};
         ExpertPlacement p = ExpertPlacement.createSharded(sparse, 8, 3, List.of("a", "b", "c", "d"), ExpertPlacement.Policy.ROUND_ROBIN, 0);
         for (int e = 0; e < 8; e++) {
-            java.util.Set<Integer> owners = new java.util.HashSet<>();
+            Set<Integer> owners = new HashSet<>();
             for (int s = 0; s < 3; s++) {
                 owners.add(p.primary(1, e * 3 + s));
             }

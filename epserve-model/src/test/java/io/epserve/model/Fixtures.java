@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.stream.Stream;
 
 /**
  * The golden fixtures of ../shared/fixtures (see its README), and those made here in the same
@@ -46,7 +47,7 @@ public final class Fixtures {
     public static Path copyModel(String name, Path dir) throws IOException {
         Path dst = dir.resolve(name);
         Files.createDirectories(dst);
-        try (java.util.stream.Stream<Path> s = Files.list(model(name))) {
+        try (Stream<Path> s = Files.list(model(name))) {
             for (Path p : s.toList()) {
                 Files.copy(p, dst.resolve(p.getFileName()));
             }

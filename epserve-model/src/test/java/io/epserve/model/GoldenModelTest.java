@@ -7,13 +7,14 @@ import io.epserve.moe.RoutingResult;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /** End to end against the float64 reference: logits, routing and greedy generation of every fixture. */
 class GoldenModelTest {
 
-    static java.util.stream.Stream<String> models() {
+    static Stream<String> models() {
         return Fixtures.MODELS.stream();
     }
 

@@ -5,12 +5,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.InProcessDispatcher;
+import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /** Experts on 1, 2 and 4 in-process workers, under both placement policies, are the same function. */
 class InProcessWorkersTest {
-    static java.util.stream.Stream<String> models() {
+    static Stream<String> models() {
         return Fixtures.MODELS.stream();
     }
 

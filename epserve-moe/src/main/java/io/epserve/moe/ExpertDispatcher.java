@@ -1,5 +1,7 @@
 package io.epserve.moe;
 
+import java.util.concurrent.CompletableFuture;
+
 /**
  * Dispatch and combine for one MoE layer (DESIGN.md §3.7): sends each token to the experts the
  * router chose and adds their outputs back, weighted. Implementations: in-process now, gRPC to
@@ -21,13 +23,13 @@ public interface ExpertDispatcher extends AutoCloseable {
      * when the future is. The default runs synchronously. hidden and out must not be touched until
      * then.
      */
-    default java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
+    default CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
                                                                      RoutingResult routing, float[] out) {
         try {
             dispatch(layer, hidden, hiddenSize, routing, out);
-            return java.util.concurrent.CompletableFuture.completedFuture(null);
+            return CompletableFuture.completedFuture(null);
         } catch (RuntimeException e) {
-            return java.util.concurrent.CompletableFuture.failedFuture(e);
+            return CompletableFuture.failedFuture(e);
         }
     }
 

@@ -4,9 +4,11 @@ import io.epserve.tensor.DType;
 import io.epserve.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
- * Expert sharding (issue 5): each expert's intermediate dimension split into K slices held by K
+ * Expert sharding: each expert's intermediate dimension split into K slices held by K
  * different workers. Shard s of an expert holds gate/up rows {@code [a, b)} and the matching
  * down columns, and computes {@code down[:, a:b] · (silu(gate[a:b] x) ⊙ up[a:b] x)}; the K
  * partial sums add up to the expert's output (SwiGLU is elementwise over the intermediate
@@ -130,8 +132,8 @@ public final class ExpertShards {
         private static final int POOLED = 4;
         private final ExpertDispatcher inner;
         private final int shards;
-        private final java.util.concurrent.atomic.AtomicReferenceArray<RoutingBuffers> pool =
-                new java.util.concurrent.atomic.AtomicReferenceArray<>(POOLED);
+        private final AtomicReferenceArray<RoutingBuffers> pool =
+                new AtomicReferenceArray<>(POOLED);
 
         ShardedDispatcher(ExpertDispatcher inner, int shards) {
             this.inner = inner;
@@ -164,10 +166,10 @@ public final class ExpertShards {
         }
 
         @Override
-        public java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
+        public CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
                                                                         RoutingResult routing, float[] out) {
             RoutingBuffers b = take();
-            java.util.concurrent.CompletableFuture<Void> f = inner.dispatchAsync(layer, hidden, hiddenSize,
+            CompletableFuture<Void> f = inner.dispatchAsync(layer, hidden, hiddenSize,
                     expand(routing, shards, b), out);
             if (f.isDone()) {
                 give(b);

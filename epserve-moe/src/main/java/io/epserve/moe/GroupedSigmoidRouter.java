@@ -1,5 +1,7 @@
 package io.epserve.moe;
 
+import java.util.Arrays;
+
 /**
  * DeepSeek-V3's router ("noaux_tc"): sigmoid scores; a per-expert correction bias is added for
  * the <em>choice</em> only; experts are split into {@code nGroup} groups, each group scored by the
@@ -65,7 +67,7 @@ public record GroupedSigmoidRouter(int numExperts, int k, int nGroup, int topkGr
                 groupScore[g] = perGroup == 1 ? best : best + second;
             }
             TopK.select(groupScore, 0, nGroup, topkGroup, groups, 0);
-            java.util.Arrays.fill(keep, 0, nGroup, false);
+            Arrays.fill(keep, 0, nGroup, false);
             for (int j = 0; j < topkGroup; j++) {
                 keep[groups[j]] = true;
             }

@@ -1,7 +1,12 @@
 package io.epserve.moe;
 
-import java.util.List;
 import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.IntStream;
 
 /**
  * Expert workers as objects in this JVM, behind the same split/combine as remote workers
@@ -15,8 +20,8 @@ import java.util.ArrayList;
  */
 public final class InProcessDispatcher implements ExpertDispatcher, PlacementControl {
     /** The answer of every successful {@link #dispatchAsync}: the work is done when it returns. */
-    private static final java.util.concurrent.CompletableFuture<Void> DONE =
-            java.util.concurrent.CompletableFuture.completedFuture(null);
+    private static final CompletableFuture<Void> DONE =
+            CompletableFuture.completedFuture(null);
 
     /** What one dispatch works in: a reusable plan, worker scratch and one partial-sum buffer per worker. */
     private static final class Buffers {
@@ -33,13 +38,13 @@ public final class InProcessDispatcher implements ExpertDispatcher, PlacementCon
         }
     }
 
-    private final java.util.concurrent.atomic.AtomicReference<Buffers> spare = new java.util.concurrent.atomic.AtomicReference<>();
+    private final AtomicReference<Buffers> spare = new AtomicReference<>();
     private volatile ExpertPlacement placement;
     private final List<ExpertWorker> workers;
     private final RoutedTokens routed;
-    private final java.util.concurrent.atomic.AtomicLongArray calls;
-    private final java.util.concurrent.atomic.AtomicLongArray computeNanos;
-    private final java.util.concurrent.atomic.AtomicLongArray workerTokens;
+    private final AtomicLongArray calls;
+    private final AtomicLongArray computeNanos;
+    private final AtomicLongArray workerTokens;
 
     public InProcessDispatcher(ExpertPlacement placement, List<ExpertWorker> workers) {
         this(placement, workers, new RoutedTokens(sparseOf(placement), placement.numExperts(), RoutedTokens.DEFAULT_WINDOW_STEPS));
@@ -60,9 +65,9 @@ public final class InProcessDispatcher implements ExpertDispatcher, PlacementCon
         }
         this.placement = placement;
         this.workers = List.copyOf(workers);
-        this.calls = new java.util.concurrent.atomic.AtomicLongArray(workers.size());
-        this.computeNanos = new java.util.concurrent.atomic.AtomicLongArray(workers.size());
-        this.workerTokens = new java.util.concurrent.atomic.AtomicLongArray(workers.size());
+        this.calls = new AtomicLongArray(workers.size());
+        this.computeNanos = new AtomicLongArray(workers.size());
+        this.workerTokens = new AtomicLongArray(workers.size());
         this.routed = routed;
     }
 
@@ -72,16 +77,16 @@ public final class InProcessDispatcher implements ExpertDispatcher, PlacementCon
      */
     public static InProcessDispatcher of(ExpertStore store, boolean[] sparseLayers, int numExperts, int n,
                                          ExpertPlacement.Policy policy) {
-        List<String> names = java.util.stream.IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
+        List<String> names = IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
         ExpertPlacement p = ExpertPlacement.create(sparseLayers, numExperts, names, policy, 0);
         return new InProcessDispatcher(p, names.stream().map(nm -> new ExpertWorker(nm, store, numExperts)).toList());
     }
 
     /** Per worker: calls, compute time, (token, expert) pairs; per layer and expert: tokens routed. */
     public List<String> describeStats() {
-        List<String> lines = new java.util.ArrayList<>();
+        List<String> lines = new ArrayList<>();
         for (int w = 0; w < workers.size(); w++) {
-            lines.add(String.format(java.util.Locale.ROOT, "  worker %s (in-process): %d calls, %d token-expert pairs, compute %.1f ms",
+            lines.add(String.format(Locale.ROOT, "  worker %s (in-process): %d calls, %d token-expert pairs, compute %.1f ms",
                     workers.get(w).name(), calls.get(w), workerTokens.get(w), computeNanos.get(w) / 1e6));
         }
         lines.addAll(describeRouted(routed.total()));
@@ -168,13 +173,13 @@ public final class InProcessDispatcher implements ExpertDispatcher, PlacementCon
 
     /** Runs the dispatch now; the future it returns is already complete (shared, never to be completed again). */
     @Override
-    public java.util.concurrent.CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
+    public CompletableFuture<Void> dispatchAsync(int layer, float[] hidden, int hiddenSize,
                                                                      RoutingResult routing, float[] out) {
         try {
             dispatch(layer, hidden, hiddenSize, routing, out);
             return DONE;
         } catch (RuntimeException e) {
-            return java.util.concurrent.CompletableFuture.failedFuture(e);
+            return CompletableFuture.failedFuture(e);
         }
     }
 }

@@ -2,13 +2,13 @@ package io.epserve.moe;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
-import java.util.Arrays;
 
 /** Replica choice of {@link DispatchPlan}: per step (split by load) for exact partial sums, per token otherwise. */
 class DispatchPlanTest {
@@ -153,7 +153,7 @@ class DispatchPlanTest {
             for (int t = 0; t < tokens; t++) {
                 RoutingResult alone = new RoutingResult(1, k, r.expertsOf(t), r.weightsOf(t));
                 float[] y = new float[H];
-                d.dispatch(0, java.util.Arrays.copyOfRange(x, t * H, (t + 1) * H), H, alone, y);
+                d.dispatch(0, Arrays.copyOfRange(x, t * H, (t + 1) * H), H, alone, y);
                 for (int i = 0; i < H; i++) {
                     int at = t * H + i;
                     assertThat(Float.floatToRawIntBits(batch[at])).as("%d workers, token %d [%d] in batch vs one worker", workers, t, i)

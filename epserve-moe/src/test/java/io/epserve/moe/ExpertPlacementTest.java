@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.util.List;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 
 class ExpertPlacementTest {
@@ -33,7 +34,7 @@ class ExpertPlacementTest {
     void everyExpertHasExactlyOnePrimaryAndSharesAreBalanced() {
         for (var policy : new ExpertPlacement.Policy[] {ExpertPlacement.Policy.CONTIGUOUS, ExpertPlacement.Policy.ROUND_ROBIN}) {
             for (int w = 1; w <= 6; w++) {
-                List<String> workers = java.util.stream.IntStream.range(0, w).mapToObj(i -> "w" + i).toList();
+                List<String> workers = IntStream.range(0, w).mapToObj(i -> "w" + i).toList();
                 ExpertPlacement p = ExpertPlacement.create(LAYERS, 16, workers, policy, 0);
                 int total = 0;
                 for (int i = 0; i < w; i++) {

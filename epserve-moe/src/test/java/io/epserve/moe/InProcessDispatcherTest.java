@@ -4,7 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.epserve.tensor.ScalarKernels;
 import io.epserve.tensor.Tensor;
+import java.util.List;
 import java.util.SplittableRandom;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 
 class InProcessDispatcherTest {
@@ -88,9 +90,9 @@ class InProcessDispatcherTest {
         InProcessDispatcher.single(s, new boolean[] {true}, E).dispatch(0, x, H, r, one);
         for (var policy : ExpertPlacement.Policy.values()) {
             for (int w : new int[] {2, 4}) {
-                java.util.List<String> names = java.util.stream.IntStream.range(0, w).mapToObj(i -> "w" + i).toList();
+                List<String> names = IntStream.range(0, w).mapToObj(i -> "w" + i).toList();
                 ExpertPlacement p = ExpertPlacement.create(new boolean[] {true}, E, names, policy, 0);
-                java.util.List<ExpertWorker> workers = names.stream().map(n -> new ExpertWorker(n, s, E)).toList();
+                List<ExpertWorker> workers = names.stream().map(n -> new ExpertWorker(n, s, E)).toList();
                 float[] out = new float[tokens * H];
                 new InProcessDispatcher(p, workers).dispatch(0, x, H, r, out);
                 for (int i = 0; i < out.length; i++) {

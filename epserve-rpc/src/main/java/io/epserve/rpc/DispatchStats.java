@@ -2,9 +2,10 @@ package io.epserve.rpc;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 
 /**
- * A snapshot of a gRPC dispatcher's counters since it was created (DESIGN.md §1 metrics, issue 3
+ * A snapshot of a gRPC dispatcher's counters since it was created (DESIGN.md §1 metrics,
  * item 7): per worker the calls, bytes each way, the workers' own compute time and the round trip
  * seen by the frontend; per (layer, expert) the tokens routed there.
  *
@@ -41,7 +42,7 @@ public record DispatchStats(long dispatches, List<Worker> workers, long[][] toke
         List<String> lines = new ArrayList<>();
         lines.add("dispatch: " + dispatches + " MoE layer dispatches");
         for (Worker w : workers) {
-            lines.add(String.format(java.util.Locale.ROOT,
+            lines.add(String.format(Locale.ROOT,
                     "  worker %s: %d calls, %.2f MiB sent, %.2f MiB received, compute %.1f ms, round trip %.1f ms, %.0f µs/call overhead, %d failures",
                     w.address(), w.calls(), w.bytesSent() / 1048576.0, w.bytesReceived() / 1048576.0, w.computeNanos() / 1e6,
                     w.roundTripNanos() / 1e6, w.meanOverheadMicros(), w.failures()));

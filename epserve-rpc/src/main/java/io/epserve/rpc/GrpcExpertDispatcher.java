@@ -4,19 +4,20 @@ import com.google.common.util.concurrent.ListenableFuture;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.ModelWeights;
-import io.epserve.moe.DispatchPlan;
-import io.epserve.moe.ExpertDispatcher;
-import io.epserve.moe.ExpertPlacement;
-import io.epserve.moe.InProcessDispatcher;
 import io.epserve.model.quant.QuantizedExperts;
+import io.epserve.moe.DispatchPlan;
 import io.epserve.moe.ExactCombine;
+import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertLoad;
+import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.ExpertRequest;
+import io.epserve.moe.InProcessDispatcher;
 import io.epserve.moe.PlacementControl;
 import io.epserve.moe.RoutedTokens;
-import io.epserve.moe.ExpertRequest;
 import io.epserve.moe.RoutingResult;
 import io.epserve.rpc.v1.AssignResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
+import io.epserve.rpc.v1.Holder;
 import io.epserve.rpc.v1.InfoRequest;
 import io.epserve.rpc.v1.InfoResponse;
 import io.epserve.rpc.v1.WireDType;
@@ -43,7 +44,6 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.Supplier;
-import io.epserve.rpc.v1.Holder;
 
 /**
  * Dispatch and combine over gRPC to expert worker processes (DESIGN.md §1): the same function as
@@ -58,7 +58,7 @@ import io.epserve.rpc.v1.Holder;
  * are decoded on the transport thread (the channel uses a direct executor), so the caller wakes
  * once with everything ready.
  *
- * <p>Failures (issue 3 item 6) are exceptions, never hangs or wrong numbers: a worker that dies,
+ * <p>Failures are exceptions, never hangs or wrong numbers: a worker that dies,
  * hangs past the deadline or answers garbage makes the dispatch throw {@link WorkerException}
  * naming it and the layer, and its channel is dropped so the next dispatch reconnects. A worker
  * that answers FAILED_PRECONDITION (it restarted and lost its share, or holds another epoch) is

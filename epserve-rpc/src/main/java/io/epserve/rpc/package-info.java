@@ -1,5 +1,5 @@
 /**
- * Expert parallelism over gRPC (DESIGN.md §1, issue 3): the versioned protocol
+ * Expert parallelism over gRPC (DESIGN.md §1): the versioned protocol
  * ({@code epserve/expert/v1/expert.proto}, generated into {@code io.epserve.rpc.v1}), the expert
  * worker ({@link io.epserve.rpc.WorkerServer}, {@link io.epserve.rpc.WorkerProcessMain}) and the
  * frontend's {@link io.epserve.rpc.GrpcExpertDispatcher}, which computes the same function as the

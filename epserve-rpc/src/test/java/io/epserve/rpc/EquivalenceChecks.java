@@ -10,7 +10,7 @@ import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * The acceptance check of issue 3: through a GrpcExpertDispatcher over 1, 2 and 4 workers, every
+ * Through a GrpcExpertDispatcher over 1, 2 and 4 workers, every
  * fixture's logits equal the single-process engine's to ≤ 1e-5 and greedy decoding gives the same
  * 16 tokens. Transport-agnostic: the caller passes worker addresses and a channel factory.
  */

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.google.protobuf.ByteString;
+import io.epserve.moe.ExactCombine;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.RoutingResult;
 import io.epserve.rpc.v1.AssignRequest;
@@ -25,6 +26,7 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
@@ -35,8 +37,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import io.epserve.moe.ExactCombine;
-import java.util.Arrays;
 
 /**
  * Workers that misbehave (test-only fake services on the in-process transport): garbage and hangs
@@ -89,7 +89,7 @@ class FaultyWorkerTest {
                     computes.incrementAndGet();
                     int n = r.getTokens() * r.getHidden();
                     float[] ones = new float[n];
-                    java.util.Arrays.fill(ones, 1f);
+                    Arrays.fill(ones, 1f);
                     ComputeResponse.Builder b = ComputeResponse.newBuilder().setId(r.getId()).setComputeNanos(1000)
                             .setPartialSums(r.getDtype() == WireDType.WIRE_DTYPE_F32_EXACT ? exactOnes(r)
                                     : WireTensors.encode(ones, 0, n, r.getDtype()));

@@ -14,7 +14,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
-/** Issue 3 acceptance over the in-process gRPC transport: the whole protocol, no sockets. */
+/** Equivalence over the in-process gRPC transport: the whole protocol, no sockets. */
 @Timeout(120)
 class InProcessEquivalenceTest {
     static final InProcessWorkers WORKERS = new InProcessWorkers();

@@ -6,7 +6,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Issue 3 acceptance with separate worker processes on loopback: four JVMs per fixture (a worker
+ * Equivalence with separate worker processes on loopback: four JVMs per fixture (a worker
  * serves the model of its command line), re-assigned for 1, 2 and 4 workers.
  */
 @Timeout(180)

@@ -8,14 +8,18 @@ import io.epserve.model.LoadedModel;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.RoutingListener;
 import io.epserve.moe.ExpertPlacement;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * Issue 3 item 6 with real processes: killing a worker during generation makes the next step fail
+ * With real processes: killing a worker during generation makes the next step fail
  * with a WorkerException naming it within the deadline; once a worker is back on the same port
  * the same dispatcher re-assigns it by itself and generation goes on, with the same tokens.
  */
@@ -92,7 +96,7 @@ class WorkerDeathTest {
                     long t1 = System.nanoTime();
                     assertThatThrownBy(() -> t.forward(cache, new int[] {stuck}, 1, false, RoutingListener.NONE))
                             .isInstanceOf(WorkerException.class)
-                            .hasMessageMatching("worker " + java.util.regex.Pattern.quote(workers.address(0))
+                            .hasMessageMatching("worker " + Pattern.quote(workers.address(0))
                                     + " did not answer layer \\d+ within " + DEADLINE.toMillis() + " ms");
                     assertThat((System.nanoTime() - t1) / 1_000_000).isBetween(DEADLINE.toMillis() - 10, DEADLINE.toMillis() + 1000);
                 } finally {
@@ -135,10 +139,10 @@ class WorkerDeathTest {
     private static void signal(String signal, long pid) {
         try {
             Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(pid)).inheritIO().start();
-            assertThat(kill.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+            assertThat(kill.waitFor(10, TimeUnit.SECONDS)).isTrue();
             assertThat(kill.exitValue()).as("kill -%s %d", signal, pid).isZero();
-        } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IllegalStateException(e);

@@ -18,7 +18,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * DESIGN.md §3.8 / issue 3 acceptance: a worker maps only its experts. After Assign under 1, 2 and
+ * DESIGN.md §3.8: a worker maps only its experts. After Assign under 1, 2 and
  * 4 workers, each worker's mapped bytes (Info) are exactly the bytes of its experts' tensors, as
  * the checkpoint header gives them, and so no other tensor (embeddings, attention, router, shared
  * expert, other workers' experts) is mapped. A re-Assign to a smaller share unmaps the rest.

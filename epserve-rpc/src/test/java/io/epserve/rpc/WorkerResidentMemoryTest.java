@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Issue 5: each of W ∈ {1, 2, 4} worker processes keeps ≈ 1/W of all expert bytes resident, plus a
+ * Each of W ∈ {1, 2, 4} worker processes keeps ≈ 1/W of all expert bytes resident, plus a
  * fixed overhead. Measured on a model whose experts dominate (50 MB of BF16 experts), as the
  * growth of each worker's file-backed resident memory (RssFile) from before its Assign to after
  * it: the Assign maps its experts and reads them all (the finite check), so they are resident.

@@ -23,6 +23,8 @@ import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.handler.codec.http.LastHttpContent;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.RejectedExecutionException;
 
 /**
@@ -62,8 +64,8 @@ final class CompletionExchange implements TokenListener {
     private final StopStrings stops;
     private final StringBuilder text = new StringBuilder();
     /** With return_token_ids: all generated ids, and those not yet sent in a stream chunk. */
-    private final java.util.List<Integer> allIds = new java.util.ArrayList<>();
-    private final java.util.List<Integer> unsentIds = new java.util.ArrayList<>();
+    private final List<Integer> allIds = new ArrayList<>();
+    private final List<Integer> unsentIds = new ArrayList<>();
     private final GenerationRequest engineRequest;
 
     private RequestHandle handle;

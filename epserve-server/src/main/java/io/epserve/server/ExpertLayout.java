@@ -2,6 +2,7 @@ package io.epserve.server;
 
 import io.epserve.moe.ExpertPlacement;
 import java.util.List;
+import java.util.stream.IntStream;
 
 /**
  * The shape the metrics and the live view draw: layers, experts per sparse layer, and which
@@ -33,6 +34,6 @@ public record ExpertLayout(int layers, boolean[] sparse, int experts, List<Strin
 
     /** Indices of the sparse layers, ascending. */
     public int[] sparseLayers() {
-        return java.util.stream.IntStream.range(0, layers).filter(l -> sparse[l]).toArray();
+        return IntStream.range(0, layers).filter(l -> sparse[l]).toArray();
     }
 }

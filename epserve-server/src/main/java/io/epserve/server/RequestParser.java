@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.ObjectReader;
 import io.epserve.model.sampling.SamplingParams;
 import io.epserve.model.tokenizer.Tokenizer;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -71,7 +72,7 @@ final class RequestParser {
             root = reader.readTree(body);
         } catch (JsonProcessingException e) {
             throw ApiError.badRequest("the request body is not valid JSON: " + e.getOriginalMessage(), null);
-        } catch (java.io.IOException e) {
+        } catch (IOException e) {
             throw ApiError.badRequest("cannot read the request body: " + e.getMessage(), null);
         }
         if (root == null || root.isMissingNode() || !root.isObject()) {

@@ -17,10 +17,14 @@ import java.io.UncheckedIOException;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.LongAdder;
-import java.util.function.Supplier;
 import java.util.function.BooleanSupplier;
+import java.util.function.DoubleSupplier;
+import java.util.function.IntToDoubleFunction;
+import java.util.function.Supplier;
+import java.util.function.ToDoubleFunction;
 
 /**
  * The server's Prometheus metrics (text exposition at {@code /metrics}) and the raw counters the
@@ -57,7 +61,7 @@ public final class ServerMetrics implements EngineObserver {
     final LongAdder stepSequencesTotal = new LongAdder();
     final LongAdder preemptionsTotal = new LongAdder();
     /** Per finished request, for the live view's percentiles: drained once a second. */
-    final java.util.concurrent.ConcurrentLinkedQueue<double[]> recentLatencies = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    final ConcurrentLinkedQueue<double[]> recentLatencies = new ConcurrentLinkedQueue<>();
 
     private final Map<String, Long> firstTokenNanos = new ConcurrentHashMap<>();
 
@@ -120,7 +124,7 @@ public final class ServerMetrics implements EngineObserver {
      * @param imbalance per sparse layer, the max/mean load over workers in the live window
      */
     void attach(ExpertLayout layout, Supplier<EngineStats> stats, WorkerStatsSource workers,
-                java.util.function.IntToDoubleFunction imbalance) {
+                IntToDoubleFunction imbalance) {
         if (attached != null) {
             throw new IllegalStateException("metrics already attached to a model");
         }
@@ -210,12 +214,12 @@ public final class ServerMetrics implements EngineObserver {
                 }).register(registry);
     }
 
-    private void gauge(String name, String help, java.util.function.DoubleSupplier value) {
+    private void gauge(String name, String help, DoubleSupplier value) {
         GaugeWithCallback.builder().name(name).help(help).callback(cb -> cb.call(value.getAsDouble())).register(registry);
     }
 
     private void workerCounter(String name, String help, WorkerStatsSource source,
-                               java.util.function.ToDoubleFunction<WorkerStatsSource.WorkerStats> f) {
+                               ToDoubleFunction<WorkerStatsSource.WorkerStats> f) {
         CounterWithCallback.builder().name(name).help(help).labelNames("worker").callback(cb -> {
             for (WorkerStatsSource.WorkerStats s : source.snapshot()) {
                 cb.call(f.applyAsDouble(s), s.worker());

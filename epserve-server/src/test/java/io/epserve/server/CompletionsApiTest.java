@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.net.http.HttpResponse;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -69,7 +70,7 @@ class CompletionsApiTest {
     }
 
     private static Map<String, Object> with(Map<String, Object> base, String key, Object value) {
-        Map<String, Object> m = new java.util.HashMap<>(base);
+        Map<String, Object> m = new HashMap<>(base);
         m.put(key, value);
         return m;
     }

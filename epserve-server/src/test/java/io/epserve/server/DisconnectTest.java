@@ -3,6 +3,8 @@ package io.epserve.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -44,10 +46,10 @@ class DisconnectTest {
         TestStack s = TestStack.shared();
         TestStack.await("an idle engine", () -> s.engine.stats().running() == 0 && s.engine.stats().waiting() == 0);
         String body = TestStack.JSON.writeValueAsString(Map.of("prompt", "x", "max_tokens", 3500, "ignore_eos", true));
-        java.net.Socket socket = new java.net.Socket("127.0.0.1", s.server.port());
-        byte[] b = body.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        Socket socket = new Socket("127.0.0.1", s.server.port());
+        byte[] b = body.getBytes(StandardCharsets.UTF_8);
         socket.getOutputStream().write(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
-                + b.length + "\r\n\r\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+                + b.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
         socket.getOutputStream().write(b);
         socket.getOutputStream().flush();
         TestStack.await("the request to run", () -> s.engine.stats().running() == 1 && s.engine.stats().kvBlocksUsed() > 0);

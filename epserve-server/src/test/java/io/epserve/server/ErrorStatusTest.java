@@ -4,11 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.engine.EngineConfig;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.util.Map;
+import java.util.function.Function;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
-import java.net.http.HttpRequest;
 
 /** Every error status of the API, over raw HTTP, with OpenAI's error JSON. */
 class ErrorStatusTest {
@@ -128,22 +131,22 @@ class ErrorStatusTest {
     @Test
     void notReadyWhileTheModelLoads() throws Exception {
         try (EpServer server = EpServer.builder().port(0).build().start()) {
-            var http = java.net.http.HttpClient.newHttpClient();
-            java.util.function.Function<String, java.net.URI> u = p -> server.baseUri().resolve(p);
-            HttpResponse<String> health = http.send(java.net.http.HttpRequest.newBuilder(u.apply("/health")).build(),
+            var http = HttpClient.newHttpClient();
+            Function<String, URI> u = p -> server.baseUri().resolve(p);
+            HttpResponse<String> health = http.send(HttpRequest.newBuilder(u.apply("/health")).build(),
                     HttpResponse.BodyHandlers.ofString());
             assertThat(health.statusCode()).isEqualTo(200);
-            HttpResponse<String> ready = http.send(java.net.http.HttpRequest.newBuilder(u.apply("/ready")).build(),
+            HttpResponse<String> ready = http.send(HttpRequest.newBuilder(u.apply("/ready")).build(),
                     HttpResponse.BodyHandlers.ofString());
             assertThat(ready.statusCode()).isEqualTo(503);
             assertThat(ready.body()).contains("loading");
-            HttpResponse<String> gen = http.send(java.net.http.HttpRequest.newBuilder(u.apply("/v1/completions"))
+            HttpResponse<String> gen = http.send(HttpRequest.newBuilder(u.apply("/v1/completions"))
                     .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": \"hi\"}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             JsonNode e = error(gen, 503);
             assertThat(e.get("code").asText()).isEqualTo("not_ready");
             assertThat(gen.headers().firstValue("retry-after")).isPresent();
-            error(http.send(java.net.http.HttpRequest.newBuilder(u.apply("/v1/models")).build(), HttpResponse.BodyHandlers.ofString()), 503);
+            error(http.send(HttpRequest.newBuilder(u.apply("/v1/models")).build(), HttpResponse.BodyHandlers.ofString()), 503);
         }
     }
 

@@ -8,6 +8,8 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
+import java.util.logging.Level;
+import java.util.logging.Logger;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -27,10 +29,10 @@ import org.openqa.selenium.chrome.ChromeOptions;
  */
 class LiveViewBrowserTest {
     /** Selenium warns that it has no DevTools bindings for this Chromium's version; this test does not use DevTools. */
-    private static final java.util.logging.Logger CDP_LOG = java.util.logging.Logger.getLogger("org.openqa.selenium.devtools");
+    private static final Logger CDP_LOG = Logger.getLogger("org.openqa.selenium.devtools");
 
     static {
-        CDP_LOG.setLevel(java.util.logging.Level.SEVERE);
+        CDP_LOG.setLevel(Level.SEVERE);
     }
 
     @TempDir

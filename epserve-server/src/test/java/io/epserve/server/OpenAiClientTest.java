@@ -22,7 +22,7 @@ import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-/** The official OpenAI Java client against the real server and engine (issue 4 acceptance). */
+/** The official OpenAI Java client against the real server and engine. */
 class OpenAiClientTest {
     static final String PROMPT = "The experts of a mixture";
     static TestStack stack;

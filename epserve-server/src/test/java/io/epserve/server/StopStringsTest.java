@@ -3,6 +3,7 @@ package io.epserve.server;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.util.List;
+import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 class StopStringsTest {
@@ -71,7 +72,7 @@ class StopStringsTest {
 
     @Test
     void releasedTextPlusHeldTextIsTheInputWhenNoStopMatches() {
-        java.util.Random r = new java.util.Random(1);
+        Random r = new Random(1);
         for (int round = 0; round < 200; round++) {
             StringBuilder in = new StringBuilder();
             StringBuilder out = new StringBuilder();

@@ -19,6 +19,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.function.BooleanSupplier;
 import java.util.function.UnaryOperator;
 
@@ -84,7 +85,7 @@ final class TestStack implements AutoCloseable {
         ServedModel s = ServedModel.fromDirectory(modelDir(), m.config(), Tokenizer.load(modelDir()),
                 ExpertLayout.of(experts.placement()), null, maxLen);
         if (!withTemplate) {
-            s = new ServedModel(s.id(), s.tokenizer(), java.util.Optional.empty(), s.maxModelLen(), s.vocabSize(), s.eosIds(),
+            s = new ServedModel(s.id(), s.tokenizer(), Optional.empty(), s.maxModelLen(), s.vocabSize(), s.eosIds(),
                     s.defaults(), s.layout(), s.createdEpochSeconds());
         }
         served = s;

@@ -13,9 +13,9 @@ import static io.epserve.tensor.VectorKernels.loadF32;
 import static io.epserve.tensor.VectorKernels.scratch;
 import static io.epserve.tensor.VectorKernels.widen;
 
-import java.lang.foreign.MemorySegment;
-
 import io.epserve.tensor.VectorKernels.Scratch;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 
 /**
@@ -372,7 +372,7 @@ final class DenseKernels {
         float[] st = sc.state(RB * ss);
         for (int rb0 = r0; rb0 < r1; rb0 += RB) {
             int rbN = Math.min(RB, r1 - rb0);
-            java.util.Arrays.fill(st, 0, rbN * ss, 0f);
+            Arrays.fill(st, 0, rbN * ss, 0f);
             for (int c0 = 0; c0 < kv; c0 += kcMax) {
                 int kc = Math.min(kcMax, kv - c0);
                 for (int j = 0; j < rbN; j++) {

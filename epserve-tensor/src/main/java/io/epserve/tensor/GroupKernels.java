@@ -6,9 +6,9 @@ import static io.epserve.tensor.VectorKernels.hsum;
 import static io.epserve.tensor.VectorKernels.loadBF16;
 import static io.epserve.tensor.VectorKernels.scratch;
 
-import java.lang.foreign.MemorySegment;
-
 import io.epserve.tensor.VectorKernels.Scratch;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 
 /**
@@ -99,7 +99,7 @@ final class GroupKernels {
                 System.arraycopy(x, xOff + u * k + c, xi, d + u * L, L);
             }
             if (tokens < GROUP) {
-                java.util.Arrays.fill(xi, d + tokens * L, d + GROUP * L, 0f);
+                Arrays.fill(xi, d + tokens * L, d + GROUP * L, 0f);
             }
         }
     }

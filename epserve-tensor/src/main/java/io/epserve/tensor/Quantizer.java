@@ -3,6 +3,7 @@ package io.epserve.tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 
 /**
  * GGUF's block quantization formats, byte for byte as ggml lays them out (ggml-common.h
@@ -190,7 +191,7 @@ public final class Quantizer {
     public static void requireWholeBlockRows(String name, long[] shape, DType dt) {
         long cols = shape.length == 0 ? 1 : shape[shape.length - 1];
         if (cols % dt.blockSize() != 0) {
-            throw new IllegalArgumentException("tensor '" + name + "' " + java.util.Arrays.toString(shape) + " cannot be stored as "
+            throw new IllegalArgumentException("tensor '" + name + "' " + Arrays.toString(shape) + " cannot be stored as "
                     + dt + ": " + dt + " needs rows of whole " + dt.blockSize() + "-weight blocks, and " + cols
                     + " is not a multiple of " + dt.blockSize());
         }

@@ -1,9 +1,9 @@
 package io.epserve.tensor;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Objects;
-
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -76,8 +76,8 @@ public final class VectorKernels {
     static final VectorSpecies<Byte> B = F.vectorBitSize() / 4 >= 64
             ? VectorSpecies.of(byte.class, VectorShape.forBitSize(F.vectorBitSize() / 4)) : null;
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
-    static final java.lang.foreign.ValueLayout.OfLong I64_LE = java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED.withOrder(LE);
-    static final java.lang.foreign.ValueLayout.OfInt I32_LE = java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
+    static final ValueLayout.OfLong I64_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(LE);
+    static final ValueLayout.OfInt I32_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(LE);
 
     /** Below this many multiply-adds a matmul runs on the caller alone: hand-off would cost more. */
     static final long SERIAL_MACS = 1L << 15;

@@ -3,10 +3,11 @@ package io.epserve.tensor;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerArray;
-
 import org.junit.jupiter.api.Test;
 
 class KernelPoolTest {
@@ -34,7 +35,7 @@ class KernelPoolTest {
     @Test
     void workersShareTheWork() throws Exception {
         try (KernelPool pool = new KernelPool(2)) {
-            java.util.Set<Thread> seen = java.util.concurrent.ConcurrentHashMap.newKeySet();
+            Set<Thread> seen = ConcurrentHashMap.newKeySet();
             for (int call = 0; call < 200 && seen.size() < 2; call++) {
                 pool.parallelFor(64, 1, (from, to) -> {
                     seen.add(Thread.currentThread());

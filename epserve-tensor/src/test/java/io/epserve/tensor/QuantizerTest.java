@@ -6,8 +6,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
 import java.util.SplittableRandom;
-
 import org.junit.jupiter.api.Test;
 
 /**
@@ -215,7 +215,7 @@ class QuantizerTest {
                 assertThat(v == 0f).as("%s zeros (Q4_0's d = 0 / -8 is -0, as in ggml)", dt).isTrue();
             }
             float[] c = new float[n];
-            java.util.Arrays.fill(c, -0.75f);
+            Arrays.fill(c, -0.75f);
             Quantizer.quantizeRow(c, 0, n, dt, b, 0);
             Quantizer.dequantizeRow(b, 0, dt, y, 0, n);
             for (float v : y) {

@@ -4,6 +4,7 @@ import io.epserve.model.KvLayout;
 import io.epserve.model.KvOptions;
 import io.epserve.model.ModelConfig;
 import io.epserve.moe.ExpertPlacement;
+import java.math.BigDecimal;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -12,7 +13,7 @@ import java.util.Map;
 import java.util.stream.IntStream;
 
 /**
- * Plans memory from config.json alone (issue 5, item 5): the bytes of each expert worker and of
+ * Plans memory from config.json alone: the bytes of each expert worker and of
  * the frontend for a placement, whether they fit, and the fewest workers that would.
  *
  * <p>A worker holds the routed experts its placement gives it, each replica counted fully. With
@@ -187,7 +188,7 @@ public final class CapacityPlanner {
         ModelConfig c = model.config();
         List<String> n = new ArrayList<>();
         n.add("Bytes are weights at rest: routed experts in " + o.expertDtype() + " ("
-                + new java.math.BigDecimal(o.expertDtype().bitsPerWeight()).stripTrailingZeros().toPlainString() + " bits per weight"
+                + new BigDecimal(o.expertDtype().bitsPerWeight()).stripTrailingZeros().toPlainString() + " bits per weight"
                 + (o.expertDtype().quantized() ? ", GGUF blocks of " + o.expertDtype().blockSize() + " weights in " + o.expertDtype().blockBytes() + " B" : "")
                 + "), every other weight in " + o.weightDtype() + ".");
         n.add("Each process (the frontend and every worker) is allowed " + ByteSize.format(o.overheadBytes())

@@ -15,7 +15,7 @@ import java.util.stream.Collectors;
  *                       + 256 × 4-bit (128 B)                                     = 144 B
  *   MXFP4: 32 weights = E8M0 scale (1 B) + 32 × 4-bit E2M1 (16 B)                 = 17 B  (gpt-oss's experts)
  * </pre>
- * The planner must know these before the kernels exist (issue 5), so this is its own small enum
+ * The planner must know these before the kernels exist, so this is its own small enum
  * rather than {@link io.epserve.tensor.DType}.
  */
 public enum WeightFormat {

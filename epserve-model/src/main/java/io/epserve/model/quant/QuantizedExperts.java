@@ -26,6 +26,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -35,7 +36,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * The routed experts of a checkpoint in another dtype (GGUF block quantization Q8_0 / Q4_0 /
  * Q4_K, or a plain float type), computed once and kept in a cache file that every process maps
  * read-only, so frontends, workers and model instances on one host share its pages
- * (issue 5 items 1 and 4). Attention, dense layers, shared experts and routers stay as stored.
+ * Attention, dense layers, shared experts and routers stay as stored.
  *
  * <h2>The cache file</h2>
  * <pre>
@@ -185,7 +186,7 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
                 for (Tensor t : List.of(w.gate(), w.down())) {
                     if (t.cols() % dtype.blockSize() != 0) {
                         throw new CheckpointException("cannot hold the routed experts as " + dtype + ": tensor '" + t.name() + "' "
-                                + java.util.Arrays.toString(t.shape()) + " has rows of " + t.cols() + " weights, and " + dtype
+                                + Arrays.toString(t.shape()) + " has rows of " + t.cols() + " weights, and " + dtype
                                 + " stores rows in blocks of " + dtype.blockSize() + " (" + t.cols() + " is not a multiple of "
                                 + dtype.blockSize() + ")");
                     }
@@ -221,7 +222,7 @@ public final class QuantizedExperts implements ExpertStore, AutoCloseable {
                     for (String p : List.of("gate_proj", "up_proj", "down_proj")) {
                         SafetensorsFile.Entry en = f.entries().get(tensorName(l, e, p));
                         long[] want = p.equals("down_proj") ? new long[] {h, inter} : new long[] {inter, h};
-                        if (en == null || en.dtype() != dtype || !java.util.Arrays.equals(en.shape(), want)) {
+                        if (en == null || en.dtype() != dtype || !Arrays.equals(en.shape(), want)) {
                             ok = false;
                             break check;
                         }

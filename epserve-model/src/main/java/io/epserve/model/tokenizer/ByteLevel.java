@@ -1,6 +1,7 @@
 package io.epserve.model.tokenizer;
 
 import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 
 /**
  * The GPT-2 "byte-level" alphabet: every byte 0..255 is shown as one printable Unicode char so
@@ -22,7 +23,7 @@ final class ByteLevel {
     private static final short[] CHAR_TO_BYTE = new short[0x144];
 
     static {
-        java.util.Arrays.fill(CHAR_TO_BYTE, (short) -1);
+        Arrays.fill(CHAR_TO_BYTE, (short) -1);
         int next = 256;
         for (int b = 0; b < 256; b++) {
             boolean printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);

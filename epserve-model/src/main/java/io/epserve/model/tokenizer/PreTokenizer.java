@@ -2,6 +2,7 @@ package io.epserve.model.tokenizer;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -228,7 +229,7 @@ sealed interface PreTokenizer {
 
     private static int[] put(int[] seg, int i, int start, int end, int match) {
         if (3 * i + 3 > seg.length) {
-            seg = java.util.Arrays.copyOf(seg, seg.length * 2);
+            seg = Arrays.copyOf(seg, seg.length * 2);
         }
         seg[3 * i] = start;
         seg[3 * i + 1] = end;

@@ -6,15 +6,16 @@ import static org.assertj.core.api.Assertions.within;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Checkpoint;
+import io.epserve.format.Progress;
 import io.epserve.format.SafetensorsFile;
 import io.epserve.model.Fixtures;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.demo.DemoModel;
-import io.epserve.format.Progress;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -33,7 +34,7 @@ class ParameterCountTest {
         }
     }
 
-    static java.util.List<String> fixtures() {
+    static List<String> fixtures() {
         return Fixtures.MODELS;
     }
 

@@ -6,6 +6,8 @@ import static org.assertj.core.api.Assertions.within;
 
 import java.lang.management.ManagementFactory;
 import java.util.Arrays;
+import java.util.HashSet;
+import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.random.RandomGenerator;
 import org.junit.jupiter.api.Test;
@@ -196,10 +198,10 @@ class SamplerTest {
             order[i] = i;
         }
         Arrays.sort(order, (x, y) -> l[x] != l[y] ? Float.compare(l[y], l[x]) : Integer.compare(x, y));
-        java.util.Set<Integer> top = new java.util.HashSet<>(Arrays.asList(order).subList(0, 10));
+        Set<Integer> top = new HashSet<>(Arrays.asList(order).subList(0, 10));
         RandomGenerator r = Sampler.newRandom(8);
         SamplingParams p = new SamplingParams(5.0, 10, 1.0, 0.0, 8); // hot, so all ten get drawn
-        java.util.Set<Integer> seen = new java.util.HashSet<>();
+        Set<Integer> seen = new HashSet<>();
         for (int i = 0; i < 2_000; i++) {
             seen.add(s.sample(l, p, r));
         }
@@ -220,7 +222,7 @@ class SamplerTest {
             total += Math.exp((l[i] - max) / temperature);
         }
         Arrays.sort(order, (x, y) -> l[x] != l[y] ? Float.compare(l[y], l[x]) : Integer.compare(x, y));
-        java.util.Set<Integer> nucleus = new java.util.HashSet<>();
+        Set<Integer> nucleus = new HashSet<>();
         double cum = 0;
         for (int id : order) {
             nucleus.add(id);
@@ -233,7 +235,7 @@ class SamplerTest {
         Sampler s = new Sampler(l.length);
         RandomGenerator r = Sampler.newRandom(99);
         SamplingParams p = new SamplingParams(temperature, 0, topP, 0.0, 99);
-        java.util.Set<Integer> seen = new java.util.HashSet<>();
+        Set<Integer> seen = new HashSet<>();
         for (int i = 0; i < 5_000; i++) {
             seen.add(s.sample(l, p, r));
         }

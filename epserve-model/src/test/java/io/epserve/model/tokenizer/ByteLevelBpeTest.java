@@ -4,12 +4,13 @@ import static io.epserve.model.tokenizer.TestTokenizers.load;
 import static io.epserve.model.tokenizer.TestTokenizers.variant;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.nio.charset.StandardCharsets;
+import java.text.Normalizer;
 import java.time.Duration;
 import org.junit.jupiter.api.Test;
-import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
 /**
  * The GPT-2 / Qwen style tokenizer in {@code tokenizer/gpt2-mini}: ids 0..255 are the bytes in
@@ -137,7 +138,7 @@ class ByteLevelBpeTest {
         String[] texts = {"", " ", "Hello, World! It's 2024.", "naïve café — 中文 日本語 🙂👍🏽", "tabs\tand\nnewlines\r\n",
             "<|im_start|>system\nYou are helpful.<|im_end|>\n", "\u0000\u0001 control \u007f", "a\u00a0b\u2003c\u3000d"};
         for (String s : texts) {
-            assertThat(tok.decode(tok.encode(s))).as(s).isEqualTo(java.text.Normalizer.normalize(s, java.text.Normalizer.Form.NFC));
+            assertThat(tok.decode(tok.encode(s))).as(s).isEqualTo(Normalizer.normalize(s, Normalizer.Form.NFC));
         }
     }
 

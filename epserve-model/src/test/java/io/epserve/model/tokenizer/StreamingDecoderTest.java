@@ -4,6 +4,7 @@ import static io.epserve.model.tokenizer.TestTokenizers.load;
 import static io.epserve.model.tokenizer.TestTokenizers.stream;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
@@ -44,7 +45,7 @@ class StreamingDecoderTest {
                     ids[i] = r.nextInt(4) == 0 ? r.nextInt(tok.vocabSize()) : byteToken(tok, name, r);
                 }
                 for (boolean skip : new boolean[] {true, false}) {
-                    assertThat(stream(tok.streamingDecoder(skip), ids)).as("%s %s", name, java.util.Arrays.toString(ids))
+                    assertThat(stream(tok.streamingDecoder(skip), ids)).as("%s %s", name, Arrays.toString(ids))
                             .isEqualTo(tok.decode(ids, skip));
                 }
             }
