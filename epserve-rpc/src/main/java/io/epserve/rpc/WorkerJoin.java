@@ -68,6 +68,7 @@ public final class WorkerJoin implements AutoCloseable {
         this.settings = Objects.requireNonNull(settings, "settings");
         this.log = Objects.requireNonNull(log, "log");
         this.channel = Grpc.newChannelBuilder(settings.frontend().toString(), security.channelCredentials()).build();
+        // the same call credentials a frontend sends: the membership service checks only the secret, the id is ignored there
         this.stub = MembershipServiceGrpc.newBlockingStub(channel)
                 .withCallCredentials(new FrontendCredentials(FrontendCredentials.newFrontendId(), security.secret()));
         this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
