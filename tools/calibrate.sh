@@ -4,23 +4,29 @@
 #
 #   tools/calibrate.sh [OUT_DIR]        (default target/calibration; needs root for the namespace hosts)
 #
-# Measured (batched decode of the demo model, `epserve bench ep`, B sequences per step):
-#   - the single process at batch 1 and batch B         -> fit the frontend's per-layer/per-token work
-#   - 1 worker process on loopback, overlap off          -> fit the software cost of one message
-#   - 1 worker overlap on; 2 and 4 workers (contiguous), 2 workers (replicated), overlap off and on,
-#     on loopback; 2 workers on namespace hosts at 50 µs / 10 Gbit and 500 µs / 1 Gbit (the
-#     delay only where the kernel has sch_netem), overlap off and on   -> predicted, within 15%?
+# Measured (the demo model, `epserve bench ep`: the decode column is batch 1, one sequence; the
+# batched-decode column is B sequences per step):
+#   - the single process at batch 1 and batch B                  -> fit the frontend's per-layer/per-token work
+#   - 2 workers (contiguous) on loopback at batch 1, and at batch B with overlap on
+#                                                                 -> fit a message's software cost, per message and per byte
+#   - everything else, predicted: the single process with overlap; 1 worker, 4 workers (contiguous)
+#     and 2 workers (replicated) on loopback at batch 1 and at batch B with overlap off and on;
+#     2 workers (contiguous) at batch B with overlap off; 2 workers on namespace hosts at 50 µs /
+#     10 Gbit and 500 µs / 1 Gbit (the delay only where the kernel has sch_netem), batch 1 and
+#     batch B with overlap off and on                             -> within 15%?
 # The expert kernel's cost is measured first (`epserve simulate --fit-cost`). Everything runs on
-# this machine's cores at once, as the simulator is told (--cpu machine:N). Environment:
+# this machine's cores at once, as the simulator is told (--cpu machine:N). Each configuration is
+# the median of its runs; `bench ep` also prints every run's batched figure (the spread) and the
+# per-call split of the batched decode. Environment:
 # EPSERVE_CALIBRATE_BATCH (default 16), EPSERVE_CALIBRATE_RUNS (default 3), EPSERVE_CALIBRATE_WARMUP
-# (seconds, default 15), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
+# (seconds, default 45: fresh worker JVMs are still compiling their per-call path 17–35 s after start), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
 epserve="$root/bin/epserve"
 batch=${EPSERVE_CALIBRATE_BATCH:-16}
 runs=${EPSERVE_CALIBRATE_RUNS:-3}
-warmup=${EPSERVE_CALIBRATE_WARMUP:-15}
+warmup=${EPSERVE_CALIBRATE_WARMUP:-45}
 cores=$(nproc)
 tokens=${EPSERVE_CALIBRATE_TOKENS:-16}
 shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens "$tokens" --batch "$batch" --warmup-seconds "$warmup")
@@ -59,14 +65,20 @@ bench "2 workers, replicated" "$out/w2r.txt" --ep-workers 2 --policy replicated
 
 {
   printf '# measured %s on %s (%s cores), load average at start %s\n' "$(date -u +%FT%TZ)" "$(hostname)" "$cores" "$(cut -d' ' -f1-3 /proc/loadavg)"
-  printf 'single process, batch 1\tfit-frontend\tdemo\t0\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t%s\n' "$(field 'single process' off "$out/w1.txt" 2)"
-  printf 'single process, batch %s\tfit-frontend\tdemo\t0\tcolocated\tcontiguous\toff\t%s\t0\tunlimited\t%s\n' "$batch" "$batch" "$(field 'single process' off "$out/w1.txt" 1)"
-  printf '1 worker, loopback, overlap off\tfit-message\tdemo\t1\tcolocated\tcontiguous\toff\t%s\t0\tunlimited\t%s\n' "$batch" "$(field '1 workers, loopback' off "$out/w1.txt" 1)"
-  printf '1 worker, loopback, overlap on\tpredict\tdemo\t1\tcolocated\tcontiguous\ton\t%s\t0\tunlimited\t%s\n' "$batch" "$(field '1 workers, loopback' on "$out/w1.txt" 1)"
-  for ov in off on; do
-    printf '2 workers, loopback, contiguous, overlap %s\tpredict\tdemo\t2\tcolocated\tcontiguous\t%s\t%s\t0\tunlimited\t%s\n' "$ov" "$ov" "$batch" "$(field '2 workers, loopback' $ov "$out/w2.txt" 1)"
-    printf '4 workers, loopback, contiguous, overlap %s\tpredict\tdemo\t4\tcolocated\tcontiguous\t%s\t%s\t0\tunlimited\t%s\n' "$ov" "$ov" "$batch" "$(field '4 workers, loopback' $ov "$out/w4.txt" 1)"
-    printf '2 workers, loopback, replicated, overlap %s\tpredict\tdemo\t2\tcolocated\treplicated\t%s\t%s\t0\tunlimited\t%s\n' "$ov" "$ov" "$batch" "$(field '2 workers, loopback' $ov "$out/w2r.txt" 1)"
+  # name, use, model, workers, layout, policy, overlap, batch, latency_us, bandwidth, tokens/s
+  point() { printf '%s\tdemo\t%s\tcolocated\t%s\t%s\t%s\t0\tunlimited\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6"; }
+  point 'single process, batch 1'$'\t''fit-frontend' 0 contiguous off 1 "$(field 'single process' off "$out/w1.txt" 2)"
+  point "single process, batch $batch"$'\t''fit-frontend' 0 contiguous off "$batch" "$(field 'single process' off "$out/w1.txt" 1)"
+  point "single process, batch $batch, overlap on"$'\t''predict' 0 contiguous on "$batch" "$(field 'single process' on "$out/w1.txt" 1)"
+  point '2 workers, loopback, contiguous, batch 1'$'\t''fit-message' 2 contiguous off 1 "$(field '2 workers, loopback' off "$out/w2.txt" 2)"
+  point "2 workers, loopback, contiguous, batch $batch, overlap on"$'\t''fit-message' 2 contiguous on "$batch" "$(field '2 workers, loopback' on "$out/w2.txt" 1)"
+  point "2 workers, loopback, contiguous, batch $batch, overlap off"$'\t''predict' 2 contiguous off "$batch" "$(field '2 workers, loopback' off "$out/w2.txt" 1)"
+  for cfg in "1 worker, loopback|1|contiguous|w1|1 workers" "4 workers, loopback, contiguous|4|contiguous|w4|4 workers" "2 workers, loopback, replicated|2|replicated|w2r|2 workers"; do
+    IFS='|' read -r label w policy file row <<<"$cfg"
+    point "$label, batch 1"$'\t''predict' "$w" "$policy" off 1 "$(field "$row, loopback" off "$out/$file.txt" 2)"
+    for ov in off on; do
+      point "$label, batch $batch, overlap $ov"$'\t''predict' "$w" "$policy" "$ov" "$batch" "$(field "$row, loopback" $ov "$out/$file.txt" 1)"
+    done
   done
 } > "$points"
 
@@ -95,9 +107,11 @@ if [ "$(id -u)" = 0 ] && ip netns add "$name-probe" 2>/dev/null; then
     ip netns exec "$name-0" "$epserve" bench ep "${shape[@]}" --model "$demo" --workers 10.213.0.11:7070,10.213.0.12:7070 \
       --worker-secret-file "$out/secret" > "$file"
     cat "$file" >&2
+    printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, batch 1\tpredict\tdemo\t2\tfrontend-host\tcontiguous\toff\t1\t%s\t%smbit\t%s\n' \
+      "$1" "$latency" "$2" "$latency" "$2" "$(field '2 workers, remote' off "$file" 2)" >> "$points"
     for ov in off on; do
-      printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, overlap %s\tpredict\tdemo\t2\tfrontend-host\tcontiguous\t%s\t%s\t%s\t%smbit\t%s\n' \
-        "$1" "$latency" "$2" "$ov" "$ov" "$batch" "$latency" "$2" "$(field '2 workers, remote' $ov "$file" 1)" >> "$points"
+      printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, batch %s, overlap %s\tpredict\tdemo\t2\tfrontend-host\tcontiguous\t%s\t%s\t%s\t%smbit\t%s\n' \
+        "$1" "$latency" "$2" "$batch" "$ov" "$ov" "$batch" "$latency" "$2" "$(field '2 workers, remote' $ov "$file" 1)" >> "$points"
     done
   done
 else

@@ -17,6 +17,7 @@ import java.math.BigDecimal;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
@@ -71,8 +72,30 @@ final class BenchEpCommand implements Callable<Integer> {
      * over the workers and the decode calls of one more pass) the worker's compute time and the
      * rest of the round trip (both stacks and the network).
      */
-    record Figures(double prefill, double decode, double batchDecode, double bytesPerToken, double computeMicrosPerCall,
-                   double overheadMicrosPerCall) {}
+    record Figures(double prefill, double decode, double batchDecode, double[] batchRuns, double bytesPerToken, CallSplit decodeCalls,
+                   CallSplit batchCalls) {}
+
+    /** Per call, mean over the workers that were called: the worker's compute time and the rest of the round trip (µs). */
+    record CallSplit(double computeMicros, double overheadMicros) {
+        static final CallSplit NONE = new CallSplit(Double.NaN, Double.NaN);
+
+        static CallSplit between(DispatchStats before, DispatchStats after) {
+            double compute = 0;
+            double overhead = 0;
+            int used = 0;
+            for (int w = 0; w < after.workers().size(); w++) {
+                DispatchStats.Worker a = after.workers().get(w);
+                DispatchStats.Worker b = before.workers().get(w);
+                long calls = a.calls() - b.calls();
+                if (calls > 0) {
+                    compute += (a.computeNanos() - b.computeNanos()) / 1e3 / calls;
+                    overhead += ((a.roundTripNanos() - b.roundTripNanos()) - (a.computeNanos() - b.computeNanos())) / 1e3 / calls;
+                    used++;
+                }
+            }
+            return used == 0 ? NONE : new CallSplit(compute / used, overhead / used);
+        }
+    }
 
     @Override
     public Integer call() throws Exception {
@@ -90,6 +113,7 @@ final class BenchEpCommand implements Callable<Integer> {
             for (boolean overlap : new boolean[] {false, true}) {
                 Figures f = measure(single, overlap, null, overlap ? 0 : warmupSeconds);
                 rows.add(row("single process", overlap, f));
+                callLines.add(runsLine("single process", overlap, f));
             }
         }
         List<String> remote = model.workers == null ? List.of() : List.copyOf(model.workers);
@@ -152,11 +176,20 @@ final class BenchEpCommand implements Callable<Integer> {
             for (boolean overlap : new boolean[] {false, true}) {
                 Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher(), overlap ? 0 : warmupSeconds);
                 rows.add(row(label, overlap, f));
+                callLines.add(runsLine(label, overlap, f));
                 callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s: per call %.0f µs computing, %.0f µs on the way "
                         + "(round trip minus compute; mean over workers and over the calls of one --gen-tokens decode)", n, overlap ? "on" : "off",
-                        f.computeMicrosPerCall(), f.overheadMicrosPerCall()));
+                        f.decodeCalls().computeMicros(), f.decodeCalls().overheadMicros()));
+                callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s, batched decode (%d sequences): per call %.0f µs computing, "
+                        + "%.0f µs on the way (mean over workers and over the calls of the measured steps)", n, overlap ? "on" : "off", batch,
+                        f.batchCalls().computeMicros(), f.batchCalls().overheadMicros()));
             }
         }
+    }
+
+    private static String runsLine(String what, boolean overlap, Figures f) {
+        return String.format(Locale.ROOT, "%s, overlap %s: batched decode t/s per run %s", what, overlap ? "on" : "off",
+                Arrays.stream(f.batchRuns()).mapToObj(x -> String.format(Locale.ROOT, "%.1f", x)).toList());
     }
 
     private static double ratio(String a, String b) {
@@ -188,13 +221,14 @@ final class BenchEpCommand implements Callable<Integer> {
         long warmupEnd = System.nanoTime() + (long) Math.min(warmupSeconds * 1e9, 86_400e9); // a day at most: no overflow
         do {
             Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
-            batchDecode(t, vocab);
+            batchDecode(t, vocab, grpc, null);
         } while (System.nanoTime() - warmupEnd < 0);
         double[] prefill = new double[shape.runs];
         double[] decode = new double[shape.runs];
         double[] batched = new double[shape.runs];
         long bytes = 0;
         long tokens = 0;
+        DispatchStats[] batchStats = new DispatchStats[2];
         for (int i = 0; i < shape.runs; i++) {
             DispatchStats before = grpc == null ? null : grpc.stats();
             Generator.Result r = Generator.generate(t, prompt, shape.genTokens, SamplingParams.GREEDY, true, Set.of(), x -> { });
@@ -204,10 +238,9 @@ final class BenchEpCommand implements Callable<Integer> {
             }
             prefill[i] = r.prefillTokensPerSecond();
             decode[i] = r.decodeTokensPerSecond();
-            batched[i] = batchDecode(t, vocab);
+            batched[i] = batchDecode(t, vocab, grpc, grpc != null && i == shape.runs - 1 ? batchStats : null);
         }
-        double compute = Double.NaN;
-        double overhead = Double.NaN;
+        CallSplit decodeCalls = CallSplit.NONE;
         if (grpc != null) {
             // one more pass, decode calls only (a prompt's calls are far longer and would dominate the means)
             KvCache cache = t.newCache(prompt.length + shape.genTokens);
@@ -217,26 +250,12 @@ final class BenchEpCommand implements Callable<Integer> {
                 int next = Sampler.argmax(logits, 0, vocab);
                 logits = t.forward(cache, new int[] {next}, 1, false, RoutingListener.NONE);
             }
-            DispatchStats after = grpc.stats();
-            compute = 0;
-            overhead = 0;
-            int used = 0;
-            for (int w = 0; w < after.workers().size(); w++) {
-                DispatchStats.Worker a = after.workers().get(w);
-                DispatchStats.Worker b = before.workers().get(w);
-                long calls = a.calls() - b.calls();
-                if (calls > 0) {
-                    compute += (a.computeNanos() - b.computeNanos()) / 1e3 / calls;
-                    overhead += ((a.roundTripNanos() - b.roundTripNanos()) - (a.computeNanos() - b.computeNanos())) / 1e3 / calls;
-                    used++;
-                }
-            }
-            compute /= used;
-            overhead /= used;
+            decodeCalls = CallSplit.between(before, grpc.stats());
         }
         t.setOverlap(false);
-        return new Figures(BenchCommand.median(prefill), BenchCommand.median(decode), BenchCommand.median(batched),
-                grpc == null ? Double.NaN : (double) bytes / tokens, compute, overhead);
+        return new Figures(BenchCommand.median(prefill), BenchCommand.median(decode), BenchCommand.median(batched), batched.clone(),
+                grpc == null ? Double.NaN : (double) bytes / tokens, decodeCalls,
+                grpc == null ? CallSplit.NONE : CallSplit.between(batchStats[0], batchStats[1]));
     }
 
     private static long wireBytes(DispatchStats s) {
@@ -247,8 +266,11 @@ final class BenchEpCommand implements Callable<Integer> {
         return b;
     }
 
-    /** B sequences with a short prompt each, then --gen-tokens decode steps of all B at once; tokens/s of those steps. */
-    private double batchDecode(MoeTransformer t, int vocab) {
+    /**
+     * B sequences with a short prompt each, then --gen-tokens decode steps of all B at once; tokens/s of those steps.
+     * With {@code stats}, the dispatcher's statistics before and after the timed steps go to stats[0] and stats[1].
+     */
+    private double batchDecode(MoeTransformer t, int vocab, GrpcExpertDispatcher grpc, DispatchStats[] stats) {
         SplittableRandom r = new SplittableRandom(7);
         List<KvCache> caches = new ArrayList<>();
         List<MoeTransformer.SequenceChunk> prefill = new ArrayList<>();
@@ -258,6 +280,9 @@ final class BenchEpCommand implements Callable<Integer> {
             prefill.add(new MoeTransformer.SequenceChunk(c, r.ints(16, 0, vocab).toArray(), 0, 16, MoeTransformer.Logits.NONE));
         }
         t.step(prefill, RoutingListener.NONE);
+        if (stats != null) {
+            stats[0] = grpc.stats();
+        }
         long t0 = System.nanoTime();
         for (int step = 0; step < shape.genTokens; step++) {
             List<MoeTransformer.SequenceChunk> chunks = new ArrayList<>();
@@ -267,6 +292,10 @@ final class BenchEpCommand implements Callable<Integer> {
             }
             t.step(chunks, RoutingListener.NONE);
         }
-        return (double) batch * shape.genTokens * 1e9 / (System.nanoTime() - t0);
+        long elapsed = System.nanoTime() - t0;
+        if (stats != null) {
+            stats[1] = grpc.stats();
+        }
+        return (double) batch * shape.genTokens * 1e9 / elapsed;
     }
 }

@@ -1,18 +1,26 @@
 package io.epserve.cli;
 
+import com.sun.management.OperatingSystemMXBean;
 import io.epserve.format.CheckpointException;
 import io.epserve.model.Generator;
+import io.epserve.model.LayerWeights;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.demo.DemoModel;
 import io.epserve.model.quant.QuantAccuracy;
 import io.epserve.model.sampling.SamplingParams;
+import io.epserve.moe.ExpertWeights;
 import io.epserve.tensor.DType;
 import io.epserve.tensor.KernelPool;
+import io.epserve.tensor.Kernels;
+import io.epserve.tensor.Tensor;
+import io.epserve.tensor.VectorKernels;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
@@ -77,6 +85,14 @@ final class BenchQuantCommand implements Callable<Integer> {
     @Option(names = "--warmup", defaultValue = "1", description = "Unmeasured warm-up runs of --speed (default ${DEFAULT-VALUE}).")
     int warmup;
 
+    @Option(names = "--alternate", paramLabel = "ROUNDS", description = "Decode speed only, A/B in one process: the stored "
+            + "experts and each --dtypes model are all loaded, then decoded in turn (median of --runs each), ROUNDS times over, "
+            + "so that a shared machine's load falls on all of them alike. Prints each round, the ratios to the stored experts, "
+            + "the bytes read per decoded token and the GB/s they come to, the process's CPU time per decoded token (steadier than "
+            + "tokens/s on a loaded machine; run with -Depserve.threads=1 to keep idle workers' spinning out of it), and the load "
+            + "average at start and end.")
+    Integer alternate;
+
     /** Runs without the main command registered: {@code java -cp ... io.epserve.cli.BenchQuantCommand ...}. */
     public static void main(String[] args) {
         System.exit(new CommandLine(new BenchQuantCommand()).execute(args));
@@ -96,6 +112,17 @@ final class BenchQuantCommand implements Callable<Integer> {
             }
         }
         TerminalProgress progress = TerminalProgress.forStderr();
+        if (alternate != null) {
+            if (alternate < 1) {
+                throw new Main.UsageError("--alternate needs at least 1 round, got " + alternate);
+            }
+            if (fixtures != null || models.size() > 1) {
+                throw new Main.UsageError("--alternate measures one model: give at most one --model and no --fixtures");
+            }
+            Path dir = models.isEmpty() ? DemoModel.ensure(DemoModel.STANDARD, DemoModel.defaultCacheDir(), progress) : models.get(0);
+            alternate(dir, kinds, progress);
+            return 0;
+        }
         List<Path> dirs = new ArrayList<>(models);
         Path scratch = null;
         if (fixtures != null) {
@@ -113,7 +140,7 @@ final class BenchQuantCommand implements Callable<Integer> {
         }
         PrintStreamTable out = new PrintStreamTable();
         System.out.printf(Locale.ROOT, "threads: %d, vector lanes: %d; %d positions of seeded random tokens (seed %d)%s%n",
-                KernelPool.common().threads(), io.epserve.tensor.VectorKernels.lanes(), positions, seed,
+                KernelPool.common().threads(), VectorKernels.lanes(), positions, seed,
                 speed ? String.format(Locale.ROOT, "; decode: prompt %d, %d greedy tokens, median of %d runs after %d warm-up",
                         promptTokens, genTokens, runs, warmup) : "");
         out.header(speed);
@@ -177,16 +204,16 @@ final class BenchQuantCommand implements Callable<Integer> {
 
     /** y = W x (m = 1) over every routed expert matrix in turn, best pass of ~4 s, on 1 and on all kernel threads. */
     private static List<String> matvecSpeed(LoadedModel m, String label) {
-        List<io.epserve.tensor.Tensor> ws = new ArrayList<>();
+        List<Tensor> ws = new ArrayList<>();
         for (int l = 0; l < m.config().layers(); l++) {
             if (m.config().isSparse(l)) {
                 for (int e = 0; e < m.config().numExperts(); e++) {
-                    io.epserve.moe.ExpertWeights w = m.weights().expert(l, e);
+                    ExpertWeights w = m.weights().expert(l, e);
                     ws.addAll(List.of(w.gate(), w.up(), w.down()));
                 }
             }
         }
-        long weights = ws.stream().mapToLong(io.epserve.tensor.Tensor::size).sum();
+        long weights = ws.stream().mapToLong(Tensor::size).sum();
         long bytes = ws.stream().mapToLong(t -> t.data().byteSize()).sum();
         int widest = ws.stream().mapToInt(t -> Math.max(t.rows(), t.cols())).max().orElse(1);
         float[] x = new float[widest];
@@ -203,8 +230,8 @@ final class BenchQuantCommand implements Callable<Integer> {
                 long end = System.nanoTime() + 4_000_000_000L;
                 while (System.nanoTime() < end) {
                     long t0 = System.nanoTime();
-                    for (io.epserve.tensor.Tensor w : ws) {
-                        io.epserve.tensor.VectorKernels.matmul(x, 0, 1, w, y, 0, pool);
+                    for (Tensor w : ws) {
+                        VectorKernels.matmul(x, 0, 1, w, y, 0, pool);
                     }
                     best = Math.max(best, weights / (double) (System.nanoTime() - t0));
                 }
@@ -237,15 +264,140 @@ final class BenchQuantCommand implements Callable<Integer> {
     }
 
     private double decodeSpeed(LoadedModel m) {
+        return decode(m).tokensPerSecond();
+    }
+
+    /**
+     * Decode figures of one model: medians over --runs of tokens/s (wall) and of the process's CPU
+     * time per decoded token, taken between the first and the last generated token (so without
+     * the prefill). On a loaded machine the CPU time is the steadier figure: time slices taken
+     * by other processes do not count in it (idle kernel workers spinning before they park do;
+     * with {@code -Depserve.threads=1} there are none).
+     */
+    private DecodeFigures decode(LoadedModel m) {
         int[] prompt = new SplittableRandom(42).ints(promptTokens, 0, m.config().vocabSize()).toArray();
-        double[] decode = new double[runs];
+        double[] tps = new double[runs];
+        double[] cpuMs = new double[runs];
         for (int i = -warmup; i < runs; i++) {
-            Generator.Result r = Generator.generate(m.transformer(), prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), t -> { });
+            long[] cpu = new long[2];
+            int[] seen = new int[1];
+            Generator.Result r = Generator.generate(m.transformer(), prompt, genTokens, SamplingParams.GREEDY, true, Set.of(), t -> {
+                cpu[seen[0] == 0 ? 0 : 1] = processCpuNanos();
+                seen[0]++;
+            });
             if (i >= 0) {
-                decode[i] = r.decodeTokensPerSecond();
+                tps[i] = r.decodeTokensPerSecond();
+                cpuMs[i] = seen[0] > 1 ? (cpu[1] - cpu[0]) / 1e6 / (seen[0] - 1) : Double.NaN;
             }
         }
-        return BenchCommand.median(decode);
+        return new DecodeFigures(BenchCommand.median(tps), BenchCommand.median(cpuMs));
+    }
+
+    record DecodeFigures(double tokensPerSecond, double cpuMsPerToken) {}
+
+    private static long processCpuNanos() {
+        return ManagementFactory.getPlatformMXBean(OperatingSystemMXBean.class).getProcessCpuTime();
+    }
+
+    /** The {@code --alternate} run: every expert dtype of one model decoded in turn, round after round. */
+    private void alternate(Path dir, List<DType> kinds, TerminalProgress progress) {
+        List<LoadedModel> loaded = new ArrayList<>();
+        List<String> labels = new ArrayList<>();
+        try {
+            loaded.add(LoadedModel.load(dir, LoadedModel.Options.defaults().withProgress(progress)));
+            labels.add(loaded.get(0).weights().experts().expert(firstSparse(loaded.get(0)), 0).gate().dtype().label() + " (stored)");
+            for (DType dt : kinds) {
+                loaded.add(LoadedModel.load(dir, LoadedModel.Options.defaults().withProgress(progress).withExpertDType(dt)));
+                labels.add(dt.label());
+            }
+            System.out.printf(Locale.ROOT, "model %s; threads %d, vector lanes %d; quantized matvec: %s%n", dir.getFileName(),
+                    KernelPool.common().threads(), VectorKernels.lanes(), Kernels.quantizedMatvecKernels());
+            System.out.printf(Locale.ROOT, "decode: prompt %d random tokens, %d greedy tokens, median of %d runs after %d warm-up, "
+                    + "%d rounds; load average at start: %s%n", promptTokens, genTokens, runs, warmup, alternate, loadAverage());
+            System.out.println();
+            System.out.println("| round | experts | decode tok/s | vs stored | MB read per token | GB/s | CPU ms per token | vs stored |");
+            System.out.println("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+            double[][] tps = new double[loaded.size()][alternate];
+            double[][] cpu = new double[loaded.size()][alternate];
+            for (int round = 0; round < alternate; round++) {
+                for (int i = 0; i < loaded.size(); i++) {
+                    DecodeFigures f = decode(loaded.get(i));
+                    tps[i][round] = f.tokensPerSecond();
+                    cpu[i][round] = f.cpuMsPerToken();
+                    double mb = decodeBytes(loaded.get(i)) / 1e6;
+                    System.out.printf(Locale.ROOT, "| %d | %s | %.1f | %.2f× | %.3g | %.1f | %.2f | %.2f× |%n", round + 1, labels.get(i),
+                            tps[i][round], tps[i][round] / tps[0][round], mb, tps[i][round] * mb / 1e3, cpu[i][round],
+                            cpu[0][round] / cpu[i][round]);
+                    System.out.flush();
+                }
+            }
+            System.out.println();
+            for (int i = 1; i < loaded.size(); i++) {
+                double[] ratio = new double[alternate];
+                double[] cpuRatio = new double[alternate];
+                for (int round = 0; round < alternate; round++) {
+                    ratio[round] = tps[i][round] / tps[0][round];
+                    cpuRatio[round] = cpu[0][round] / cpu[i][round];
+                }
+                System.out.printf(Locale.ROOT, "%s / %s: decode tok/s median %.2f× (rounds %s); CPU time per token median %.2f× less (rounds %s)%n",
+                        labels.get(i), labels.get(0), BenchCommand.median(ratio), twoDecimals(ratio), BenchCommand.median(cpuRatio),
+                        twoDecimals(cpuRatio));
+            }
+            System.out.printf(Locale.ROOT, "load average at end: %s%n", loadAverage());
+        } finally {
+            loaded.forEach(LoadedModel::close);
+        }
+    }
+
+    /**
+     * Bytes of weights one decoded token reads: every layer's attention, norms, router and dense
+     * or shared feed-forward, top-k routed experts per sparse layer (at their mean size), and the
+     * lm_head; the embedding row is negligible and not counted.
+     */
+    static long decodeBytes(LoadedModel m) {
+        long b = m.weights().lmHead().data().byteSize() + m.weights().finalNorm().data().byteSize();
+        for (int l = 0; l < m.config().layers(); l++) {
+            LayerWeights lw = m.weights().layer(l);
+            b += lw.inputNorm().data().byteSize() + lw.postAttentionNorm().data().byteSize();
+            b += switch (lw.attention()) {
+                case LayerWeights.Gqa g -> bytes(g.q(), g.k(), g.v(), g.o(), g.qNorm(), g.kNorm());
+                case LayerWeights.Mla a -> bytes(a.qA(), a.qANorm(), a.qB(), a.q(), a.kvA(), a.kvANorm(), a.kvB(), a.o());
+            };
+            b += switch (lw.ffn()) {
+                case LayerWeights.Dense d -> d.mlp().bytes();
+                case LayerWeights.Moe moe -> {
+                    long experts = 0;
+                    for (int e = 0; e < m.config().numExperts(); e++) {
+                        experts += m.weights().expert(l, e).bytes();
+                    }
+                    yield bytes(moe.gate(), moe.sharedGate()) + (moe.shared() == null ? 0 : moe.shared().bytes())
+                            + experts * m.config().topK() / m.config().numExperts();
+                }
+            };
+        }
+        return b;
+    }
+
+    private static long bytes(Tensor... ts) {
+        long b = 0;
+        for (Tensor t : ts) {
+            b += t == null ? 0 : t.data().byteSize();
+        }
+        return b;
+    }
+
+    private static String twoDecimals(double[] v) {
+        return Arrays.stream(v).mapToObj(x -> String.format(Locale.ROOT, "%.2f", x)).toList().toString();
+    }
+
+    /** The 1, 5 and 15 minute load averages (Linux), or "unknown". */
+    private static String loadAverage() {
+        try {
+            String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
+            return f[0] + " " + f[1] + " " + f[2];
+        } catch (IOException | RuntimeException e) {
+            return "unknown";
+        }
     }
 
     private static Path copyModel(Path from, Path to) throws IOException {

@@ -102,8 +102,16 @@ final class SimulateCommand implements Callable<Integer> {
     String bandwidth;
 
     @Option(names = "--message-us", paramLabel = "US", defaultValue = "0",
-            description = "Software cost of one message (RPC stacks, waking threads), microseconds; --calibrate fits it for this machine's loopback gRPC (default ${DEFAULT-VALUE}).")
+            description = "Software cost of one message at each end (serialising, the RPC stack, system calls), microseconds of one core of the sender's host and as many of the receiver's, competing with the kernels for those cores; --calibrate fits it for this machine's loopback gRPC (default ${DEFAULT-VALUE}).")
     double messageMicros;
+
+    @Option(names = "--byte-ns", paramLabel = "NS", defaultValue = "0",
+            description = "Software cost per byte of a message at each end (encoding, copying, decoding), nanoseconds of one core, added to --message-us; --calibrate with two fit-message points fits it (default ${DEFAULT-VALUE}).")
+    double byteNanos;
+
+    @Option(names = "--handoff-us", paramLabel = "US", defaultValue = "0",
+            description = "Wall time of one message's hand-off to the thread that acts on it (waking a sleeping thread; on a virtual machine a halted vCPU), microseconds, using no core; not fitted by --calibrate (default ${DEFAULT-VALUE}).")
+    double handoffMicros;
 
     @Option(names = "--wire-dtype", paramLabel = "DTYPE", defaultValue = "f32",
             description = "Activations on the wire: f32 or bf16 (default ${DEFAULT-VALUE}).")
@@ -148,7 +156,7 @@ final class SimulateCommand implements Callable<Integer> {
     String memoryPerWorker;
 
     @Option(names = "--calibrate", paramLabel = "FILE",
-            description = "Measured points, one per line (tab-separated, # comments): name, use (fit-frontend, fit-message or predict), model (a path, or demo), workers (0 = single process), layout, policy, overlap (on/off), batch, latency_us, bandwidth, measured tokens/s; one frontend per point, --cpu and the thread counts as given (tools/calibrate.sh: machine:2, 2 and 1). Prints predicted against measured.")
+            description = "Measured points, one per line (tab-separated, # comments): name, use (fit-frontend: two single-process points at two batch sizes; fit-message: one point through workers, or two at two batch sizes to fit the hand-off too; predict), model (a path, or demo), workers (0 = single process), layout, policy, overlap (on/off), batch, latency_us, bandwidth, measured tokens/s; one frontend per point, --cpu and the thread counts as given (tools/calibrate.sh: machine:2, 2 and 1). Prints predicted against measured.")
     Path calibrate;
 
     @Option(names = "--save-cost", paramLabel = "FILE",
@@ -167,11 +175,12 @@ final class SimulateCommand implements Callable<Integer> {
             return runCalibration(costModel);
         }
         PrintStream out = System.out;
-        Network net = network(latencyMicros, bandwidth, messageMicros);
+        Network net = network(latencyMicros, bandwidth, messageMicros, byteNanos, handoffMicros);
         List<PlacementChoice> placements = policies.stream().map(p -> PlacementChoice.parse(p, redundantSlots)).toList();
         long memory = memoryPerWorker == null ? 0 : ByteSize.parse(memoryPerWorker);
-        out.printf(Locale.ROOT, "network %s, %.0f µs one way, %.0f µs per message, %s on the wire; cpu %s; batch %d per frontend%s; "
-                + "%s routing, %d steps; cost model: %s%n", bandwidth, latencyMicros, messageMicros, wireDtype, cpu, batch,
+        out.printf(Locale.ROOT, "network %s, %.0f µs one way; a message's software %.0f µs + %.2f ns per byte of a core at each end, %.0f µs "
+                + "hand-off; %s on the wire; cpu %s; batch %d per frontend%s; %s routing, %d steps; cost model: %s%n", bandwidth, latencyMicros,
+                messageMicros, byteNanos, handoffMicros, wireDtype, cpu, batch,
                 overlap ? ", two-batch overlap" : "", routing, steps, costModel.source());
         out.println("| model | placement | W | F | hosts | tokens/s | step p50 / p90 / p99 ms | worker util mean (min–max) | imbalance | EP efficiency "
                 + "| memory per worker (vs full replica) | DP, equal memory: replicas, tokens/s (EP/DP) | DP, equal workers: tokens/s (EP/DP) |");
@@ -258,11 +267,11 @@ final class SimulateCommand implements Callable<Integer> {
         return zipf != null ? ExpertPopularity.zipf(m.layers(), m.experts(), zipf, seed) : ExpertPopularity.uniform(m.layers(), m.experts());
     }
 
-    private Network network(double latencyUs, String rate, double messageUs) {
-        if (!(latencyUs >= 0) || !(messageUs >= 0)) {
-            throw new Main.UsageError("--latency-us and --message-us must be >= 0");
+    private Network network(double latencyUs, String rate, double messageUs, double byteNs, double handoffUs) {
+        if (!(latencyUs >= 0) || !(messageUs >= 0) || !(byteNs >= 0) || !(handoffUs >= 0)) {
+            throw new Main.UsageError("--latency-us, --message-us, --byte-ns and --handoff-us must be >= 0");
         }
-        return new Network(latencyUs * 1e-6, parseRate(rate), messageUs * 1e-6, parseWire(wireDtype));
+        return new Network(latencyUs * 1e-6, parseRate(rate), messageUs * 1e-6, byteNs * 1e-9, handoffUs * 1e-6, parseWire(wireDtype));
     }
 
     static int parseWire(String s) {
@@ -365,8 +374,9 @@ final class SimulateCommand implements Callable<Integer> {
             r.cost().write(saveCost);
         }
         PrintStream out = System.out;
-        out.printf(Locale.ROOT, "fitted: frontend %.0f µs per layer + %.1f µs per token per layer besides its products; %.0f µs per message%n",
-                r.cost().frontendLayerSeconds() * 1e6, r.cost().frontendTokenSeconds() * 1e6, r.messageSeconds() * 1e6);
+        out.printf(Locale.ROOT, "fitted: frontend %.0f µs per layer + %.1f µs per token per layer besides its products; a message's software "
+                + "%.0f µs + %.2f ns per byte of a core at each end%n", r.cost().frontendLayerSeconds() * 1e6, r.cost().frontendTokenSeconds() * 1e6,
+                r.messageSeconds() * 1e6, r.byteSeconds() * 1e9);
         out.println("cost model: " + r.cost().source());
         out.println("| configuration | used for | measured tokens/s | predicted tokens/s | predicted step ms | error |");
         out.println("| --- | --- | ---: | ---: | ---: | ---: |");
@@ -408,7 +418,7 @@ final class SimulateCommand implements Callable<Integer> {
             PlacementChoice pc = PlacementChoice.parse(f[5].trim(), 0);
             boolean ov = f[6].trim().equals("on");
             int b = Integer.parseInt(f[7].trim());
-            Network net = new Network(Double.parseDouble(f[8]) * 1e-6, parseRate(f[9]), 0, parseWire(wireDtype));
+            Network net = new Network(Double.parseDouble(f[8]) * 1e-6, parseRate(f[9]), 0, 0, 0, parseWire(wireDtype));
             int h = w == 0 ? 1 : hl == HostLayout.FRONTEND_HOST ? w + 1 : 1;
             Cluster cl = new Cluster(w, h, 1, b, ov, frontendThreads, workerThreads, parseCpu(cpu), hl);
             ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());

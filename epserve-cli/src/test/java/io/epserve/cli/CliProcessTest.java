@@ -75,6 +75,10 @@ class CliProcessTest {
             // wire bytes per token: the tiny demo's hidden states (F32) to and from the workers
             assertThat(o.out()).containsPattern("2 workers, loopback +" + overlap + " +" + num + " +" + num + " +" + num + " +[1-9][0-9]+");
             assertThat(o.out()).containsPattern("2 workers, overlap " + overlap + ": per call [0-9]+ µs computing, -?[0-9]+ µs on the way");
+            assertThat(o.out()).containsPattern("2 workers, overlap " + overlap + ", batched decode \\(2 sequences\\): per call [0-9]+ µs "
+                    + "computing, -?[0-9]+ µs on the way");
+            assertThat(o.out()).containsPattern("single process, overlap " + overlap + ": batched decode t/s per run \\[" + num + "\\]");
+            assertThat(o.out()).containsPattern("2 workers, loopback, overlap " + overlap + ": batched decode t/s per run \\[" + num + "\\]");
         }
         assertThat(o.out()).containsPattern("decode with 2 worker processes / single process: [0-9]+\\.[0-9]{2}");
         for (String overlap : new String[] {"off", "on"}) {

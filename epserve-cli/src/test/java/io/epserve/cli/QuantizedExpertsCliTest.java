@@ -8,6 +8,10 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -83,22 +87,52 @@ class QuantizedExpertsCliTest {
 
     @Test
     void benchQuantReportsAccuracyOnTheFixturesWithoutWritingIntoThem() throws IOException {
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        PrintStream old = System.out;
-        int code;
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            code = new CommandLine(new BenchQuantCommand()).execute("--fixtures", CliRunner.fixtures().toString(),
-                    "--positions", "16", "--dtypes", "q8_0,q4_k");
-        } finally {
-            System.setOut(old);
-        }
-        String s = out.toString(StandardCharsets.UTF_8);
-        assertThat(code).as(s).isZero();
+        String s = benchQuant("--fixtures", CliRunner.fixtures().toString(), "--positions", "16", "--dtypes", "q8_0,q4_k");
         assertThat(s).contains("| mixtral | bf16 (stored) |").contains("| mixtral | q8_0 |").contains("| mixtral_f32 | f32 (stored) |");
         assertThat(s).containsPattern("\\| olmoe \\| q4_k \\| — \\| refused: .*256");
         try (Stream<Path> w = Files.walk(CliRunner.fixtures())) {
             assertThat(w.filter(p -> p.getFileName().toString().equals(".epserve-cache")).toList()).isEmpty();
         }
+    }
+
+    /** --alternate decodes the stored and the quantized experts in turn and prints each round, the ratio and the bytes. */
+    @Test
+    void benchQuantAlternatesStoredAndQuantizedDecode() throws IOException {
+        Path dir = copy("qwen2_moe");
+        String s = benchQuant("--model", dir.toString(), "--alternate", "2", "--dtypes", "q8_0",
+                "--prompt-tokens", "4", "--gen-tokens", "3", "--runs", "1", "--warmup", "0");
+        assertThat(s).contains("quantized matvec: ").contains("load average at start: ").contains("load average at end: ");
+        assertThat(s).containsPattern("\\| 1 \\| bf16 \\(stored\\) \\| [0-9.]+ \\| 1\\.00× \\| [0-9.]+ \\| [0-9.]+ \\|");
+        assertThat(s).containsPattern("\\| 2 \\| q8_0 \\| [0-9.]+ \\| [0-9.]+× \\|");
+        assertThat(s).containsPattern("q8_0 / bf16 \\(stored\\): decode tok/s median [0-9.]+× \\(rounds \\[[0-9.]+, [0-9.]+\\]\\); "
+                + "CPU time per token median [0-9.]+× less");
+        // the quantized experts read fewer bytes per token than the stored ones
+        Matcher rows = Pattern.compile("\\| 1 \\| (\\S+)[^|]*\\| [0-9.]+ \\| [0-9.]+× \\| ([0-9.]+) \\|").matcher(s);
+        List<Double> mb = new ArrayList<>();
+        while (rows.find()) {
+            mb.add(Double.parseDouble(rows.group(2)));
+        }
+        assertThat(mb).hasSize(2);
+        assertThat(mb.get(1)).isLessThan(mb.get(0));
+
+        CliRunner.Outcome zero = CliRunner.inProcess("bench", "quant", "--model", dir.toString(), "--alternate", "0");
+        assertThat(zero.exitCode()).isEqualTo(2);
+        assertThat(zero.err()).contains("--alternate needs at least 1 round");
+    }
+
+    /** Runs BenchQuantCommand in process (it writes its tables to System.out), expects exit code 0, returns stdout. */
+    private static String benchQuant(String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        PrintStream old = System.out;
+        int code;
+        try {
+            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+            code = new CommandLine(new BenchQuantCommand()).execute(args);
+        } finally {
+            System.setOut(old);
+        }
+        String s = out.toString(StandardCharsets.UTF_8);
+        assertThat(code).as(s).isZero();
+        return s;
     }
 }

@@ -44,10 +44,31 @@ class SimulateCommandTest {
     void badInputNamesTheOption() {
         assertThat(CliRunner.inProcess("simulate", "--bandwidth", "fast").err()).contains("--bandwidth fast");
         assertThat(CliRunner.inProcess("simulate", "--cpu", "many").err()).contains("--cpu many");
+        assertThat(CliRunner.inProcess("simulate", "--byte-ns", "-1").err()).contains("--byte-ns");
         assertThat(CliRunner.inProcess("simulate", "--policy", "random").err()).contains("unknown placement policy 'random'");
         CliRunner.Outcome o = CliRunner.inProcess("simulate", "--load", tmp.resolve("none.json").toString());
         assertThat(o.exitCode()).isEqualTo(2);
         assertThat(o.err()).contains("none.json");
+    }
+
+    @Test
+    void calibrationWithTwoMessagePointsFitsCostPerMessageAndPerByte() throws Exception {
+        String model = CliRunner.fixtures().resolve("mixtral/model").toString();
+        Path f = tmp.resolve("points.tsv");
+        Files.writeString(f, String.join("\n",
+                "# synthetic figures: the test checks the fit runs and the table prints, not the figures",
+                "single, batch 1\tfit-frontend\t" + model + "\t0\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t400",
+                "single, batch 8\tfit-frontend\t" + model + "\t0\tcolocated\tcontiguous\toff\t8\t0\tunlimited\t1500",
+                "2 workers, batch 1\tfit-message\t" + model + "\t2\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t150",
+                "2 workers, batch 8, overlap\tfit-message\t" + model + "\t2\tcolocated\tcontiguous\ton\t8\t0\tunlimited\t500",
+                "4 workers, batch 8\tpredict\t" + model + "\t4\tcolocated\tcontiguous\toff\t8\t0\tunlimited\t600", ""));
+        CliRunner.Outcome o = CliRunner.inProcess("simulate", "--calibrate", f.toString(), "--cpu", "machine:2", "--worker-threads", "1",
+                "--steps", "3");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.out()).containsPattern("a message's software [0-9]+ µs \\+ [0-9.]+ ns per byte of a core at each end");
+        assertThat(o.out()).contains("| 2 workers, batch 8, overlap | fit (message) | 500.0 |");
+        assertThat(o.out()).containsPattern("\\| 4 workers, batch 8 \\| prediction \\| 600.0 \\| [0-9.]+ \\|");
+        assertThat(o.out()).contains("of 1 predictions within 15%");
     }
 
     @Test

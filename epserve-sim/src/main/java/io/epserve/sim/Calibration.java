@@ -8,13 +8,22 @@ import java.util.function.Function;
 /**
  * Predicted against measured, for configurations run for real on this machine. Three kinds of
  * point: two single-process runs at different batch sizes fit the frontend's work outside its
- * weight products (per layer and per token); one run through workers fits the software cost of
- * a message; every other point is predicted with those figures and compared. A point is accepted
- * when the prediction is within {@link #TOLERANCE} of the measurement.
+ * weight products (per layer and per token); one or two runs through workers fit the core time a
+ * message's software takes at each end — with one, per message; with two at different batch
+ * sizes, per message and per byte (the small batch's messages are nearly all fixed cost, the
+ * large batch's mostly bytes); every other point is predicted with those figures and compared. A
+ * point is accepted when the prediction is within {@link #TOLERANCE} of the measurement. The
+ * hand-off's wall time is not fitted: it stays at the points' own (0 from a points file).
  */
 public final class Calibration {
     /** The accepted relative error of a prediction. */
     public static final double TOLERANCE = 0.15;
+
+    /** The largest per-message cost a fit considers. */
+    private static final double MAX_MESSAGE_SECONDS = 0.05;
+
+    /** The largest per-byte cost a fit considers (1 µs a byte: 1 MB/s). */
+    private static final double MAX_BYTE_SECONDS = 1e-6;
 
     /** What a measured point is used for. */
     public enum Use { FIT_FRONTEND, FIT_MESSAGE, PREDICT }
@@ -48,10 +57,11 @@ public final class Calibration {
 
     /**
      * @param cost           the fitted cost model
-     * @param messageSeconds the fitted software cost of one message
-     * @param rows           every point, fitted ones first
+     * @param messageSeconds the fitted software cost of one message at each end (seconds of one core)
+     * @param byteSeconds    the fitted software cost per byte of a message at each end (0 unless two fit-message points)
+     * @param rows           every point, in the order given
      */
-    public record Result(CostModel cost, double messageSeconds, List<Row> rows) {
+    public record Result(CostModel cost, double messageSeconds, double byteSeconds, List<Row> rows) {
         public boolean accepted() {
             return rows.stream().allMatch(Row::accepted);
         }
@@ -63,25 +73,25 @@ public final class Calibration {
     public static Result run(List<Point> points, CostModel cost) {
         List<Point> frontend = points.stream().filter(p -> p.use() == Use.FIT_FRONTEND).toList();
         List<Point> message = points.stream().filter(p -> p.use() == Use.FIT_MESSAGE).toList();
-        if (frontend.size() != 2 || message.size() != 1) {
+        if (frontend.size() != 2 || message.isEmpty() || message.size() > 2) {
             throw new IllegalArgumentException("calibration needs exactly two fit-frontend points (single process, two batch sizes) and one "
-                    + "fit-message point (through workers); got " + frontend.size() + " and " + message.size());
+                    + "or two fit-message points (through workers); got " + frontend.size() + " and " + message.size());
         }
         CostModel fitted = fitFrontend(frontend.get(0), frontend.get(1), cost);
-        Point mp = message.getFirst();
-        double msg = fitMessage(mp, fitted);
+        double[] msg = message.size() == 1 ? new double[] {fitMessage(message.getFirst(), fitted, 0), 0}
+                : fitMessageAndBytes(message.get(0), message.get(1), fitted);
         List<Row> rows = new ArrayList<>();
         for (Point p : points) {
-            SimResult r = Simulator.run(apply(p.scenario(), fitted, msg));
+            SimResult r = Simulator.run(apply(p.scenario(), fitted, msg[0], msg[1]));
             rows.add(new Row(p, r.tokensPerSecond(), r.stepMean()));
         }
-        return new Result(fitted, msg, rows);
+        return new Result(fitted, msg[0], msg[1], rows);
     }
 
-    private static Scenario apply(Scenario s, CostModel cost, double messageSeconds) {
+    private static Scenario apply(Scenario s, CostModel cost, double messageSeconds, double byteSeconds) {
         Network n = s.network();
-        return new Scenario(s.model(), cost, new Network(n.latencySeconds(), n.bitsPerSecond(), messageSeconds, n.wireBytesPerValue()),
-                s.cluster(), s.popularity(), s.placement(), s.routing(), s.steps(), s.seed());
+        return new Scenario(s.model(), cost, n.withMessageCosts(messageSeconds, byteSeconds, n.handoffSeconds()), s.cluster(), s.popularity(),
+                s.placement(), s.routing(), s.steps(), s.seed());
     }
 
     /**
@@ -106,7 +116,7 @@ public final class Calibration {
         double[] extra = extraPerLayer(ps, bare);
         String source = cost.source();
         if (extra[0] < 0 || extra[1] < 0) {
-            double modelled = Simulator.run(apply(ps[1].scenario(), bare, 0)).stepMean();
+            double modelled = Simulator.run(apply(ps[1].scenario(), bare, 0, 0)).stepMean();
             double factor = measuredStep(ps[1]) / modelled;
             source += String.format(Locale.ROOT, "; kernels scaled ×%.3f to '%s'", factor, ps[1].name());
             bare = bare.slower(factor, source);
@@ -129,26 +139,72 @@ public final class Calibration {
     private static double[] extraPerLayer(Point[] ps, CostModel bare) {
         double[] extra = new double[ps.length];
         for (int i = 0; i < ps.length; i++) {
-            double modelled = Simulator.run(apply(ps[i].scenario(), bare, 0)).stepMean();
+            double modelled = Simulator.run(apply(ps[i].scenario(), bare, 0, 0)).stepMean();
             extra[i] = (measuredStep(ps[i]) - modelled) / ps[i].scenario().model().layers();
         }
         return extra;
     }
 
-    /** The message cost that makes the point's prediction its measurement (bisection: more cost, fewer tokens/s). */
-    static double fitMessage(Point p, CostModel cost) {
-        Function<Double, Double> tps = m -> Simulator.run(apply(p.scenario(), cost, m)).tokensPerSecond();
+    /**
+     * The per-message core time that makes the point's prediction its measurement, with the
+     * given cost per byte (bisection: more cost, fewer tokens/s); 0 when even a free message is
+     * too slow, the search's ceiling when even that is too fast.
+     */
+    static double fitMessage(Point p, CostModel cost, double byteSeconds) {
+        return bisect(m -> Simulator.run(apply(p.scenario(), cost, m, byteSeconds)).tokensPerSecond(), p.measuredTokensPerSecond(),
+                MAX_MESSAGE_SECONDS);
+    }
+
+    /**
+     * Core time per message and per byte that make both points' predictions their measurements:
+     * for each candidate cost per byte, the cost per message that fits the point with the smaller
+     * batch (small messages); then the cost per byte at which the other point fits too
+     * (bisection on the sign of its error).
+     */
+    static double[] fitMessageAndBytes(Point a, Point b, CostModel cost) {
+        if (a.scenario().cluster().batch() == b.scenario().cluster().batch()) {
+            throw new IllegalArgumentException("the two fit-message points need different batch sizes (small and large messages), both have "
+                    + a.scenario().cluster().batch());
+        }
+        Point small = a.scenario().cluster().batch() < b.scenario().cluster().batch() ? a : b;
+        Point large = small == a ? b : a;
+        Function<Double, Double> error = perByte -> Simulator.run(apply(large.scenario(), cost, fitMessage(small, cost, perByte), perByte))
+                .tokensPerSecond() - large.measuredTokensPerSecond();
         double lo = 0;
-        double hi = 0.05;
-        if (tps.apply(lo) <= p.measuredTokensPerSecond()) {
+        double hi = MAX_BYTE_SECONDS;
+        double atLo = error.apply(lo);
+        double atHi = error.apply(hi);
+        double perByte;
+        if (Math.signum(atLo) == Math.signum(atHi)) {
+            // no cost per byte fits both: the end with the smaller error
+            perByte = Math.abs(atLo) <= Math.abs(atHi) ? lo : hi;
+        } else {
+            for (int i = 0; i < 30; i++) {
+                double mid = (lo + hi) / 2;
+                if (Math.signum(error.apply(mid)) == Math.signum(atLo)) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            perByte = (lo + hi) / 2;
+        }
+        return new double[] {fitMessage(small, cost, perByte), perByte};
+    }
+
+    /** The x in [0, max] where the decreasing tokensPerSecond(x) meets {@code measured}, or the end of the range it cannot reach. */
+    private static double bisect(Function<Double, Double> tokensPerSecond, double measured, double max) {
+        double lo = 0;
+        double hi = max;
+        if (tokensPerSecond.apply(lo) <= measured) {
             return 0;
         }
-        if (tps.apply(hi) >= p.measuredTokensPerSecond()) {
+        if (tokensPerSecond.apply(hi) >= measured) {
             return hi;
         }
-        for (int i = 0; i < 40; i++) {
+        for (int i = 0; i < 30; i++) {
             double mid = (lo + hi) / 2;
-            if (tps.apply(mid) > p.measuredTokensPerSecond()) {
+            if (tokensPerSecond.apply(mid) > measured) {
                 lo = mid;
             } else {
                 hi = mid;

@@ -2,8 +2,9 @@ package io.epserve.sim;
 
 /**
  * Which processes compete for cores. A process (frontend or worker) runs its tasks one at a time
- * on up to its thread count of cores; where cores are shared, a task waits (first come, first
- * served) until it has them.
+ * on its threads; where cores are shared, every runnable thread (a task's kernel threads, a
+ * message's software) gets an equal share of them, at most one core, as the operating system's
+ * fair scheduler gives it: more runnable threads than cores slow every one of them alike.
  */
 public sealed interface Cpu {
 

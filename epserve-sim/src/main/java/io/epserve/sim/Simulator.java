@@ -17,8 +17,10 @@ import java.util.SplittableRandom;
  * ends when every micro-batch has passed the head; the next starts at once (decode: each token
  * needs the last).
  *
- * <p>Resources, each first come first served: every process runs one task at a time; cores, when
- * shared ({@link Cpu}); each host's link, per direction ({@link Network}). Replicas of an expert
+ * <p>Resources: every process runs one task at a time, first come first served; cores are shared
+ * by the runnable threads as a fair scheduler shares them ({@link Cpu}), by the processes' kernels
+ * and by the messages' software at both ends; each host's link, per direction, first come first
+ * served ({@link Network}). Replicas of an expert
  * are chosen per dispatch as the dispatcher does when the combine is exact: all of an expert's
  * tokens to one replica, experts in decreasing token count each to the replica whose worker has
  * the fewest tokens so far.
@@ -54,31 +56,23 @@ public final class Simulator {
         this.m = s.model();
         this.c = s.cluster();
         int hosts = c.hosts();
-        pools = switch (c.cpu()) {
-            case Cpu.Dedicated d -> null;
-            case Cpu.PerHost p -> {
-                CorePool[] ps = new CorePool[hosts];
-                for (int h = 0; h < hosts; h++) {
-                    ps[h] = new CorePool(p.cores());
-                }
-                yield ps;
-            }
-            case Cpu.OneMachine o -> {
-                CorePool one = new CorePool(o.cores());
-                CorePool[] ps = new CorePool[hosts];
-                Arrays.fill(ps, one);
-                yield ps;
-            }
-        };
+        pools = new CorePool[hosts];
+        switch (c.cpu()) {
+            // each process gets cores of its own below; a host's network stack never waits for a core
+            case Cpu.Dedicated d -> Arrays.setAll(pools, h -> new CorePool(Double.POSITIVE_INFINITY));
+            case Cpu.PerHost p -> Arrays.setAll(pools, h -> new CorePool(p.cores()));
+            case Cpu.OneMachine o -> Arrays.fill(pools, new CorePool(o.cores()));
+        }
+        boolean dedicated = c.cpu() instanceof Cpu.Dedicated;
         frontends = new Proc[c.frontends()];
         for (int f = 0; f < frontends.length; f++) {
             int h = c.frontendHost(f);
-            frontends[f] = new Proc(h, c.frontendThreads(), pools == null ? null : pools[h]);
+            frontends[f] = new Proc(h, c.frontendThreads(), dedicated ? new CorePool(c.frontendThreads()) : pools[h]);
         }
         workers = new Proc[c.workers()];
         for (int w = 0; w < workers.length; w++) {
             int h = c.workerHost(w);
-            workers[w] = new Proc(h, c.workerThreads(), pools == null ? null : pools[h]);
+            workers[w] = new Proc(h, c.workerThreads(), dedicated ? new CorePool(c.workerThreads()) : pools[h]);
         }
         egressFree = new double[hosts];
         ingressFree = new double[hosts];
@@ -140,21 +134,28 @@ public final class Simulator {
         events.add(new Event(time, sequence++, action));
     }
 
-    /** Delivers a message of {@code bytes} from host a to host b (after its software cost), then runs {@code then}. */
+    /**
+     * Delivers a message of {@code bytes} from host a to host b, then runs {@code then}: the
+     * sender's software cost on one of its host's cores, the link (when the hosts differ), the
+     * receiver's software cost on one of its host's cores, the hand-off.
+     */
     private void send(int from, int to, long bytes, Runnable then) {
         Network n = s.network();
         wireBytes += bytes;
-        double ready = now + n.messageSeconds();
-        if (from == to) {
-            at(ready, then);
-            return;
-        }
-        double tx = n.transmitSeconds(bytes);
-        double start = Math.max(ready, egressFree[from]);
-        egressFree[from] = start + tx;
-        double arrive = Math.max(start + n.latencySeconds(), ingressFree[to]);
-        ingressFree[to] = arrive + tx;
-        at(arrive + tx, then);
+        double software = n.softwareSeconds(bytes);
+        pools[from].run(software, 1, () -> {
+            Runnable receive = () -> pools[to].run(software, 1, () -> at(now + n.handoffSeconds(), then));
+            if (from == to) {
+                receive.run();
+                return;
+            }
+            double tx = n.transmitSeconds(bytes);
+            double start = Math.max(now, egressFree[from]);
+            egressFree[from] = start + tx;
+            double arrive = Math.max(start + n.latencySeconds(), ingressFree[to]);
+            ingressFree[to] = arrive + tx;
+            at(arrive + tx, receive);
+        });
     }
 
     /** One decode loop of one frontend: steps of one or two micro-batches through every layer. */
@@ -404,38 +405,115 @@ public final class Simulator {
         }
     }
 
-    /** Cores shared by processes: a task takes its cores whole, first come first served. */
+    /**
+     * Cores shared by the threads that want them, as an operating system's fair scheduler shares
+     * them (processor sharing): while threads t_1..t_n of n jobs are runnable on C cores, each
+     * thread runs at min(1, C / Σt) of a core, so a job of w single-thread seconds on t threads
+     * progresses at t·min(1, C / Σt). Alone on enough cores a job takes w / t; three runnable
+     * threads on two cores each get two thirds of one.
+     */
     private final class CorePool {
-        int free;
-        final ArrayDeque<Proc> waiting = new ArrayDeque<>();
+        final double capacity;
+        final List<Job> running = new ArrayList<>();
+        double last;
+        long version;
 
-        final int capacity;
-
-        CorePool(int cores) {
-            this.free = cores;
+        CorePool(double cores) {
             this.capacity = cores;
         }
 
-        void request(Proc p) {
-            if (waiting.isEmpty() && free >= p.coresWanted()) {
-                free -= p.coresWanted();
-                p.granted();
-            } else {
-                waiting.add(p);
+        /** Runs {@code work} single-thread seconds on {@code threads} threads, then {@code done}. */
+        void run(double work, int threads, Runnable done) {
+            if (work <= 0) {
+                // as an event, not a call: a long chain of free tasks must not grow the stack
+                at(now, done);
+                return;
+            }
+            advance();
+            running.add(new Job(work, threads, done));
+            reschedule();
+        }
+
+        private double perThread() {
+            int threads = 0;
+            for (Job j : running) {
+                threads += j.threads;
+            }
+            return Math.min(1.0, capacity / threads);
+        }
+
+        /** Charges the time since the last change to every running job. */
+        private void advance() {
+            double dt = now - last;
+            last = now;
+            if (dt <= 0 || running.isEmpty()) {
+                return;
+            }
+            double share = perThread();
+            for (Job j : running) {
+                j.remaining -= dt * j.threads * share;
             }
         }
 
-        void release(int cores) {
-            free += cores;
-            while (!waiting.isEmpty() && free >= waiting.peek().coresWanted()) {
-                Proc p = waiting.poll();
-                free -= p.coresWanted();
-                p.granted();
+        private void reschedule() {
+            long v = ++version;
+            if (running.isEmpty()) {
+                return;
+            }
+            double share = perThread();
+            double soonest = Double.POSITIVE_INFINITY;
+            for (Job j : running) {
+                soonest = Math.min(soonest, Math.max(0, j.remaining) / (j.threads * share));
+            }
+            at(now + soonest, () -> {
+                if (v == version) {
+                    finish();
+                }
+            });
+        }
+
+        /** Ends the jobs whose work is done (at least the one closest to done: rounding), then runs their continuations. */
+        private void finish() {
+            advance();
+            List<Job> done = new ArrayList<>();
+            Job closest = null;
+            for (Job j : running) {
+                if (j.remaining <= 1e-9 * j.work) {
+                    done.add(j);
+                }
+                if (closest == null || j.remaining / j.threads < closest.remaining / closest.threads) {
+                    closest = j;
+                }
+            }
+            if (done.isEmpty()) {
+                done.add(closest);
+            }
+            running.removeAll(done);
+            reschedule();
+            for (Job j : done) {
+                j.done.run();
             }
         }
     }
 
-    /** A process: runs its tasks one at a time, first come first served, on its threads. */
+    private static final class Job {
+        final double work;
+        final int threads;
+        final Runnable done;
+        double remaining;
+
+        Job(double work, int threads, Runnable done) {
+            this.work = work;
+            this.threads = threads;
+            this.done = done;
+            this.remaining = work;
+        }
+    }
+
+    /**
+     * A process: runs its tasks one at a time, first come first served; a task's products on the
+     * process's kernel threads, then its other work on one thread, both on the cores of its pool.
+     */
     private final class Proc {
         final int host;
         final int threads;
@@ -450,43 +528,27 @@ public final class Simulator {
             this.pool = pool;
         }
 
-        /** Queues a task: {@code work} seconds on one thread (split over the threads it gets) plus {@code wall} seconds as is. */
-        void submit(double work, double wall, Runnable done) {
-            queue.add(new Task(work, wall, done));
+        /** Queues a task: {@code work} seconds on one thread (split over the process's threads) plus {@code serial} seconds on one thread. */
+        void submit(double work, double serial, Runnable done) {
+            queue.add(new Task(work, serial, done));
             if (!running) {
                 startNext();
             }
         }
 
-        int coresWanted() {
-            return pool == null ? threads : Math.min(threads, pool.capacity);
-        }
-
         private void startNext() {
-            if (queue.isEmpty()) {
+            Task t = queue.poll();
+            if (t == null) {
                 running = false;
                 return;
             }
             running = true;
-            if (pool == null) {
-                granted();
-            } else {
-                pool.request(this);
-            }
-        }
-
-        void granted() {
-            Task t = queue.poll();
-            int cores = coresWanted();
-            double d = t.work / cores + t.wall;
-            busy += d;
-            at(now + d, () -> {
-                if (pool != null) {
-                    pool.release(cores);
-                }
+            double start = now;
+            pool.run(t.work, threads, () -> pool.run(t.wall, 1, () -> {
+                busy += now - start;
                 t.done.run();
                 startNext();
-            });
+            }));
         }
     }
 

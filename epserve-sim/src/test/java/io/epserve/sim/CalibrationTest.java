@@ -12,11 +12,15 @@ import org.junit.jupiter.api.Test;
 class CalibrationTest {
 
     static Scenario scenario(CostModel cost, double message, int workers, int batch, boolean overlap, double latency) {
+        return scenario(cost, message, 0, workers, batch, overlap, latency);
+    }
+
+    static Scenario scenario(CostModel cost, double message, double perByte, int workers, int batch, boolean overlap, double latency) {
         ModelShape m = SimulatorTest.model(8, 2);
         Cluster c = new Cluster(workers, workers == 0 ? 1 : workers + 1, 1, batch, overlap, 2, 1, new Cpu.OneMachine(2),
                 workers == 0 ? HostLayout.COLOCATED : HostLayout.FRONTEND_HOST);
         ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());
-        return new Scenario(m, cost, new Network(latency, 1e9, message, 4), c, pop,
+        return new Scenario(m, cost, new Network(latency, 1e9, message, perByte, 0, 4), c, pop,
                 workers == 0 ? null : SimulatorTest.CONTIGUOUS.place(m, workers, pop), Scenario.Routing.SAMPLED, 6, 2);
     }
 
@@ -47,6 +51,33 @@ class CalibrationTest {
             assertThat(row.error()).as(row.point().name()).isCloseTo(0, within(1e-6));
         }
         assertThat(r.accepted()).isTrue();
+    }
+
+    @Test
+    void twoMessagePointsFitTheCostPerByteToo() {
+        CostModel truth = SimulatorTest.cost(0.4e-3, 0.05e-3);
+        double message = 0.2e-3;
+        double perByte = 20e-9;
+        CostModel start = SimulatorTest.cost(0, 0);
+        List<Calibration.Point> points = new ArrayList<>();
+        Object[][] configs = {
+                {"single, batch 1", Calibration.Use.FIT_FRONTEND, 0, 1, false},
+                {"single, batch 16", Calibration.Use.FIT_FRONTEND, 0, 16, false},
+                {"2 workers, batch 1", Calibration.Use.FIT_MESSAGE, 2, 1, false},
+                {"2 workers, batch 16, overlap", Calibration.Use.FIT_MESSAGE, 2, 16, true},
+                {"1 worker, batch 16", Calibration.Use.PREDICT, 1, 16, false},
+                {"4 workers, overlap", Calibration.Use.PREDICT, 4, 16, true}};
+        for (Object[] c : configs) {
+            double measured = Simulator.run(scenario(truth, message, perByte, (int) c[2], (int) c[3], (boolean) c[4], 0)).tokensPerSecond();
+            points.add(new Calibration.Point((String) c[0], (Calibration.Use) c[1], scenario(start, 0, (int) c[2], (int) c[3], (boolean) c[4], 0),
+                    measured));
+        }
+        Calibration.Result r = Calibration.run(points, start);
+        assertThat(r.messageSeconds()).isCloseTo(message, within(2e-6));
+        assertThat(r.byteSeconds()).isCloseTo(perByte, within(0.2e-9));
+        for (Calibration.Row row : r.rows()) {
+            assertThat(row.error()).as(row.point().name()).isCloseTo(0, within(1e-3));
+        }
     }
 
     @Test
@@ -91,5 +122,11 @@ class CalibrationTest {
         CostModel c = SimulatorTest.cost(0, 0);
         assertThatThrownBy(() -> Calibration.run(List.of(new Calibration.Point("w", Calibration.Use.PREDICT, scenario(c, 0, 1, 4, false, 0), 10)), c))
                 .hasMessageContaining("exactly two fit-frontend points");
+        assertThatThrownBy(() -> Calibration.run(List.of(
+                new Calibration.Point("s1", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 1, false, 0), 10),
+                new Calibration.Point("s4", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 4, false, 0), 20),
+                new Calibration.Point("a", Calibration.Use.FIT_MESSAGE, scenario(c, 0, 1, 4, false, 0), 10),
+                new Calibration.Point("b", Calibration.Use.FIT_MESSAGE, scenario(c, 0, 2, 4, false, 0), 10)), c))
+                .hasMessageContaining("different batch sizes");
     }
 }

@@ -49,7 +49,7 @@ class SimulatorTest {
         ModelShape m = model(8, 2);
         CostModel cost = cost(0.3e-3, 0.01e-3);
         double msg = 0.2e-3;
-        Network net = new Network(0, Double.POSITIVE_INFINITY, msg, 4);
+        Network net = new Network(0, Double.POSITIVE_INFINITY, msg, 0, 0, 4);
         int batch = 16;
         Cluster c = new Cluster(1, 1, 1, batch, false, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
         SimResult r = Simulator.run(scenario(m, cost, net, c, CONTIGUOUS, Scenario.Routing.EXPECTED));
@@ -58,8 +58,9 @@ class SimulatorTest {
         for (int l = 0; l < m.layers(); l++) {
             step += cost.frontendProductSeconds(m, l, batch) / 2 + 0.3e-3 + 0.01e-3 * batch;
             if (m.isSparse(l)) {
-                // every expert gets batch·k/E tokens, all on the one worker (1 thread), two messages
-                step += 8 * cost.expertSeconds(m, batch * 2 / 8.0) + 2 * msg;
+                // every expert gets batch·k/E tokens, all on the one worker (1 thread); two messages, each paying its
+                // software cost at both ends
+                step += 8 * cost.expertSeconds(m, batch * 2 / 8.0) + 4 * msg;
             }
         }
         step += cost.headSeconds(m, batch) / 2;
@@ -138,7 +139,7 @@ class SimulatorTest {
         // top-1 so that the tokens a worker gets are exactly batch / W; compute free, no latency
         ModelShape m = model(8, 1);
         double bitsPerSecond = 1e9;
-        Network net = new Network(0, bitsPerSecond, 0, 4);
+        Network net = new Network(0, bitsPerSecond, 0, 0, 0, 4);
         int w = 4;
         int batch = 32;
         Cluster c = new Cluster(w, w + 1, 1, batch, false, 1, 1, new Cpu.Dedicated(), HostLayout.FRONTEND_HOST);
@@ -159,7 +160,7 @@ class SimulatorTest {
         double latency = 500e-6;
         Cluster c = new Cluster(2, 3, 1, 8, false, 1, 1, new Cpu.Dedicated(), HostLayout.FRONTEND_HOST);
         SimResult none = Simulator.run(scenario(m, free(), Network.ideal(), c, CONTIGUOUS, Scenario.Routing.EXPECTED));
-        SimResult slow = Simulator.run(scenario(m, free(), new Network(latency, Double.POSITIVE_INFINITY, 0, 4), c, CONTIGUOUS,
+        SimResult slow = Simulator.run(scenario(m, free(), new Network(latency, Double.POSITIVE_INFINITY, 0, 0, 0, 4), c, CONTIGUOUS,
                 Scenario.Routing.EXPECTED));
         assertThat(none.stepMean()).isCloseTo(0, within(1e-15));
         assertThat(slow.stepMean()).isCloseTo(3 * 2 * latency, within(1e-12));
@@ -170,7 +171,7 @@ class SimulatorTest {
         ModelShape m = model(8, 2);
         // the frontend's work grows with its tokens, so halving the batch halves it: the flights are then hidden
         CostModel cost = cost(0, 0.1e-3);
-        Network net = new Network(1e-3, Double.POSITIVE_INFINITY, 0, 4);
+        Network net = new Network(1e-3, Double.POSITIVE_INFINITY, 0, 0, 0, 4);
         Cluster c = new Cluster(2, 3, 1, 16, false, 1, 1, new Cpu.Dedicated(), HostLayout.FRONTEND_HOST);
         SimResult off = Simulator.run(scenario(m, cost, net, c, CONTIGUOUS, Scenario.Routing.EXPECTED));
         SimResult on = Simulator.run(scenario(m, cost, net, c.withOverlap(true), CONTIGUOUS, Scenario.Routing.EXPECTED));
@@ -178,17 +179,47 @@ class SimulatorTest {
     }
 
     @Test
-    void sharedCoresSerialiseProcesses() {
+    void sharedCoresAreSharedFairlyByTheRunnableThreads() {
+        // single-process frontends of one thread each, identical expected work: alone a step takes S; n of them on C
+        // cores share them as a fair scheduler does, each thread at C/n of a core, so every step takes S·n/C
         ModelShape m = model(8, 2);
-        CostModel cost = cost(0, 0);
-        Cluster own = new Cluster(2, 1, 2, 8, false, 1, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
-        Cluster oneCore = new Cluster(2, 1, 2, 8, false, 1, 1, new Cpu.OneMachine(1), HostLayout.COLOCATED);
-        SimResult a = Simulator.run(scenario(m, cost, Network.ideal(), own, CONTIGUOUS, Scenario.Routing.EXPECTED));
-        SimResult b = Simulator.run(scenario(m, cost, Network.ideal(), oneCore, CONTIGUOUS, Scenario.Routing.EXPECTED));
-        // one core does all four processes' work in turn: busy time adds up to the run time
-        double busy = Arrays.stream(b.workerUtilisation()).sum() + Arrays.stream(b.frontendUtilisation()).sum();
-        assertThat(busy).isCloseTo(1.0, within(1e-9));
-        assertThat(b.tokensPerSecond()).isLessThan(a.tokensPerSecond());
+        CostModel cost = cost(0.2e-3, 0.01e-3);
+        Cluster alone = new Cluster(0, 1, 1, 8, false, 1, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
+        double step = Simulator.run(scenario(m, cost, Network.ideal(), alone, CONTIGUOUS, Scenario.Routing.EXPECTED)).stepMean();
+        for (int[] nc : new int[][] {{2, 1}, {3, 2}, {4, 2}}) {
+            Cluster shared = new Cluster(0, 1, nc[0], 8, false, 1, 1, new Cpu.OneMachine(nc[1]), HostLayout.COLOCATED);
+            SimResult r = Simulator.run(scenario(m, cost, Network.ideal(), shared, CONTIGUOUS, Scenario.Routing.EXPECTED));
+            assertThat(r.stepP50()).as("%d threads on %d cores", nc[0], nc[1]).isCloseTo(step * nc[0] / nc[1], within(1e-9 * step));
+            assertThat(r.stepP99()).isCloseTo(r.stepP50(), within(1e-9 * step));
+        }
+        // fewer runnable threads than cores: each runs at full speed
+        Cluster spare = new Cluster(0, 1, 2, 8, false, 1, 1, new Cpu.OneMachine(4), HostLayout.COLOCATED);
+        assertThat(Simulator.run(scenario(m, cost, Network.ideal(), spare, CONTIGUOUS, Scenario.Routing.EXPECTED)).stepMean())
+                .isCloseTo(step, within(1e-9 * step));
+    }
+
+    @Test
+    void messagesTakeCoresFromTheKernels() {
+        // the same two workers, with the messages' software cost on cores of their own (dedicated) and on the machine's
+        // two cores, which the frontend's and workers' kernels also use: sharing can only be slower
+        ModelShape m = model(8, 2);
+        CostModel cost = cost(0.1e-3, 0.01e-3);
+        Network net = new Network(0, Double.POSITIVE_INFINITY, 0.3e-3, 0, 0, 4);
+        Cluster own = new Cluster(2, 1, 1, 16, true, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
+        Cluster shared = new Cluster(2, 1, 1, 16, true, 2, 1, new Cpu.OneMachine(2), HostLayout.COLOCATED);
+        SimResult a = Simulator.run(scenario(m, cost, net, own, CONTIGUOUS, Scenario.Routing.EXPECTED));
+        SimResult b = Simulator.run(scenario(m, cost, net, shared, CONTIGUOUS, Scenario.Routing.EXPECTED));
+        assertThat(b.tokensPerSecond()).isLessThan(a.tokensPerSecond() * 0.95);
+    }
+
+    @Test
+    void handoffIsWallTimePerMessage() {
+        // free compute, one worker: each sparse layer is two messages, each delayed by the hand-off
+        ModelShape m = model(8, 2);
+        Cluster c = new Cluster(1, 1, 1, 4, false, 1, 1, new Cpu.OneMachine(2), HostLayout.COLOCATED);
+        SimResult r = Simulator.run(scenario(m, free(), new Network(0, Double.POSITIVE_INFINITY, 0, 0, 250e-6, 4), c, CONTIGUOUS,
+                Scenario.Routing.EXPECTED));
+        assertThat(r.stepMean()).isCloseTo(3 * 2 * 250e-6, within(1e-12));
     }
 
     @Test

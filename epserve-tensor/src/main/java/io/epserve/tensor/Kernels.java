@@ -12,7 +12,8 @@ package io.epserve.tensor;
  * <p>Parallel kernels (matmul, large attention) run on {@link KernelPool#common()}; its size is
  * the system property {@code epserve.threads} (default: available processors). Setting
  * {@code -Depserve.kernels=scalar} routes every call to {@link ScalarKernels} (debugging only:
- * slow, single-threaded).
+ * slow, single-threaded); {@code -Depserve.kernels=vector} keeps quantized matvecs on the Vector
+ * API even where the native library could take them (same results; for comparisons).
  */
 public final class Kernels {
     private Kernels() {}
@@ -29,6 +30,15 @@ public final class Kernels {
         } else {
             VectorKernels.matmul(x, xOff, m, w, y, yOff);
         }
+    }
+
+    /**
+     * Which kernels run matvecs over block-quantized weights in this JVM: the native library
+     * (see NativeKernels) or the Vector API, and why; for benchmarks and logs. Both compute the
+     * same bits.
+     */
+    public static String quantizedMatvecKernels() {
+        return SCALAR ? "scalar kernels (epserve.kernels=scalar)" : NativeKernels.status();
     }
 
     public static void rmsnorm(float[] x, int xOff, int m, int n, Tensor weight, float eps, float[] out, int outOff) {

@@ -71,9 +71,19 @@ final class QuantizedKernels {
      * short inner loop over a block's vectors into pre/main/post loops whose bookkeeping costs
      * more than the work. Measured on the 2-vCPU Zen 3: four rows per pass were no faster for
      * Q8_0 and 35% slower for Q4_0 (register pressure), eight did not compile (node limit).
-     * Other widths and odd rows take the one-row loops.
+     * Other widths and odd rows take the one-row loops. Where the native library is usable
+     * ({@link NativeKernels}), Q8_0, Q4_0 and Q4_K go there instead: same bits, faster.
      */
     static void matvecQuantized(float[] x, int xOff, MemorySegment seg, DType dt, int k, float[] y, int yOff, int r0, int r1) {
+        if (NativeKernels.handles(dt)) {
+            NativeKernels.matvec(x, xOff, seg, dt, k, y, yOff, r0, r1);
+        } else {
+            matvecVector(x, xOff, seg, dt, k, y, yOff, r0, r1);
+        }
+    }
+
+    /** {@link #matvecQuantized} in the Vector API: the portable path, and the reference of the native one. */
+    static void matvecVector(float[] x, int xOff, MemorySegment seg, DType dt, int k, float[] y, int yOff, int r0, int r1) {
         long rowBytes = dt.bytesFor(k);
         Scratch sc = scratch();
         float[] acc = sc.acc;

@@ -1,0 +1,186 @@
+package io.epserve.tensor;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Locale;
+import java.util.Objects;
+
+/**
+ * The optional native matvec kernels for quantized weights (Q8_0, Q4_0, Q4_K, one token): a small
+ * C library ({@code src/main/c/epserve_kernels.c}, built by this module's build with the system C
+ * compiler, shipped inside the jar) called through the foreign function interface.
+ *
+ * <p>Why: on an AVX2 machine the JIT's code for decoding quantized blocks in registers runs at
+ * about a quarter of the same instruction sequence compiled from C, so quantized decode was
+ * compute-bound and slower than BF16 despite reading half the bytes. The library computes
+ * bitwise what {@link QuantizedKernels} computes with 8 float lanes (same exact decoding, same
+ * per-lane fma order, same lane-sum tree), so results, batch invariance and every golden are
+ * unchanged by whether it is in use.
+ *
+ * <p>It is used only where that equality holds and the code can run: Linux on x86-64, a JVM
+ * whose preferred float vector has 8 lanes, a CPU with AVX2, FMA and F16C (asked of the library
+ * itself), and {@code epserve.kernels} not set to {@code vector} (or {@code scalar}). Anything
+ * else (library absent from the jar because no C compiler was present at build time, a temporary
+ * directory that cannot be written, another architecture) silently leaves the Vector API
+ * kernels in charge; {@link #status()} says which and why.
+ */
+final class NativeKernels {
+    private NativeKernels() {}
+
+    /** The calling convention this class expects of the library (its {@code epserve_native_abi}). */
+    private static final int ABI = 1;
+    static final String RESOURCE = "native/linux-x86_64/libepserve_kernels.so";
+
+    private static final MethodHandle Q8_0;
+    private static final MethodHandle Q4_0;
+    private static final MethodHandle Q4_K;
+    /** Whether quantized matvecs go to the library. */
+    static final boolean ENABLED;
+    private static final String STATUS;
+
+    static {
+        MethodHandle q8 = null;
+        MethodHandle q40 = null;
+        MethodHandle q4k = null;
+        String status;
+        try {
+            String refusal = refusal();
+            if (refusal != null) {
+                status = "Vector API kernels (" + refusal + ")";
+            } else {
+                SymbolLookup lib = load();
+                Linker linker = Linker.nativeLinker();
+                int abi = (int) linker.downcallHandle(symbol(lib, "epserve_native_abi"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
+                int cpuOk = (int) linker.downcallHandle(symbol(lib, "epserve_native_cpu_ok"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
+                if (abi != ABI) {
+                    status = "Vector API kernels (native library has calling convention " + abi + ", expected " + ABI + ")";
+                } else if (cpuOk != 1) {
+                    status = "Vector API kernels (this CPU lacks AVX2, FMA or F16C)";
+                } else {
+                    // Heap arrays (x, y) are passed directly: critical calls may take them, and
+                    // these calls are short (one chunk of rows, tens of microseconds).
+                    FunctionDescriptor matvec = FunctionDescriptor.ofVoid(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+                    Linker.Option heap = Linker.Option.critical(true);
+                    q8 = linker.downcallHandle(symbol(lib, "epserve_matvec_q8_0"), matvec, heap);
+                    q40 = linker.downcallHandle(symbol(lib, "epserve_matvec_q4_0"), matvec, heap);
+                    q4k = linker.downcallHandle(symbol(lib, "epserve_matvec_q4_k"), matvec, heap);
+                    status = "native AVX2 kernels (" + RESOURCE + ")";
+                }
+            }
+        } catch (Throwable t) {
+            // Any failure to load or link leaves the Vector API kernels in charge: they are
+            // always correct, only slower.
+            q8 = null;
+            q40 = null;
+            q4k = null;
+            status = "Vector API kernels (native library not usable: " + t + ")";
+        }
+        Q8_0 = q8;
+        Q4_0 = q40;
+        Q4_K = q4k;
+        ENABLED = q8 != null;
+        STATUS = status;
+    }
+
+    /** Why the library is not even tried here, or null when it is. */
+    private static String refusal() {
+        String kernels = System.getProperty("epserve.kernels");
+        if ("vector".equals(kernels) || "scalar".equals(kernels)) {
+            return "epserve.kernels=" + kernels;
+        }
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
+        String arch = System.getProperty("os.arch", "");
+        if (!os.startsWith("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
+            return "no native kernels for " + os + "/" + arch;
+        }
+        if (VectorKernels.L != 8) {
+            // the library reproduces the 8-lane accumulation scheme only
+            return VectorKernels.L + " float lanes";
+        }
+        if (NativeKernels.class.getResource(RESOURCE) == null) {
+            return "native library not built";
+        }
+        return null;
+    }
+
+    /**
+     * Copies the library out of the jar and opens it. The copy is deleted once opened: the
+     * mapping stays valid, and no file is left behind whatever way the JVM ends.
+     */
+    private static SymbolLookup load() throws IOException {
+        Path tmp = Files.createTempFile("epserve-kernels-", ".so");
+        try {
+            try (InputStream in = NativeKernels.class.getResourceAsStream(RESOURCE)) {
+                if (in == null) {
+                    throw new IOException(RESOURCE + " not found");
+                }
+                Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
+            }
+            return SymbolLookup.libraryLookup(tmp, Arena.global());
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    private static MemorySegment symbol(SymbolLookup lib, String name) {
+        return lib.find(name).orElseThrow(() -> new IllegalStateException(RESOURCE + " has no symbol " + name));
+    }
+
+    /** Which kernels run quantized matvecs in this JVM, and why (for benchmarks and logs). */
+    static String status() {
+        return STATUS;
+    }
+
+    /** Whether {@link #matvec} takes this dtype. */
+    static boolean handles(DType dt) {
+        return ENABLED && (dt == DType.Q8_0 || dt == DType.Q4_0 || dt == DType.Q4_K);
+    }
+
+    /**
+     * Rows {@code [r0, r1)} of {@code y = w x} for one token (as {@link QuantizedKernels#matvecQuantized}):
+     * x holds k floats at xOff, w is seg (rows of whole blocks of dt), y[yOff + r] is written.
+     * Every range is checked here: the C code checks none.
+     */
+    static void matvec(float[] x, int xOff, MemorySegment seg, DType dt, int k, float[] y, int yOff, int r0, int r1) {
+        if (k % dt.blockSize() != 0) {
+            throw new IllegalArgumentException(dt + ": rows of " + k + " weights are not whole blocks of " + dt.blockSize());
+        }
+        long rowBytes = dt.bytesFor(k);
+        if (r0 < 0 || r1 < r0 || (long) r1 * rowBytes > seg.byteSize()) {
+            throw new IndexOutOfBoundsException("rows [" + r0 + ", " + r1 + ") of " + rowBytes + " bytes in a segment of " + seg.byteSize());
+        }
+        Objects.checkFromIndexSize(xOff, k, x.length);
+        Objects.checkFromIndexSize(yOff, r1, y.length);
+        if (r0 == r1) {
+            return;
+        }
+        MemorySegment xs = MemorySegment.ofArray(x).asSlice(4L * xOff);
+        MemorySegment ys = MemorySegment.ofArray(y).asSlice(4L * yOff);
+        int blocks = k / dt.blockSize();
+        try {
+            switch (dt) {
+                case Q8_0 -> Q8_0.invokeExact(xs, seg, rowBytes, blocks, ys, r0, r1);
+                case Q4_0 -> Q4_0.invokeExact(xs, seg, rowBytes, blocks, ys, r0, r1);
+                case Q4_K -> Q4_K.invokeExact(xs, seg, rowBytes, blocks, ys, r0, r1);
+                default -> throw new IllegalArgumentException(dt + " has no native matvec");
+            }
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+}
