@@ -17,7 +17,7 @@ import picocli.CommandLine.Option;
  * several runs after a warm-up.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, subcommands = {BenchEpCommand.class, BenchQuantCommand.class, BenchPrefixCommand.class,
-        BenchBalanceCommand.class},
+        BenchBalanceCommand.class, BenchFailoverCommand.class},
         description = {"Measure prefill and decode speed: a prompt of --prompt-tokens random token ids, then "
                 + "--gen-tokens greedy tokens (EOS ignored). Prints the median of --runs runs after --warmup runs. "
                 + "`epserve bench ep` compares single-process experts with expert worker processes."})

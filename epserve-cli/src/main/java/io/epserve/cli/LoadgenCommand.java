@@ -2,19 +2,14 @@ package io.epserve.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.io.UncheckedIOException;
-import java.net.ConnectException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.net.http.HttpTimeoutException;
 import java.time.Duration;
-import java.util.Iterator;
 import java.util.Locale;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -26,7 +21,6 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.stream.Stream;
 import org.HdrHistogram.ConcurrentHistogram;
 import org.HdrHistogram.Histogram;
 import picocli.CommandLine.Command;
@@ -113,8 +107,7 @@ final class LoadgenCommand implements Callable<Integer> {
         check(maxTokens >= 1, "--max-tokens must be at least 1");
         check(timeoutSeconds >= 1, "--timeout must be at least 1 s");
         URI base = baseUri(url);
-        HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).version(HttpClient.Version.HTTP_1_1)
-                .executor(Executors.newVirtualThreadPerTaskExecutor()).build();
+        HttpClient http = StreamingCompletion.newClient();
         JsonNode card = model(http, base);
         String model = card.path("id").asText();
         int vocab = card.path("vocab_size").asInt(256);
@@ -142,7 +135,7 @@ final class LoadgenCommand implements Callable<Integer> {
                             }
                             tokens.addAndGet(s.outputTokens());
                             ok.incrementAndGet();
-                        } catch (Failure f) {
+                        } catch (StreamingCompletion.Failure f) {
                             synchronized (failures) {
                                 failures.merge(f.getMessage(), 1, Integer::sum);
                             }
@@ -198,7 +191,7 @@ final class LoadgenCommand implements Callable<Integer> {
             r = http.send(HttpRequest.newBuilder(base.resolve("v1/models")).timeout(Duration.ofSeconds(30)).GET().build(),
                     HttpResponse.BodyHandlers.ofString());
         } catch (IOException e) {
-            throw new Main.UsageError("cannot reach " + base + ": " + describe(e));
+            throw new Main.UsageError("cannot reach " + base + ": " + StreamingCompletion.describe(e));
         }
         if (r.statusCode() != 200) {
             throw new Main.UsageError("GET " + base.resolve("v1/models") + " answered HTTP " + r.statusCode() + ": " + r.body());
@@ -220,111 +213,16 @@ final class LoadgenCommand implements Callable<Integer> {
         throw new Main.UsageError("the server lists no model at " + base.resolve("v1/models"));
     }
 
-    /** A failed request, named by its cause (the failure table groups by message). */
-    static final class Failure extends Exception {
-        Failure(String message) {
-            super(message, null, false, false);
-        }
-    }
-
-    private Sample one(HttpClient http, URI base, String model, int vocab, int i) throws Failure {
+    private Sample one(HttpClient http, URI base, String model, int vocab, int i) throws StreamingCompletion.Failure {
         SplittableRandom rnd = new SplittableRandom(seed * 1_000_003L + i);
-        ObjectNode body = JSON.createObjectNode();
-        body.put("model", model);
-        ArrayNode prompt = body.putArray("prompt");
+        int[] prompt = new int[promptTokens];
         for (int t = 0; t < promptTokens; t++) {
-            prompt.add(rnd.nextInt(vocab));
+            prompt[t] = rnd.nextInt(vocab);
         }
-        body.put("max_tokens", maxTokens);
-        body.put("temperature", temperature);
-        body.put("seed", seed + i);
-        body.put("stream", true);
-        body.put("ignore_eos", true);
-        body.putObject("stream_options").put("include_usage", true);
-        HttpRequest req;
-        try {
-            req = HttpRequest.newBuilder(base.resolve("v1/completions")).timeout(Duration.ofSeconds(timeoutSeconds))
-                    .header("Content-Type", "application/json")
-                    .POST(HttpRequest.BodyPublishers.ofByteArray(JSON.writeValueAsBytes(body))).build();
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
-        }
-        long t0 = System.nanoTime();
-        HttpResponse<Stream<String>> r;
-        try {
-            r = http.send(req, HttpResponse.BodyHandlers.ofLines());
-        } catch (IOException e) {
-            throw new Failure(describe(e));
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new Failure("interrupted");
-        }
-        long first = -1;
-        int chunks = 0;
-        int usageTokens = -1;
-        boolean finished = false;
-        try (Stream<String> lines = r.body()) {
-            if (r.statusCode() != 200) {
-                throw new Failure("HTTP " + r.statusCode() + errorMessage(lines));
-            }
-            Iterator<String> it = lines.iterator();
-            while (it.hasNext()) {
-                String line = it.next();
-                if (!line.startsWith("data: ")) {
-                    continue;
-                }
-                String data = line.substring(6);
-                if (data.equals("[DONE]")) {
-                    finished = true;
-                    break;
-                }
-                JsonNode chunk = JSON.readTree(data);
-                if (chunk.has("error")) {
-                    throw new Failure("stream error: " + chunk.get("error").path("message").asText());
-                }
-                for (JsonNode c : chunk.path("choices")) {
-                    if (!c.path("text").asText().isEmpty()) {
-                        if (first < 0) {
-                            first = System.nanoTime();
-                        }
-                        chunks++;
-                    }
-                }
-                if (chunk.hasNonNull("usage")) {
-                    usageTokens = chunk.get("usage").path("completion_tokens").asInt();
-                }
-            }
-        } catch (IOException | UncheckedIOException e) {
-            throw new Failure(describe(e));
-        }
-        long end = System.nanoTime();
-        if (!finished) {
-            throw new Failure("stream ended without [DONE]");
-        }
-        if (first < 0) {
-            first = end;
-        }
-        return new Sample(first - t0, end - t0, usageTokens >= 0 ? usageTokens : chunks);
-    }
-
-    /** ": " and the message of an OpenAI-style error body, or "" when the body is not one. */
-    private static String errorMessage(Stream<String> body) {
-        try {
-            String m = JSON.readTree(String.join("\n", body.toList())).path("error").path("message").asText("");
-            return m.isEmpty() ? "" : ": " + (m.length() > 200 ? m.substring(0, 200) + "…" : m);
-        } catch (IOException | RuntimeException e) {
-            return "";
-        }
-    }
-
-    private static String describe(Exception e) {
-        if (e instanceof HttpTimeoutException) {
-            return "timed out";
-        }
-        if (e instanceof ConnectException || e.getCause() instanceof ConnectException) {
-            return "connection refused";
-        }
-        return e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage());
+        StreamingCompletion.Result r = StreamingCompletion.send(http, base,
+                new StreamingCompletion.Request(model, prompt, maxTokens, temperature, seed + i), Duration.ofSeconds(timeoutSeconds),
+                StreamingCompletion.Progress.NONE);
+        return new Sample(r.ttftNanos(), r.e2eNanos(), r.outputTokens());
     }
 
     private void print(PrintStream out, Report r, String model) {

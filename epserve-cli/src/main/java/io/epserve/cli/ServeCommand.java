@@ -267,6 +267,11 @@ final class ServeCommand implements Callable<Integer> {
                         public Map<String, Boolean> workersUp() {
                             return m.up();
                         }
+
+                        @Override
+                        public boolean servesWhileWorkersDown() {
+                            return g.failoverStats() != null;
+                        }
                     });
                     server.workers(() -> table(m.view()));
                     if (membershipListen != null) {

@@ -11,6 +11,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -20,6 +21,10 @@ import java.util.concurrent.TimeoutException;
  * and tests: starts them, reads the real port from each one's listening line
  * ({@link WorkerProcessMain#LISTENING}), and destroys them on {@link #close()}. The children's
  * output (stdout and stderr merged) goes to {@code log} line by line, prefixed with the worker.
+ *
+ * <p>The set can grow ({@link #add()}) and shrink ({@link #retire}: SIGTERM, after which the
+ * worker drains and exits); a worker keeps its index for life, so indices of retired workers
+ * are not reused and {@link #active()} lists the workers still meant to run.
  */
 public final class LocalWorkerProcesses implements AutoCloseable {
 
@@ -36,8 +41,12 @@ public final class LocalWorkerProcesses implements AutoCloseable {
     private final CommandLine commandLine;
     private final PrintStream log;
     private final Duration startTimeout;
-    private final List<Worker> workers = new ArrayList<>();
-    private boolean closed;
+    private final String host;
+    private final int basePort;
+    /** Only appended to (under this object's lock), read by any thread. */
+    private final List<Worker> workers = new CopyOnWriteArrayList<>();
+    /** Set once by close(); restarts read it without the lock (each worker has its own). */
+    private volatile boolean closed;
 
     private static final class Worker {
         final int index;
@@ -45,6 +54,8 @@ public final class LocalWorkerProcesses implements AutoCloseable {
         // read by other threads (a supervisor restarts workers on its own thread)
         volatile Process process;
         volatile HostPort address;
+        /** Told to leave ({@link #retire}): never restarted. */
+        volatile boolean retiring;
 
         Worker(int index, HostPort requested) {
             this.index = index;
@@ -52,10 +63,12 @@ public final class LocalWorkerProcesses implements AutoCloseable {
         }
     }
 
-    private LocalWorkerProcesses(CommandLine commandLine, PrintStream log, Duration startTimeout) {
+    private LocalWorkerProcesses(CommandLine commandLine, PrintStream log, Duration startTimeout, String host, int basePort) {
         this.commandLine = commandLine;
         this.log = log;
         this.startTimeout = startTimeout;
+        this.host = host;
+        this.basePort = basePort;
     }
 
     /**
@@ -119,29 +132,87 @@ public final class LocalWorkerProcesses implements AutoCloseable {
         if (basePort != 0 && (basePort < 1 || basePort + n - 1 > 65535)) {
             throw new IllegalArgumentException("ports " + basePort + ".." + (basePort + n - 1) + " outside [1, 65535]");
         }
-        LocalWorkerProcesses p = new LocalWorkerProcesses(commandLine, log, startTimeout);
+        LocalWorkerProcesses p = new LocalWorkerProcesses(commandLine, log, startTimeout, host, basePort);
+        List<Worker> started = new ArrayList<>();
         try {
             List<CompletableFuture<HostPort>> ready = new ArrayList<>();
             for (int i = 0; i < n; i++) {
-                Worker w = new Worker(i, new HostPort(host, basePort == 0 ? 0 : basePort + i));
-                p.workers.add(w);
+                Worker w = new Worker(i, p.requested(i));
+                started.add(w);
                 ready.add(p.launch(w, w.requested));
             }
             for (int i = 0; i < n; i++) {
-                p.workers.get(i).address = p.await(p.workers.get(i), ready.get(i));
+                started.get(i).address = p.await(started.get(i), ready.get(i));
             }
+            p.workers.addAll(started);
             return p;
         } catch (RuntimeException e) {
+            p.workers.addAll(started);
             p.close();
             throw e;
         }
     }
 
+    private HostPort requested(int index) {
+        int port = basePort == 0 ? 0 : basePort + index;
+        if (port > 65535) {
+            throw new IllegalArgumentException("worker " + index + " would listen on port " + port + " (--base-port " + basePort
+                    + " + " + index + "), outside [1, 65535]");
+        }
+        return new HostPort(host, port);
+    }
+
+    /**
+     * Starts one more worker (the next index; port {@code basePort + index}, or a free one) and
+     * waits until it listens; returns its index. On failure it is destroyed and not added.
+     */
+    public synchronized int add() {
+        if (closed) {
+            throw new IllegalStateException("the worker processes are closed: no worker is added");
+        }
+        Worker w = new Worker(workers.size(), requested(workers.size()));
+        try {
+            w.address = await(w, launch(w, w.requested));
+        } catch (RuntimeException e) {
+            Process proc = w.process;
+            if (proc != null) {
+                proc.destroyForcibly();
+            }
+            throw e;
+        }
+        workers.add(w);
+        return w.index;
+    }
+
+    /**
+     * Asks worker i to leave: SIGTERM, on which a worker drains (its frontend places its experts
+     * elsewhere and releases it) and exits 0. It is never restarted after this.
+     */
+    public void retire(int i) {
+        Worker w = workers.get(i);
+        w.retiring = true;
+        Process proc = w.process;
+        if (proc != null && proc.isAlive()) {
+            proc.destroy();
+        }
+    }
+
+    /** Whether worker i was told to leave. */
+    public boolean retiring(int i) {
+        return workers.get(i).retiring;
+    }
+
+    /** Indices of the workers not told to leave, in order (some may be dead and about to be restarted). */
+    public List<Integer> active() {
+        return workers.stream().filter(w -> !w.retiring).map(w -> w.index).toList();
+    }
+
+    /** Workers ever started (indices 0 .. size - 1), retired ones included. */
     public int size() {
         return workers.size();
     }
 
-    /** host:port of each worker, in order. */
+    /** host:port of each worker ever started, in order. */
     public List<String> addresses() {
         return workers.stream().map(w -> w.address.toString()).toList();
     }
@@ -167,17 +238,29 @@ public final class LocalWorkerProcesses implements AutoCloseable {
         }
     }
 
-    /** Starts worker i again on the port it had (kill it first); returns its address. */
-    public synchronized String restart(int i) {
-        if (closed) {
-            throw new IllegalStateException("the worker processes are closed: worker " + i + " is not restarted");
-        }
+    /**
+     * Starts worker i again on the port it had (kills it first) and waits until it listens;
+     * returns its address. Workers restart independently: a slow start blocks no other worker's.
+     */
+    public String restart(int i) {
         Worker w = workers.get(i);
-        if (w.process != null && w.process.isAlive()) {
-            kill(i);
+        synchronized (w) {
+            if (closed) {
+                throw new IllegalStateException("the worker processes are closed: worker " + i + " is not restarted");
+            }
+            if (w.retiring) {
+                throw new IllegalStateException("worker " + i + " was retired: it is not restarted");
+            }
+            if (w.process != null && w.process.isAlive()) {
+                kill(i);
+            }
+            w.address = await(w, launch(w, w.address));
+            if (closed) {
+                w.process.destroyForcibly(); // close() ran meanwhile: nothing it started may outlive it
+                throw new IllegalStateException("the worker processes were closed while worker " + i + " restarted");
+            }
+            return w.address.toString();
         }
-        w.address = await(w, launch(w, w.address));
-        return w.address.toString();
     }
 
     private CompletableFuture<HostPort> launch(Worker w, HostPort listen) {

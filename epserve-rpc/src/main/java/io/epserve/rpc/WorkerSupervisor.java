@@ -1,8 +1,11 @@
 package io.epserve.rpc;
 
 import java.time.Duration;
+import java.util.Map;
 import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
@@ -16,8 +19,13 @@ import java.util.function.Consumer;
  * call (a worker that lost its share answers FAILED_PRECONDITION, and the dispatcher re-assigns),
  * mapping its experts from the checkpoint or the converted-experts cache without converting again.
  *
- * <p>What happens is reported as {@link Event}s, on the supervisor's own thread. Close the
- * supervisor before the processes, or it restarts the workers that {@code close()} stops.
+ * <p>The pool can grow and shrink while supervised: {@link #add()} starts one more worker and
+ * watches it; {@link #retire} asks one to leave (SIGTERM: it drains and exits 0) and kills it if it
+ * has not left after a drain timeout; a retired worker is never restarted, whatever its exit code.
+ *
+ * <p>What happens is reported as {@link Event}s, on the supervisor's own thread (an added worker
+ * on the caller's). Close the supervisor before the processes, or it restarts the workers that
+ * {@code close()} stops.
  */
 public final class WorkerSupervisor implements AutoCloseable {
 
@@ -65,15 +73,32 @@ public final class WorkerSupervisor implements AutoCloseable {
 
         /** The worker exited 0 (it drained and left): not restarted. */
         record Left(int worker, String address, long pid) implements Event {}
+
+        /** A worker was added to the pool and listens, {@code startup} after it was launched. */
+        record Added(int worker, String address, long pid, Duration startup) implements Event {}
+
+        /**
+         * A worker that was asked to leave ({@link #retire}) is gone, {@code drain} after it was
+         * asked: exit code 0 when it drained, another when it failed to or was killed at the drain timeout.
+         */
+        record Retired(int worker, String address, long pid, int exitCode, Duration drain) implements Event {}
     }
 
     private final LocalWorkerProcesses workers;
     private final Backoff backoff;
     private final Consumer<Event> events;
     private final ScheduledExecutorService thread;
-    private final int[] failuresInARow;
-    private final long[] upSince;
+    /** Per worker index; touched on the supervisor's thread (and once by whoever adds the worker, before it is watched). */
+    private final Map<Integer, Watch> watches = new ConcurrentHashMap<>();
     private volatile boolean closed;
+
+    private static final class Watch {
+        int failuresInARow;
+        volatile long upSince = System.nanoTime();
+        /** When the worker was asked to leave, or 0. */
+        long retiredAt;
+        boolean retiredReported;
+    }
 
     private WorkerSupervisor(LocalWorkerProcesses workers, Backoff backoff, Consumer<Event> events) {
         this.workers = workers;
@@ -84,8 +109,6 @@ public final class WorkerSupervisor implements AutoCloseable {
             t.setDaemon(true);
             return t;
         });
-        this.failuresInARow = new int[workers.size()];
-        this.upSince = new long[workers.size()];
     }
 
     /** Starts watching every worker of {@code workers}. */
@@ -93,10 +116,64 @@ public final class WorkerSupervisor implements AutoCloseable {
         WorkerSupervisor s = new WorkerSupervisor(Objects.requireNonNull(workers, "workers"), Objects.requireNonNull(backoff, "backoff"),
                 Objects.requireNonNull(events, "events"));
         for (int i = 0; i < workers.size(); i++) {
-            s.upSince[i] = System.nanoTime();
+            s.watches.put(i, new Watch());
             s.watch(i, workers.process(i));
         }
         return s;
+    }
+
+    /**
+     * Starts one more worker (blocking until it listens, on the caller's thread), supervises it
+     * like the others and reports {@link Event.Added}; returns its index.
+     */
+    public int add() {
+        if (closed) {
+            throw new IllegalStateException("the supervisor is closed: no worker is added");
+        }
+        long t0 = System.nanoTime();
+        int i = workers.add();
+        Process p = workers.process(i);
+        watches.put(i, new Watch());
+        watch(i, p);
+        emit(new Event.Added(i, workers.address(i), p.pid(), Duration.ofNanos(System.nanoTime() - t0)));
+        return i;
+    }
+
+    /**
+     * Asks worker {@code i} to leave (SIGTERM: it drains, then exits 0); if it is still running
+     * after {@code drainTimeout} it is killed. Either way it is not restarted, and
+     * {@link Event.Retired} reports its end.
+     */
+    public void retire(int i, Duration drainTimeout) {
+        Watch w = watches.get(i);
+        if (w == null) {
+            throw new IllegalArgumentException("no worker " + i);
+        }
+        // on the supervisor's thread, as exits and restarts are: a worker that died just now is
+        // then either restarted before this (and is told to leave) or never
+        thread.execute(() -> {
+            w.retiredAt = System.nanoTime();
+            workers.retire(i);
+            Process p = workers.process(i);
+            if (!p.isAlive()) {
+                retired(i, w, p, w.retiredAt); // dead and waiting for a restart that now will not come
+                return;
+            }
+            thread.schedule(() -> {
+                if (p.isAlive()) {
+                    p.destroyForcibly(); // it did not drain in time; its exit reports as Retired with the kill's code
+                }
+            }, drainTimeout.toNanos(), TimeUnit.NANOSECONDS);
+        });
+    }
+
+    private void retired(int i, Watch w, Process gone, long at) {
+        if (w.retiredReported) {
+            return;
+        }
+        w.retiredReported = true;
+        emit(new Event.Retired(i, workers.address(i), gone.pid(), gone.isAlive() ? -1 : gone.exitValue(),
+                Duration.ofNanos(Math.max(0, at - w.retiredAt))));
     }
 
     private void watch(int i, Process p) {
@@ -113,34 +190,74 @@ public final class WorkerSupervisor implements AutoCloseable {
         }
         String address = workers.address(i);
         int code = gone.exitValue();
+        Watch w = watches.get(i);
+        if (workers.retiring(i)) {
+            retired(i, w, gone, diedAt);
+            return;
+        }
         if (code == 0) {
             emit(new Event.Left(i, address, gone.pid()));
             return;
         }
-        if (System.nanoTime() - upSince[i] >= backoff.resetAfter().toNanos()) {
-            failuresInARow[i] = 0;
+        if (System.nanoTime() - w.upSince >= backoff.resetAfter().toNanos()) {
+            w.failuresInARow = 0;
         }
-        Duration delay = backoff.delay(++failuresInARow[i]);
+        Duration delay = backoff.delay(++w.failuresInARow);
         emit(new Event.Died(i, address, gone.pid(), code, delay));
         thread.schedule(() -> restart(i, diedAt), delay.toNanos(), TimeUnit.NANOSECONDS);
     }
 
+    /**
+     * Restarts worker i off the supervisor's thread (a JVM takes seconds to listen, and a slow one
+     * must not hold up another worker's restart), then reports on the supervisor's thread.
+     */
     private void restart(int i, long diedAt) {
+        if (closed || workers.retiring(i)) {
+            return;
+        }
+        Thread.ofVirtual().name("epserve-worker-restart-" + i).start(() -> {
+            RuntimeException failure = null;
+            try {
+                workers.restart(i);
+            } catch (RuntimeException e) {
+                failure = e;
+            }
+            RuntimeException f = failure;
+            try {
+                thread.execute(() -> restarted(i, diedAt, f));
+            } catch (RejectedExecutionException closedMeanwhile) {
+                // the supervisor closed while the worker started: the processes' close stops it
+            }
+        });
+    }
+
+    private void restarted(int i, long diedAt, RuntimeException failure) {
         if (closed) {
             return;
         }
-        String address = workers.address(i);
-        try {
-            workers.restart(i);
-        } catch (RuntimeException e) {
-            Duration delay = backoff.delay(++failuresInARow[i]);
-            emit(new Event.RestartFailed(i, address, e.getMessage(), delay));
+        Watch w = watches.get(i);
+        if (workers.retiring(i)) {
+            // told to leave while it started: it never served, so there is nothing to drain
+            Process p = workers.process(i);
+            p.destroyForcibly();
+            p.onExit().thenAccept(gone -> {
+                try {
+                    thread.execute(() -> retired(i, w, gone, System.nanoTime()));
+                } catch (RejectedExecutionException closedMeanwhile) {
+                    // nobody listens any more
+                }
+            });
+            return;
+        }
+        if (failure != null) {
+            Duration delay = backoff.delay(++w.failuresInARow);
+            emit(new Event.RestartFailed(i, workers.address(i), failure.getMessage(), delay));
             thread.schedule(() -> restart(i, diedAt), delay.toNanos(), TimeUnit.NANOSECONDS);
             return;
         }
         Process p = workers.process(i);
-        upSince[i] = System.nanoTime();
-        emit(new Event.Restarted(i, workers.address(i), p.pid(), Duration.ofNanos(upSince[i] - diedAt), failuresInARow[i]));
+        w.upSince = System.nanoTime();
+        emit(new Event.Restarted(i, workers.address(i), p.pid(), Duration.ofNanos(w.upSince - diedAt), w.failuresInARow));
         watch(i, p);
     }
 

@@ -105,6 +105,61 @@ class WorkerSupervisorTest {
     }
 
     @Test
+    void anAddedWorkerIsSupervisedLikeTheOthers(@TempDir Path dir) throws Exception {
+        LinkedBlockingQueue<WorkerSupervisor.Event> q = new LinkedBlockingQueue<>();
+        try (LocalWorkerProcesses procs = shellWorkers(1, dir, "exec sleep 600");
+             WorkerSupervisor s = WorkerSupervisor.start(procs, FAST, q::add)) {
+            int added = s.add();
+            assertThat(added).isEqualTo(1);
+            WorkerSupervisor.Event e = next(q);
+            assertThat(e).isInstanceOf(WorkerSupervisor.Event.Added.class);
+            assertThat(e.worker()).isEqualTo(1);
+            assertThat(((WorkerSupervisor.Event.Added) e).pid()).isEqualTo(procs.process(1).pid());
+            assertThat(procs.addresses()).containsExactly(procs.address(0), procs.address(1));
+            assertThat(procs.active()).containsExactly(0, 1);
+            procs.process(1).destroyForcibly();
+            assertThat(next(q)).isInstanceOf(WorkerSupervisor.Event.Died.class);
+            assertThat(next(q)).isInstanceOf(WorkerSupervisor.Event.Restarted.class);
+            assertThat(Files.readAllLines(dir.resolve("starts-1"))).hasSize(2);
+        }
+    }
+
+    @Test
+    void aRetiredWorkerDrainsOnSigtermAndIsNotRestarted(@TempDir Path dir) throws Exception {
+        LinkedBlockingQueue<WorkerSupervisor.Event> q = new LinkedBlockingQueue<>();
+        // as a worker does: SIGTERM starts the drain, then it exits 0
+        try (LocalWorkerProcesses procs = shellWorkers(2, dir, "trap 'kill $!; exit 0' TERM; sleep 600 & wait");
+             WorkerSupervisor s = WorkerSupervisor.start(procs, FAST, q::add)) {
+            s.retire(1, Duration.ofSeconds(10));
+            WorkerSupervisor.Event e = next(q);
+            assertThat(e).isInstanceOf(WorkerSupervisor.Event.Retired.class);
+            assertThat(((WorkerSupervisor.Event.Retired) e).exitCode()).isZero();
+            assertThat(e.worker()).isEqualTo(1);
+            assertThat(procs.active()).containsExactly(0);
+            assertThat(procs.retiring(1)).isTrue();
+            assertThat(q.poll(300, TimeUnit.MILLISECONDS)).as("not restarted").isNull();
+            assertThat(Files.readAllLines(dir.resolve("starts-1"))).hasSize(1);
+            assertThatThrownBy(() -> procs.restart(1)).hasMessageContaining("worker 1 was retired");
+            assertThat(procs.process(0).isAlive()).isTrue();
+        }
+    }
+
+    @Test
+    void aWorkerThatDoesNotDrainInTimeIsKilledAndNotRestarted(@TempDir Path dir) throws Exception {
+        LinkedBlockingQueue<WorkerSupervisor.Event> q = new LinkedBlockingQueue<>();
+        try (LocalWorkerProcesses procs = shellWorkers(1, dir, "trap '' TERM; while true; do sleep 1; done");
+             WorkerSupervisor s = WorkerSupervisor.start(procs, FAST, q::add)) {
+            s.retire(0, Duration.ofMillis(200));
+            WorkerSupervisor.Event e = next(q);
+            assertThat(e).isInstanceOf(WorkerSupervisor.Event.Retired.class);
+            WorkerSupervisor.Event.Retired r = (WorkerSupervisor.Event.Retired) e;
+            assertThat(r.exitCode()).as("killed").isNotZero();
+            assertThat(r.drain()).isGreaterThanOrEqualTo(Duration.ofMillis(200));
+            assertThat(q.poll(300, TimeUnit.MILLISECONDS)).as("not restarted").isNull();
+        }
+    }
+
+    @Test
     void backoffDoublesUpToItsMaximumAndIsValidated() {
         WorkerSupervisor.Backoff b = new WorkerSupervisor.Backoff(Duration.ofMillis(250), Duration.ofSeconds(1), Duration.ofSeconds(60));
         assertThat(List.of(b.delay(1), b.delay(2), b.delay(3), b.delay(4), b.delay(40))).containsExactly(Duration.ofMillis(250),

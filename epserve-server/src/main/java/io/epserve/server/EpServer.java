@@ -432,8 +432,20 @@ public final class EpServer implements AutoCloseable {
         this.readiness = r;
     }
 
-    /** Why the server does not take generations now, or null when it does. */
+    /** Why /ready answers 503 now, or null when it answers 200. */
     String notReadyReason() {
+        return notReadyReason(false);
+    }
+
+    /**
+     * Why the server refuses generations now, or null when it takes them: as {@link #notReadyReason()},
+     * except that workers being down refuse nothing where the frontend computes their experts itself.
+     */
+    String refuseReason() {
+        return notReadyReason(true);
+    }
+
+    private String notReadyReason(boolean forGeneration) {
         Serving s = serving;
         if (draining) {
             return "the server is shutting down";
@@ -445,7 +457,7 @@ public final class EpServer implements AutoCloseable {
             return "the engine is not ready (experts loading, or stopped)";
         }
         Readiness r = readiness;
-        return r == null ? null : r.notReadyReason();
+        return r == null || (forGeneration && r.servesWhileWorkersDown()) ? null : r.notReadyReason();
     }
 
     public boolean ready() {

@@ -317,7 +317,7 @@ final class HttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
                     + (mime.equals("null") ? " (no Content-Type was given)" : ", not " + mime), null, "unsupported_media_type", 0));
             return;
         }
-        String why = server.notReadyReason();
+        String why = server.refuseReason();
         if (why != null) {
             server.metrics.request(endpoint, 503);
             c.error(ApiError.notReady("the server is not ready: " + why));

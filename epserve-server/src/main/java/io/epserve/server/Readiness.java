@@ -13,4 +13,13 @@ public interface Readiness {
 
     /** Up (true) or down per remote expert worker; empty when the experts run in process. */
     Map<String, Boolean> workersUp();
+
+    /**
+     * Whether generations go on while workers are down, because the frontend then computes their
+     * experts itself (failover): a worker down is then reported (/ready, gauges) but refuses no
+     * request, since refusing would fail exactly the requests failover keeps alive.
+     */
+    default boolean servesWhileWorkersDown() {
+        return false;
+    }
 }
