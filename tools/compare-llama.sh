@@ -53,12 +53,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "# compare-llama $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) processors, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# epserve commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown); llama-bench: $("$llama_bench" --version 2>&1 | grep -m1 -i 'version' || echo unknown)"
+echo "# epserve commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown); llama-bench: $llama_bench"
 echo "# shape: prompt $prompt, decode $gen, $threads threads; epserve reads $model; llama-bench reads $gguf"
 if [ "$limits" = 1 ]; then
   jar="$root/epserve-bench/target/benchmarks.jar"
   if [ -f "$jar" ]; then
-    java --add-modules jdk.incubator.vector -cp "$jar" io.epserve.bench.MachineLimits 1024 "$threads" 2>/dev/null | sed 's/^/# limits: /'
+    "$("$root/bin/jdk25")/bin/java" --add-modules jdk.incubator.vector -cp "$jar" io.epserve.bench.MachineLimits 1024 "$threads" 2>/dev/null | sed 's/^/# limits: /'
   else
     echo "# limits: not measured ($jar is missing: bin/mvn -pl epserve-bench -am package -DskipTests)"
   fi
@@ -75,7 +75,7 @@ pp = [r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0]
 tg = [r["avg_ts"] for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0]
 if not pp or not tg:
     sys.exit("compare-llama: llama-bench printed no prompt or no generation test")
-print(f"{pp[0]:.2f} {tg[0]:.2f}")
+print(f"{pp[0]:.2f} {tg[0]:.2f} {rows[0].get('build_commit', 'unknown')}")
 EOF
 }
 
@@ -95,10 +95,11 @@ export EPSERVE_JAVA_OPTS="-Depserve.threads=$threads ${EPSERVE_JAVA_OPTS:-}"
 for r in $(seq 1 "$rounds"); do
   l=$(llama_round) || exit 1
   e=$(epserve_round) || exit 1
-  echo "$l $e" >> "$work/rounds"
-  read -r lp ld ep ed <<< "$l $e"
+  read -r lp ld build ep ed <<< "$l $e"
+  echo "$lp $ld $ep $ed" >> "$work/rounds"
   echo "| $r | $lp | $ld | $ep | $ed |"
 done
+echo "# llama.cpp build_commit $build"
 python3 - "$work/rounds" "$label" <<'EOF'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]

@@ -27,9 +27,8 @@ class CompareLlamaScriptTest {
         Path p = dir.resolve("llama-bench");
         Files.writeString(p, """
                 #!/usr/bin/env bash
-                if [ "$1" = --version ]; then echo "version: 0 (stand-in)"; exit 0; fi
                 [ "$*" = "-m %s -p 16 -n 4 -t 1 -r 1 -o json" ] || { echo "unexpected arguments: $*" >&2; exit 3; }
-                echo '[{"n_prompt": 16, "n_gen": 0, "avg_ts": 200.0}, {"n_prompt": 0, "n_gen": 4, "avg_ts": 40.0}]'
+                echo '[{"build_commit": "stand-in", "n_prompt": 16, "n_gen": 0, "avg_ts": 200.0}, {"n_prompt": 0, "n_gen": 4, "avg_ts": 40.0}]'
                 """.formatted(dir.resolve("model.gguf")), StandardCharsets.UTF_8);
         Files.setPosixFilePermissions(p, PosixFilePermissions.fromString("rwxr-xr-x"));
         return p;
@@ -78,6 +77,7 @@ class CompareLlamaScriptTest {
         double prefill = Double.parseDouble(cells[4].trim());
         assertThat(prefill).isPositive();
         assertThat(ratio).matches("\\| tiny \\| prefill [0-9.]+ / 200\\.0 = [0-9.]+x \\| decode [0-9.]+ / 40\\.0 = [0-9.]+x \\|");
+        assertThat(r.out()).contains("# llama.cpp build_commit stand-in");
         String medians = r.out().lines().filter(l -> l.startsWith("medians:")).findFirst().orElseThrow();
         double epPrefill = Double.parseDouble(medians.replaceAll(".*epserve prefill ([0-9.]+),.*", "$1"));
         assertThat(ratio).contains(String.format("= %.2fx", epPrefill / 200.0));
