@@ -3,6 +3,7 @@ package io.epserve.cli;
 import io.epserve.model.Generator;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.sampling.SamplingParams;
+import io.epserve.tensor.KernelPool;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Set;
@@ -56,7 +57,7 @@ final class BenchCommand implements Callable<Integer> {
             }
             System.out.printf("model: %s (%s, %d layers, %d experts top-%d)%n", path, m.config().architecture().hfName(),
                     m.config().layers(), m.config().numExperts(), m.config().topK());
-            System.out.printf("threads: %d%n", io.epserve.tensor.KernelPool.common().threads());
+            System.out.printf("threads: %d%n", KernelPool.common().threads());
             System.out.printf("prefill: %.1f tokens/s (prompt %d; runs %s)%n", median(prefill), promptTokens, fmt(prefill));
             System.out.printf("decode:  %.1f tokens/s (%d tokens; runs %s)%n", median(decode), genTokens, fmt(decode));
         }

@@ -3,6 +3,7 @@ package io.epserve.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -13,7 +14,7 @@ class BenchBalanceCommandTest {
     Path dir;
 
     private CliRunner.Outcome bench(String... more) {
-        List<String> args = new java.util.ArrayList<>(List.of("bench", "balance", "--in-process", "--experts", "8", "--top-k", "2",
+        List<String> args = new ArrayList<>(List.of("bench", "balance", "--in-process", "--experts", "8", "--top-k", "2",
                 "--hidden", "32", "--ffn", "16", "--tokens", "48", "--steps", "3", "--warmup-steps", "1", "--dir", dir.toString()));
         args.addAll(List.of(more));
         return CliRunner.inProcess(args.toArray(String[]::new));

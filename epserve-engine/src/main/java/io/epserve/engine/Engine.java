@@ -9,6 +9,7 @@ import io.epserve.engine.scheduler.SchedulerConfig;
 import io.epserve.model.ModelConfig;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.RoutingListener;
+import io.epserve.model.StepLogits;
 import io.epserve.model.sampling.Sampler;
 import io.epserve.moe.RoutingResult;
 import java.util.ArrayList;
@@ -56,7 +57,7 @@ public final class Engine implements AutoCloseable {
     private final Scheduler scheduler;
     private final Sampler sampler;
     /** The logits of the last step, reused step after step (the engine thread only). */
-    private final io.epserve.model.StepLogits stepLogits = new io.epserve.model.StepLogits();
+    private final StepLogits stepLogits = new StepLogits();
     private final List<EngineObserver> observers = new CopyOnWriteArrayList<>();
     private final RoutingListener routing = this::forwardRouting;
 

@@ -3,6 +3,7 @@ package io.epserve.engine;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.epserve.model.sampling.SamplingParams;
+import io.epserve.moe.RoutingResult;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -147,7 +148,7 @@ final class EngineTestSupport {
         }
 
         @Override
-        public void onRouting(int layer, io.epserve.moe.RoutingResult routing) {
+        public void onRouting(int layer, RoutingResult routing) {
             routings.incrementAndGet();
         }
 

@@ -1,5 +1,6 @@
 package io.epserve.format;
 
+import io.epserve.tensor.Quantizer;
 import io.epserve.tensor.Tensor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -43,7 +44,7 @@ public final class Validation {
         long bytes = s.byteSize();
         if (t.dtype().quantized()) {
             // finite block scales <=> finite weights
-            long bad = io.epserve.tensor.Quantizer.firstNonFinite(t);
+            long bad = Quantizer.firstNonFinite(t);
             progress.advance(bytes);
             return bad;
         }

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.epserve.tensor.DType;
 import io.epserve.tensor.Numerics;
+import io.epserve.tensor.Tensor;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.ValueLayout;
@@ -115,7 +116,7 @@ class CheckpointTest {
                             case F16 -> seg.set(I16, i * 2L, Numerics.floatToF16(v[i]));
                         }
                     }
-                    var tensor = new io.epserve.tensor.Tensor("t", seg, t, new long[] {n});
+                    var tensor = new Tensor("t", seg, t, new long[] {n});
                     assertThat(Validation.firstNonFinite(tensor, Progress.NONE)).as("%s n=%d bad=%d", t, n, bad).isEqualTo(bad);
                 }
             }

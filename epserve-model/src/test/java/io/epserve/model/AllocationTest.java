@@ -6,6 +6,7 @@ import io.epserve.format.Progress;
 import io.epserve.model.demo.DemoModel;
 import io.epserve.model.sampling.Sampler;
 import io.epserve.model.sampling.SamplingParams;
+import io.epserve.moe.ExpertPlacement;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -88,7 +89,7 @@ class AllocationTest {
     @Test
     void batchedDecodeWithExpertShardsOverTwoWorkers() {
         try (LoadedModel sharded = LoadedModel.load(model.checkpoint().dir(), LoadedModel.Options.defaults().withValidate(false)
-                .withDispatchers(ExpertShardingTest.sharded(2, 2, io.epserve.moe.ExpertPlacement.Policy.ROUND_ROBIN)))) {
+                .withDispatchers(ExpertShardingTest.sharded(2, 2, ExpertPlacement.Policy.ROUND_ROBIN)))) {
             assertThat(batchedDecode(sharded.transformer(), sharded.config().vocabSize(), 8, true))
                     .as("heap bytes per generated token, 8 sequences, 2 workers × 2 expert shards, overlap")
                     .isLessThan(BUDGET_BYTES_PER_TOKEN);

@@ -8,6 +8,7 @@ import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.ExpertShards;
 import io.epserve.moe.ExpertWorker;
 import io.epserve.moe.InProcessDispatcher;
+import io.epserve.tensor.DType;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.HashSet;
@@ -68,7 +69,7 @@ class ExpertShardingTest {
     void quantizedExpertsShardAtBlockBoundaries() throws IOException {
         Path dir = Fixtures.copyModel("mixtral", tmp);
         JsonNode exp = Fixtures.expected("mixtral");
-        for (io.epserve.tensor.DType dt : new io.epserve.tensor.DType[] {io.epserve.tensor.DType.Q8_0, io.epserve.tensor.DType.Q4_0}) {
+        for (DType dt : new DType[] {DType.Q8_0, DType.Q4_0}) {
             LoadedModel.Options q = LoadedModel.Options.defaults().withExpertDType(dt);
             try (LoadedModel whole = LoadedModel.load(dir, q)) {
                 // intermediate 192: 2 shards of 96 and 3 of 64 weights are whole blocks of 32

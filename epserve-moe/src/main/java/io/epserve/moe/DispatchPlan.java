@@ -1,5 +1,6 @@
 package io.epserve.moe;
 
+import io.epserve.tensor.Kernels;
 import java.util.Arrays;
 
 /**
@@ -530,7 +531,7 @@ public final class DispatchPlan {
             }
             int[] rw = rows[w];
             for (int i = 0; i < n; i++) {
-                io.epserve.tensor.Kernels.axpy(1f, p, i * hidden, out, rw[i] * hidden, hidden);
+                Kernels.axpy(1f, p, i * hidden, out, rw[i] * hidden, hidden);
             }
         }
     }

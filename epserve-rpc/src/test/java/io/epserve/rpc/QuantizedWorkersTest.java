@@ -3,6 +3,9 @@ package io.epserve.rpc;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.epserve.format.Checkpoint;
+import io.epserve.format.SafetensorsFile;
+import io.epserve.model.CheckpointExperts;
 import io.epserve.model.KvCache;
 import io.epserve.model.LoadedModel;
 import io.epserve.model.ModelConfig;
@@ -102,8 +105,8 @@ class QuantizedWorkersTest {
                     EquivalenceChecks.EPOCHS.incrementAndGet());
             try (GrpcExpertDispatcher d = new GrpcExpertDispatcher(model, p1, GrpcExpertDispatcher.Config.defaults().withExpertDType(DType.BF16),
                     InProcessEquivalenceTest.IN_PROCESS).start();
-                 io.epserve.format.Checkpoint header = io.epserve.format.Checkpoint.open(model, io.epserve.format.SafetensorsFile.Mapping.PER_TENSOR)) {
-                io.epserve.model.CheckpointExperts experts = new io.epserve.model.CheckpointExperts(cfg, header);
+                 Checkpoint header = Checkpoint.open(model, SafetensorsFile.Mapping.PER_TENSOR)) {
+                CheckpointExperts experts = new CheckpointExperts(cfg, header);
                 for (int w = 0; w < bf16.size(); w++) {
                     long expected = 0;
                     for (int l = 0; l < cfg.layers(); l++) {

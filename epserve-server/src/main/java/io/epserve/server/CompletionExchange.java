@@ -3,6 +3,7 @@ package io.epserve.server;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.epserve.engine.EngineClosedException;
 import io.epserve.engine.FinishReason;
 import io.epserve.engine.GenerationRequest;
 import io.epserve.engine.RequestHandle;
@@ -226,7 +227,7 @@ final class CompletionExchange implements TokenListener {
         if (done) {
             return;
         }
-        fail(e instanceof io.epserve.engine.EngineClosedException
+        fail(e instanceof EngineClosedException
                 ? ApiError.notReady("the server stopped before the request finished: " + e.getMessage())
                 : ApiError.internal("generation failed: " + e.getMessage()));
     }
