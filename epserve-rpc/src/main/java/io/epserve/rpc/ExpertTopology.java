@@ -159,14 +159,14 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
                     log.flush();
                     RoutedTokens routed = new RoutedTokens(cfg.sparseLayers(), cfg.numExperts(), loadWindow);
                     if (resume == null) {
-                        GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), 1), routed, null);
+                        GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), 1), routed, null, log);
                         log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
                         return d;
                     }
                     routed.seed(resume.load().forModel(cfg.sparseLayers(), cfg.numExperts()));
                     try {
                         GrpcExpertDispatcher d = started(dir, cfg, w, resume.placement(cfg.sparseLayers(), cfg.numExperts()), routed,
-                                resume.frontendId());
+                                resume.frontendId(), log);
                         log.println("epserve: resumed placement epoch " + d.placement().epoch() + " over " + d.placement().workerCount()
                                 + " worker(s) as frontend " + resume.frontendId());
                         return d;
@@ -174,7 +174,7 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
                         log.println("epserve: the saved placement epoch " + resume.epoch() + " cannot be resumed (" + e.getMessage()
                                 + "): placing the experts over " + String.join(",", r.addresses()) + " at epoch " + (resume.epoch() + 1));
                     }
-                    GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed, resume.frontendId());
+                    GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed, resume.frontendId(), log);
                     log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
                     return d;
                 }
@@ -198,10 +198,13 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
      * a step its workers fail itself ({@link Failover}); closed again when starting fails.
      */
     private GrpcExpertDispatcher started(Path dir, ModelConfig cfg, ModelWeights weights, ExpertPlacement p, RoutedTokens routed,
-                                         String frontendId) {
+                                         String frontendId, PrintStream log) {
         GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, p, remote, GrpcExpertDispatcher.TCP, routed, frontendId)
                 .withFailover(() -> GrpcExpertDispatcher.frontendExperts(dir, cfg, weights, remote.expertDType()),
-                        GrpcExpertDispatcher.FAILOVER_PROBE_INTERVAL);
+                        GrpcExpertDispatcher.FAILOVER_PROBE_INTERVAL, event -> {
+                            log.println("epserve: " + event);
+                            log.flush();
+                        });
         try {
             return d.start();
         } catch (RuntimeException e) {

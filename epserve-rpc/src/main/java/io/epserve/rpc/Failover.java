@@ -6,6 +6,7 @@ import java.util.Objects;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.BooleanSupplier;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 /**
@@ -38,10 +39,13 @@ public final class Failover {
     private final LongAdder localDispatches = new LongAdder();
     private volatile String lastFailure = "";
     private volatile boolean closed;
+    private final Consumer<String> events;
 
-    Failover(Supplier<ExpertDispatcher> localFactory, Duration probeInterval) {
+    /** {@code events} hears, in a sentence each, when the frontend takes a step over and when the workers are back. */
+    Failover(Supplier<ExpertDispatcher> localFactory, Duration probeInterval, Consumer<String> events) {
         this.localFactory = Objects.requireNonNull(localFactory, "localFactory");
         this.probeInterval = Objects.requireNonNull(probeInterval, "probeInterval");
+        this.events = Objects.requireNonNull(events, "events");
         if (probeInterval.isNegative() || probeInterval.isZero()) {
             throw new IllegalArgumentException("the failover probe interval must be positive, got " + probeInterval);
         }
@@ -75,6 +79,8 @@ public final class Failover {
         failovers.increment();
         lastFailure = e.getMessage();
         if (holding.compareAndSet(false, true)) {
+            events.accept("the frontend computes the experts itself (same bits) until its workers answer again or are placed out: "
+                    + e.getMessage());
             Thread.ofVirtual().name("epserve-failover-probe").start(() -> probe(allAnswer));
         }
     }
@@ -95,6 +101,7 @@ public final class Failover {
             }
             if (back) {
                 holding.set(false);
+                events.accept("every expert worker answers again: the workers compute the experts");
                 return;
             }
         }

@@ -496,7 +496,12 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      * dispatch. Exact only with the F32 wire (a BF16 wire rounds the workers' answers).
      */
     public GrpcExpertDispatcher withFailover(Supplier<ExpertDispatcher> local, Duration probeInterval) {
-        this.failover = new Failover(local, probeInterval);
+        return withFailover(local, probeInterval, event -> { });
+    }
+
+    /** As {@link #withFailover(Supplier, Duration)}, telling {@code events} when the frontend takes over and when the workers are back. */
+    public GrpcExpertDispatcher withFailover(Supplier<ExpertDispatcher> local, Duration probeInterval, Consumer<String> events) {
+        this.failover = new Failover(local, probeInterval, events);
         return this;
     }
 
