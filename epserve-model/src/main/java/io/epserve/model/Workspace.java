@@ -1,6 +1,7 @@
 package io.epserve.model;
 
 import io.epserve.moe.RoutingBuffers;
+import io.epserve.tensor.MatmulGroup;
 import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 
@@ -47,6 +48,8 @@ final class Workspace {
     int[] rows = new int[0];
     /** Dense FFN and shared-expert SwiGLU scratch ({@code 2 × m × intermediate}). */
     float[] swiglu = new float[0];
+    /** Independent products run as one parallel call (q, k and v), used synchronously. */
+    final MatmulGroup group = new MatmulGroup();
 
     /** Rows [from, from + n) of the step, with their own buffers and in-flight dispatch. */
     static final class MicroBatch {

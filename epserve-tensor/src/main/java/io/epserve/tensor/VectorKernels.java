@@ -313,6 +313,88 @@ public final class VectorKernels {
         }
     }
 
+    /** The products of {@code g} on the common kernel pool (see {@link MatmulGroup}). */
+    public static void matmul(MatmulGroup g) {
+        matmul(g, KernelPool.common());
+    }
+
+    /**
+     * The products of {@code g} as one parallel call on {@code pool}: each product is cut into
+     * chunks of rows as a single matmul's would be (sized from the whole group's work), and all
+     * chunks share one barrier. Every chunk runs {@link #rows} with its product's m, so each
+     * output has the bits it has when its product runs alone.
+     */
+    public static void matmul(MatmulGroup g, KernelPool pool) {
+        int size = g.size;
+        long macs = 0;
+        for (int j = 0; j < size; j++) {
+            macs += (long) g.ms[j] * g.ws[j].rows() * g.ws[j].cols();
+        }
+        if (macs < SERIAL_MACS || pool.threads() == 1) {
+            for (int j = 0; j < size; j++) {
+                groupRows(g, j, 0, g.ws[j].rows());
+            }
+            return;
+        }
+        long target = Math.max(macs / (pool.threads() * 8L), MIN_CHUNK_MACS);
+        int chunks = 0;
+        for (int j = 0; j < size; j++) {
+            int n = g.ws[j].rows();
+            if (g.ms[j] > 0 && n > 0) {
+                int c = groupChunkRows(g, j, target);
+                chunks += (n + c - 1) / c;
+            }
+        }
+        g.reserveChunks(chunks);
+        int i = 0;
+        for (int j = 0; j < size; j++) {
+            int n = g.ws[j].rows();
+            if (g.ms[j] == 0 || n == 0) {
+                continue;
+            }
+            int c = groupChunkRows(g, j, target);
+            for (int r = 0; r < n; r += c, i++) {
+                g.chunkProduct[i] = j;
+                g.chunkFrom[i] = r;
+                g.chunkTo[i] = Math.min(n, r + c);
+            }
+        }
+        GroupJob job = GROUP_JOB.get();
+        job.g = g;
+        try {
+            pool.parallelFor(chunks, 1, job);
+        } finally {
+            job.g = null;
+        }
+    }
+
+    /** Rows per chunk of product j: about {@code target} multiply-adds, whole register tiles. */
+    private static int groupChunkRows(MatmulGroup g, int j, long target) {
+        int m = g.ms[j];
+        long perRow = (long) m * g.ws[j].cols();
+        long rows = Math.max(1, (target + perRow - 1) / Math.max(1, perRow));
+        return (int) Math.min(g.ws[j].rows(), roundUp(rows, m == 1 ? ROWS : DenseKernels.RB));
+    }
+
+    private static void groupRows(MatmulGroup g, int j, int r0, int r1) {
+        Tensor w = g.ws[j];
+        if (g.ms[j] == 0 || r0 >= r1) {
+            return;
+        }
+        rows(g.xs[j], g.xOffs[j], g.ms[j], w.data(), w.dtype(), w.rows(), w.cols(), g.ys[j], g.yOffs[j], r0, r1);
+    }
+
+    static final class GroupJob implements KernelPool.Body {
+        MatmulGroup g;
+        public void run(int c0, int c1) {
+            MatmulGroup grp = g;
+            for (int c = c0; c < c1; c++) {
+                groupRows(grp, grp.chunkProduct[c], grp.chunkFrom[c], grp.chunkTo[c]);
+            }
+        }
+    }
+    private static final ThreadLocal<GroupJob> GROUP_JOB = ThreadLocal.withInitial(GroupJob::new);
+
     static final class MatmulJob implements KernelPool.Body {
         float[] x; int xOff; int m; MemorySegment seg; DType dt; int n; int k; float[] y; int yOff;
         public void run(int r0, int r1) {
