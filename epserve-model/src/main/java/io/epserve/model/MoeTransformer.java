@@ -494,9 +494,9 @@ public final class MoeTransformer {
         float[] q = ws.q = Workspace.floats(ws.q, n * qDim);
         float[] k = ws.k = Workspace.floats(ws.k, n * kvDim);
         float[] v = ws.v = Workspace.floats(ws.v, n * kvDim);
-        // one parallel call for the three projections of the same input (one barrier, not three)
-        Kernels.matmul(ws.group.clear().add(xn, 0, n, a.q(), q, 0).add(xn, 0, n, a.k(), k, 0).add(xn, 0, n, a.v(), v, 0));
-        ws.group.clear();
+        Kernels.matmul(xn, 0, n, a.q(), q, 0);
+        Kernels.matmul(xn, 0, n, a.k(), k, 0);
+        Kernels.matmul(xn, 0, n, a.v(), v, 0);
         if (a.qBias() != null) {
             addBias(q, n, a.qBias());
             addBias(k, n, a.kBias());

@@ -1,7 +1,6 @@
 package io.epserve.model;
 
 import io.epserve.moe.RoutingBuffers;
-import io.epserve.tensor.MatmulGroup;
 import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 
@@ -48,8 +47,6 @@ final class Workspace {
     int[] rows = new int[0];
     /** Dense FFN and shared-expert SwiGLU scratch ({@code 2 × m × intermediate}). */
     float[] swiglu = new float[0];
-    /** Independent products run as one parallel call (q, k and v), used synchronously. */
-    final MatmulGroup group = new MatmulGroup();
 
     /** Rows [from, from + n) of the step, with their own buffers and in-flight dispatch. */
     static final class MicroBatch {

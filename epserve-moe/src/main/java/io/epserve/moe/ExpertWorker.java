@@ -2,7 +2,6 @@ package io.epserve.moe;
 
 import java.util.Arrays;
 import io.epserve.tensor.Kernels;
-import io.epserve.tensor.MatmulGroup;
 
 /**
  * The compute of an expert worker (DESIGN.md §1): runs tokens through the experts it holds and
@@ -32,8 +31,7 @@ public final class ExpertWorker {
 
     /**
      * The working memory of one {@link #compute} at a time: the grouping of pairs by expert, the
-     * gathered rows of the largest expert group (of every pair when the experts run grouped, see
-     * {@link #GROUPED_PAIRS}), their SwiGLU scratch and the per-pair outputs. It
+     * gathered rows of the largest expert group, its SwiGLU scratch and the per-pair outputs. It
      * grows to the largest request seen and is never shrunk. Not thread-safe: one per concurrent
      * call.
      */
@@ -46,9 +44,6 @@ public final class ExpertWorker {
         private float[] ys = new float[0];
         private float[] swiglu = new float[0];
         private float[] pairOut = new float[0];
-        private int[] swigluOff = new int[0];
-        private ExpertWeights[] weights = new ExpertWeights[0];
-        private final MatmulGroup group = new MatmulGroup();
 
         private static int[] ints(int[] a, int size) {
             return a.length >= size ? a : new int[size];
@@ -156,13 +151,9 @@ public final class ExpertWorker {
                 order[fill[experts[p]]++] = p;
             }
         }
-        float[] pairOut = s.pairOut = Scratch.floats(s.pairOut, pairs * h);
-        if (pairs <= GROUPED_PAIRS) {
-            groupedOutputs(layer, h, x, count, order, tokenOf, pairs, pairOut, s);
-            return pairOut;
-        }
         float[] xs = s.xs = Scratch.floats(s.xs, largest * h);
         float[] ys = s.ys = Scratch.floats(s.ys, largest * h);
+        float[] pairOut = s.pairOut = Scratch.floats(s.pairOut, pairs * h);
         for (int e = 0; e < numExperts; e++) {
             int n = count[e + 1] - count[e];
             if (n == 0) {
@@ -179,68 +170,5 @@ public final class ExpertWorker {
             }
         }
         return pairOut;
-    }
-
-    /**
-     * Up to this many (token, expert) pairs, all experts of a call run together: every gate and up
-     * projection in one parallel call, then every down projection in another (two barriers per
-     * layer instead of two per expert). A decode step routes a few tokens to a few experts, each
-     * product a few megabytes: the barriers were a visible part of its time. Each product is
-     * computed as alone, so the outputs keep their bits.
-     */
-    static final int GROUPED_PAIRS = 64;
-
-    /** Every pair's expert output into pairOut, the experts' products grouped (see {@link #GROUPED_PAIRS}). */
-    private void groupedOutputs(int layer, int h, float[] x, int[] count, int[] order, int[] tokenOf, int pairs, float[] pairOut,
-                                Scratch s) {
-        float[] xs = s.xs = Scratch.floats(s.xs, pairs * h);
-        float[] ys = s.ys = Scratch.floats(s.ys, pairs * h);
-        ExpertWeights[] ws = s.weights = s.weights.length >= numExperts ? s.weights : new ExpertWeights[numExperts];
-        int[] swOff = s.swigluOff = Scratch.ints(s.swigluOff, numExperts);
-        // pairs sorted by expert: row q of xs and ys is pair order[q]; expert e owns rows [count[e], count[e + 1])
-        for (int q = 0; q < pairs; q++) {
-            System.arraycopy(x, tokenOf[order[q]] * h, xs, q * h, h);
-        }
-        int scratchFloats = 0;
-        for (int e = 0; e < numExperts; e++) {
-            int n = count[e + 1] - count[e];
-            if (n > 0) {
-                ws[e] = store.expert(layer, e);
-                swOff[e] = scratchFloats;
-                scratchFloats += 2 * n * ws[e].intermediate();
-            }
-        }
-        float[] sw = s.swiglu = Scratch.floats(s.swiglu, scratchFloats);
-        MatmulGroup g = s.group.clear();
-        try {
-            for (int e = 0; e < numExperts; e++) {
-                int n = count[e + 1] - count[e];
-                if (n > 0) {
-                    SwiGlu.addGateUp(g, ws[e], xs, count[e] * h, n, sw, swOff[e]);
-                }
-            }
-            Kernels.matmul(g);
-            g.clear();
-            for (int e = 0; e < numExperts; e++) {
-                int n = count[e + 1] - count[e];
-                if (n > 0) {
-                    SwiGlu.activate(ws[e], sw, swOff[e], n);
-                    SwiGlu.addDown(g, ws[e], sw, swOff[e], n, ys, count[e] * h);
-                }
-            }
-            Kernels.matmul(g);
-            for (int e = 0; e < numExperts; e++) {
-                int n = count[e + 1] - count[e];
-                if (n > 0) {
-                    SwiGlu.downBias(ws[e], ys, count[e] * h, n);
-                }
-            }
-        } finally {
-            g.clear();
-            Arrays.fill(ws, 0, numExperts, null);
-        }
-        for (int q = 0; q < pairs; q++) {
-            System.arraycopy(ys, q * h, pairOut, order[q] * h, h);
-        }
     }
 }

@@ -33,18 +33,6 @@ public final class Kernels {
     }
 
     /**
-     * The independent products of {@code g} as one parallel call (see {@link MatmulGroup}); each
-     * output has the bits the single matmul gives it.
-     */
-    public static void matmul(MatmulGroup g) {
-        if (SCALAR) {
-            ScalarKernels.matmul(g);
-        } else {
-            VectorKernels.matmul(g);
-        }
-    }
-
-    /**
      * Which kernels run matvecs over block-quantized weights in this JVM: the native library
      * (see NativeKernels) or the Vector API, and why; for benchmarks and logs. Both compute the
      * same bits.

@@ -27,13 +27,6 @@ public final class ScalarKernels {
         }
     }
 
-    /** Each product of the group in turn, as {@link #matmul(float[], int, int, Tensor, float[], int)}. */
-    public static void matmul(MatmulGroup g) {
-        for (int j = 0; j < g.size; j++) {
-            matmul(g.xs[j], g.xOffs[j], g.ms[j], g.ws[j], g.ys[j], g.yOffs[j]);
-        }
-    }
-
     /**
      * The quantized twin: each weight row decoded by {@link Quantizer#dequantizeRow} (the
      * definition of the block formats), then the same plain loop as above. Activations stay float.
