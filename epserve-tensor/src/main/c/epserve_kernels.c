@@ -290,7 +290,7 @@ KERNEL void epserve_quantize_i8(const float *x, int32_t blocks, int8_t *q, float
             continue;
         }
         float id = 127.0f / amax;
-        d[b] = amax / 127.0f;
+        d[b] = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         __m256 idv = _mm256_set1_ps(id);
         __m256i i[4];
         for (int j = 0; j < 4; j++) {

@@ -12,8 +12,8 @@ import java.util.Locale;
  *       32 ({@link Int8Activations}), and each weight block meets it in an integer dot product,
  *       as llama.cpp computes its quantized matmuls ({@code vpmaddubsw}/{@code vpmaddwd} on AVX2:
  *       one int-to-float conversion and one fma per 32 weights instead of four of each per 8).
- *       The result is no longer the F32 product of the dequantized matrix: activations carry a
- *       relative rounding error of at most 1/254 of their block's largest magnitude. The
+ *       The result is no longer the F32 product of the dequantized matrix: each activation is
+ *       rounded to a grid of 1/127 of its block's largest magnitude (llama.cpp's block_q8_0). The
  *       arithmetic is defined by {@link ScalarKernels#dotInt8}, independent of the vector width,
  *       and every m (decode, prefill, batched decode) uses it per token, so batch invariance holds.
  *   <li>{@link #F32}: activations stay float and each weight is decoded exactly
