@@ -31,7 +31,7 @@ if [ "${1:-}" = --relayout ]; then
   [ -f "${1:-}/w1.txt" ] || { echo "--relayout needs a directory a calibration run wrote (no w1.txt in '${1:-}')" >&2; exit 2; }
 fi
 out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
-epserve="$root/bin/epserve"
+epserve="${EPSERVE:-$root/bin/epserve}"   # EPSERVE: another launcher (tests)
 batch=${EPSERVE_CALIBRATE_BATCH:-16}
 runs=${EPSERVE_CALIBRATE_RUNS:-3}
 warmup=${EPSERVE_CALIBRATE_WARMUP:-45}
