@@ -9,8 +9,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -27,24 +25,6 @@ class Int8KernelsTest {
     /** Row lengths for dt: whole blocks (Q4_K: super-blocks of 256). */
     static int[] cols(DType dt) {
         return dt == DType.Q4_K ? new int[] {256, 768} : new int[] {32, 96, 1024};
-    }
-
-    static KernelPool pool1;
-    static KernelPool pool2;
-    static KernelPool pool3;
-
-    @BeforeAll
-    static void pools() {
-        pool1 = new KernelPool(1);
-        pool2 = new KernelPool(2);
-        pool3 = new KernelPool(3);
-    }
-
-    @AfterAll
-    static void closePools() {
-        pool1.close();
-        pool2.close();
-        pool3.close();
     }
 
     @Test
@@ -245,7 +225,9 @@ class Int8KernelsTest {
                 int m = 4;
                 float[] x = TestTensors.gaussian(r, m * k, 1f);
                 float[] y = new float[m * n];
-                VectorKernels.matmul(x, 0, m, w, y, 0, pool2, QuantizedActivations.INT8);
+                try (KernelPool pool2 = new KernelPool(2)) {
+                    VectorKernels.matmul(x, 0, m, w, y, 0, pool2, QuantizedActivations.INT8);
+                }
                 Int8Activations a = new Int8Activations();
                 a.quantize(x, 0, m, k);
                 double worst = 0;
@@ -273,7 +255,7 @@ class Int8KernelsTest {
     @Test
     void matmulEqualsTheScalarTwin() {
         SplittableRandom r = new SplittableRandom(46);
-        try (Arena arena = Arena.ofShared()) {
+        try (Arena arena = Arena.ofShared(); KernelPool pool1 = new KernelPool(1); KernelPool pool3 = new KernelPool(3)) {
             for (DType dt : INT8) {
                 int k = dt == DType.Q4_K ? 512 : 320;
                 Tensor w = QuantizedMatmulTest.quantized(arena, r, dt, 37, k, 0.05f);
@@ -294,7 +276,7 @@ class Int8KernelsTest {
     @Test
     void aNonFiniteActivationGivesNaNForEveryRow() {
         SplittableRandom r = new SplittableRandom(47);
-        try (Arena arena = Arena.ofShared()) {
+        try (Arena arena = Arena.ofShared(); KernelPool pool1 = new KernelPool(1)) {
             for (DType dt : INT8) {
                 int k = dt == DType.Q4_K ? 256 : 64;
                 Tensor w = QuantizedMatmulTest.quantized(arena, r, dt, 9, k, 0.05f);
@@ -319,7 +301,8 @@ class Int8KernelsTest {
     void batchInvariantBitwise() {
         SplittableRandom r = new SplittableRandom(48);
         int m = 37;
-        try (Arena arena = Arena.ofShared()) {
+        try (Arena arena = Arena.ofShared(); KernelPool pool1 = new KernelPool(1); KernelPool pool2 = new KernelPool(2);
+             KernelPool pool3 = new KernelPool(3)) {
             for (DType dt : INT8) {
                 int[][] shapes = dt == DType.Q4_K ? new int[][] {{67, 256}, {9, 2304}, {130, 512}}
                         : new int[][] {{67, 96}, {9, 2336}, {130, 1024}, {3, 32}};
