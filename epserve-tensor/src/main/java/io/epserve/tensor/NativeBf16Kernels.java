@@ -1,0 +1,164 @@
+package io.epserve.tensor;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Locale;
+import java.util.Objects;
+
+/**
+ * The optional native matmul for BF16 weights (every m: decode's matvec, the few tokens per
+ * expert of a batch, prefill): a small C library ({@code src/main/c/bf16_kernels.c}, built by
+ * this module's build with the system C compiler, shipped inside the jar) called through the
+ * foreign function interface.
+ *
+ * <p>Why: the Vector API kernels reach their speed only once C2 has compiled them; until then
+ * (the first seconds of every JVM) each vector is a heap object, and a cold {@code generate}
+ * prefilled at a sixth of the warm rate. The library runs at full speed from the first call and
+ * computes bitwise what {@link DenseKernels} and {@link GroupKernels} compute with 8 float lanes
+ * (the one accumulation scheme of {@link VectorKernels}), so results, batch invariance and every
+ * golden are unchanged by whether it is in use.
+ *
+ * <p>It is used where that equality holds and the code can run: Linux on x86-64, a JVM whose
+ * preferred float vector has 8 lanes, a CPU with AVX2 and FMA (asked of the library itself), and
+ * {@code epserve.kernels} not set to {@code vector} (or {@code scalar}). Anything else leaves the
+ * Vector API kernels in charge, silently; {@link #status()} says which and why.
+ */
+final class NativeBf16Kernels {
+    private NativeBf16Kernels() {}
+
+    /** The calling convention this class expects of the library (its {@code epserve_bf16_abi}). */
+    private static final int ABI = 1;
+    static final String RESOURCE = "native/linux-x86_64/libepserve_bf16.so";
+    /**
+     * Most multiply-adds per downcall. The calls are critical (they take the heap arrays directly
+     * and hold off safepoints meanwhile), so a large matmul is cut into pieces of about a
+     * millisecond that a garbage collection can run between.
+     */
+    static final long MAX_CALL_MACS = 1L << 22;
+
+    private static final MethodHandle MATMUL;
+    /** Whether BF16 matmuls go to the library. */
+    static final boolean ENABLED;
+    private static final String STATUS;
+
+    static {
+        MethodHandle matmul = null;
+        String status;
+        try {
+            String refusal = refusal();
+            if (refusal != null) {
+                status = "Vector API kernels (" + refusal + ")";
+            } else {
+                SymbolLookup lib = load();
+                Linker linker = Linker.nativeLinker();
+                int abi = (int) linker.downcallHandle(symbol(lib, "epserve_bf16_abi"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
+                int cpuOk = (int) linker.downcallHandle(symbol(lib, "epserve_bf16_cpu_ok"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
+                if (abi != ABI) {
+                    status = "Vector API kernels (native library has calling convention " + abi + ", expected " + ABI + ")";
+                } else if (cpuOk != 1) {
+                    status = "Vector API kernels (this CPU lacks AVX2 or FMA)";
+                } else {
+                    matmul = linker.downcallHandle(symbol(lib, "epserve_bf16_matmul"),
+                            FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
+                            Linker.Option.critical(true));
+                    status = "native AVX2 kernels (" + RESOURCE + ")";
+                }
+            }
+        } catch (Throwable t) {
+            // Any failure to load or link leaves the Vector API kernels in charge: they are
+            // always correct, only slower to warm up.
+            matmul = null;
+            status = "Vector API kernels (native library not usable: " + t + ")";
+        }
+        MATMUL = matmul;
+        ENABLED = matmul != null;
+        STATUS = status;
+    }
+
+    /** Why the library is not even tried here, or null when it is. */
+    private static String refusal() {
+        String kernels = System.getProperty("epserve.kernels");
+        if ("vector".equals(kernels) || "scalar".equals(kernels)) {
+            return "epserve.kernels=" + kernels;
+        }
+        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
+        String arch = System.getProperty("os.arch", "");
+        if (!os.startsWith("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
+            return "no native kernels for " + os + "/" + arch;
+        }
+        if (VectorKernels.L != 8) {
+            // the library reproduces the 8-lane accumulation scheme only
+            return VectorKernels.L + " float lanes";
+        }
+        if (NativeBf16Kernels.class.getResource(RESOURCE) == null) {
+            return "native library not built";
+        }
+        return null;
+    }
+
+    /** Copies the library out of the jar and opens it; the copy is deleted once opened (the mapping stays). */
+    private static SymbolLookup load() throws IOException {
+        Path tmp = Files.createTempFile("epserve-bf16-", ".so");
+        try {
+            try (InputStream in = NativeBf16Kernels.class.getResourceAsStream(RESOURCE)) {
+                if (in == null) {
+                    throw new IOException(RESOURCE + " not found");
+                }
+                Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
+            }
+            return SymbolLookup.libraryLookup(tmp, Arena.global());
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    private static MemorySegment symbol(SymbolLookup lib, String name) {
+        return lib.find(name).orElseThrow(() -> new IllegalStateException(RESOURCE + " has no symbol " + name));
+    }
+
+    /** Which kernels run BF16 matmuls in this JVM, and why (for benchmarks and logs). */
+    static String status() {
+        return STATUS;
+    }
+
+    /**
+     * Rows {@code [r0, r1)} of {@code y[i, r] = w[r, :] · x[i, :]} for m tokens (as
+     * {@link VectorKernels#rows}): x holds m rows of k floats at xOff, seg holds n rows of k BF16
+     * weights, y holds m rows of n floats at yOff. Every range is checked here: the C code checks none.
+     */
+    static void rows(float[] x, int xOff, int m, MemorySegment seg, int n, int k, float[] y, int yOff, int r0, int r1) {
+        if (m < 1 || k < 1 || r0 < 0 || r1 < r0 || r1 > n || 2L * n * k > seg.byteSize()) {
+            throw new IndexOutOfBoundsException("rows [" + r0 + ", " + r1 + ") of " + n + " × " + k + " BF16 weights in "
+                    + seg.byteSize() + " bytes, " + m + " tokens");
+        }
+        Objects.checkFromIndexSize(xOff, Math.multiplyExact(m, k), x.length);
+        Objects.checkFromIndexSize(yOff, Math.multiplyExact(m, n), y.length);
+        if (r0 == r1) {
+            return;
+        }
+        MemorySegment xs = MemorySegment.ofArray(x).asSlice(4L * xOff);
+        MemorySegment ys = MemorySegment.ofArray(y).asSlice(4L * yOff);
+        int step = (int) Math.max(8, MAX_CALL_MACS / ((long) m * k) / 8 * 8);
+        try {
+            for (int a = r0; a < r1; a += step) {
+                MATMUL.invokeExact(xs, m, seg, n, k, ys, a, Math.min(r1, a + step));
+            }
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+}
