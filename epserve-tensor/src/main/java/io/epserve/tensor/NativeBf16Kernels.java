@@ -134,6 +134,66 @@ final class NativeBf16Kernels {
     }
 
     /**
+     * Above this many tokens the Vector API kernels, once C2 has compiled them, are faster than
+     * the library (single-thread CPU time on the Zen 3 test machine, 2816 × 1024 weights: at
+     * m = 1, 2, 4 both within ±10%; at 8 and more the library at 0.65–0.85×).
+     */
+    static final int NATIVE_WHEN_WARM_MAX_TOKENS = 4;
+    /** One call in this many above that m runs the Vector API kernels, timed, while they warm up. */
+    private static final int PROBE_EVERY = 16;
+    /** Timed calls of each kind before the comparison is trusted. */
+    private static final int MIN_SAMPLES = 64;
+
+    // Nanoseconds per multiply-add of each kind, smoothed, and sample counts: written by every
+    // kernel thread without synchronization. Races only blur a heuristic: both kinds compute
+    // the same bits, so which one runs never changes a result.
+    private static double nativeNsPerMac;
+    private static double vectorNsPerMac;
+    private static int nativeSamples;
+    private static int vectorSamples;
+    private static int calls;
+    private static volatile boolean vectorWarm;
+
+    /**
+     * Rows {@code [r0, r1)} of a BF16 matmul (as {@link VectorKernels#rows}) by whichever kernels
+     * are faster now. Up to {@link #NATIVE_WHEN_WARM_MAX_TOKENS} tokens: the library. More: the
+     * library while the Vector API kernels are cold, with one call in {@link #PROBE_EVERY} sent to
+     * them (so that the JIT sees them run and compiles them) and both timed; from the first time
+     * the Vector API kernels are as fast per multiply-add, they take over for good.
+     */
+    static void dispatch(float[] x, int xOff, int m, MemorySegment seg, int n, int k, float[] y, int yOff, int r0, int r1) {
+        if (m <= NATIVE_WHEN_WARM_MAX_TOKENS) {
+            rows(x, xOff, m, seg, n, k, y, yOff, r0, r1);
+            return;
+        }
+        if (vectorWarm) {
+            VectorKernels.vectorRows(x, xOff, m, seg, DType.BF16, n, k, y, yOff, r0, r1);
+            return;
+        }
+        boolean probe = calls++ % PROBE_EVERY == 0;
+        long t0 = System.nanoTime();
+        if (probe) {
+            VectorKernels.vectorRows(x, xOff, m, seg, DType.BF16, n, k, y, yOff, r0, r1);
+        } else {
+            rows(x, xOff, m, seg, n, k, y, yOff, r0, r1);
+        }
+        double nsPerMac = (System.nanoTime() - t0) / ((double) m * k * Math.max(1, r1 - r0));
+        if (probe) {
+            vectorNsPerMac = vectorSamples++ == 0 ? nsPerMac : 0.9 * vectorNsPerMac + 0.1 * nsPerMac;
+        } else {
+            nativeNsPerMac = nativeSamples++ == 0 ? nsPerMac : 0.9 * nativeNsPerMac + 0.1 * nsPerMac;
+        }
+        if (vectorSamples >= MIN_SAMPLES && nativeSamples >= MIN_SAMPLES && vectorNsPerMac <= nativeNsPerMac) {
+            vectorWarm = true;
+        }
+    }
+
+    /** Whether BF16 matmuls of more than {@link #NATIVE_WHEN_WARM_MAX_TOKENS} tokens have gone back to the Vector API kernels. */
+    static boolean vectorKernelsWarm() {
+        return vectorWarm;
+    }
+
+    /**
      * Rows {@code [r0, r1)} of {@code y[i, r] = w[r, :] · x[i, :]} for m tokens (as
      * {@link VectorKernels#rows}): x holds m rows of k floats at xOff, seg holds n rows of k BF16
      * weights, y holds m rows of n floats at yOff. Every range is checked here: the C code checks none.

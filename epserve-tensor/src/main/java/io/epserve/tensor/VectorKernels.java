@@ -328,7 +328,7 @@ public final class VectorKernels {
     /** Rows {@code [r0, r1)} of y for m tokens, by the kernel for that m and dtype. */
     static void rows(float[] x, int xOff, int m, MemorySegment seg, DType dt, int n, int k, float[] y, int yOff, int r0, int r1) {
         if (dt == DType.BF16 && NativeBf16Kernels.ENABLED) {
-            NativeBf16Kernels.rows(x, xOff, m, seg, n, k, y, yOff, r0, r1);
+            NativeBf16Kernels.dispatch(x, xOff, m, seg, n, k, y, yOff, r0, r1);
         } else {
             vectorRows(x, xOff, m, seg, dt, n, k, y, yOff, r0, r1);
         }

@@ -98,6 +98,31 @@ class NativeBf16KernelsTest {
         }
     }
 
+    /** Whichever kernels the dispatch picks call by call (library, timed Vector API probes, warm Vector API), the bits are the same. */
+    @Test
+    void dispatchGivesTheSameBitsCallAfterCall() {
+        assumeTrue(NativeBf16Kernels.ENABLED, NativeBf16Kernels.status());
+        SplittableRandom r = new SplittableRandom(44);
+        try (Arena arena = Arena.ofShared()) {
+            int n = 40;
+            int k = 200;
+            Tensor w = TestTensors.weight(arena, r, DType.BF16, n, k, 0.05f);
+            for (int m : new int[] {1, 4, 6, 30}) {
+                float[] x = TestTensors.gaussian(r, m * k, 1f);
+                float[] want = new float[m * n];
+                VectorKernels.vectorRows(x, 0, m, w.data(), DType.BF16, n, k, want, 0, 0, n);
+                for (int call = 0; call < 300; call++) {
+                    float[] got = new float[m * n];
+                    NativeBf16Kernels.dispatch(x, 0, m, w.data(), n, k, got, 0, 0, n);
+                    for (int i = 0; i < got.length; i++) {
+                        assertThat(Float.floatToRawIntBits(got[i])).as("m=%d call %d y[%d]", m, call, i)
+                                .isEqualTo(Float.floatToRawIntBits(want[i]));
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void refusesRangesOutsideTheArrays() {
         assumeTrue(NativeBf16Kernels.ENABLED, NativeBf16Kernels.status());
