@@ -3,18 +3,11 @@ package io.epserve.tensor;
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 
-import java.io.IOException;
-import java.io.InputStream;
-import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.util.Locale;
 import java.util.Objects;
 
 /**
@@ -57,11 +50,12 @@ final class NativeBf16Kernels {
         MethodHandle matmul = null;
         String status;
         try {
-            String refusal = refusal();
+            NativeLibrary library = new NativeLibrary(RESOURCE);
+            String refusal = library.refusal();
             if (refusal != null) {
                 status = "Vector API kernels (" + refusal + ")";
             } else {
-                SymbolLookup lib = load();
+                SymbolLookup lib = library.open();
                 Linker linker = Linker.nativeLinker();
                 int abi = (int) linker.downcallHandle(symbol(lib, "epserve_bf16_abi"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
                 int cpuOk = (int) linker.downcallHandle(symbol(lib, "epserve_bf16_cpu_ok"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
@@ -87,45 +81,8 @@ final class NativeBf16Kernels {
         STATUS = status;
     }
 
-    /** Why the library is not even tried here, or null when it is. */
-    private static String refusal() {
-        String kernels = System.getProperty("epserve.kernels");
-        if ("vector".equals(kernels) || "scalar".equals(kernels)) {
-            return "epserve.kernels=" + kernels;
-        }
-        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
-        String arch = System.getProperty("os.arch", "");
-        if (!os.startsWith("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
-            return "no native kernels for " + os + "/" + arch;
-        }
-        if (VectorKernels.L != 8) {
-            // the library reproduces the 8-lane accumulation scheme only
-            return VectorKernels.L + " float lanes";
-        }
-        if (NativeBf16Kernels.class.getResource(RESOURCE) == null) {
-            return "native library not built";
-        }
-        return null;
-    }
-
-    /** Copies the library out of the jar and opens it; the copy is deleted once opened (the mapping stays). */
-    private static SymbolLookup load() throws IOException {
-        Path tmp = Files.createTempFile("epserve-bf16-", ".so");
-        try {
-            try (InputStream in = NativeBf16Kernels.class.getResourceAsStream(RESOURCE)) {
-                if (in == null) {
-                    throw new IOException(RESOURCE + " not found");
-                }
-                Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
-            }
-            return SymbolLookup.libraryLookup(tmp, Arena.global());
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
-    }
-
     private static MemorySegment symbol(SymbolLookup lib, String name) {
-        return lib.find(name).orElseThrow(() -> new IllegalStateException(RESOURCE + " has no symbol " + name));
+        return NativeLibrary.symbol(lib, RESOURCE, name);
     }
 
     /** Which kernels run BF16 matmuls in this JVM, and why (for benchmarks and logs). */
