@@ -2,7 +2,9 @@
 # The calibration table of BENCHMARKS.md in one command: measures the configurations this machine
 # can run for real, then prints what `epserve simulate` predicts for each beside what was measured.
 #
-#   tools/calibrate.sh [OUT_DIR]        (default target/calibration; needs root for the namespace hosts)
+#   tools/calibrate.sh [OUT_DIR]             (default target/calibration; needs root for the namespace hosts)
+#   tools/calibrate.sh --relayout OUT_DIR    lays out OUT_DIR's measurements again and re-runs the
+#                                            prediction, measuring nothing (the model or the layout changed)
 #
 # Measured (the demo model, `epserve bench ep`: the decode column is batch 1, one sequence; the
 # batched-decode column is B sequences per step):
@@ -22,8 +24,14 @@
 # (seconds, default 45: fresh worker JVMs are still compiling their per-call path 17–35 s after start), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+measure=1
+if [ "${1:-}" = --relayout ]; then
+  measure=0
+  shift
+  [ -f "${1:-}/w1.txt" ] || { echo "--relayout needs a directory a calibration run wrote (no w1.txt in '${1:-}')" >&2; exit 2; }
+fi
 out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
-epserve="$root/bin/epserve"
+epserve="${EPSERVE:-$root/bin/epserve}"   # EPSERVE: another launcher (tests)
 batch=${EPSERVE_CALIBRATE_BATCH:-16}
 runs=${EPSERVE_CALIBRATE_RUNS:-3}
 warmup=${EPSERVE_CALIBRATE_WARMUP:-45}
@@ -47,46 +55,45 @@ trap cleanup EXIT
 
 # column of a bench ep row: batch decode is the second-to-last field, decode the third-to-last
 field() { grep -E "^$1 +$2 " "$3" | awk -v back="$4" '{print $(NF - back)}'; }
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit 1; m = int((NR + 1) / 2); printf "%.1f\n", NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2}'; }
+# Every `bench ep` run measures the single process again: a single-process point is the median of
+# all of them (batch 1: overlap off and on, one sequence has nothing to overlap, so both rows are
+# the same configuration; batch B: the rows with that overlap setting).
+single() { # overlap(off|on|any) back
+  local ov=$1 back=$2 f
+  [ "$ov" = any ] && ov='(off|on)'
+  for f in "$out"/w*.txt "$out"/ns-*.txt; do [ -f "$f" ] && field 'single process' "$ov" "$f" "$back"; done | median
+}
+# A batch-1 point with workers: its overlap-off and overlap-on rows are the same configuration
+# measured twice (one sequence), so the point is their median (the mean of the two).
+batch1() { { field "$1" off "$2" 2; field "$1" on "$2" 2; } | median; }
 
-echo "measuring the expert kernel..." >&2
-"$epserve" simulate --fit-cost "$out/cost.json" | tee "$out/fit-cost.txt" >&2
-"$epserve" bench ep --help >/dev/null   # builds once, if needed, before anything is timed
+measure_loopback() {
+  echo "measuring the expert kernel..." >&2
+  "$epserve" simulate --fit-cost "$out/cost.json" | tee "$out/fit-cost.txt" >&2
+  "$epserve" bench ep --help >/dev/null   # builds once, if needed, before anything is timed
 
-bench() { # label file args...
-  local label=$1 file=$2
-  shift 2
-  echo "bench ep: $label" >&2
-  "$epserve" bench ep "${shape[@]}" "$@" > "$file"
-  cat "$file" >&2
+  bench() { # label file args...
+    local label=$1 file=$2
+    shift 2
+    echo "bench ep: $label" >&2
+    "$epserve" bench ep "${shape[@]}" "$@" > "$file"
+    cat "$file" >&2
+  }
+
+  bench "1 worker" "$out/w1.txt" --ep-workers 1
+  bench "2 workers, contiguous" "$out/w2.txt" --ep-workers 2
+  bench "4 workers, contiguous" "$out/w4.txt" --ep-workers 4
+  bench "2 workers, replicated" "$out/w2r.txt" --ep-workers 2 --policy replicated
 }
 
-bench "1 worker" "$out/w1.txt" --ep-workers 1
-bench "2 workers, contiguous" "$out/w2.txt" --ep-workers 2
-bench "4 workers, contiguous" "$out/w4.txt" --ep-workers 4
-bench "2 workers, replicated" "$out/w2r.txt" --ep-workers 2 --policy replicated
-
-{
-  printf '# measured %s on %s (%s cores), load average at start %s\n' "$(date -u +%FT%TZ)" "$(hostname)" "$cores" "$(cut -d' ' -f1-3 /proc/loadavg)"
-  # name, use, model, workers, layout, policy, overlap, batch, latency_us, bandwidth, tokens/s
-  point() { printf '%s\tdemo\t%s\tcolocated\t%s\t%s\t%s\t0\tunlimited\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6"; }
-  point 'single process, batch 1'$'\t''fit-frontend' 0 contiguous off 1 "$(field 'single process' off "$out/w1.txt" 2)"
-  point "single process, batch $batch"$'\t''fit-frontend' 0 contiguous off "$batch" "$(field 'single process' off "$out/w1.txt" 1)"
-  point "single process, batch $batch, overlap on"$'\t''predict' 0 contiguous on "$batch" "$(field 'single process' on "$out/w1.txt" 1)"
-  point '2 workers, loopback, contiguous, batch 1'$'\t''fit-message' 2 contiguous off 1 "$(field '2 workers, loopback' off "$out/w2.txt" 2)"
-  point "2 workers, loopback, contiguous, batch $batch, overlap on"$'\t''fit-message' 2 contiguous on "$batch" "$(field '2 workers, loopback' on "$out/w2.txt" 1)"
-  point "2 workers, loopback, contiguous, batch $batch, overlap off"$'\t''predict' 2 contiguous off "$batch" "$(field '2 workers, loopback' off "$out/w2.txt" 1)"
-  for cfg in "1 worker, loopback|1|contiguous|w1|1 workers" "4 workers, loopback, contiguous|4|contiguous|w4|4 workers" "2 workers, loopback, replicated|2|replicated|w2r|2 workers"; do
-    IFS='|' read -r label w policy file row <<<"$cfg"
-    point "$label, batch 1"$'\t''predict' "$w" "$policy" off 1 "$(field "$row, loopback" off "$out/$file.txt" 2)"
-    for ov in off on; do
-      point "$label, batch $batch, overlap $ov"$'\t''predict' "$w" "$policy" "$ov" "$batch" "$(field "$row, loopback" $ov "$out/$file.txt" 1)"
-    done
-  done
-} > "$points"
-
-if [ "$(id -u)" = 0 ] && ip netns add "$name-probe" 2>/dev/null; then
+measure_namespaces() {
+  if [ "$(id -u)" != 0 ] || ! ip netns add "$name-probe" 2>/dev/null; then
+    echo "not root or no network namespaces here: the namespace points are left out" >&2
+    return
+  fi
   ip netns del "$name-probe"
-  demo="${EPSERVE_CACHE:-$HOME/.cache/epserve}/demo-mixtral-640m-v1"
+  local demo="${EPSERVE_CACHE:-$HOME/.cache/epserve}/demo-mixtral-640m-v1" i setting shaped latency file
   head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/secret"
   bash "$root/tools/netns-hosts.sh" up "$name" 3 >&2
   for i in 1 2; do
@@ -108,17 +115,52 @@ if [ "$(id -u)" = 0 ] && ip netns add "$name-probe" 2>/dev/null; then
     echo "bench ep: 2 workers on namespace hosts, $1 µs (applied: $latency) / $2 Mbit" >&2
     ip netns exec "$name-0" "$epserve" bench ep "${shape[@]}" --model "$demo" --workers 10.213.0.11:7070,10.213.0.12:7070 \
       --worker-secret-file "$out/secret" > "$file"
+    echo "$latency" > "${file%.txt}.applied"
     cat "$file" >&2
-    printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, batch 1\tpredict\tdemo\t2\tfrontend-host\tcontiguous\toff\t1\t%s\t%smbit\t%s\n' \
-      "$1" "$latency" "$2" "$latency" "$2" "$(field '2 workers, remote' off "$file" 2)" >> "$points"
+  done
+}
+
+# The points file from the measurements in $out (each line: name, use, model, workers, layout,
+# policy, overlap, batch, latency_us, bandwidth, tokens/s).
+layout() {
+  local cfg label w policy file row ov us mbit latency
+  cat "$out/measured.txt"
+  point() { printf '%s\tdemo\t%s\tcolocated\t%s\t%s\t%s\t0\tunlimited\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6"; }
+  point 'single process, batch 1'$'\t''fit-frontend' 0 contiguous off 1 "$(single any 2)"
+  point "single process, batch $batch"$'\t''fit-frontend' 0 contiguous off "$batch" "$(single off 1)"
+  point "single process, batch $batch, overlap on"$'\t''predict' 0 contiguous on "$batch" "$(single on 1)"
+  point '2 workers, loopback, contiguous, batch 1'$'\t''fit-message' 2 contiguous off 1 "$(batch1 '2 workers, loopback' "$out/w2.txt")"
+  point "2 workers, loopback, contiguous, batch $batch, overlap on"$'\t''fit-message' 2 contiguous on "$batch" "$(field '2 workers, loopback' on "$out/w2.txt" 1)"
+  point "2 workers, loopback, contiguous, batch $batch, overlap off"$'\t''predict' 2 contiguous off "$batch" "$(field '2 workers, loopback' off "$out/w2.txt" 1)"
+  for cfg in "1 worker, loopback|1|contiguous|w1|1 workers" "4 workers, loopback, contiguous|4|contiguous|w4|4 workers" "2 workers, loopback, replicated|2|replicated|w2r|2 workers"; do
+    IFS='|' read -r label w policy file row <<<"$cfg"
+    point "$label, batch 1"$'\t''predict' "$w" "$policy" off 1 "$(batch1 "$row, loopback" "$out/$file.txt")"
     for ov in off on; do
-      printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, batch %s, overlap %s\tpredict\tdemo\t2\tfrontend-host\tcontiguous\t%s\t%s\t%s\t%smbit\t%s\n' \
-        "$1" "$latency" "$2" "$batch" "$ov" "$ov" "$batch" "$latency" "$2" "$(field '2 workers, remote' $ov "$file" 1)" >> "$points"
+      point "$label, batch $batch, overlap $ov"$'\t''predict' "$w" "$policy" "$ov" "$batch" "$(field "$row, loopback" $ov "$out/$file.txt" 1)"
     done
   done
-else
-  echo "not root or no network namespaces here: the namespace points are left out" >&2
+  for file in "$out"/ns-50us-10000mbit.txt "$out"/ns-500us-1000mbit.txt; do
+    [ -f "$file" ] || continue
+    us=${file##*/ns-}
+    us=${us%%us-*}
+    mbit=${file##*us-}
+    mbit=${mbit%mbit.txt}
+    latency=$(cat "${file%.txt}.applied")
+    printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, batch 1\tpredict\tdemo\t2\tfrontend-host\tcontiguous\toff\t1\t%s\t%smbit\t%s\n' \
+      "$us" "$latency" "$mbit" "$latency" "$mbit" "$(batch1 '2 workers, remote' "$file")"
+    for ov in off on; do
+      printf '2 workers, namespace hosts, %s µs (%s applied) / %s Mbit, batch %s, overlap %s\tpredict\tdemo\t2\tfrontend-host\tcontiguous\t%s\t%s\t%s\t%smbit\t%s\n' \
+        "$us" "$latency" "$mbit" "$batch" "$ov" "$ov" "$batch" "$latency" "$mbit" "$(field '2 workers, remote' $ov "$file" 1)"
+    done
+  done
+}
+
+if [ "$measure" = 1 ]; then
+  printf '# measured %s on %s (%s cores), load average at start %s\n' "$(date -u +%FT%TZ)" "$(hostname)" "$cores" "$(cut -d' ' -f1-3 /proc/loadavg)" > "$out/measured.txt"
+  measure_loopback
+  measure_namespaces
 fi
+layout > "$points"
 
 "$epserve" simulate --calibrate "$points" --cost "$out/cost.json" --cpu "machine:$cores" --frontend-threads "$cores" --worker-threads 1 \
   --steps 20 | tee "$out/table.md"

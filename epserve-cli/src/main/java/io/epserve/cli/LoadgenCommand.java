@@ -110,7 +110,7 @@ final class LoadgenCommand implements Callable<Integer> {
         HttpClient http = StreamingCompletion.newClient();
         JsonNode card = model(http, base);
         String model = card.path("id").asText();
-        int vocab = card.path("vocab_size").asInt(256);
+        int vocab = vocab(card);
 
         ConcurrentHistogram ttft = new ConcurrentHistogram(MAX_MICROS, 3);
         ConcurrentHistogram tpot = new ConcurrentHistogram(MAX_MICROS, 3);
@@ -182,6 +182,19 @@ final class LoadgenCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError("--url '" + url + "' is not a URL: " + e.getMessage());
         }
+    }
+
+    /**
+     * The vocabulary prompts draw from: the card's {@code vocab_size} (epserve), else llama-server's
+     * {@code meta.n_vocab}, else 256 (byte-level ids every tokenizer has), so that both servers of a
+     * comparison read prompts over the same ids.
+     */
+    static int vocab(JsonNode card) {
+        int v = card.path("vocab_size").asInt(0);
+        if (v <= 0) {
+            v = card.path("meta").path("n_vocab").asInt(0);
+        }
+        return v > 0 ? v : 256;
     }
 
     /** The model card to use: --model's, else the server's first. */

@@ -115,6 +115,16 @@ class LoadgenCommandTest {
     }
 
     @Test
+    void promptsDrawFromTheVocabularyTheServerStates() throws Exception {
+        ObjectMapper json = new ObjectMapper();
+        assertThat(LoadgenCommand.vocab(json.readTree("{\"id\": \"epserve-demo\", \"vocab_size\": 32000}"))).isEqualTo(32000);
+        // llama-server's card: {"id": ..., "meta": {"n_vocab": ...}}
+        assertThat(LoadgenCommand.vocab(json.readTree("{\"id\": \"m.gguf\", \"meta\": {\"n_vocab\": 151936}}"))).isEqualTo(151936);
+        assertThat(LoadgenCommand.vocab(json.readTree("{\"id\": \"other\"}"))).isEqualTo(256);
+        assertThat(LoadgenCommand.vocab(json.readTree("{\"id\": \"bad\", \"vocab_size\": -3}"))).isEqualTo(256);
+    }
+
+    @Test
     void unreachableServerAndBadOptions() {
         PrintStream sink = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8);
         assertThatThrownBy(() -> parse("--url", "http://127.0.0.1:1", "--requests", "1").run(sink, sink, false))

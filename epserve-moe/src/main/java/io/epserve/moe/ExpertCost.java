@@ -103,11 +103,35 @@ public record ExpertCost(double fixedPairs) {
             throw new IllegalArgumentException("a cost fit needs samples whose expert counts and pair counts vary independently; got "
                     + n + " samples that do not");
         }
+        if (x[1] < 0) {
+            // A run cannot cost less than nothing: the best fit with a fixed part of at least zero
+            // then lies on that bound, i.e. the least-squares fit of base and per-pair alone.
+            x = fitWithoutFixedPart(pairs, seconds);
+        }
         if (!(x[2] > 0)) {
             throw new IllegalArgumentException(String.format(Locale.ROOT,
                     "the fitted time per pair is %.3g s, not positive: the samples are too noisy to fit", x[2]));
         }
         return new Fit(x[0], x[1], x[2]);
+    }
+
+    /** {@code seconds = base + perPair · pairs} by least squares, as {base, 0, perPair}. */
+    private static double[] fitWithoutFixedPart(double[] pairs, double[] seconds) {
+        int n = seconds.length;
+        double mp = 0;
+        double ms = 0;
+        for (int i = 0; i < n; i++) {
+            mp += pairs[i] / n;
+            ms += seconds[i] / n;
+        }
+        double cov = 0;
+        double var = 0;
+        for (int i = 0; i < n; i++) {
+            cov += (pairs[i] - mp) * (seconds[i] - ms);
+            var += (pairs[i] - mp) * (pairs[i] - mp);
+        }
+        double perPair = cov / var;
+        return new double[] {ms - perPair * mp, 0, perPair};
     }
 
     /** Gaussian elimination with partial pivoting of a 3×3 system [A | b]; null when singular. */

@@ -50,6 +50,19 @@ class ExpertCostTest {
     }
 
     @Test
+    void aFixedPartThatFitsBelowZeroIsFittedAsNone() {
+        // steps that get faster with more experts run at the same pairs: the unconstrained fit's
+        // fixed part is negative; the constrained fit is the least-squares line through pairs alone
+        double[] experts = {1, 2, 3, 4, 1, 2, 3, 4};
+        double[] pairs = {10, 10, 10, 10, 20, 20, 20, 20};
+        double[] seconds = {1.04, 1.03, 1.02, 1.01, 2.04, 2.03, 2.02, 2.01};
+        ExpertCost.Fit f = ExpertCost.fit(experts, pairs, seconds);
+        assertThat(f.fixedSeconds()).isZero();
+        assertThat(f.secondsPerPair()).isCloseTo(0.1, within(1e-12));
+        assertThat(f.baseSeconds()).isCloseTo(0.025, within(1e-12));
+    }
+
+    @Test
     void samplesThatCannotSeparateTheTermsAreRefused() {
         double[] experts = {4, 4, 4, 4};
         double[] pairs = {10, 20, 30, 40};
