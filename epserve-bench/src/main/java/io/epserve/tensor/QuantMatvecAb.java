@@ -13,11 +13,14 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * The quantized decode matvec, native kernels against the Vector API kernels, alternately in one
- * JVM (so that a shared machine's load falls on both alike): {@code y = W x} (m = 1) over enough
- * expert-shaped matrices (2816 × 1024, the benchmark model's gate/up) to span 512 MiB, so the
- * weights stream from DRAM, on 1 thread (timed by its CPU time) and 2 (wall time), for each
- * dtype. Prints weights/s and GB/s of weights per round. It lives in the kernels' package to call both implementations directly.
+ * The quantized decode matvec, native kernels against the Vector API kernels and the exact
+ * float-activation scheme against the int8-activation one ({@link QuantizedActivations}),
+ * alternately in one JVM (so that a shared machine's load falls on all alike): {@code y = W x}
+ * (m = 1) over enough expert-shaped matrices (2816 × 1024, the benchmark model's gate/up) to span
+ * 512 MiB, so the weights stream from DRAM, on 1 thread (timed by its CPU time) and 2 (wall
+ * time), for each dtype. The int8 columns include quantizing x once per matrix, as a matmul
+ * does. Prints weights/s and GB/s of weights per round. It lives in the kernels' package to call
+ * every implementation directly.
  *
  * <pre>
  * java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp epserve-bench/target/benchmarks.jar \
@@ -41,8 +44,9 @@ public final class QuantMatvecAb {
             System.out.println("native kernels not in use here: nothing to compare");
             return;
         }
-        System.out.println("| round | dtype | threads | Vector API Gw/s (GB/s) | native Gw/s (GB/s) | native / Vector API |");
-        System.out.println("| ---: | --- | ---: | ---: | ---: | ---: |");
+        System.out.println("| round | dtype | threads | f32 act., Vector API Gw/s (GB/s) | f32 act., native | int8 act., Vector API"
+                + " | int8 act., native | int8 native / f32 native |");
+        System.out.println("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         float[] x = new float[K];
         long s = 7;
         for (int i = 0; i < K; i++) {
@@ -59,16 +63,26 @@ public final class QuantMatvecAb {
                 for (int d = 0; d < dtypes.size(); d++) {
                     DType dt = dtypes.get(d);
                     for (KernelPool pool : new KernelPool[] {pool1, pool2}) {
-                        double vector = pass(weights.get(d), dt, x, y, pool, false);
+                        double vector = pass(weights.get(d), dt, x, y, pool, Mode.F32_VECTOR);
                         double perWeight = dt.quantized() ? dt.blockBytes() / (double) dt.blockSize() : dt.bytes();
                         if (!dt.quantized()) {
-                            System.out.printf(Locale.ROOT, "| %d | %s | %d | %.2f (%.1f) | — | — |%n", round, dt.label(), pool.threads(),
+                            System.out.printf(Locale.ROOT, "| %d | %s | %d | %.2f (%.1f) | — | — | — | — |%n", round, dt.label(), pool.threads(),
                                     vector, vector * perWeight);
                             continue;
                         }
-                        double nat = pass(weights.get(d), dt, x, y, pool, true);
-                        System.out.printf(Locale.ROOT, "| %d | %s | %d | %.2f (%.1f) | %.2f (%.1f) | %.2f× |%n", round, dt.label(), pool.threads(),
-                                vector, vector * perWeight, nat, nat * perWeight, nat / vector);
+                        double nat = pass(weights.get(d), dt, x, y, pool, Mode.F32_NATIVE);
+                        String i8v = "—";
+                        String i8n = "—";
+                        String ratio = "—";
+                        if (Int8Kernels.handles(dt)) {
+                            double v8 = pass(weights.get(d), dt, x, y, pool, Mode.INT8_VECTOR);
+                            double n8 = pass(weights.get(d), dt, x, y, pool, Mode.INT8_NATIVE);
+                            i8v = String.format(Locale.ROOT, "%.2f (%.1f)", v8, v8 * perWeight);
+                            i8n = String.format(Locale.ROOT, "%.2f (%.1f)", n8, n8 * perWeight);
+                            ratio = String.format(Locale.ROOT, "%.2f×", n8 / nat);
+                        }
+                        System.out.printf(Locale.ROOT, "| %d | %s | %d | %.2f (%.1f) | %.2f (%.1f) | %s | %s | %s |%n", round, dt.label(),
+                                pool.threads(), vector, vector * perWeight, nat, nat * perWeight, i8v, i8n, ratio);
                     }
                 }
             }
@@ -126,14 +140,22 @@ public final class QuantMatvecAb {
      * thread's CPU time, not wall time: on a loaded machine a preempted pass would otherwise
      * count the other processes' time slices (memory contention still counts, for both kernels).
      */
-    static double pass(MemorySegment[] ms, DType dt, float[] x, float[] y, KernelPool pool, boolean nat) {
+    enum Mode { F32_VECTOR, F32_NATIVE, INT8_VECTOR, INT8_NATIVE }
+
+    static double pass(MemorySegment[] ms, DType dt, float[] x, float[] y, KernelPool pool, Mode mode) {
         KernelPool.Body[] bodies = new KernelPool.Body[ms.length];
+        Int8Activations a = new Int8Activations();
         for (int i = 0; i < ms.length; i++) {
             MemorySegment m = ms[i];
-            bodies[i] = nat ? (r0, r1) -> NativeKernels.matvec(x, 0, m, dt, K, y, 0, r0, r1)
-                    : dt.quantized() ? (r0, r1) -> QuantizedKernels.matvecVector(x, 0, m, dt, K, y, 0, r0, r1)
-                    : (r0, r1) -> DenseKernels.matvec(x, 0, m, dt, K, y, 0, r0, r1);
+            bodies[i] = switch (mode) {
+                case F32_NATIVE -> (r0, r1) -> NativeKernels.matvec(x, 0, m, dt, K, y, 0, r0, r1);
+                case F32_VECTOR -> dt.quantized() ? (r0, r1) -> QuantizedKernels.matvecVector(x, 0, m, dt, K, y, 0, r0, r1)
+                        : (r0, r1) -> DenseKernels.matvec(x, 0, m, dt, K, y, 0, r0, r1);
+                case INT8_NATIVE -> (r0, r1) -> NativeKernels.matmulInt8(a.q, a.d, a.sum, 1, K, m, dt, N, y, 0, r0, r1);
+                case INT8_VECTOR -> (r0, r1) -> Int8Kernels.rowsVector(a, 1, K, m, dt, N, y, 0, r0, r1);
+            };
         }
+        boolean int8 = mode == Mode.INT8_VECTOR || mode == Mode.INT8_NATIVE;
         boolean cpuTime = pool.threads() == 1;
         int chunk = pool.threads() == 1 ? N : N / (pool.threads() * 8) / 4 * 4;
         double best = 0;
@@ -141,6 +163,9 @@ public final class QuantMatvecAb {
         while (System.nanoTime() < end) {
             long t0 = cpuTime ? THREADS.getCurrentThreadCpuTime() : System.nanoTime();
             for (KernelPool.Body b : bodies) {
+                if (int8) {
+                    a.quantize(x, 0, 1, K);
+                }
                 if (cpuTime) {
                     b.run(0, N);
                 } else {

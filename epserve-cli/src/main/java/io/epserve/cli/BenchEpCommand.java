@@ -187,7 +187,7 @@ final class BenchEpCommand implements Callable<Integer> {
         LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
             @Override
             public ExpertDispatcher create(Path d, ModelConfig cfg, ModelWeights w) {
-                return GrpcExpertDispatcher.connect(d, cfg, addresses, model.placementPolicy(),
+                return GrpcExpertDispatcher.connect(d, cfg.moeShape(), addresses, model.placementPolicy(),
                         GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
                                 .withSecurity(model.workerSecurity.security()).withTransport(transport));
             }

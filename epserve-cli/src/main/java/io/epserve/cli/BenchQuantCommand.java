@@ -143,6 +143,7 @@ final class BenchQuantCommand implements Callable<Integer> {
                 KernelPool.common().threads(), VectorKernels.lanes(), positions, seed,
                 speed ? String.format(Locale.ROOT, "; decode: prompt %d, %d greedy tokens, median of %d runs after %d warm-up",
                         promptTokens, genTokens, runs, warmup) : "");
+        System.out.printf(Locale.ROOT, "quantized products: %s%n", Kernels.quantizedMatvecKernels());
         out.header(speed);
         try {
             for (Path dir : dirs) {

@@ -4,6 +4,9 @@ import io.epserve.format.gguf.GgufModel;
 import io.epserve.model.KvDtype;
 import io.epserve.model.KvOptions;
 import io.epserve.model.LoadedModel;
+import io.epserve.model.ModelConfig;
+import io.epserve.model.ModelExperts;
+import io.epserve.model.ModelWeights;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.demo.DemoModel;
 import io.epserve.moe.ExpertCost;
@@ -273,9 +276,29 @@ final class ModelOptions {
         return m;
     }
 
-    /** Where the routed experts run: one in-process worker, N in-process workers, or remote workers. */
-    LoadedModel.Dispatchers dispatchers() {
-        return topology().dispatchers(System.err);
+    /**
+     * Where the routed experts run (one in-process worker, N in-process workers, or remote
+     * workers), for the model's loader: the topology's dispatcher over the model's experts. Here,
+     * where both are at hand, the model meets the workers: in-process workers compute with the
+     * frontend's weights, and a frontend whose remote workers fail computes every expert itself
+     * from the same files they map ({@link ModelExperts#frontendDispatcher}).
+     *
+     * @param resume a frontend's saved state to resume (serve --state-dir), or null
+     */
+    private LoadedModel.Dispatchers dispatchers(FrontendState.Snapshot resume) {
+        ExpertTopology topology = topology();
+        return new LoadedModel.Dispatchers() {
+            @Override
+            public ExpertDispatcher create(Path dir, ModelConfig cfg, ModelWeights w) {
+                return topology.dispatcher(dir, cfg.moeShape(), w,
+                        () -> ModelExperts.frontendDispatcher(dir, cfg, w, topology.remote().expertDType()), System.err, resume);
+            }
+
+            @Override
+            public boolean local() {
+                return topology.local();
+            }
+        };
     }
 
     /**
@@ -324,7 +347,7 @@ final class ModelOptions {
     /** As {@link #load(Path, TerminalProgress)}, resuming a frontend's saved state (serve --state-dir), or not when null. */
     LoadedModel load(Path dir, TerminalProgress progress, FrontendState.Snapshot resume) {
         LoadedModel m = LoadedModel.load(dir, LoadedModel.Options.defaults().withRouter(routerChoice()).withValidate(!noValidate)
-                .withProgress(progress).withDispatchers(topology().dispatchers(System.err, resume)).withExpertDType(expertDType())
+                .withProgress(progress).withDispatchers(dispatchers(resume)).withExpertDType(expertDType())
                 .withKv(kvOptions()));
         m.transformer().setOverlap(overlap);
         return m;

@@ -1,9 +1,10 @@
 package io.epserve.cli;
 
+import io.epserve.model.ModelExperts;
 import io.epserve.rpc.HostPort;
 import io.epserve.rpc.TlsFiles;
 import io.epserve.rpc.WorkerModel;
-import io.epserve.rpc.WorkerProcessMain;
+import io.epserve.rpc.WorkerProcess;
 import io.epserve.rpc.WorkerSecret;
 import io.epserve.rpc.WorkerSecurity;
 import io.epserve.tensor.DType;
@@ -101,8 +102,9 @@ final class WorkerCommand implements Callable<Integer> {
         HostPort advertised = advertise == null ? null : HostPort.parse(advertise, "--advertise");
         WorkerSecurity security = new WorkerSecurity(secretFile == null ? null : WorkerSecret.fromFile(secretFile, "--auth-secret-file"),
                 TlsFiles.fromOptions(tlsCert, tlsKey, tlsCa));
-        WorkerProcessMain.serve(new WorkerProcessMain.Settings(address, new WorkerModel(model, dtype, cacheDir), security,
-                Duration.ofSeconds(leaseSeconds), frontend, advertised, hostLabel, Duration.ofSeconds(drainSeconds)), System.out, System.err);
+        WorkerProcess.serve(new WorkerProcess.Settings(address, new WorkerModel(model, dtype, cacheDir), security,
+                Duration.ofSeconds(leaseSeconds), frontend, advertised, hostLabel, Duration.ofSeconds(drainSeconds)), ModelExperts::open,
+                System.out, System.err);
         return 0;
     }
 }

@@ -16,6 +16,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
+import io.epserve.model.ModelExperts;
 import io.epserve.tensor.DType;
 import io.epserve.rpc.WorkerServer;
 import io.epserve.rpc.WorkerModel;
@@ -55,8 +56,8 @@ class QuantizedExpertsCliTest {
                 "--json");
         assertThat(local.exitCode()).as(local.err()).isZero();
         WorkerModel q8 = WorkerModel.of(dir).withExpertDType(DType.Q8_0);
-        try (WorkerServer a = WorkerServer.builder().port(0).model(q8).build().start();
-             WorkerServer b = WorkerServer.builder().port(0).model(q8).build().start()) {
+        try (WorkerServer a = WorkerServer.builder().port(0).model(q8).experts(ModelExperts::open).build().start();
+             WorkerServer b = WorkerServer.builder().port(0).model(q8).experts(ModelExperts::open).build().start()) {
             String workers = "127.0.0.1:" + a.port() + ",127.0.0.1:" + b.port();
             CliRunner.Outcome remote = CliRunner.inProcess("logits", "--model", dir.toString(), "--tokens", "1,2,3", "--expert-dtype",
                     "q8_0", "--workers", workers, "--json");

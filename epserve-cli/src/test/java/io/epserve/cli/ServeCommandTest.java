@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Progress;
+import io.epserve.model.ModelExperts;
 import io.epserve.model.demo.DemoModel;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.WorkerModel;
@@ -153,8 +154,8 @@ class ServeCommandTest {
     @Test
     void servesWithRemoteExpertWorkersAndExportsTheirCounters() throws Exception {
         WorkerModel model = WorkerModel.of(tinyModel());
-        try (WorkerServer w0 = WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start();
-             WorkerServer w1 = WorkerServer.builder().host("127.0.0.1").port(0).model(model).build().start()) {
+        try (WorkerServer w0 = WorkerServer.builder().host("127.0.0.1").port(0).model(model).experts(ModelExperts::open).build().start();
+             WorkerServer w1 = WorkerServer.builder().host("127.0.0.1").port(0).model(model).experts(ModelExperts::open).build().start()) {
             String a0 = "127.0.0.1:" + w0.port();
             String a1 = "127.0.0.1:" + w1.port();
             ByteArrayOutputStream out = new ByteArrayOutputStream();

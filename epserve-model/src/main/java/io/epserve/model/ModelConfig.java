@@ -3,6 +3,7 @@ package io.epserve.model;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.epserve.format.CheckpointException;
 import io.epserve.moe.GatedActivation;
+import io.epserve.moe.MoeShape;
 import io.epserve.tensor.RopeStyle;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -200,6 +201,11 @@ public record ModelConfig(
 
     public boolean isSparse(int layer) {
         return ffn.isSparse(layer);
+    }
+
+    /** The expert layers alone: what a remote dispatcher and its workers need to know of this model. */
+    public MoeShape moeShape() {
+        return new MoeShape(sparseLayers(), numExperts(), hidden, moeIntermediate());
     }
 
     public int sparseLayerCount() {

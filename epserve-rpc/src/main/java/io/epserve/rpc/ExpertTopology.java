@@ -1,7 +1,5 @@
 package io.epserve.rpc;
 
-import io.epserve.model.LoadedModel;
-import io.epserve.model.ModelConfig;
 import io.epserve.moe.BalancedPlacement;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertLoad;
@@ -10,17 +8,18 @@ import io.epserve.moe.ExpertShards;
 import io.epserve.moe.ExpertStore;
 import io.epserve.moe.ExpertWorker;
 import io.epserve.moe.InProcessDispatcher;
+import io.epserve.moe.MoeShape;
 import io.epserve.moe.RoutedTokens;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
+import java.util.function.Supplier;
 import java.util.stream.IntStream;
-import io.epserve.model.ModelWeights;
 
 /**
  * Where the routed experts run, as one validated value built once from the options (DESIGN.md
- * §3.11) and turned into a dispatcher in one place, {@link #dispatchers}: in-process workers or
+ * §3.11) and turned into a dispatcher in one place, {@link #dispatcher}: in-process workers or
  * remote worker processes, the placement policy (with its redundant slots for
  * {@link ExpertPlacement.Policy#BALANCED}), expert shards, the sliding load window, and for
  * remote workers the wire dtype, deadlines and security ({@link GrpcExpertDispatcher.Config}).
@@ -107,11 +106,11 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
     }
 
     /** The placement of epoch {@code epoch} over these worker names at start (balanced: under a uniform load). */
-    public ExpertPlacement initialPlacement(ModelConfig cfg, List<String> names, long epoch) {
+    public ExpertPlacement initialPlacement(MoeShape shape, List<String> names, long epoch) {
         if (policy == ExpertPlacement.Policy.BALANCED) {
-            return BalancedPlacement.place(ExpertLoad.uniform(cfg.sparseLayers(), cfg.numExperts()), names, redundantExperts, epoch);
+            return BalancedPlacement.place(ExpertLoad.uniform(shape.sparseLayers(), shape.numExperts()), names, redundantExperts, epoch);
         }
-        return ExpertPlacement.createSharded(cfg.sparseLayers(), cfg.numExperts(), shards, names, policy, epoch);
+        return ExpertPlacement.createSharded(shape.sparseLayers(), shape.numExperts(), shards, names, policy, epoch);
     }
 
     /**
@@ -135,76 +134,83 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
         };
     }
 
-    /** The dispatcher factory for {@link LoadedModel.Options#withDispatchers}; {@code log} hears what remote start-up waits for. */
-    public LoadedModel.Dispatchers dispatchers(PrintStream log) {
-        return dispatchers(log, null);
+    /**
+     * Whether the routed experts run in this process. When not (remote workers), the frontend
+     * neither resolves nor validates the experts' tensors: the workers do, for their share.
+     */
+    public boolean local() {
+        return workers instanceof InProcess;
     }
 
     /**
-     * As {@link #dispatchers(PrintStream)}, resuming a frontend's saved state (remote workers): its
-     * frontend id, its placement epoch and replicas (workers that still hold their experts for that
-     * id and epoch map nothing), its load window. A saved placement that no longer fits the model,
-     * or whose workers cannot all be assigned, gives way to a fresh placement over the workers at
-     * the next epoch, under the same id. Null: a fresh start.
+     * The dispatcher of this topology over a model's routed experts, started (remote workers:
+     * every worker checked and assigned); {@code log} hears what remote start-up waits for.
+     * {@code resume}, with remote workers, is a frontend's saved state: its frontend id, its
+     * placement epoch and replicas (workers that still hold their experts for that id and epoch
+     * map nothing), its load window. A saved placement that no longer fits the model, or whose
+     * workers cannot all be assigned, gives way to a fresh placement over the workers at the next
+     * epoch, under the same id. Null: a fresh start.
+     *
+     * @param dir      the frontend's model: remote workers must serve the same ({@link ModelFingerprint})
+     * @param shape    its expert layers
+     * @param experts  the frontend's routed experts, which in-process workers compute with
+     * @param failover opens the frontend's own dispatcher over every expert, as the workers hold
+     *                 them, when remote workers fail ({@link Failover})
      */
-    public LoadedModel.Dispatchers dispatchers(PrintStream log, FrontendState.Snapshot resume) {
+    public ExpertDispatcher dispatcher(Path dir, MoeShape shape, ExpertStore experts, Supplier<ExpertDispatcher> failover,
+                                       PrintStream log, FrontendState.Snapshot resume) {
         return switch (workers) {
-            case Remote r -> new LoadedModel.Dispatchers() {
-                @Override
-                public ExpertDispatcher create(Path dir, ModelConfig cfg, ModelWeights w) {
-                    // said before the wait, so a slow or silent worker is never a silent hang
-                    log.printf("epserve: connecting to %d expert worker(s) %s (%s): each must answer within %d ms "
-                            + "and load its experts within %d s%n", r.count(), String.join(",", r.addresses()),
-                            remote.security().describe(), remote.deadline().toMillis(), remote.assignDeadline().toSeconds());
-                    log.flush();
-                    RoutedTokens routed = new RoutedTokens(cfg.sparseLayers(), cfg.numExperts(), loadWindow);
-                    if (resume == null) {
-                        GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), 1), routed, null, log);
-                        log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
-                        return d;
-                    }
-                    routed.seed(resume.load().forModel(cfg.sparseLayers(), cfg.numExperts()));
-                    try {
-                        GrpcExpertDispatcher d = started(dir, cfg, w, resume.placement(cfg.sparseLayers(), cfg.numExperts()), routed,
-                                resume.frontendId(), log);
-                        log.println("epserve: resumed placement epoch " + d.placement().epoch() + " over " + d.placement().workerCount()
-                                + " worker(s) as frontend " + resume.frontendId());
-                        return d;
-                    } catch (RuntimeException e) {
-                        log.println("epserve: the saved placement epoch " + resume.epoch() + " cannot be resumed (" + e.getMessage()
-                                + "): placing the experts over " + String.join(",", r.addresses()) + " at epoch " + (resume.epoch() + 1));
-                    }
-                    GrpcExpertDispatcher d = started(dir, cfg, w, initialPlacement(cfg, r.addresses(), resume.epoch() + 1), routed, resume.frontendId(), log);
-                    log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
-                    return d;
-                }
-
-                @Override
-                public boolean local() {
-                    return false;
-                }
-            };
+            case Remote r -> remoteDispatcher(r, dir, shape, failover, log, resume);
             case InProcess p -> {
                 if (resume != null) {
                     throw new IllegalArgumentException("--state-dir keeps the placement of remote --workers; in-process workers have none to resume");
                 }
-                yield inProcess(p);
+                yield inProcess(p, shape, experts);
             }
         };
+    }
+
+    private ExpertDispatcher remoteDispatcher(Remote r, Path dir, MoeShape shape, Supplier<ExpertDispatcher> failover,
+                                              PrintStream log, FrontendState.Snapshot resume) {
+        // said before the wait, so a slow or silent worker is never a silent hang
+        log.printf("epserve: connecting to %d expert worker(s) %s (%s): each must answer within %d ms "
+                + "and load its experts within %d s%n", r.count(), String.join(",", r.addresses()),
+                remote.security().describe(), remote.deadline().toMillis(), remote.assignDeadline().toSeconds());
+        log.flush();
+        RoutedTokens routed = new RoutedTokens(shape.sparseLayers(), shape.numExperts(), loadWindow);
+        if (resume == null) {
+            GrpcExpertDispatcher d = started(dir, failover, initialPlacement(shape, r.addresses(), 1), routed, null, log);
+            log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
+            return d;
+        }
+        routed.seed(resume.load().forModel(shape.sparseLayers(), shape.numExperts()));
+        try {
+            GrpcExpertDispatcher d = started(dir, failover, resume.placement(shape.sparseLayers(), shape.numExperts()), routed,
+                    resume.frontendId(), log);
+            log.println("epserve: resumed placement epoch " + d.placement().epoch() + " over " + d.placement().workerCount()
+                    + " worker(s) as frontend " + resume.frontendId());
+            return d;
+        } catch (RuntimeException e) {
+            log.println("epserve: the saved placement epoch " + resume.epoch() + " cannot be resumed (" + e.getMessage()
+                    + "): placing the experts over " + String.join(",", r.addresses()) + " at epoch " + (resume.epoch() + 1));
+        }
+        GrpcExpertDispatcher d = started(dir, failover, initialPlacement(shape, r.addresses(), resume.epoch() + 1), routed,
+                resume.frontendId(), log);
+        log.println("epserve: expert workers assigned (placement epoch " + d.placement().epoch() + ")");
+        return d;
     }
 
     /**
      * A remote dispatcher over {@code p}, started (every worker checked and assigned), that computes
      * a step its workers fail itself ({@link Failover}); closed again when starting fails.
      */
-    private GrpcExpertDispatcher started(Path dir, ModelConfig cfg, ModelWeights weights, ExpertPlacement p, RoutedTokens routed,
+    private GrpcExpertDispatcher started(Path dir, Supplier<ExpertDispatcher> failover, ExpertPlacement p, RoutedTokens routed,
                                          String frontendId, PrintStream log) {
         GrpcExpertDispatcher d = new GrpcExpertDispatcher(dir, p, remote, GrpcExpertDispatcher.TCP, routed, frontendId)
-                .withFailover(() -> GrpcExpertDispatcher.frontendExperts(dir, cfg, weights, remote.expertDType()),
-                        GrpcExpertDispatcher.FAILOVER_PROBE_INTERVAL, event -> {
-                            log.println("epserve: " + event);
-                            log.flush();
-                        });
+                .withFailover(failover, GrpcExpertDispatcher.FAILOVER_PROBE_INTERVAL, event -> {
+                    log.println("epserve: " + event);
+                    log.flush();
+                });
         try {
             return d.start();
         } catch (RuntimeException e) {
@@ -213,27 +219,25 @@ public record ExpertTopology(Workers workers, ExpertPlacement.Policy policy, int
         }
     }
 
-    private LoadedModel.Dispatchers inProcess(InProcess p) {
-        return (dir, cfg, w) -> {
-            int n = p.n();
-            List<String> names = IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
-            if (shards == 1) {
-                RoutedTokens routed = new RoutedTokens(cfg.sparseLayers(), cfg.numExperts(), loadWindow);
-                return new InProcessDispatcher(initialPlacement(cfg, names, 0),
-                        names.stream().map(nm -> new ExpertWorker(nm, w, cfg.numExperts())).toList(), routed);
-            }
-            if (shards > cfg.moeIntermediate()) {
-                throw new IllegalArgumentException("--expert-shards " + shards + " exceeds the experts' intermediate size "
-                        + cfg.moeIntermediate());
-            }
-            ExpertStore store = ExpertShards.store(w, cfg.layers(), cfg.numExperts(), shards);
-            // cut the first expert now: a shard count that splits quantized blocks fails here, before serving
-            int first = IntStream.range(0, cfg.layers()).filter(cfg::isSparse).findFirst().orElseThrow();
-            for (int s = 0; s < shards; s++) {
-                store.expert(first, s);
-            }
-            return ExpertShards.dispatcher(new InProcessDispatcher(initialPlacement(cfg, names, 0),
-                    names.stream().map(nm -> new ExpertWorker(nm, store, cfg.numExperts() * shards)).toList()), shards);
-        };
+    private ExpertDispatcher inProcess(InProcess p, MoeShape shape, ExpertStore experts) {
+        int n = p.n();
+        List<String> names = IntStream.range(0, n).mapToObj(i -> "inproc-" + i).toList();
+        if (shards == 1) {
+            RoutedTokens routed = new RoutedTokens(shape.sparseLayers(), shape.numExperts(), loadWindow);
+            return new InProcessDispatcher(initialPlacement(shape, names, 0),
+                    names.stream().map(nm -> new ExpertWorker(nm, experts, shape.numExperts())).toList(), routed);
+        }
+        if (shards > shape.expertIntermediate()) {
+            throw new IllegalArgumentException("--expert-shards " + shards + " exceeds the experts' intermediate size "
+                    + shape.expertIntermediate());
+        }
+        ExpertStore store = ExpertShards.store(experts, shape.layers(), shape.numExperts(), shards);
+        // cut the first expert now: a shard count that splits quantized blocks fails here, before serving
+        int first = IntStream.range(0, shape.layers()).filter(shape::isSparse).findFirst().orElseThrow();
+        for (int s = 0; s < shards; s++) {
+            store.expert(first, s);
+        }
+        return ExpertShards.dispatcher(new InProcessDispatcher(initialPlacement(shape, names, 0),
+                names.stream().map(nm -> new ExpertWorker(nm, store, shape.numExperts() * shards)).toList()), shards);
     }
 }

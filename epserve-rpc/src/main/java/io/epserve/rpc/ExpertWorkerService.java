@@ -1,9 +1,9 @@
 package io.epserve.rpc;
 
-import io.epserve.format.Checkpoint;
 import io.epserve.format.CheckpointException;
 import com.google.protobuf.ByteString;
 import io.epserve.moe.ExpertRequest;
+import io.epserve.moe.ExpertSource;
 import io.epserve.moe.ExpertWorker;
 import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.AssignResponse;
@@ -37,16 +37,16 @@ import java.util.concurrent.Executors;
  * The expert worker's side of {@code epserve.expert.v1.ExpertService}: holds the share of the
  * last Assign and answers Compute with {@link io.epserve.moe.ExpertWorker#compute}, the same
  * function the in-process dispatcher calls. Stateless per request: a Compute depends only on the
- * request and the share. The model is the worker's own ({@link WorkerModel}); which frontend may
- * use it is {@link WorkerOwnership}'s to say.
+ * request and the share. The model is the worker's own ({@link WorkerModel}), its experts mapped
+ * by an {@link ExpertSource}; which frontend may use it is {@link WorkerOwnership}'s to say.
  *
  * <p>Computes hold the read side of a lock for their duration; Assign swaps the share under the
- * write side and only then unmaps the previous checkpoint, so no compute ever reads an unmapped
- * tensor.
+ * write side and only then unmaps the previous share's experts, so no compute ever reads an
+ * unmapped tensor.
  */
 final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase {
     private final Supplier<String> name;
-    private final WorkerModel model;
+    private final ExpertSource source;
     private final String fingerprint;
     private final WorkerOwnership ownership;
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
@@ -57,8 +57,6 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     private volatile WorkerShare pending;
     /** The frontend whose Assign made {@link #share} (a pending share is always that frontend's too). */
     private volatile String shareFrontend;
-    /** The model's checkpoint opened at start (header and config only), handed to the first Assign. */
-    private Checkpoint preopened;
     /** Set once the worker was told to stop: Info says DRAINING, Compute goes on until the holder releases it. */
     private volatile boolean draining;
     /** What the last Assign cost, as Info reports it. */
@@ -66,11 +64,13 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     /** The shared-memory rings of a co-located frontend (AttachRing). */
     private final WorkerRings rings;
 
-    ExpertWorkerService(Supplier<String> name, WorkerModel model, Checkpoint preopened, WorkerOwnership ownership) {
+    /**
+     * @param source the worker's model, opened at start (header and config only); closed with this service
+     */
+    ExpertWorkerService(Supplier<String> name, ModelFingerprint fingerprint, ExpertSource source, WorkerOwnership ownership) {
         this.name = name;
-        this.model = model;
-        this.fingerprint = model.fingerprint().toString();
-        this.preopened = preopened;
+        this.source = source;
+        this.fingerprint = fingerprint.toString();
         this.ownership = ownership;
         this.rings = new WorkerRings(name, ownership, this);
     }
@@ -148,10 +148,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             if (have != null && have.sameExperts(wanted)) {
                 next = have.withEpoch(req.getEpoch(), name.get());
             } else {
-                Checkpoint pre = preopened;
-                preopened = null;
                 // the experts of the current epoch keep serving while the gained ones are mapped and checked
-                next = WorkerShare.open(model, req.getEpoch(), wanted, name.get(), pre, current);
+                next = WorkerShare.open(source, req.getEpoch(), wanted, name.get(), current);
             }
             WorkerShare dropped;
             WorkerShare droppedToo = null;
@@ -207,12 +205,12 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         release(old, now, null);
     }
 
-    /** Closes a share unless a share still in use maps through the same checkpoint (one made by withEpoch). */
+    /** Closes a share unless a share still in use maps the same experts (one made by withEpoch). */
     private static void release(WorkerShare s, WorkerShare keep1, WorkerShare keep2) {
         if (s == null || s == keep1 || s == keep2) {
             return;
         }
-        if ((keep1 != null && keep1.checkpoint == s.checkpoint) || (keep2 != null && keep2.checkpoint == s.checkpoint)) {
+        if ((keep1 != null && keep1.experts == s.experts) || (keep2 != null && keep2.experts == s.experts)) {
             return;
         }
         s.close();
@@ -309,11 +307,11 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             if (!WireTensors.isSupported(dtype)) {
                 throw invalid("request " + req.getId() + ": unsupported dtype " + dtype + " (F32 or BF16)");
             }
-            if (layer < 0 || layer >= s.config.layers() || !s.config.isSparse(layer)) {
+            if (!s.shape.isSparse(layer)) {
                 throw invalid("request " + req.getId() + ": layer " + layer + " is not a sparse layer of the model");
             }
-            if (hidden != s.config.hidden()) {
-                throw invalid("request " + req.getId() + ": hidden size " + hidden + ", the model's is " + s.config.hidden());
+            if (hidden != s.shape.hidden()) {
+                throw invalid("request " + req.getId() + ": hidden size " + hidden + ", the model's is " + s.shape.hidden());
             }
             if (tokens < 1 || (long) tokens * hidden > Integer.MAX_VALUE / 4) {
                 throw invalid("request " + req.getId() + ": " + tokens + " tokens");
@@ -445,10 +443,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                     share.close();
                     share = null;
                 }
-                if (preopened != null) {
-                    preopened.close();
-                    preopened = null;
-                }
+                source.close();
             } finally {
                 lock.writeLock().unlock();
             }

@@ -1,17 +1,13 @@
 package io.epserve.rpc;
 
 import com.google.common.util.concurrent.ListenableFuture;
-import io.epserve.model.LoadedModel;
-import io.epserve.model.ModelConfig;
-import io.epserve.model.ModelWeights;
-import io.epserve.model.quant.QuantizedExperts;
 import io.epserve.moe.DispatchPlan;
 import io.epserve.moe.ExactCombine;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertLoad;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.moe.ExpertRequest;
-import io.epserve.moe.InProcessDispatcher;
+import io.epserve.moe.MoeShape;
 import io.epserve.moe.PlacementControl;
 import io.epserve.moe.RoutedTokens;
 import io.epserve.moe.RoutingResult;
@@ -282,15 +278,15 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      * {@code workers} (host:port each) under {@code policy}; every worker assigned before this
      * returns. Frontends that share workers and use the same list and policy agree on the epoch.
      */
-    public static GrpcExpertDispatcher connect(Path modelDir, ModelConfig cfg, List<String> workers,
+    public static GrpcExpertDispatcher connect(Path modelDir, MoeShape shape, List<String> workers,
                                                ExpertPlacement.Policy policy, Config config) {
-        return connect(modelDir, cfg, workers, policy, config, TCP);
+        return connect(modelDir, shape, workers, policy, config, TCP);
     }
 
-    /** {@link #connect(Path, ModelConfig, List, ExpertPlacement.Policy, Config)} over the given channels. */
-    public static GrpcExpertDispatcher connect(Path modelDir, ModelConfig cfg, List<String> workers,
+    /** {@link #connect(Path, MoeShape, List, ExpertPlacement.Policy, Config)} over the given channels. */
+    public static GrpcExpertDispatcher connect(Path modelDir, MoeShape shape, List<String> workers,
                                                ExpertPlacement.Policy policy, Config config, ChannelFactory channels) {
-        ExpertPlacement p = ExpertPlacement.create(cfg.sparseLayers(), cfg.numExperts(), workers, policy, 1);
+        ExpertPlacement p = ExpertPlacement.create(shape.sparseLayers(), shape.numExperts(), workers, policy, 1);
         GrpcExpertDispatcher d = new GrpcExpertDispatcher(modelDir, p, config, channels);
         try {
             return d.start();
@@ -300,59 +296,8 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
     }
 
-    /**
-     * For {@link LoadedModel.Options#withDispatchers}: the model's routed experts on remote workers
-     * ({@link #connect}); the frontend then neither resolves nor validates the experts' tensors.
-     */
-    public static LoadedModel.Dispatchers remote(List<String> workers, ExpertPlacement.Policy policy, Config config) {
-        return remote(workers, policy, config, TCP);
-    }
-
-    /** {@link #remote(List, ExpertPlacement.Policy, Config)} over the given channels. */
-    public static LoadedModel.Dispatchers remote(List<String> workers, ExpertPlacement.Policy policy, Config config,
-                                                 ChannelFactory channels) {
-        List<String> addresses = List.copyOf(workers);
-        return new LoadedModel.Dispatchers() {
-            @Override
-            public ExpertDispatcher create(Path modelDir, ModelConfig cfg, ModelWeights weights) {
-                return connect(modelDir, cfg, addresses, policy, config, channels)
-                        .withFailover(() -> frontendExperts(modelDir, cfg, weights, config.expertDType()), FAILOVER_PROBE_INTERVAL);
-            }
-
-            @Override
-            public boolean local() {
-                return false;
-            }
-        };
-    }
-
     /** How often a frontend that computes its experts itself after a failure asks whether its workers answer again. */
     public static final Duration FAILOVER_PROBE_INTERVAL = Duration.ofMillis(500);
-
-    /**
-     * The frontend's own dispatcher over every routed expert, for failover: the checkpoint's
-     * experts, or the converted-experts cache the workers map when they hold another dtype (it
-     * exists: the workers built it), so the frontend computes exactly what they would.
-     */
-    static ExpertDispatcher frontendExperts(Path modelDir, ModelConfig cfg, ModelWeights weights, DType expertDType) {
-        if (expertDType == null || LoadedModel.storedAs(weights, cfg, expertDType)) {
-            return InProcessDispatcher.single(weights, cfg.sparseLayers(), cfg.numExperts());
-        }
-        QuantizedExperts converted = QuantizedExperts.open(modelDir, cfg, expertDType, QuantizedExperts.CacheOptions.defaults());
-        InProcessDispatcher d = InProcessDispatcher.single(weights.withRoutedExperts(converted), cfg.sparseLayers(), cfg.numExperts());
-        return new ExpertDispatcher() {
-            @Override
-            public void dispatch(int layer, float[] hidden, int hiddenSize, RoutingResult routing, float[] out) {
-                d.dispatch(layer, hidden, hiddenSize, routing, out);
-            }
-
-            @Override
-            public void close() {
-                d.close();
-                converted.close();
-            }
-        };
-    }
 
     /**
      * Checks every worker (it answers Info within the connect deadline, serves this model, and no

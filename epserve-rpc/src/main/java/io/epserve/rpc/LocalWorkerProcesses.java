@@ -19,7 +19,7 @@ import java.util.concurrent.TimeoutException;
 /**
  * Expert workers as child processes on this host, for local clusters ({@code epserve cluster})
  * and tests: starts them, reads the real port from each one's listening line
- * ({@link WorkerProcessMain#LISTENING}), and destroys them on {@link #close()}. The children's
+ * ({@link WorkerProcess#LISTENING}), and destroys them on {@link #close()}. The children's
  * output (stdout and stderr merged) goes to {@code log} line by line, prefixed with the worker.
  *
  * <p>The set can grow ({@link #add()}) and shrink ({@link #retire}: SIGTERM, after which the
@@ -285,9 +285,9 @@ public final class LocalWorkerProcesses implements AutoCloseable {
         try (BufferedReader r = new BufferedReader(new InputStreamReader(proc.getInputStream(), StandardCharsets.UTF_8))) {
             String line;
             while ((line = r.readLine()) != null) {
-                if (!ready.isDone() && line.startsWith(WorkerProcessMain.LISTENING + " ")) {
+                if (!ready.isDone() && line.startsWith(WorkerProcess.LISTENING + " ")) {
                     try {
-                        ready.complete(HostPort.parse(line.substring(WorkerProcessMain.LISTENING.length() + 1).trim(), "listening line"));
+                        ready.complete(HostPort.parse(line.substring(WorkerProcess.LISTENING.length() + 1).trim(), "listening line"));
                     } catch (IllegalArgumentException e) {
                         ready.completeExceptionally(e);
                     }

@@ -1,8 +1,7 @@
 package io.epserve.rpc;
 
-import io.epserve.format.SafetensorsFile;
 import io.epserve.format.gguf.GgufModel;
-import io.epserve.model.quant.QuantizedExperts;
+import io.epserve.moe.ExpertSource;
 import io.epserve.tensor.DType;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -43,9 +42,8 @@ public record WorkerModel(Path dir, DType expertDType, Path cacheDir) {
         return ModelFingerprint.of(dir, expertDType);
     }
 
-    /** How the worker opens the converted-experts cache: only its experts' tensors are mapped. */
-    QuantizedExperts.CacheOptions cacheOptions() {
-        QuantizedExperts.CacheOptions o = QuantizedExperts.CacheOptions.defaults().withMapping(SafetensorsFile.Mapping.PER_TENSOR);
-        return cacheDir != null ? o.withFallbackDir(cacheDir.resolve("quantized-experts")) : o;
+    /** Opens this model's routed experts with {@code opener} (the code that knows how models are stored). */
+    ExpertSource open(ExpertSource.Opener opener) {
+        return opener.open(dir, expertDType, cacheDir);
     }
 }

@@ -1,8 +1,6 @@
 package io.epserve.rpc;
 
-import io.epserve.format.Checkpoint;
-import io.epserve.format.SafetensorsFile;
-import io.epserve.model.ModelConfig;
+import io.epserve.moe.ExpertSource;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.grpc.Server;
 import io.grpc.ServerBuilder;
@@ -33,7 +31,8 @@ import java.util.concurrent.TimeUnit;
  * health service answers anyone who reaches the port: it tells liveness, nothing else.
  *
  * <pre>
- *   WorkerServer s = WorkerServer.builder().model(WorkerModel.of(dir)).host("127.0.0.1").port(0).build();   // no I/O
+ *   WorkerServer s = WorkerServer.builder().model(WorkerModel.of(dir)).experts(ModelExperts::open)
+ *           .host("127.0.0.1").port(0).build();     // no I/O
  *   s.start();                                    // binds; s.port() is the real port
  *   ...
  *   s.close();                                    // stops, waits up to 5 s, unmaps the share
@@ -51,6 +50,7 @@ public final class WorkerServer implements AutoCloseable {
     private final ServerBuilder<?> injected;
     private final String fixedName;
     private final WorkerModel model;
+    private final ExpertSource.Opener experts;
     private final WorkerSecurity security;
     private final Duration leaseTimeout;
     private final int maxMessageBytes;
@@ -68,6 +68,7 @@ public final class WorkerServer implements AutoCloseable {
         this.injected = b.serverBuilder;
         this.fixedName = b.name;
         this.model = b.model;
+        this.experts = b.experts;
         this.security = b.security;
         this.leaseTimeout = b.leaseTimeout;
         this.maxMessageBytes = b.maxMessageBytes;
@@ -86,6 +87,7 @@ public final class WorkerServer implements AutoCloseable {
         private ServerBuilder<?> serverBuilder;
         private String name;
         private WorkerModel model;
+        private ExpertSource.Opener experts;
         private WorkerSecurity security = WorkerSecurity.NONE;
         private Duration leaseTimeout = WorkerOwnership.DEFAULT_LEASE;
         private int maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
@@ -139,6 +141,15 @@ public final class WorkerServer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * How the model's routed experts are opened and mapped (required; the model module's
+         * {@code ModelExperts::open}): this module knows the wire, not how models are stored.
+         */
+        public Builder experts(ExpertSource.Opener experts) {
+            this.experts = Objects.requireNonNull(experts, "experts");
+            return this;
+        }
+
         /** Shared secret and/or mutual TLS (default none: loopback only). */
         public Builder security(WorkerSecurity security) {
             this.security = Objects.requireNonNull(security, "security");
@@ -169,6 +180,9 @@ public final class WorkerServer implements AutoCloseable {
             if (model == null) {
                 throw new IllegalArgumentException("a worker needs its model (--model DIR)");
             }
+            if (experts == null) {
+                throw new IllegalArgumentException("a worker needs the opener of its model's experts (Builder.experts)");
+            }
             if (leaseTimeout.isNegative() || leaseTimeout.isZero()) {
                 throw new IllegalArgumentException("worker lease timeout must be positive, got " + leaseTimeout);
             }
@@ -180,19 +194,18 @@ public final class WorkerServer implements AutoCloseable {
     }
 
     /**
-     * Opens the model's checkpoint (fails here on a bad model directory), binds and serves. Throws
-     * UncheckedIOException when the port cannot be bound.
+     * Opens the model (its header and config: fails here on a bad model directory), binds and
+     * serves. Throws UncheckedIOException when the port cannot be bound.
      */
     public synchronized WorkerServer start() {
         if (server != null) {
             throw new IllegalStateException("worker server already started");
         }
-        Checkpoint pre = Checkpoint.open(model.dir(), SafetensorsFile.Mapping.PER_TENSOR);
+        ExpertSource source = model.open(experts);
         try {
-            ModelConfig.from(pre.config());
-            service = new ExpertWorkerService(() -> name, model, pre, new WorkerOwnership(leaseTimeout, () -> name));
+            service = new ExpertWorkerService(() -> name, model.fingerprint(), source, new WorkerOwnership(leaseTimeout, () -> name));
         } catch (RuntimeException e) {
-            pre.close();
+            source.close();
             throw e;
         }
         ServerBuilder<?> sb;

@@ -3,6 +3,7 @@ package io.epserve.rpc;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.epserve.model.LoadedModel;
+import io.epserve.model.ModelExperts;
 import io.epserve.model.MoeTransformer;
 import io.epserve.moe.ExpertDispatcher;
 import io.epserve.moe.ExpertPlacement;
@@ -42,7 +43,7 @@ class ArchWorkersTest {
     @MethodSource("models")
     void theFrontendsOwnExpertsEqualOneProcess(String name) {
         try (LoadedModel ref = Fixtures.load(name);
-             ExpertDispatcher own = GrpcExpertDispatcher.frontendExperts(Fixtures.model(name), ref.config(), ref.weights(), null)) {
+             ExpertDispatcher own = ModelExperts.frontendDispatcher(Fixtures.model(name), ref.config(), ref.weights(), null)) {
             MoeTransformer t = new MoeTransformer(ref.weights(), own, MoeTransformer.RouterChoice.LEARNED);
             for (Fixtures.Case c : Fixtures.cases(name)) {
                 Fixtures.Run want = Fixtures.run(ref.transformer(), c);
@@ -59,7 +60,7 @@ class ArchWorkersTest {
         try (LocalWorkerProcesses workers = WorkerProcesses.start(2, Fixtures.model(name));
              LoadedModel ref = Fixtures.load(name);
              LoadedModel remote = LoadedModel.load(Fixtures.model(name), LoadedModel.Options.defaults().withDispatchers(
-                     GrpcExpertDispatcher.remote(workers.addresses(), ExpertPlacement.Policy.ROUND_ROBIN,
+                     RemoteExperts.on(workers.addresses(), ExpertPlacement.Policy.ROUND_ROBIN,
                              GrpcExpertDispatcher.Config.defaults())))) {
             assertThat(remote.dispatcher()).isInstanceOf(GrpcExpertDispatcher.class);
             for (Fixtures.Case c : Fixtures.cases(name)) {

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.epserve.model.KvCache;
 import io.epserve.model.LoadedModel;
+import io.epserve.model.ModelExperts;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.RoutingListener;
 import io.epserve.moe.ExpertPlacement;
@@ -75,7 +76,7 @@ class FailoverTest {
                     ExpertPlacement.Policy.CONTIGUOUS, EquivalenceChecks.EPOCHS.incrementAndGet());
             try (GrpcExpertDispatcher d = new GrpcExpertDispatcher(Fixtures.model(name), p,
                     GrpcExpertDispatcher.Config.defaults().withDeadline(DEADLINE), GrpcExpertDispatcher.TCP).start()
-                    .withFailover(() -> GrpcExpertDispatcher.frontendExperts(Fixtures.model(name), ref.config(), ref.weights(), null),
+                    .withFailover(() -> ModelExperts.frontendDispatcher(Fixtures.model(name), ref.config(), ref.weights(), null),
                             Duration.ofMillis(100))) {
                 MoeTransformer t = new MoeTransformer(ref.weights(), d, MoeTransformer.RouterChoice.LEARNED);
                 long[] callsAtRestart = new long[1];

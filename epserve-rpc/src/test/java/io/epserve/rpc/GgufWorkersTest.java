@@ -32,7 +32,7 @@ class GgufWorkersTest {
         int[] tokens = {1, 2035, 1094, 1644, 522, 181};
         try (LoadedModel ref = LoadedModel.load(file, LoadedModel.Options.defaults());
              LoadedModel remote = LoadedModel.load(file, LoadedModel.Options.defaults().withDispatchers(
-                     GrpcExpertDispatcher.remote(WORKERS.of(WorkerModel.of(file), 2), ExpertPlacement.Policy.ROUND_ROBIN,
+                     RemoteExperts.on(WORKERS.of(WorkerModel.of(file), 2), ExpertPlacement.Policy.ROUND_ROBIN,
                              GrpcExpertDispatcher.Config.defaults(), InProcessEquivalenceTest.IN_PROCESS)))) {
             KvCache a = ref.transformer().newCache(tokens.length);
             KvCache b = remote.transformer().newCache(tokens.length);

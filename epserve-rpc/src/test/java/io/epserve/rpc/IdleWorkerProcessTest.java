@@ -37,7 +37,7 @@ class IdleWorkerProcessTest {
         Assumptions.assumeTrue(Files.isReadable(Path.of("/proc/self/stat")), "needs /proc");
         String name = "mixtral";
         try (LocalWorkerProcesses workers = LocalWorkerProcesses.start(1, "127.0.0.1", 0,
-                LocalWorkerProcesses.sameJvm(WorkerProcessMain.class.getName(), List.of("-Depserve.threads=2", "-Xmx256m"),
+                LocalWorkerProcesses.sameJvm(ModelWorkerMain.class.getName(), List.of("-Depserve.threads=2", "-Xmx256m"),
                         List.of("--model", Fixtures.model(name).toString())), System.err, Duration.ofSeconds(60));
              LoadedModel ref = Fixtures.load(name)) {
             ExpertPlacement p = ExpertPlacement.create(ref.config().sparseLayers(), ref.config().numExperts(), workers.addresses(),

@@ -44,7 +44,7 @@ class InProcessEquivalenceTest {
         Fixtures.Case c = Fixtures.cases(name).get(1);
         try (LoadedModel ref = Fixtures.load(name);
              LoadedModel remote = LoadedModel.load(Fixtures.model(name), LoadedModel.Options.defaults().withDispatchers(
-                     GrpcExpertDispatcher.remote(WORKERS.of(name, 2), ExpertPlacement.Policy.ROUND_ROBIN,
+                     RemoteExperts.on(WORKERS.of(name, 2), ExpertPlacement.Policy.ROUND_ROBIN,
                              GrpcExpertDispatcher.Config.defaults(), IN_PROCESS)))) {
             assertThat(remote.dispatcher()).isInstanceOf(GrpcExpertDispatcher.class);
             Fixtures.Run want = Fixtures.run(ref.transformer(), c);

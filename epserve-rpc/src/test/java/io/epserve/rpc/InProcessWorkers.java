@@ -1,5 +1,6 @@
 package io.epserve.rpc;
 
+import io.epserve.model.ModelExperts;
 import io.grpc.inprocess.InProcessServerBuilder;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -18,7 +19,8 @@ final class InProcessWorkers implements AutoCloseable {
         List<WorkerServer> list = servers.computeIfAbsent(model, m -> new ArrayList<>());
         while (list.size() < n) {
             String name = InProcessServerBuilder.generateName();
-            list.add(WorkerServer.builder().serverBuilder(InProcessServerBuilder.forName(name)).name(name).model(model).build().start());
+            list.add(WorkerServer.builder().serverBuilder(InProcessServerBuilder.forName(name)).name(name).model(model).experts(ModelExperts::open)
+                    .build().start());
         }
         return list.subList(0, n).stream().map(WorkerServer::name).toList();
     }

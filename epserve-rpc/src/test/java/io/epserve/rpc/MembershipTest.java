@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.epserve.model.LoadedModel;
+import io.epserve.model.ModelExperts;
 import io.epserve.model.MoeTransformer;
 import io.epserve.moe.ExpertPlacement;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
@@ -48,7 +49,7 @@ class MembershipTest {
     /** A worker server of {@code model} on the in-process transport at {@code name} (a host:port-shaped name). */
     WorkerServer worker(String name, String model) {
         WorkerServer s = WorkerServer.builder().serverBuilder(InProcessServerBuilder.forName(name)).name(name)
-                .model(WorkerModel.of(Fixtures.model(model))).build().start();
+                .model(WorkerModel.of(Fixtures.model(model))).experts(ModelExperts::open).build().start();
         servers.add(s);
         return s;
     }

@@ -71,7 +71,7 @@ class WorkerSecurityProcessTest {
     static void startWorkers() throws IOException {
         secretFile = tmp.resolve("worker.secret");
         Files.writeString(secretFile, SECRET + "\n");
-        LocalWorkerProcesses.CommandLine base = LocalWorkerProcesses.sameJvm(WorkerProcessMain.class.getName(),
+        LocalWorkerProcesses.CommandLine base = LocalWorkerProcesses.sameJvm(ModelWorkerMain.class.getName(),
                 List.of("-Depserve.threads=1", "-XX:+UseSerialGC", "-Xmx256m"),
                 List.of("--model", MODEL.toString(), "--auth-secret-file", secretFile.toString()));
         LocalWorkerProcesses.CommandLine cmd = (index, listen) -> {
@@ -182,7 +182,7 @@ class WorkerSecurityProcessTest {
         TlsFiles worker = TestCertificates.signed(certs, "ca", "worker", "ca");
         TlsFiles frontend = TestCertificates.signed(certs, "ca", "frontend", "ca");
         TlsFiles rogue = TestCertificates.signed(certs, "rogue-ca", "rogue", "ca");
-        LocalWorkerProcesses.CommandLine cmd = LocalWorkerProcesses.sameJvm(WorkerProcessMain.class.getName(),
+        LocalWorkerProcesses.CommandLine cmd = LocalWorkerProcesses.sameJvm(ModelWorkerMain.class.getName(),
                 List.of("-Depserve.threads=1", "-XX:+UseSerialGC", "-Xmx256m"),
                 List.of("--model", MODEL.toString(), "--tls-cert", worker.cert().toString(), "--tls-key", worker.key().toString(),
                         "--tls-ca", worker.ca().toString()));
@@ -322,7 +322,7 @@ class WorkerSecurityProcessTest {
             String address = "127.0.0.1:" + silent.getLocalPort();
             Duration deadline = Duration.ofMillis(1500);
             long t0 = System.nanoTime();
-            assertThatThrownBy(() -> GrpcExpertDispatcher.connect(MODEL, cfg, List.of(address), ExpertPlacement.Policy.CONTIGUOUS,
+            assertThatThrownBy(() -> GrpcExpertDispatcher.connect(MODEL, cfg.moeShape(), List.of(address), ExpertPlacement.Policy.CONTIGUOUS,
                     config(WorkerSecurity.NONE).withConnectDeadline(deadline)))
                     .isInstanceOfSatisfying(WorkerException.class, e -> {
                         assertThat(e.worker()).isEqualTo(address);

@@ -3,6 +3,7 @@ package io.epserve.rpc;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.epserve.model.ModelExperts;
 import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ComputeResponse;
@@ -36,7 +37,8 @@ class WorkerServerTest {
 
     @BeforeEach
     void start() {
-        server = WorkerServer.builder().host("127.0.0.1").port(0).model(WorkerModel.of(Fixtures.model("mixtral"))).build();
+        server = WorkerServer.builder().host("127.0.0.1").port(0).model(WorkerModel.of(Fixtures.model("mixtral"))).experts(ModelExperts::open)
+                .build();
         assertThat(server.isStarted()).isFalse(); // the builder did no I/O
         server.start();
         channel = Grpc.newChannelBuilder("127.0.0.1:" + server.port(), InsecureChannelCredentials.create()).build();
@@ -63,15 +65,17 @@ class WorkerServerTest {
     @Test
     void anUnauthenticatedWorkerListensOnLoopbackOnly() {
         WorkerModel model = WorkerModel.of(Fixtures.model("mixtral"));
-        assertThatThrownBy(() -> WorkerServer.builder().host("0.0.0.0").port(0).model(model).build())
+        assertThatThrownBy(() -> WorkerServer.builder().host("0.0.0.0").port(0).model(model).experts(ModelExperts::open).build())
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("refusing to listen on 0.0.0.0 without authentication")
                 .hasMessageContaining("--auth-secret-file");
         // with a secret it may (built only: nothing is bound here)
-        assertThat(WorkerServer.builder().host("0.0.0.0").port(0).model(model)
+        assertThat(WorkerServer.builder().host("0.0.0.0").port(0).model(model).experts(ModelExperts::open)
                 .security(WorkerSecurity.NONE.withSecret(WorkerSecret.of("0123456789abcdef0123"))).build().isStarted()).isFalse();
         assertThatThrownBy(() -> WorkerServer.builder().port(0).build())
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("--model");
+        assertThatThrownBy(() -> WorkerServer.builder().port(0).model(model).build())
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("opener of its model's experts");
         assertThatThrownBy(() -> WorkerSecret.of("short")).hasMessageContaining("at least 16 characters");
         assertThat(WorkerSecret.of("0123456789abcdef0123").toString()).doesNotContain("0123");
     }

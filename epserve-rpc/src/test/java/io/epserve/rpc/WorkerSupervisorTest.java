@@ -28,7 +28,7 @@ class WorkerSupervisorTest {
     /** Workers run {@code script} after printing their listening line; the script's $1 is a file counting their starts. */
     static LocalWorkerProcesses shellWorkers(int n, Path dir, String script) {
         LocalWorkerProcesses.CommandLine cmd = (index, listen) -> List.of("sh", "-c",
-                "echo x >> \"$1\"; echo '" + WorkerProcessMain.LISTENING + " 127.0.0.1:" + (40000 + index) + "'; " + script, "worker",
+                "echo x >> \"$1\"; echo '" + WorkerProcess.LISTENING + " 127.0.0.1:" + (40000 + index) + "'; " + script, "worker",
                 dir.resolve("starts-" + index).toString());
         return LocalWorkerProcesses.start(n, "127.0.0.1", 0, cmd, null, Duration.ofSeconds(10));
     }

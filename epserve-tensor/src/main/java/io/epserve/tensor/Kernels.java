@@ -12,8 +12,10 @@ package io.epserve.tensor;
  * <p>Parallel kernels (matmul, large attention) run on {@link KernelPool#common()}; its size is
  * the system property {@code epserve.threads} (default: available processors). Setting
  * {@code -Depserve.kernels=scalar} routes every call to {@link ScalarKernels} (debugging only:
- * slow, single-threaded); {@code -Depserve.kernels=vector} keeps quantized matvecs on the Vector
+ * slow, single-threaded); {@code -Depserve.kernels=vector} keeps quantized products on the Vector
  * API even where the native library could take them (same results; for comparisons).
+ * {@code -Depserve.quant-activations=int8|f32} chooses how products over block-quantized weights
+ * treat their activations (see {@link QuantizedActivations}; int8 by default).
  */
 public final class Kernels {
     private Kernels() {}
@@ -33,12 +35,14 @@ public final class Kernels {
     }
 
     /**
-     * Which kernels run matvecs over block-quantized weights in this JVM: the native library
-     * (see NativeKernels) or the Vector API, and why; for benchmarks and logs. Both compute the
-     * same bits.
+     * How products over block-quantized weights run in this JVM: the activation scheme
+     * ({@link QuantizedActivations}) and the kernels, the native library (see NativeKernels) or
+     * the Vector API, and why; for benchmarks and logs. Both kernels compute the same bits.
      */
     public static String quantizedMatvecKernels() {
-        return SCALAR ? "scalar kernels (epserve.kernels=scalar)" : NativeKernels.status();
+        String activations = QuantizedActivations.configured().label() + " activations ("
+                + QuantizedActivations.PROPERTY + "), ";
+        return activations + (SCALAR ? "scalar kernels (epserve.kernels=scalar)" : NativeKernels.status());
     }
 
     public static void rmsnorm(float[] x, int xOff, int m, int n, Tensor weight, float eps, float[] out, int outOff) {

@@ -33,9 +33,12 @@ import jdk.incubator.vector.VectorSpecies;
  * on its batch. The lane count is fixed per JVM (it is the CPU's preferred vector size), so
  * results may differ between machines with different vector widths, never within one.
  *
- * <p>Block-quantized weights (Q8_0, Q4_0, Q4_K, see {@link Quantizer}) enter the same scheme:
- * each weight is decoded exactly to float in registers, so the result is bitwise the F32 matmul
- * of the dequantized matrix (see {@link QuantizedKernels}).
+ * <p>Block-quantized weights (Q8_0, Q4_0, Q4_K, see {@link Quantizer}) enter the same scheme
+ * under {@link QuantizedActivations#F32}: each weight is decoded exactly to float in registers,
+ * so the result is bitwise the F32 matmul of the dequantized matrix (see {@link QuantizedKernels}).
+ * Under {@link QuantizedActivations#INT8} (the default) Q8_0 and Q4_0 products instead quantize
+ * each token's activations to 8 bits and follow the integer scheme of
+ * {@link ScalarKernels#dotInt8} ({@link Int8Kernels}), equally batch-invariant.
  *
  * <h2>Shapes of the matmul</h2>
  * m = 1 (decode, memory-bound): eight weight rows at a time for BF16, four for F32, two for
@@ -277,6 +280,11 @@ public final class VectorKernels {
 
     /** As {@link #matmul(float[], int, int, Tensor, float[], int)}, on the given pool. */
     public static void matmul(float[] x, int xOff, int m, Tensor w, float[] y, int yOff, KernelPool pool) {
+        matmul(x, xOff, m, w, y, yOff, pool, QuantizedActivations.configured());
+    }
+
+    /** As {@link #matmul(float[], int, int, Tensor, float[], int, KernelPool)}, quantized weights under the given scheme. */
+    static void matmul(float[] x, int xOff, int m, Tensor w, float[] y, int yOff, KernelPool pool, QuantizedActivations activations) {
         int n = w.rows();
         int k = w.cols();
         if (m < 0) {
@@ -289,17 +297,11 @@ public final class VectorKernels {
         }
         MemorySegment seg = w.data();
         DType dt = w.dtype();
-        long macs = (long) m * n * k;
-        int chunk;
-        if (macs < SERIAL_MACS || pool.threads() == 1) {
-            chunk = n;
-        } else {
-            // Many small chunks: a thread that loses its CPU to another process (the machines are
-            // shared) then delays the call by one small chunk, not by a quarter of the work.
-            int target = pool.threads() * 8;
-            long rows = Math.max((n + target - 1) / target, (MIN_CHUNK_MACS + (long) m * k - 1) / ((long) m * k));
-            chunk = (int) Math.min(n, roundUp(rows, m == 1 ? ROWS : DenseKernels.RB));
+        if (activations == QuantizedActivations.INT8 && Int8Kernels.handles(dt)) {
+            Int8Kernels.matmul(x, xOff, m, seg, dt, n, k, y, yOff, pool);
+            return;
         }
+        int chunk = chunkRows(pool, m, n, k, m == 1 ? ROWS : DenseKernels.RB);
         if (chunk >= n) {
             rows(x, xOff, m, seg, dt, n, k, y, yOff, 0, n);
             return;
@@ -320,6 +322,22 @@ public final class VectorKernels {
         }
     }
     private static final ThreadLocal<MatmulJob> MATMUL_JOB = ThreadLocal.withInitial(MatmulJob::new);
+
+    /**
+     * Rows per parallel chunk of an m × n × k matmul (a multiple of {@code unit}), or n when it
+     * runs on the caller alone. Many small chunks: a thread that loses its CPU to another
+     * process (the machines are shared) then delays the call by one small chunk, not by a
+     * quarter of the work.
+     */
+    static int chunkRows(KernelPool pool, int m, int n, int k, int unit) {
+        long macs = (long) m * n * k;
+        if (macs < SERIAL_MACS || pool.threads() == 1) {
+            return n;
+        }
+        int target = pool.threads() * 8;
+        long rows = Math.max((n + target - 1) / target, (MIN_CHUNK_MACS + (long) m * k - 1) / ((long) m * k));
+        return (int) Math.min(n, roundUp(rows, unit));
+    }
 
     private static long roundUp(long v, int q) {
         return (v + q - 1) / q * q;

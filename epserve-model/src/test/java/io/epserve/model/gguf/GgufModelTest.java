@@ -11,6 +11,7 @@ import io.epserve.model.LoadedModel;
 import io.epserve.model.MoeTransformer;
 import io.epserve.model.RoutingListener;
 import io.epserve.tensor.DType;
+import io.epserve.tensor.QuantizedActivations;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -61,9 +62,18 @@ class GgufModelTest {
         return out.stream();
     }
 
-    /** The README's bound on |Δlogprob| for a float32 implementation, by file. */
+    /**
+     * The README's bound on |Δlogprob| for a float32 implementation, by file. For the quantized
+     * files epserve by default quantizes activations to 8 bits as llama.cpp does
+     * ({@link QuantizedActivations#INT8}); both then carry activation rounding of about 1e-2 in
+     * logprob against float64 (the README's figures for llama.cpp), not the same roundings where
+     * the formats differ (K-quants: llama.cpp's Q8_K activations, epserve's 32-blocks; Q5_K/Q6_K
+     * converted to Q8_0), so they may sit up to twice that apart: measured at most 0.022 (q5_k),
+     * against 0.017 with float activations.
+     */
     static double logprobTolerance(String file) {
-        return file.contains("f16") && !file.contains("bf16") ? 1e-3 : file.contains("bf16") ? 1e-2 : 2e-2;
+        double quantized = QuantizedActivations.configured() == QuantizedActivations.INT8 ? 3e-2 : 2e-2;
+        return file.contains("f16") && !file.contains("bf16") ? 1e-3 : file.contains("bf16") ? 1e-2 : quantized;
     }
 
     @Test
