@@ -37,7 +37,9 @@ runs=${EPSERVE_CALIBRATE_RUNS:-3}
 warmup=${EPSERVE_CALIBRATE_WARMUP:-45}
 cores=$(nproc)
 tokens=${EPSERVE_CALIBRATE_TOKENS:-16}
-shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens "$tokens" --batch "$batch" --warmup-seconds "$warmup")
+# --transport grpc: the model's message cost is gRPC's, and namespace "hosts" share this kernel and
+# /dev/shm, so the default (auto) would hand their steps over shared memory, past the shaped network
+shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens "$tokens" --batch "$batch" --warmup-seconds "$warmup" --transport grpc)
 points="$out/points.tsv"
 name="cal$$"
 name=${name:0:8}

@@ -12,6 +12,7 @@ import io.epserve.rpc.DispatchStats;
 import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.rpc.HostPort;
 import io.epserve.rpc.LocalWorkerProcesses;
+import io.epserve.rpc.Transport;
 import java.io.PrintStream;
 import java.math.BigDecimal;
 import java.nio.file.Path;
@@ -38,7 +39,7 @@ import io.epserve.model.ModelConfig;
  * token on the wire.
  */
 @Command(name = "ep", mixinStandardHelpOptions = true,
-        description = {"Compare single-process experts with 2 expert worker processes on loopback (gRPC), "
+        description = {"Compare single-process experts with 2 expert worker processes on this host (--transports: gRPC on loopback, shared memory), "
                 + "with and without two-batch overlap: prefill, decode and batched-decode tokens/s, and the "
                 + "bytes per token that cross the wire. With --workers, the running workers at those addresses "
                 + "(e.g. on other hosts) instead of --ep-workers processes started on loopback."})
@@ -62,6 +63,12 @@ final class BenchEpCommand implements Callable<Integer> {
                     + "to finish compiling the per-call code (-XX:+PrintCompilation shows it): without this the "
                     + "first worker configuration measures the JIT."})
     double warmupSeconds;
+
+    @Option(names = "--transports", split = ",", paramLabel = "KIND",
+            description = {"Transports to measure the workers over, one after the other on the same worker processes "
+                    + "(e.g. grpc,shm: both in one run); default: --transport. auto and shm use shared memory with "
+                    + "workers on this host (see --transport)."})
+    List<String> transports;
 
     @Option(names = "--worker-threads", defaultValue = "1",
             description = "Kernel threads per worker process (default ${DEFAULT-VALUE}: 2 workers × 1 thread = the 2 cores).")
@@ -103,6 +110,14 @@ final class BenchEpCommand implements Callable<Integer> {
         if (batch < 2 || workers < 1 || workerThreads < 1 || !(warmupSeconds >= 0)) {
             throw new Main.UsageError("--batch >= 2, --ep-workers >= 1, --worker-threads >= 1 and --warmup-seconds >= 0 are required");
         }
+        List<Transport> kinds = new ArrayList<>();
+        for (String k : transports == null ? List.of(model.transport().label()) : transports) {
+            try {
+                kinds.add(Transport.parse(k, "--transports"));
+            } catch (IllegalArgumentException e) {
+                throw new Main.UsageError(e.getMessage());
+            }
+        }
         TerminalProgress progress = TerminalProgress.forStderr();
         Path dir = model.resolveModelDir(progress).toAbsolutePath().normalize();
         PrintStream out = System.out;
@@ -121,13 +136,19 @@ final class BenchEpCommand implements Callable<Integer> {
             for (String a : remote) {
                 HostPort.parse(a, "--workers");
             }
-            measureWorkers(dir, remote, remote.size() + " workers, remote", rows, callLines);
+            for (Transport k : kinds) {
+                measureWorkers(dir, remote, remote.size() + " workers, remote" + (transports == null ? "" : " " + k.label()), k, rows,
+                        callLines);
+            }
         } else {
             try (LocalWorkerProcesses procs = LocalWorkerProcesses.start(workers, "127.0.0.1", 0,
                     LocalWorkerProcesses.sameJvm(Main.class.getName(), List.of("-Depserve.threads=" + workerThreads),
                             workerArgs(dir)),
                     System.err, LocalWorkerProcesses.DEFAULT_START_TIMEOUT)) {
-                measureWorkers(dir, procs.addresses(), workers + " workers, loopback", rows, callLines);
+                for (Transport k : kinds) {
+                    measureWorkers(dir, procs.addresses(), workers + " workers, " + (transports == null ? "loopback" : k.label()), k,
+                            rows, callLines);
+                }
             }
         }
         int used = remote.isEmpty() ? workers : remote.size();
@@ -144,27 +165,31 @@ final class BenchEpCommand implements Callable<Integer> {
             out.println(line);
         }
         double base = Double.parseDouble(rows.get(0)[3]);
-        double twoWorkers = Double.parseDouble(rows.get(2)[3]);
-        out.printf(Locale.ROOT, "decode with %d worker processes / single process: %.2f%n", used, twoWorkers / base);
+        for (int i = 2; i < rows.size(); i += 2) {
+            out.printf(Locale.ROOT, "decode with %d worker processes%s / single process: %.2f%n", used,
+                    transports == null ? "" : " (" + kinds.get(i / 2 - 1).label() + ")", Double.parseDouble(rows.get(i)[3]) / base);
+        }
         // Every column against the single process without overlap, for each overlap setting of
         // the workers (one sequence's decode is latency-bound; a batch's is throughput-bound).
-        for (int i = 2; i < 4; i++) {
+        for (int i = 2; i < rows.size(); i++) {
             String[] ep = rows.get(i);
-            out.printf(Locale.ROOT, "%d worker processes, overlap %s / single process: prefill %.2f, decode %.2f, batched decode (%d sequences) %.2f%n",
-                    used, ep[1], ratio(ep[2], rows.get(0)[2]), ratio(ep[3], rows.get(0)[3]), batch, ratio(ep[4], rows.get(0)[4]));
+            out.printf(Locale.ROOT, "%d worker processes%s, overlap %s / single process: prefill %.2f, decode %.2f, batched decode (%d sequences) %.2f%n",
+                    used, transports == null ? "" : " (" + kinds.get(i / 2 - 1).label() + ")", ep[1], ratio(ep[2], rows.get(0)[2]), ratio(ep[3], rows.get(0)[3]), batch, ratio(ep[4], rows.get(0)[4]));
         }
         return 0;
     }
 
     /** Overlap off and on through the workers at {@code addresses}: one row each, and the per-call split. */
-    private void measureWorkers(Path dir, List<String> addresses, String label, List<String[]> rows, List<String> callLines) {
-        int n = addresses.size();
+    private void measureWorkers(Path dir, List<String> addresses, String label, Transport transport, List<String[]> rows,
+                                List<String> callLines) {
+        // with one transport the lines keep their old form ("2 workers, overlap off: ..."), which scripts read
+        String who = transports == null ? addresses.size() + " workers" : label;
         LoadedModel.Dispatchers remote = new LoadedModel.Dispatchers() {
             @Override
             public ExpertDispatcher create(Path d, ModelConfig cfg, ModelWeights w) {
                 return GrpcExpertDispatcher.connect(d, cfg.moeShape(), addresses, model.placementPolicy(),
                         GrpcExpertDispatcher.Config.defaults().withDeadline(Duration.ofSeconds(60))
-                                .withSecurity(model.workerSecurity.security()));
+                                .withSecurity(model.workerSecurity.security()).withTransport(transport));
             }
 
             @Override
@@ -174,14 +199,18 @@ final class BenchEpCommand implements Callable<Integer> {
         };
         try (LoadedModel ep = LoadedModel.load(dir, LoadedModel.Options.defaults().withValidate(false).withDispatchers(remote))) {
             for (boolean overlap : new boolean[] {false, true}) {
-                Figures f = measure(ep, overlap, (GrpcExpertDispatcher) ep.dispatcher(), overlap ? 0 : warmupSeconds);
+                GrpcExpertDispatcher grpc = (GrpcExpertDispatcher) ep.dispatcher();
+                Figures f = measure(ep, overlap, grpc, overlap ? 0 : warmupSeconds);
                 rows.add(row(label, overlap, f));
+                GrpcExpertDispatcher.RingUse ring = grpc.ringUse();
+                callLines.add(String.format(Locale.ROOT, "%s, overlap %s: %d of %d workers on a shared-memory ring, %d of %d calls over one",
+                        label, overlap ? "on" : "off", ring.workersOnRing(), ring.workers(), ring.calls(), callCount(grpc.stats())));
                 callLines.add(runsLine(label, overlap, f));
-                callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s: per call %.0f µs computing, %.0f µs on the way "
-                        + "(round trip minus compute; mean over workers and over the calls of one --gen-tokens decode)", n, overlap ? "on" : "off",
+                callLines.add(String.format(Locale.ROOT, "%s, overlap %s: per call %.0f µs computing, %.0f µs on the way "
+                        + "(round trip minus compute; mean over workers and over the calls of one --gen-tokens decode)", who, overlap ? "on" : "off",
                         f.decodeCalls().computeMicros(), f.decodeCalls().overheadMicros()));
-                callLines.add(String.format(Locale.ROOT, "%d workers, overlap %s, batched decode (%d sequences): per call %.0f µs computing, "
-                        + "%.0f µs on the way (mean over workers and over the calls of the measured steps)", n, overlap ? "on" : "off", batch,
+                callLines.add(String.format(Locale.ROOT, "%s, overlap %s, batched decode (%d sequences): per call %.0f µs computing, "
+                        + "%.0f µs on the way (mean over workers and over the calls of the measured steps)", who, overlap ? "on" : "off", batch,
                         f.batchCalls().computeMicros(), f.batchCalls().overheadMicros()));
             }
         }
@@ -256,6 +285,14 @@ final class BenchEpCommand implements Callable<Integer> {
         return new Figures(BenchCommand.median(prefill), BenchCommand.median(decode), BenchCommand.median(batched), batched.clone(),
                 grpc == null ? Double.NaN : (double) bytes / tokens, decodeCalls,
                 grpc == null ? CallSplit.NONE : CallSplit.between(batchStats[0], batchStats[1]));
+    }
+
+    private static long callCount(DispatchStats s) {
+        long c = 0;
+        for (DispatchStats.Worker w : s.workers()) {
+            c += w.calls();
+        }
+        return c;
     }
 
     private static long wireBytes(DispatchStats s) {

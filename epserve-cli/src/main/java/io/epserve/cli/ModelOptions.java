@@ -17,6 +17,7 @@ import io.epserve.rpc.GrpcExpertDispatcher;
 import io.epserve.moe.PlacementControl;
 import io.epserve.moe.Rebalancer;
 import io.epserve.rpc.ExpertTopology;
+import io.epserve.rpc.Transport;
 import io.epserve.rpc.FrontendState;
 import io.epserve.rpc.WorkerSecurity;
 import io.epserve.rpc.v1.WireDType;
@@ -91,6 +92,12 @@ final class ModelOptions {
             description = "Hidden states on the wire to remote workers: f32 (default; same numbers as in-process) or bf16 "
                     + "(half the bytes, rounds the experts' inputs and outputs to bfloat16).")
     String wireDtype;
+
+    @Option(names = "--transport", defaultValue = "auto", paramLabel = "KIND",
+            description = "How each step's tokens reach remote workers: auto (default: over shared memory with workers on this "
+                    + "host, gRPC with the others), grpc, or shm (shared memory with every worker, else an error). gRPC always "
+                    + "carries the control calls; $EPSERVE_SHM_DIR (default /dev/shm) holds the ring files.")
+    String transport;
 
     @Option(names = "--expert-shards", defaultValue = "1", paramLabel = "K",
             description = "Split each expert's intermediate dimension into K slices held by K different in-process "
@@ -240,9 +247,19 @@ final class ModelOptions {
             GrpcExpertDispatcher.Config config = GrpcExpertDispatcher.Config.defaults()
                     .withDeadline(Duration.ofMillis(workerTimeoutMs)).withConnectDeadline(Duration.ofMillis(workerConnectMs))
                     .withAssignDeadline(Duration.ofSeconds(workerLoadSeconds))
-                    .withWireDType(wire).withExpertDType(expertDType()).withSecurity(remote ? workerSecurity.security() : WorkerSecurity.NONE);
+                    .withWireDType(wire).withExpertDType(expertDType()).withSecurity(remote ? workerSecurity.security() : WorkerSecurity.NONE)
+                    .withTransport(transport());
             ExpertTopology.Workers w = remote ? new ExpertTopology.Remote(workers) : new ExpertTopology.InProcess(ep == null ? 1 : ep);
             return new ExpertTopology(w, pol, redundantExperts, expertShards, loadWindow, config);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError(e.getMessage());
+        }
+    }
+
+    /** --transport, validated. */
+    Transport transport() {
+        try {
+            return Transport.parse(transport, "--transport");
         } catch (IllegalArgumentException e) {
             throw new Main.UsageError(e.getMessage());
         }

@@ -57,6 +57,8 @@ import picocli.CommandLine.Option;
                 + "--drain seconds to finish, then the server and engine close)."})
 final class ServeCommand implements Callable<Integer> {
     static final int DEFAULT_EP = 4;
+    /** Longest wait for the kernel warm-up before serving anyway. */
+    static final Duration WARMUP_DEADLINE = Duration.ofSeconds(60);
 
     @Mixin
     ModelOptions model;
@@ -300,6 +302,8 @@ final class ServeCommand implements Callable<Integer> {
             }
             ServedModel served = ServedModel.fromDirectory(dir, loaded.config(), tokenizer, ExpertLayout.of(placement),
                     servedName, limit);
+            // before serve(): /ready says 503 until the first client's request would find the kernels compiled
+            out.println("epserve: " + KernelWarmup.run(engine, loaded.config().vocabSize(), limit, WARMUP_DEADLINE));
             server.serve(served, engine, workerStats, ((PlacementControl) loaded.dispatcher()).routedTokens());
             PlacementMetrics placementMetrics = new PlacementMetrics(server.metrics().registry());
             Rebalancer rebalancer = control != null ? model.rebalancer(control, placementMetrics::observe)

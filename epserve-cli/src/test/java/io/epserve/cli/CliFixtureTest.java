@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -101,6 +102,15 @@ class CliFixtureTest {
                 "--kv-dtype", "q8_0");
         assertThat(bad.exitCode()).isEqualTo(2);
         assertThat(bad.err()).contains("--kv-dtype must be f32 or bf16");
+    }
+
+    @Test
+    void anUnknownTransportIsAUsageErrorNamingTheOption() {
+        Path dir = CliRunner.fixtures().resolve("mixtral");
+        CliRunner.Outcome bad = CliRunner.inProcess("generate", "--model", dir.resolve("model").toString(), "--tokens", "1,2",
+                "--max-tokens", "1", "--transport", "tcp");
+        assertThat(bad.exitCode()).isEqualTo(2);
+        assertThat(bad.err()).contains("--transport must be auto, grpc or shm, not 'tcp'");
     }
 
     static int[] ints(JsonNode a) {

@@ -68,6 +68,9 @@ class ServeCommandTest {
                 new TerminalProgress(System.err, false))) {
             base = r.base();
             String printed = out.toString(StandardCharsets.UTF_8);
+            // the kernels are warmed by a throw-away request before the server serves
+            assertThat(printed).contains("kernels warmed up in");
+            assertThat(r.engine().stats().steps()).as("engine steps of the warm-up").isGreaterThan(0);
             assertThat(printed).contains("serving epserve-demo", "2 in-process expert workers")
                     .contains("API:     " + base.resolve("/v1"))
                     .contains("view:    " + base.resolve("/"))

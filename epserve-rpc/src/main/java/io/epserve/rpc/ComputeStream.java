@@ -57,6 +57,19 @@ final class ComputeStream implements ClientResponseObserver<ComputeRequest, Comp
                     + ", which is not an outstanding request"));
             return;
         }
+        LinkFailure f = accept(link, p, r, now);
+        if (f != null) {
+            breakWith(f);
+        }
+    }
+
+    /**
+     * Checks answer {@code r} to {@code p} (byte count, finite values) and completes {@code p}
+     * with it; or fails {@code p} and returns why, when the answer breaks the protocol (the caller
+     * then ends the transport it came on). The one check of answers, whichever way they came
+     * (this stream or a shared-memory ring).
+     */
+    static LinkFailure accept(WorkerLink link, PendingCall p, ComputeResponse r, long now) {
         link.bytesReceived.add(r.getSerializedSize());
         ExpertRequest q = p.request;
         int n = q.tokens() * q.hidden();
@@ -66,15 +79,14 @@ final class ComputeStream implements ClientResponseObserver<ComputeRequest, Comp
                         + " bytes of exact partial sums, expected " + 4L * n + " or " + 8L * n + " (" + q.tokens() + " tokens × "
                         + q.hidden() + " × 4 or 8 bytes)");
                 p.fail(f);
-                breakWith(f);
-                return;
+                return f;
             }
             long[] exact = new long[n];
             WireTensors.decodeExact(r.getPartialSums(), exact, n);
             link.computeNanos.add(r.getComputeNanos());
             link.roundTripNanos.add(now - p.sentNanos);
             p.completeExact(exact);
-            return;
+            return null;
         }
         int size = WireTensors.bytesPerValue(p.dtype);
         if (r.getPartialSums().size() != (long) n * size) {
@@ -82,8 +94,7 @@ final class ComputeStream implements ClientResponseObserver<ComputeRequest, Comp
                     + " bytes of partial sums, expected " + (long) n * size + " (" + q.tokens() + " tokens × " + q.hidden()
                     + " × " + size + " bytes " + WireTensors.name(p.dtype) + ")");
             p.fail(f);
-            breakWith(f);
-            return;
+            return f;
         }
         float[] out = new float[n];
         WireTensors.decode(r.getPartialSums(), p.dtype, out, n);
@@ -92,12 +103,12 @@ final class ComputeStream implements ClientResponseObserver<ComputeRequest, Comp
             LinkFailure f = new LinkFailure(WorkerException.Kind.GARBAGE, null, "non-finite partial sum " + out[bad]
                     + " at token " + bad / q.hidden() + ", element " + bad % q.hidden());
             p.fail(f);
-            breakWith(f);
-            return;
+            return f;
         }
         link.computeNanos.add(r.getComputeNanos());
         link.roundTripNanos.add(now - p.sentNanos);
         p.complete(out);
+        return null;
     }
 
     @Override

@@ -7,6 +7,9 @@ import io.epserve.moe.ExpertSource;
 import io.epserve.moe.ExpertWorker;
 import io.epserve.rpc.v1.AssignRequest;
 import io.epserve.rpc.v1.AssignResponse;
+import io.epserve.rpc.v1.AttachRingEvent;
+import io.epserve.rpc.v1.AttachRingRequest;
+import io.epserve.rpc.shm.RingFile;
 import io.epserve.rpc.v1.ComputeRequest;
 import io.epserve.rpc.v1.ComputeResponse;
 import io.epserve.rpc.v1.ExpertServiceGrpc;
@@ -58,6 +61,8 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
     private volatile boolean draining;
     /** What the last Assign cost, as Info reports it. */
     private volatile AssignResponse lastAssign = AssignResponse.getDefaultInstance();
+    /** The shared-memory rings of a co-located frontend (AttachRing). */
+    private final WorkerRings rings;
 
     /**
      * @param source the worker's model, opened at start (header and config only); closed with this service
@@ -67,6 +72,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         this.source = source;
         this.fingerprint = fingerprint.toString();
         this.ownership = ownership;
+        this.rings = new WorkerRings(name, ownership, this);
     }
 
     // ---------------------------------------------------------------- Assign
@@ -171,7 +177,7 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
             ownership.assigned(frontend, req.getEpoch());
             AssignResponse r = AssignResponse.newBuilder().setMappedBytes(next.mappedBytes()).setExpertCount(next.expertCount)
                     .setEpoch(next.epoch).setLoadNanos(System.nanoTime() - t0).setFromConvertedCache(next.fromConvertedCache())
-                    .setExpertsMapped(next.gainedOver(have)).build();
+                    .setExpertsMapped(next.gainedOver(have)).setHostId(RingFile.hostId()).build();
             lastAssign = r;
             return r;
         }
@@ -225,20 +231,10 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 }
                 ComputeResponse resp;
                 try {
-                    ownership.requireHolder(frontend);
-                    resp = doCompute(req);
-                } catch (StatusRuntimeException e) {
-                    failed = true;
-                    out.onError(e);
-                    return;
-                } catch (IllegalArgumentException e) {
-                    failed = true;
-                    out.onError(invalid(e.getMessage()));
-                    return;
+                    resp = computeFor(frontend, req);
                 } catch (RuntimeException e) {
                     failed = true;
-                    out.onError(Status.INTERNAL.withDescription("worker " + name.get() + ": compute of layer " + req.getLayer()
-                            + " failed: " + e).withCause(e).asRuntimeException());
+                    out.onError(refusal(req, e));
                     return;
                 }
                 out.onNext(resp);
@@ -256,6 +252,36 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
                 }
             }
         };
+    }
+
+    /** One Compute of {@code frontend}, from its stream or its shared-memory ring: the holder's only. */
+    ComputeResponse computeFor(String frontend, ComputeRequest req) {
+        ownership.requireHolder(frontend);
+        return doCompute(req);
+    }
+
+    /** How a failed Compute is refused: its own status, INVALID_ARGUMENT for bad input, INTERNAL for a bug. */
+    StatusRuntimeException refusal(ComputeRequest req, RuntimeException e) {
+        if (e instanceof StatusRuntimeException s) {
+            return s;
+        }
+        if (e instanceof IllegalArgumentException) {
+            return invalid(e.getMessage());
+        }
+        return Status.INTERNAL.withDescription("worker " + name.get() + ": compute of layer " + req.getLayer() + " failed: " + e)
+                .withCause(e).asRuntimeException();
+    }
+
+    // ---------------------------------------------------------------- AttachRing
+
+    @Override
+    public void attachRing(AttachRingRequest req, StreamObserver<AttachRingEvent> out) {
+        rings.attach(WorkerAuthInterceptor.FRONTEND.get(), req, out);
+    }
+
+    /** Ends the shared-memory rings (before the server stops: their calls would keep it waiting). */
+    void closeRings() {
+        rings.close();
     }
 
     private ComputeResponse doCompute(ComputeRequest req) {
@@ -403,8 +429,9 @@ final class ExpertWorkerService extends ExpertServiceGrpc.ExpertServiceImplBase 
         return ownership.held();
     }
 
-    /** Unmaps the share (server shutdown). */
+    /** Ends the rings and unmaps the share (server shutdown). */
     void close() {
+        rings.close();
         synchronized (assignLock) {
             lock.writeLock().lock();
             try {

@@ -95,9 +95,11 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
      * @param security        the shared secret and/or TLS files the workers require
      * @param connectDeadline how long start-up waits for each worker's first answer (connection and
      *                        Info): a peer that accepts the connection and never answers fails here
+     * @param transport       how Compute requests travel: shared memory with workers on this host
+     *                        ({@link Transport#AUTO}, default), or gRPC only, or shared memory only
      */
     public record Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes, DType expertDType,
-                         WorkerSecurity security, Duration connectDeadline) {
+                         WorkerSecurity security, Duration connectDeadline, Transport transport) {
         public static final Duration DEFAULT_DEADLINE = Duration.ofSeconds(10);
         public static final Duration DEFAULT_ASSIGN_DEADLINE = Duration.ofMinutes(5);
         public static final Duration DEFAULT_CONNECT_DEADLINE = Duration.ofSeconds(30);
@@ -124,32 +126,33 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
             if (connectDeadline.isNegative() || connectDeadline.isZero()) {
                 throw new IllegalArgumentException("connect deadline must be positive, got " + connectDeadline);
             }
+            Objects.requireNonNull(transport, "transport");
         }
 
         /** Compatible constructor: experts as stored, no authentication. */
         public Config(Duration deadline, Duration assignDeadline, WireDType wireDType, int maxMessageBytes) {
-            this(deadline, assignDeadline, wireDType, maxMessageBytes, null, WorkerSecurity.NONE, DEFAULT_CONNECT_DEADLINE);
+            this(deadline, assignDeadline, wireDType, maxMessageBytes, null, WorkerSecurity.NONE, DEFAULT_CONNECT_DEADLINE, Transport.AUTO);
         }
 
         public static Config defaults() {
             return new Config(DEFAULT_DEADLINE, DEFAULT_ASSIGN_DEADLINE, DEFAULT_WIRE_DTYPE, WorkerServer.DEFAULT_MAX_MESSAGE_BYTES, null,
-                    WorkerSecurity.NONE, DEFAULT_CONNECT_DEADLINE);
+                    WorkerSecurity.NONE, DEFAULT_CONNECT_DEADLINE, Transport.AUTO);
         }
 
         public Config withDeadline(Duration d) {
-            return new Config(d, assignDeadline, wireDType, maxMessageBytes, expertDType, security, connectDeadline);
+            return new Config(d, assignDeadline, wireDType, maxMessageBytes, expertDType, security, connectDeadline, transport);
         }
 
         public Config withAssignDeadline(Duration d) {
-            return new Config(deadline, d, wireDType, maxMessageBytes, expertDType, security, connectDeadline);
+            return new Config(deadline, d, wireDType, maxMessageBytes, expertDType, security, connectDeadline, transport);
         }
 
         public Config withWireDType(WireDType t) {
-            return new Config(deadline, assignDeadline, t, maxMessageBytes, expertDType, security, connectDeadline);
+            return new Config(deadline, assignDeadline, t, maxMessageBytes, expertDType, security, connectDeadline, transport);
         }
 
         public Config withMaxMessageBytes(int bytes) {
-            return new Config(deadline, assignDeadline, wireDType, bytes, expertDType, security, connectDeadline);
+            return new Config(deadline, assignDeadline, wireDType, bytes, expertDType, security, connectDeadline, transport);
         }
 
         /**
@@ -157,16 +160,21 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
          * the model's converted-experts cache; null (default): as stored in the checkpoint.
          */
         public Config withExpertDType(DType t) {
-            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, t, security, connectDeadline);
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, t, security, connectDeadline, transport);
         }
 
         /** How this frontend authenticates to the workers (their --auth-secret-file / TLS files). */
         public Config withSecurity(WorkerSecurity s) {
-            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, s, connectDeadline);
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, s, connectDeadline, transport);
         }
 
         public Config withConnectDeadline(Duration d) {
-            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, security, d);
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, security, d, transport);
+        }
+
+        /** How Compute requests travel to the workers (shared memory with co-located ones, or gRPC). */
+        public Config withTransport(Transport t) {
+            return new Config(deadline, assignDeadline, wireDType, maxMessageBytes, expertDType, security, connectDeadline, t);
         }
     }
 
@@ -752,6 +760,28 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
         }
     }
 
+    /**
+     * Compute requests sent over shared-memory rings since creation, and the workers of the
+     * current placement that have one now (see {@link Transport}).
+     */
+    public RingUse ringUse() {
+        stateLock.readLock().lock();
+        try {
+            long calls = 0;
+            int on = 0;
+            for (WorkerLink l : links) {
+                calls += l.ringCalls.sum();
+                on += l.onRing() ? 1 : 0;
+            }
+            return new RingUse(calls, on, links.length);
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    /** How many requests went over shared memory, and how many of the workers are on a ring now. */
+    public record RingUse(long calls, int workersOnRing, int workers) {}
+
     /** Closes the streams and channels (waits up to 5 s for them). Idempotent. */
     @Override
     public void close() {
@@ -890,7 +920,7 @@ public final class GrpcExpertDispatcher implements ExpertDispatcher, PlacementCo
     }
 
     private WorkerException fail(PendingCall p) {
-        WorkerLink l = p.stream.link;
+        WorkerLink l = p.link;
         l.failures.increment();
         int layer = p.request.layer();
         WorkerException e;

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.epserve.format.Checkpoint;
 import io.epserve.format.gguf.GgufModel;
 import io.epserve.tensor.DType;
+import io.epserve.tensor.QuantizedActivations;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -18,19 +19,30 @@ import java.util.Locale;
 
 /**
  * Which model a process runs, comparable across hosts without naming a path: the architecture,
- * a SHA-256 of config.json, and the dtype the routed experts are held in. A frontend and its
- * workers must agree on it (the same model directory may sit at different paths on each host);
- * the wire form is {@code <architecture>;config-sha256=<hex>;experts=<dtype or stored>}.
+ * a SHA-256 of config.json, how products over quantized weights treat their activations (the
+ * process's {@link QuantizedActivations}: two schemes give different bits), and the dtype the routed
+ * experts are held in. A frontend and its workers must agree on it (the same model directory may sit
+ * at different paths on each host); the wire form is
+ * {@code <architecture>;config-sha256=<hex>;quant-activations=<int8|f32>;experts=<dtype or stored>}.
  */
-public record ModelFingerprint(String architecture, String configSha256, String experts) {
+public record ModelFingerprint(String architecture, String configSha256, String quantActivations, String experts) {
     public ModelFingerprint {
-        if (architecture.isBlank() || configSha256.isBlank() || experts.isBlank()) {
-            throw new IllegalArgumentException("a model fingerprint needs an architecture, a config hash and an expert dtype");
+        if (architecture.isBlank() || configSha256.isBlank() || quantActivations.isBlank() || experts.isBlank()) {
+            throw new IllegalArgumentException(
+                    "a model fingerprint needs an architecture, a config hash, a quantized-activation scheme and an expert dtype");
         }
     }
 
-    /** The fingerprint of the model in {@code dir} with routed experts in {@code expertDType} (null: as stored). */
+    /**
+     * The fingerprint of the model in {@code dir} with routed experts in {@code expertDType} (null:
+     * as stored), under this process's quantized-activation scheme.
+     */
     public static ModelFingerprint of(Path dir, DType expertDType) {
+        return of(dir, expertDType, QuantizedActivations.configured());
+    }
+
+    /** The fingerprint under a given quantized-activation scheme. */
+    static ModelFingerprint of(Path dir, DType expertDType, QuantizedActivations activations) {
         Path config = dir.resolve("config.json");
         byte[] bytes;
         try {
@@ -52,7 +64,7 @@ public record ModelFingerprint(String architecture, String configSha256, String 
         }
         try {
             String hash = HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
-            return new ModelFingerprint(arch.isBlank() ? "unknown" : arch, hash,
+            return new ModelFingerprint(arch.isBlank() ? "unknown" : arch, hash, activations.label(),
                     expertDType == null ? "stored" : expertDType.label().toLowerCase(Locale.ROOT));
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException("this JVM has no SHA-256", e);
@@ -61,6 +73,6 @@ public record ModelFingerprint(String architecture, String configSha256, String 
 
     @Override
     public String toString() {
-        return architecture + ";config-sha256=" + configSha256 + ";experts=" + experts;
+        return architecture + ";config-sha256=" + configSha256 + ";quant-activations=" + quantActivations + ";experts=" + experts;
     }
 }

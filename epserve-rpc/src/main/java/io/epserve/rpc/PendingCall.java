@@ -10,7 +10,8 @@ final class PendingCall {
     final long id;
     final ExpertRequest request;
     final WireDType dtype;
-    final ComputeStream stream;
+    /** The worker it went to (over its stream or its shared-memory ring). */
+    final WorkerLink link;
     final DispatchStep step;
     final long sentNanos = System.nanoTime();
     private final AtomicInteger state = new AtomicInteger(); // 0 waiting, 1 done
@@ -19,11 +20,11 @@ final class PendingCall {
     volatile long[] exact;
     volatile LinkFailure failure;
 
-    PendingCall(long id, ExpertRequest request, WireDType dtype, ComputeStream stream, DispatchStep step) {
+    PendingCall(long id, ExpertRequest request, WireDType dtype, WorkerLink link, DispatchStep step) {
         this.id = id;
         this.request = request;
         this.dtype = dtype;
-        this.stream = stream;
+        this.link = link;
         this.step = step;
     }
 

@@ -10,6 +10,7 @@ import io.epserve.rpc.v1.ExpertServiceGrpc;
 import io.epserve.rpc.v1.LayerExperts;
 import io.epserve.rpc.v1.WireDType;
 import io.epserve.rpc.v1.ReleaseRequest;
+import io.epserve.rpc.shm.RingFile;
 import io.grpc.CallCredentials;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
@@ -36,6 +37,8 @@ final class WorkerLink {
     final LongAdder computeNanos = new LongAdder();
     final LongAdder roundTripNanos = new LongAdder();
     final LongAdder failures = new LongAdder();
+    /** Compute requests that went over the shared-memory ring (the rest of {@link #calls} went over gRPC). */
+    final LongAdder ringCalls = new LongAdder();
     /** The message of the last failed call (dispatch or Assign), for readiness reasons; null before any. */
     volatile String lastFailure;
     private final String fingerprint;
@@ -46,6 +49,17 @@ final class WorkerLink {
     private ManagedChannel channel;
     private Channel authenticated;
     private ComputeStream stream;
+    /** The shared-memory ring to a co-located worker, or null (see {@link Transport}). */
+    private volatile ShmLink shm;
+    /** The worker's host id from its last Assign (empty: unknown). */
+    private volatile String workerHost = "";
+    /** Set when attaching the ring failed (at {@link #ringRefusedAt}): not tried again for a while, or before the next Assign. */
+    private volatile boolean ringRefused;
+    private volatile long ringRefusedAt;
+    /** How long after a refused attach the link asks again (a worker that hung, then recovered without a restart). */
+    static final long RING_RETRY_NANOS = TimeUnit.SECONDS.toNanos(5);
+    /** One attach at a time (it waits for the worker; the link's own lock stays free meanwhile). */
+    private final Object ringLock = new Object();
 
     /**
      * @param address     the worker's address, its name in the placement (host:port over TCP)
@@ -104,6 +118,72 @@ final class WorkerLink {
             throw new WorkerException(address, -1, WorkerException.Kind.GARBAGE, null, null,
                     "worker " + address + " acknowledged epoch " + r.getEpoch() + " for an Assign of epoch " + p.epoch(), null);
         }
+        workerHost = r.getHostId();
+        ringRefused = false;
+        String refusal = attachRing();
+        if (refusal != null && config.transport() == Transport.SHM) {
+            failures.increment();
+            WorkerException e = new WorkerException(address, -1, WorkerException.Kind.REFUSED, null, null,
+                    "worker " + address + " cannot be reached over shared memory (--transport shm): " + refusal, null);
+            lastFailure = e.getMessage();
+            throw e;
+        }
+    }
+
+    /**
+     * The shared-memory ring, attached first when the transport allows it and the worker shares
+     * this host; null: this request goes on the stream. After a refused attach the link waits
+     * {@link #RING_RETRY_NANOS} before it asks again (a worker that restarted answers the stream
+     * with FAILED_PRECONDITION, is assigned, and attaches then).
+     */
+    private ShmLink ring() {
+        ShmLink s = shm;
+        if (s != null && s.open()) {
+            return s;
+        }
+        if (config.transport() == Transport.GRPC || workerHost.isEmpty()
+                || ringRefused && System.nanoTime() - ringRefusedAt < RING_RETRY_NANOS) {
+            return null;
+        }
+        attachRing();
+        s = shm;
+        return s != null && s.open() ? s : null;
+    }
+
+    /**
+     * Attaches a shared-memory ring when the transport allows it and the worker runs on this host
+     * (its Assign told its host id). Returns null when the ring is up (or the transport is gRPC),
+     * else why not.
+     */
+    private String attachRing() {
+        synchronized (ringLock) {
+            ShmLink current = shm;
+            if (config.transport() == Transport.GRPC || current != null && current.open()) {
+                return null;
+            }
+            String host = workerHost;
+            String why;
+            if (host.isEmpty() || !host.equals(RingFile.hostId())) {
+                why = "it runs on another host" + (host.isEmpty() ? " (or did not say which)" : "");
+            } else {
+                ShmLink.Attempt a = ShmLink.attach(this, channel(), config.deadline());
+                if (a.link() != null) {
+                    shm = a.link();
+                    ringRefused = false;
+                    return null;
+                }
+                why = a.refusal();
+            }
+            ringRefused = true;
+            ringRefusedAt = System.nanoTime();
+            return why;
+        }
+    }
+
+    /** Whether Compute requests to this worker go over a shared-memory ring now. */
+    boolean onRing() {
+        ShmLink s = shm;
+        return s != null && s.open();
     }
 
     /** Drops the connection (as {@link #reset}) and describes a failed Assign of {@code p}. */
@@ -155,12 +235,22 @@ final class WorkerLink {
         }
         ComputeRequest msg = b.build();
         int size = msg.getSerializedSize();
+        ShmLink ring = ring();
+        if (ring != null) {
+            PendingCall p = new PendingCall(id, req, dtype, this, step);
+            if (ring.offer(msg, size, p)) {
+                calls.increment();
+                ringCalls.increment();
+                bytesSent.add(size);
+                return p;
+            }
+        }
         synchronized (this) {
             if (stream == null || stream.closed) {
                 stream = new ComputeStream(this);
                 ExpertServiceGrpc.newStub(channel()).compute(stream);
             }
-            PendingCall p = new PendingCall(id, req, dtype, stream, step);
+            PendingCall p = new PendingCall(id, req, dtype, this, step);
             stream.pending.put(id, p);
             calls.increment();
             LinkFailure closedBy = stream.closedBy;
@@ -176,10 +266,19 @@ final class WorkerLink {
         }
     }
 
+    private void closeRing(String why) {
+        ShmLink r = shm;
+        shm = null;
+        if (r != null) {
+            r.close(why);
+        }
+    }
+
     /** Drops the stream and the channel: the next call reconnects (a restarted worker, a fresh backoff). */
     void reset() {
         ComputeStream s;
         ManagedChannel c;
+        closeRing("the dispatcher reset the connection to " + address);
         synchronized (this) {
             s = stream;
             c = channel;
@@ -204,6 +303,7 @@ final class WorkerLink {
         ComputeStream s;
         ManagedChannel c;
         Channel r;
+        closeRing("dispatcher closed");
         synchronized (this) {
             s = stream;
             c = channel;

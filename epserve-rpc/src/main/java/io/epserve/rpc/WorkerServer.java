@@ -304,6 +304,7 @@ public final class WorkerServer implements AutoCloseable {
         }
         closed = true;
         health.enterTerminalState();
+        service.closeRings(); // their calls live as long as the rings and would hold the shutdown up
         server.shutdown();
         try {
             if (!server.awaitTermination(5, TimeUnit.SECONDS)) {

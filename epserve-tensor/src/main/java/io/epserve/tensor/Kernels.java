@@ -45,6 +45,14 @@ public final class Kernels {
         return activations + (SCALAR ? "scalar kernels (epserve.kernels=scalar)" : NativeKernels.status());
     }
 
+    /**
+     * Which kernels run matmuls over BF16 weights in this JVM: the native library (see
+     * NativeBf16Kernels) or the Vector API, and why; for benchmarks and logs. Both compute the same bits.
+     */
+    public static String bf16MatmulKernels() {
+        return SCALAR ? "scalar kernels (epserve.kernels=scalar)" : NativeBf16Kernels.status();
+    }
+
     public static void rmsnorm(float[] x, int xOff, int m, int n, Tensor weight, float eps, float[] out, int outOff) {
         if (SCALAR) {
             ScalarKernels.rmsnorm(x, xOff, m, n, weight, eps, out, outOff);

@@ -4,18 +4,11 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
-import java.io.IOException;
-import java.io.InputStream;
-import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.util.Locale;
 import java.util.Objects;
 
 /**
@@ -46,6 +39,7 @@ final class NativeKernels {
     /** The calling convention this class expects of the library (its {@code epserve_native_abi}). */
     private static final int ABI = 2;
     static final String RESOURCE = "native/linux-x86_64/libepserve_kernels.so";
+    private static final NativeLibrary LIBRARY = new NativeLibrary(RESOURCE);
 
     private static final MethodHandle Q8_0;
     private static final MethodHandle Q4_0;
@@ -68,14 +62,14 @@ final class NativeKernels {
         MethodHandle i8q4k = null;
         String status;
         try {
-            String refusal = refusal();
+            String refusal = LIBRARY.refusal();
             if (refusal != null) {
                 status = "Vector API kernels (" + refusal + ")";
             } else {
-                SymbolLookup lib = load();
+                SymbolLookup lib = LIBRARY.open();
                 Linker linker = Linker.nativeLinker();
-                int abi = (int) linker.downcallHandle(symbol(lib, "epserve_native_abi"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
-                int cpuOk = (int) linker.downcallHandle(symbol(lib, "epserve_native_cpu_ok"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
+                int abi = (int) linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_native_abi"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
+                int cpuOk = (int) linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_native_cpu_ok"), FunctionDescriptor.of(JAVA_INT)).invokeExact();
                 if (abi != ABI) {
                     status = "Vector API kernels (native library has calling convention " + abi + ", expected " + ABI + ")";
                 } else if (cpuOk != 1) {
@@ -86,17 +80,17 @@ final class NativeKernels {
                     // microseconds for a token, about a millisecond for a prefill of 128).
                     FunctionDescriptor matvec = FunctionDescriptor.ofVoid(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
                     Linker.Option heap = Linker.Option.critical(true);
-                    q8 = linker.downcallHandle(symbol(lib, "epserve_matvec_q8_0"), matvec, heap);
-                    q40 = linker.downcallHandle(symbol(lib, "epserve_matvec_q4_0"), matvec, heap);
-                    q4k = linker.downcallHandle(symbol(lib, "epserve_matvec_q4_k"), matvec, heap);
-                    quantize = linker.downcallHandle(symbol(lib, "epserve_quantize_i8"),
+                    q8 = linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_matvec_q8_0"), matvec, heap);
+                    q40 = linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_matvec_q4_0"), matvec, heap);
+                    q4k = linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_matvec_q4_k"), matvec, heap);
+                    quantize = linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_quantize_i8"),
                             FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS), heap);
                     // (q, d, sum, m, k, w, rowBytes, blocks, y, n, r0, r1)
                     FunctionDescriptor int8 = FunctionDescriptor.ofVoid(ADDRESS, ADDRESS, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG,
                             JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT);
-                    i8q8 = linker.downcallHandle(symbol(lib, "epserve_matmul_i8_q8_0"), int8, heap);
-                    i8q40 = linker.downcallHandle(symbol(lib, "epserve_matmul_i8_q4_0"), int8, heap);
-                    i8q4k = linker.downcallHandle(symbol(lib, "epserve_matmul_i8_q4_k"), int8, heap);
+                    i8q8 = linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_matmul_i8_q8_0"), int8, heap);
+                    i8q40 = linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_matmul_i8_q4_0"), int8, heap);
+                    i8q4k = linker.downcallHandle(NativeLibrary.symbol(lib, RESOURCE, "epserve_matmul_i8_q4_k"), int8, heap);
                     status = "native AVX2 kernels (" + RESOURCE + ")";
                 }
             }
@@ -121,50 +115,6 @@ final class NativeKernels {
         I8_Q4_K = i8q4k;
         ENABLED = q8 != null;
         STATUS = status;
-    }
-
-    /** Why the library is not even tried here, or null when it is. */
-    private static String refusal() {
-        String kernels = System.getProperty("epserve.kernels");
-        if ("vector".equals(kernels) || "scalar".equals(kernels)) {
-            return "epserve.kernels=" + kernels;
-        }
-        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
-        String arch = System.getProperty("os.arch", "");
-        if (!os.startsWith("linux") || !(arch.equals("amd64") || arch.equals("x86_64"))) {
-            return "no native kernels for " + os + "/" + arch;
-        }
-        if (VectorKernels.L != 8) {
-            // the library reproduces the 8-lane accumulation scheme only
-            return VectorKernels.L + " float lanes";
-        }
-        if (NativeKernels.class.getResource(RESOURCE) == null) {
-            return "native library not built";
-        }
-        return null;
-    }
-
-    /**
-     * Copies the library out of the jar and opens it. The copy is deleted once opened: the
-     * mapping stays valid, and no file is left behind whatever way the JVM ends.
-     */
-    private static SymbolLookup load() throws IOException {
-        Path tmp = Files.createTempFile("epserve-kernels-", ".so");
-        try {
-            try (InputStream in = NativeKernels.class.getResourceAsStream(RESOURCE)) {
-                if (in == null) {
-                    throw new IOException(RESOURCE + " not found");
-                }
-                Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
-            }
-            return SymbolLookup.libraryLookup(tmp, Arena.global());
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
-    }
-
-    private static MemorySegment symbol(SymbolLookup lib, String name) {
-        return lib.find(name).orElseThrow(() -> new IllegalStateException(RESOURCE + " has no symbol " + name));
     }
 
     /** Which kernels run quantized matvecs in this JVM, and why (for benchmarks and logs). */
