@@ -26,7 +26,7 @@
 
 /** Version of the calling convention below; NativeBf16Kernels refuses a library of another version. */
 int32_t epserve_bf16_abi(void) {
-    return 1;
+    return 2;
 }
 
 /** 1 when this CPU runs the kernels (AVX2, FMA), 0 otherwise. */
@@ -102,13 +102,17 @@ KERNEL static inline void tile(const float *x, int64_t xs, const uint16_t *w, in
 }
 
 /*
- * Rows [r0, r1) of y[i, r] = w[r, :] · x[i, :] for m tokens: x is m rows of k floats, w is n rows
- * of k BF16 weights (little-endian, any alignment of 2), y is m rows of n floats. For several
+ * Rows [r0, r1) of y[i, r] = w[r, :] · x[i, :] for m tokens: x is m rows of k floats from x[xoff], w is n rows
+ * of k BF16 weights (little-endian, any alignment of 2), y is m rows of n floats from y[yoff]. For several
  * tokens, blocks of 4 rows (their 8 KiB-per-1024-columns of weights stay in L1 while every token
  * passes) times groups of 3 tokens.
  */
-KERNEL void epserve_bf16_matmul(const float *x, int32_t m, const uint16_t *w, int32_t n, int32_t k,
-                                float *y, int32_t r0, int32_t r1) {
+KERNEL void epserve_bf16_matmul(const float *x, int32_t xoff, int32_t m, const uint16_t *w, int32_t n, int32_t k,
+                                float *y, int32_t yoff, int32_t r0, int32_t r1) {
+    /* the offsets come apart from the arrays so the caller passes whole arrays, whose segments it
+       makes once, instead of a fresh slice per call */
+    x += xoff;
+    y += yoff;
     int32_t kv = k - k % 8;
     int64_t k64 = k;
     if (m == 1) {

@@ -32,7 +32,7 @@ final class NativeBf16Kernels {
     private NativeBf16Kernels() {}
 
     /** The calling convention this class expects of the library (its {@code epserve_bf16_abi}). */
-    private static final int ABI = 1;
+    private static final int ABI = 2;
     static final String RESOURCE = "native/linux-x86_64/libepserve_bf16.so";
     /**
      * Most multiply-adds per downcall. The calls are critical (they take the heap arrays directly
@@ -65,7 +65,7 @@ final class NativeBf16Kernels {
                     status = "Vector API kernels (this CPU lacks AVX2 or FMA)";
                 } else {
                     matmul = linker.downcallHandle(symbol(lib, "epserve_bf16_matmul"),
-                            FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT),
+                            FunctionDescriptor.ofVoid(ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT),
                             Linker.Option.critical(true));
                     status = "native AVX2 kernels (" + RESOURCE + ")";
                 }
@@ -90,13 +90,7 @@ final class NativeBf16Kernels {
         return STATUS;
     }
 
-    /**
-     * Above this many tokens the Vector API kernels, once C2 has compiled them, are faster than
-     * the library (single-thread CPU time on the Zen 3 test machine, 2816 × 1024 weights: at
-     * m = 1, 2, 4 both within ±10%; at 8 and more the library at 0.65–0.85×).
-     */
-    static final int NATIVE_WHEN_WARM_MAX_TOKENS = 4;
-    /** One call in this many above that m runs the Vector API kernels, timed, while they warm up. */
+    /** One call in this many runs the Vector API kernels, timed, while they warm up. */
     private static final int PROBE_EVERY = 16;
     /** Timed calls of each kind before the comparison is trusted. */
     private static final int MIN_SAMPLES = 64;
@@ -113,16 +107,11 @@ final class NativeBf16Kernels {
 
     /**
      * Rows {@code [r0, r1)} of a BF16 matmul (as {@link VectorKernels#rows}) by whichever kernels
-     * are faster now. Up to {@link #NATIVE_WHEN_WARM_MAX_TOKENS} tokens: the library. More: the
-     * library while the Vector API kernels are cold, with one call in {@link #PROBE_EVERY} sent to
+     * are faster now: the library while the Vector API kernels are cold, with one call in {@link #PROBE_EVERY} sent to
      * them (so that the JIT sees them run and compiles them) and both timed; from the first time
      * the Vector API kernels are as fast per multiply-add, they take over for good.
      */
     static void dispatch(float[] x, int xOff, int m, MemorySegment seg, int n, int k, float[] y, int yOff, int r0, int r1) {
-        if (m <= NATIVE_WHEN_WARM_MAX_TOKENS) {
-            rows(x, xOff, m, seg, n, k, y, yOff, r0, r1);
-            return;
-        }
         if (vectorWarm) {
             VectorKernels.vectorRows(x, xOff, m, seg, DType.BF16, n, k, y, yOff, r0, r1);
             return;
@@ -145,7 +134,7 @@ final class NativeBf16Kernels {
         }
     }
 
-    /** Whether BF16 matmuls of more than {@link #NATIVE_WHEN_WARM_MAX_TOKENS} tokens have gone back to the Vector API kernels. */
+    /** Whether BF16 matmuls have gone back to the Vector API kernels for good. */
     static boolean vectorKernelsWarm() {
         return vectorWarm;
     }
@@ -165,12 +154,12 @@ final class NativeBf16Kernels {
         if (r0 == r1) {
             return;
         }
-        MemorySegment xs = MemorySegment.ofArray(x).asSlice(4L * xOff);
-        MemorySegment ys = MemorySegment.ofArray(y).asSlice(4L * yOff);
+        MemorySegment xs = HeapSegments.of(x);
+        MemorySegment ys = HeapSegments.of(y);
         int step = (int) Math.max(8, MAX_CALL_MACS / ((long) m * k) / 8 * 8);
         try {
             for (int a = r0; a < r1; a += step) {
-                MATMUL.invokeExact(xs, m, seg, n, k, ys, a, Math.min(r1, a + step));
+                MATMUL.invokeExact(xs, xOff, m, seg, n, k, ys, yOff, a, Math.min(r1, a + step));
             }
         } catch (RuntimeException | Error e) {
             throw e;
