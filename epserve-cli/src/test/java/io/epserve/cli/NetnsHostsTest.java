@@ -38,6 +38,9 @@ import org.junit.jupiter.api.TestMethodOrder;
  * (tools/netns-hosts.sh), each worker listening on its own host's address with a shared secret,
  * the network shaped with tc. Runs as root (CI); skipped with the reason otherwise. Cleans up its namespaces after
  * the class, and from a shutdown hook if the JVM is stopped first.
+ *
+ * <p>Every frontend here uses {@code --transport grpc}: the namespaces share this kernel (one boot id,
+ * one /dev/shm), so the default would hand the steps over shared memory, past the network under test.
  */
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class NetnsHostsTest {
@@ -135,7 +138,7 @@ class NetnsHostsTest {
             assertThat(shaped.code()).as(shaped.err()).isZero();
             assertThat(shaped.out()).contains("rate=applied");
             String delay = shaped.out().contains("delay=applied") ? s[0] + " µs" : "not applied (kernel without sch_netem)";
-            Outcome o = epserve(FRONTEND, Duration.ofMinutes(5), "bench", "ep", "--model", model.toString(), "--workers", String.join(",", WORKERS),
+            Outcome o = epserve(FRONTEND, Duration.ofMinutes(5), "bench", "ep", "--model", model.toString(), "--workers", String.join(",", WORKERS), "--transport", "grpc",
                     "--worker-secret-file", secret.toString(), "--no-validate", "--runs", "1", "--prompt-tokens", "8", "--gen-tokens", "8", "--batch", String.valueOf(batch),
                     "--warmup-seconds", "1");
             assertThat(o.code()).as(o.err()).isZero();
@@ -171,7 +174,7 @@ class NetnsHostsTest {
         // long enough for a worker on a loaded 2-core machine to answer the connection check, short enough to wait for
         int timeoutMs = 8000;
         int tokens = 600;
-        ProcessBuilder pb = new ProcessBuilder(command(FRONTEND, "generate", "--model", model.toString(), "--workers", String.join(",", WORKERS),
+        ProcessBuilder pb = new ProcessBuilder(command(FRONTEND, "generate", "--model", model.toString(), "--workers", String.join(",", WORKERS), "--transport", "grpc",
                 "--worker-secret-file", secret.toString(), "--tokens", "1,2,3", "--max-tokens", String.valueOf(tokens), "--temperature", "0",
                 "--ignore-eos", "--json", "--worker-timeout", String.valueOf(timeoutMs)));
         pb.redirectErrorStream(false);
@@ -220,7 +223,7 @@ class NetnsHostsTest {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         Outcome last;
         do {
-            last = epserve(FRONTEND, Duration.ofMinutes(2), "generate", "--model", model.toString(), "--workers", String.join(",", WORKERS),
+            last = epserve(FRONTEND, Duration.ofMinutes(2), "generate", "--model", model.toString(), "--workers", String.join(",", WORKERS), "--transport", "grpc",
                     "--worker-secret-file", secret.toString(), "--tokens", "1", "--max-tokens", "1", "--temperature", "0", "--json");
             if (last.code() == 0) {
                 return;
@@ -234,7 +237,7 @@ class NetnsHostsTest {
                 "--temperature", "0", "--ignore-eos", "--json"));
         if (remote) {
             awaitWorkersFree();
-            args.addAll(List.of("--workers", String.join(",", WORKERS), "--worker-secret-file", secret.toString()));
+            args.addAll(List.of("--workers", String.join(",", WORKERS), "--transport", "grpc", "--worker-secret-file", secret.toString()));
         }
         args.addAll(extra);
         Outcome o = epserve(FRONTEND, Duration.ofMinutes(3), args.toArray(String[]::new));
