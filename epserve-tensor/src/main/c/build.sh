@@ -17,7 +17,6 @@ if ! command -v "$cc" >/dev/null 2>&1; then
   echo "epserve-tensor: no C compiler ($cc): native kernels not built; the Vector API kernels will run"
   exit 0
 fi
-bf16="${src%/*}/bf16_kernels.c"; [ "$dir/libepserve_bf16.so" -nt "$bf16" ] || { mkdir -p "$dir" && "$cc" -std=c11 -O2 -fPIC -shared -ffp-contract=off -fno-fast-math -Wall -Wextra -o "$dir/libepserve_bf16.so" "$bf16"; }  # NativeBf16Kernels
 if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$0" ]; then
   exit 0
 fi

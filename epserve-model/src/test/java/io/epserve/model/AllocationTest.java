@@ -7,7 +7,6 @@ import io.epserve.model.demo.DemoModel;
 import io.epserve.model.sampling.Sampler;
 import io.epserve.model.sampling.SamplingParams;
 import io.epserve.moe.ExpertPlacement;
-import io.epserve.tensor.Kernels;
 import java.lang.management.CompilationMXBean;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
@@ -143,7 +142,7 @@ class AllocationTest {
     /**
      * Runs measured rounds until two consecutive ones agree (within 1% or 8 bytes) in a steady
      * state: the JIT compiled nothing during the second (code not yet compiled by C2 allocates
-     * every vector) and the BF16 kernel choice has settled; returns the lower. Bounded by
+     * every vector); returns the lower. Bounded by
      * {@link #MAX_ROUNDS} and {@link #STEADY_DEADLINE}; past them the last round counts.
      */
     private static double steadyState(String what, ToDoubleFunction<AllocationMeter> round) {
@@ -155,9 +154,9 @@ class AllocationTest {
             long compiledBefore = jit.getTotalCompilationTime();
             double perToken = round.applyAsDouble(meter);
             boolean jitQuiet = jit.getTotalCompilationTime() == compiledBefore;
-            System.out.printf("allocation: %s, round %d: %.1f bytes/token (%s; JIT %s, BF16 kernels %s)%n", what, r, perToken,
-                    meter.describe(), jitQuiet ? "quiet" : "compiling", Kernels.bf16KernelChoiceSettled() ? "settled" : "warming up");
-            if (Math.abs(perToken - last) <= Math.max(8, 0.01 * perToken) && jitQuiet && Kernels.bf16KernelChoiceSettled()) {
+            System.out.printf("allocation: %s, round %d: %.1f bytes/token (%s; JIT %s)%n", what, r, perToken,
+                    meter.describe(), jitQuiet ? "quiet" : "compiling");
+            if (Math.abs(perToken - last) <= Math.max(8, 0.01 * perToken) && jitQuiet) {
                 return Math.min(perToken, last);
             }
             last = perToken;

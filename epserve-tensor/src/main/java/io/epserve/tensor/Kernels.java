@@ -45,23 +45,6 @@ public final class Kernels {
         return activations + (SCALAR ? "scalar kernels (epserve.kernels=scalar)" : NativeKernels.status());
     }
 
-    /**
-     * Which kernels run matmuls over BF16 weights in this JVM: the native library (see
-     * NativeBf16Kernels) or the Vector API, and why; for benchmarks and logs. Both compute the same bits.
-     */
-    /**
-     * Whether the choice between the native and the Vector API BF16 kernels has settled: true
-     * without the library, or once the Vector API kernels have taken over the larger products.
-     * Until then one larger product in several runs the Vector API kernels while they warm up.
-     */
-    public static boolean bf16KernelChoiceSettled() {
-        return SCALAR || !NativeBf16Kernels.ENABLED || NativeBf16Kernels.vectorKernelsWarm();
-    }
-
-    public static String bf16MatmulKernels() {
-        return SCALAR ? "scalar kernels (epserve.kernels=scalar)" : NativeBf16Kernels.status();
-    }
-
     public static void rmsnorm(float[] x, int xOff, int m, int n, Tensor weight, float eps, float[] out, int outOff) {
         if (SCALAR) {
             ScalarKernels.rmsnorm(x, xOff, m, n, weight, eps, out, outOff);

@@ -345,15 +345,6 @@ public final class VectorKernels {
 
     /** Rows {@code [r0, r1)} of y for m tokens, by the kernel for that m and dtype. */
     static void rows(float[] x, int xOff, int m, MemorySegment seg, DType dt, int n, int k, float[] y, int yOff, int r0, int r1) {
-        if (dt == DType.BF16 && NativeBf16Kernels.ENABLED) {
-            NativeBf16Kernels.dispatch(x, xOff, m, seg, n, k, y, yOff, r0, r1);
-        } else {
-            vectorRows(x, xOff, m, seg, dt, n, k, y, yOff, r0, r1);
-        }
-    }
-
-    /** As {@link #rows}, always by the Vector API kernels (the reference of the native ones in tests). */
-    static void vectorRows(float[] x, int xOff, int m, MemorySegment seg, DType dt, int n, int k, float[] y, int yOff, int r0, int r1) {
         if (m == 1) {
             DenseKernels.matvec(x, xOff, seg, dt, k, y, yOff, r0, r1);
         } else if (m <= FEW_TOKENS && dt == DType.BF16) {
