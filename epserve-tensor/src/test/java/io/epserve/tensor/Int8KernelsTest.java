@@ -299,45 +299,8 @@ class Int8KernelsTest {
      */
     @Test
     void batchInvariantBitwise() {
-        SplittableRandom r = new SplittableRandom(48);
-        int m = 37;
-        try (Arena arena = Arena.ofShared(); KernelPool pool1 = new KernelPool(1); KernelPool pool2 = new KernelPool(2);
-             KernelPool pool3 = new KernelPool(3)) {
-            for (DType dt : INT8) {
-                int[][] shapes = dt == DType.Q4_K ? new int[][] {{67, 256}, {9, 2304}, {130, 512}}
-                        : new int[][] {{67, 96}, {9, 2336}, {130, 1024}, {3, 32}};
-                for (int[] s : shapes) {
-                    int n = s[0];
-                    int k = s[1];
-                    Tensor w = QuantizedMatmulTest.quantized(arena, r, dt, n, k, 0.05f);
-                    float[] x = TestTensors.gaussian(r, m * k, 1f);
-                    float[] single = new float[m * n];
-                    for (int i = 0; i < m; i++) {
-                        float[] xi = new float[k + 7];
-                        System.arraycopy(x, i * k, xi, 7, k);
-                        float[] yi = new float[n + 1];
-                        VectorKernels.matmul(xi, 7, 1, w, yi, 1, pool1, QuantizedActivations.INT8);
-                        System.arraycopy(yi, 1, single, i * n, n);
-                    }
-                    for (KernelPool p : new KernelPool[] {pool1, pool2, pool3}) {
-                        float[] xb = new float[m * k + 2];
-                        System.arraycopy(x, 0, xb, 2, m * k);
-                        float[] batch = new float[m * n + 5];
-                        VectorKernels.matmul(xb, 2, m, w, batch, 5, p, QuantizedActivations.INT8);
-                        QuantizedMatmulTest.check(dt, n, k, p, batch, 5, single, 0, m * n);
-                        for (int m2 : new int[] {2, 3, 5}) {
-                            float[] sub = new float[m2 * n];
-                            VectorKernels.matmul(x, 4 * k, m2, w, sub, 0, p, QuantizedActivations.INT8);
-                            QuantizedMatmulTest.check(dt, n, k, p, sub, 0, single, 4 * n, m2 * n);
-                        }
-                    }
-                    if (QuantizedActivations.configured() == QuantizedActivations.INT8) {
-                        float[] viaFacade = new float[m * n];
-                        Kernels.matmul(x, 0, m, w, viaFacade, 0);
-                        QuantizedMatmulTest.check(dt, n, k, pool2, viaFacade, 0, single, 0, m * n);
-                    }
-                }
-            }
+        try (KernelPool pool1 = new KernelPool(1); KernelPool pool2 = new KernelPool(2); KernelPool pool3 = new KernelPool(3)) {
+            QuantizedMatmulTest.assertBatchInvariant(new SplittableRandom(48), INT8, QuantizedActivations.INT8, pool1, pool1, pool2, pool3);
         }
     }
 

@@ -128,10 +128,18 @@ class QuantizedMatmulTest {
      */
     @Test
     void batchInvariantBitwise() {
-        SplittableRandom r = new SplittableRandom(23);
+        assertBatchInvariant(new SplittableRandom(23), QuantizerTest.QUANTIZED, QuantizedActivations.F32, pool1, pool1, pool2, pool3);
+    }
+
+    /**
+     * Each token alone (m = 1 on {@code pool1}, the decode kernel) equals the same token inside
+     * batches of 37, 2, 3 and 5 on every pool, at other offsets, under {@code scheme}; and through
+     * the facade where {@code scheme} is what this JVM runs for the dtype.
+     */
+    static void assertBatchInvariant(SplittableRandom r, DType[] dtypes, QuantizedActivations scheme, KernelPool pool1, KernelPool... pools) {
         int m = 37;
         try (Arena arena = Arena.ofShared()) {
-            for (DType dt : QuantizerTest.QUANTIZED) {
+            for (DType dt : dtypes) {
                 int[][] shapes = dt == DType.Q4_K ? new int[][] {{67, 256}, {9, 2304}, {130, 512}}
                         : new int[][] {{67, 96}, {9, 2336}, {130, 1024}, {3, 32}};
                 for (int[] s : shapes) {
@@ -144,26 +152,29 @@ class QuantizedMatmulTest {
                         float[] xi = new float[k + 7];
                         System.arraycopy(x, i * k, xi, 7, k);
                         float[] yi = new float[n + 1];
-                        VectorKernels.matmul(xi, 7, 1, w, yi, 1, pool1, QuantizedActivations.F32);
+                        VectorKernels.matmul(xi, 7, 1, w, yi, 1, pool1, scheme);
                         System.arraycopy(yi, 1, single, i * n, n);
                     }
-                    for (KernelPool p : new KernelPool[] {pool1, pool2, pool3}) {
+                    for (KernelPool p : pools) {
                         float[] xb = new float[m * k + 2];
                         System.arraycopy(x, 0, xb, 2, m * k);
                         float[] batch = new float[m * n + 5];
-                        VectorKernels.matmul(xb, 2, m, w, batch, 5, p, QuantizedActivations.F32);
+                        VectorKernels.matmul(xb, 2, m, w, batch, 5, p, scheme);
                         check(dt, n, k, p, batch, 5, single, 0, m * n);
                         for (int m2 : new int[] {2, 3, 5}) {
                             float[] sub = new float[m2 * n];
-                            VectorKernels.matmul(x, 4 * k, m2, w, sub, 0, p, QuantizedActivations.F32);
+                            VectorKernels.matmul(x, 4 * k, m2, w, sub, 0, p, scheme);
                             check(dt, n, k, p, sub, 0, single, 4 * n, m2 * n);
                         }
                     }
-                    // The facade takes the same path where this scheme is the JVM's for dt.
-                    if (QuantizedActivations.configured() == QuantizedActivations.F32 || !Int8Kernels.handles(dt)) {
+                    // the facade takes the same path where this scheme is the JVM's for dt
+                    boolean facadeRunsScheme = scheme == QuantizedActivations.INT8
+                            ? QuantizedActivations.configured() == QuantizedActivations.INT8
+                            : QuantizedActivations.configured() == QuantizedActivations.F32 || !Int8Kernels.handles(dt);
+                    if (facadeRunsScheme) {
                         float[] viaFacade = new float[m * n];
                         Kernels.matmul(x, 0, m, w, viaFacade, 0);
-                        check(dt, n, k, pool2, viaFacade, 0, single, 0, m * n);
+                        check(dt, n, k, pools[0], viaFacade, 0, single, 0, m * n);
                     }
                 }
             }
