@@ -1,6 +1,9 @@
 package io.epserve.sim;
 
+import io.epserve.moe.DispatchPlan;
 import io.epserve.moe.ExpertPlacement;
+import io.epserve.moe.ExpertRequest;
+import io.epserve.moe.RoutingResult;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -46,6 +49,8 @@ public final class Simulator {
     private final double[][] shares;
     private final double[][] cumulative;
     private final List<Double> stepTimes = new ArrayList<>();
+    /** The dispatcher's split of a layer's drawn routing, reused for every dispatch. */
+    private final DispatchPlan plan;
     private long wireBytes;
     private long tokens;
     private double imbalanceSum;
@@ -74,6 +79,7 @@ public final class Simulator {
             int h = c.workerHost(w);
             workers[w] = new Proc(h, c.workerThreads(), dedicated ? new CorePool(c.workerThreads()) : pools[h]);
         }
+        plan = DispatchPlan.reusable(Math.max(1, c.workers()));
         egressFree = new double[hosts];
         ingressFree = new double[hosts];
         shares = new double[m.layers()][];
@@ -243,29 +249,11 @@ public final class Simulator {
         }
 
         void dispatch(int mb, int l, Routed routed) {
-            double[] counts = routed.counts();
-            ExpertPlacement p = s.placement();
             int w = c.workers();
-            int e = m.experts();
-            int[] owner = new int[e];
             double[] load = new double[w];
-            Integer[] order = new Integer[e];
-            for (int i = 0; i < e; i++) {
-                order[i] = i;
-            }
-            Arrays.sort(order, (a, b) -> Double.compare(counts[b], counts[a]));
-            for (int i : order) {
-                int best = p.replica(l, i, 0);
-                for (int r = 1; r < p.replicaCount(l, i); r++) {
-                    int cand = p.replica(l, i, r);
-                    if (load[cand] < load[best]) {
-                        best = cand;
-                    }
-                }
-                owner[i] = best;
-                load[best] += counts[i];
-            }
-            double[] tokensTo = tokensPerWorker(routed, owner, microBatches[mb], w);
+            double[] work = new double[w];
+            double[] tokensTo = routed.choices() != null ? splitAsDispatcher(l, routed, microBatches[mb], load, work)
+                    : splitExpected(l, routed, microBatches[mb], load, work);
             double maxLoad = 0;
             double sumLoad = 0;
             for (int i = 0; i < w; i++) {
@@ -291,23 +279,83 @@ public final class Simulator {
                 if (tokensTo[wi] <= 0) {
                     continue;
                 }
-                double work = 0;
-                for (int i = 0; i < e; i++) {
-                    if (owner[i] == wi) {
-                        work += s.cost().expertSeconds(m, counts[i]);
-                    }
-                }
                 double n = tokensTo[wi];
                 long request = HEADER_BYTES + Math.round(n * (m.hidden() * perValue + m.topK() * 8L));
                 long answer = HEADER_BYTES + Math.round(n * m.hidden() * perValue);
                 Proc worker = workers[wi];
-                double expertWork = work;
+                double expertWork = work[wi];
                 send(frontHost, worker.host, request, () -> worker.submit(expertWork, 0, () -> send(worker.host, frontHost, answer, () -> {
                     if (--left[0] == 0) {
                         next(mb, l);
                     }
                 })));
             }
+        }
+
+        /**
+         * Drawn routing, split over the workers by the dispatcher's own {@link DispatchPlan} (so
+         * replicas are chosen exactly as a real run chooses them: with exact partials a replicated
+         * expert's pairs are spread over its replicas, and each replica that starts reads the
+         * expert's weights). Fills each worker's pairs (load) and expert time (work); returns the
+         * tokens each worker receives.
+         */
+        double[] splitAsDispatcher(int l, Routed routed, int t, double[] load, double[] work) {
+            int w = load.length;
+            int k = m.topK();
+            float[] weights = new float[t * k];
+            Arrays.fill(weights, 1f / k);
+            RoutingResult r = new RoutingResult(t, k, routed.choices(), weights);
+            // hidden size 1: the plan's split does not depend on the activations, only on the routing
+            plan.refill(l, new float[t], 1, r, s.placement(), s.network().wireBytesPerValue() == 4);
+            double[] to = new double[w];
+            int[] pairs = new int[m.experts()];
+            for (int wi = 0; wi < w; wi++) {
+                ExpertRequest q = plan.request(wi);
+                if (q == null) {
+                    continue;
+                }
+                to[wi] = q.tokens();
+                load[wi] = q.pairs();
+                Arrays.fill(pairs, 0);
+                for (int i = 0; i < q.pairs(); i++) {
+                    pairs[q.experts()[i]]++;
+                }
+                for (int e = 0; e < pairs.length; e++) {
+                    if (pairs[e] > 0) {
+                        work[wi] += s.cost().expertSeconds(m, pairs[e]);
+                    }
+                }
+            }
+            return to;
+        }
+
+        /**
+         * Expected (fractional) routing: each expert whole on one replica, experts in decreasing
+         * token count each to the replica whose worker has the fewest tokens so far.
+         */
+        double[] splitExpected(int l, Routed routed, int t, double[] load, double[] work) {
+            double[] counts = routed.counts();
+            ExpertPlacement p = s.placement();
+            int e = m.experts();
+            int[] owner = new int[e];
+            Integer[] order = new Integer[e];
+            for (int i = 0; i < e; i++) {
+                order[i] = i;
+            }
+            Arrays.sort(order, (a, b) -> Double.compare(counts[b], counts[a]));
+            for (int i : order) {
+                int best = p.replica(l, i, 0);
+                for (int r = 1; r < p.replicaCount(l, i); r++) {
+                    int cand = p.replica(l, i, r);
+                    if (load[cand] < load[best]) {
+                        best = cand;
+                    }
+                }
+                owner[i] = best;
+                load[best] += counts[i];
+                work[best] += s.cost().expertSeconds(m, counts[i]);
+            }
+            return tokensPerWorker(routed, owner, t, load.length);
         }
 
         /** Distinct tokens each worker receives: exact with sampled routing, expected otherwise. */
