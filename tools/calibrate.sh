@@ -2,9 +2,12 @@
 # The calibration table of BENCHMARKS.md in one command: measures the configurations this machine
 # can run for real, then prints what `epserve simulate` predicts for each beside what was measured.
 #
-#   tools/calibrate.sh [OUT_DIR]             (default target/calibration; needs root for the namespace hosts)
+#   tools/calibrate.sh [OUT_DIR]             (default target/calibration; needs root for the namespace hosts): measures
+#                                            EPSERVE_CALIBRATE_REPEATS runs, prints each run's table and the pooled one
 #   tools/calibrate.sh --relayout OUT_DIR    lays out OUT_DIR's measurements again and re-runs the
 #                                            prediction, measuring nothing (the model or the layout changed)
+#   tools/calibrate.sh --pool DIR DIR...     several finished runs of the same shape, each laid out again: each
+#                                            run's table, then the pooled one (mean measured against mean predicted)
 #
 # Measured (the demo model, `epserve bench ep`: the decode column is batch 1, one sequence; the
 # batched-decode column is B sequences per step):
@@ -20,23 +23,45 @@
 # this machine's cores at once, as the simulator is told (--cpu machine:N). Each configuration is
 # the median of its runs; `bench ep` also prints every run's batched figure (the spread) and the
 # per-call split of the batched decode. Environment:
-# EPSERVE_CALIBRATE_BATCH (default 16), EPSERVE_CALIBRATE_RUNS (default 3), EPSERVE_CALIBRATE_WARMUP
-# (seconds, default 45: fresh worker JVMs are still compiling their per-call path 17–35 s after start), EPSERVE_CALIBRATE_TOKENS (decode steps per run, default 16).
+# EPSERVE_CALIBRATE_BATCH (default 16), EPSERVE_CALIBRATE_RUNS (runs per configuration, default 5), EPSERVE_CALIBRATE_WARMUP
+# (seconds, default 60: fresh worker JVMs are still compiling their per-call path 17–35 s after start), EPSERVE_CALIBRATE_TOKENS
+# (decode steps per run, default 32), EPSERVE_CALIBRATE_REPEATS (default 2: the whole calibration measured that many times, into
+# OUT_DIR/run-1, run-2, ..., each fitted and predicted on its own, then pooled as --pool does; about 50 minutes a repeat on 2 cores).
+# Repeats of one configuration on a 2-vCPU guest spread by about ±10%, so a 15% test needs the mean of independent runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 measure=1
-if [ "${1:-}" = --relayout ]; then
+pool=()
+if [ "${1:-}" = --pool ]; then
+  shift
+  [ $# -ge 2 ] || { echo "--pool needs two or more directories calibration runs wrote" >&2; exit 2; }
+  for d in "$@"; do
+    [ -f "$d/w1.txt" ] && [ -f "$d/cost.json" ] || { echo "--pool: '$d' is not a finished calibration run (no w1.txt or cost.json)" >&2; exit 2; }
+    pool+=("$(cd "$d" && pwd)")
+  done
+  measure=0
+  set -- "${pool[0]}"
+elif [ "${1:-}" = --relayout ]; then
   measure=0
   shift
   [ -f "${1:-}/w1.txt" ] || { echo "--relayout needs a directory a calibration run wrote (no w1.txt in '${1:-}')" >&2; exit 2; }
 fi
 out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
 epserve="${EPSERVE:-$root/bin/epserve}"   # EPSERVE: another launcher (tests)
+repeats=${EPSERVE_CALIBRATE_REPEATS:-2}
+if [ "$measure" = 1 ] && [ ${#pool[@]} -eq 0 ] && [ "$repeats" -gt 1 ]; then
+  for i in $(seq 1 "$repeats"); do
+    echo "calibration run $i of $repeats" >&2
+    EPSERVE_CALIBRATE_REPEATS=1 bash "$0" "$out/run-$i" >/dev/null
+  done
+  bash "$0" --pool $(seq -f "$out/run-%g" 1 "$repeats") | tee "$out/table.md"
+  exit "${PIPESTATUS[0]}"
+fi
 batch=${EPSERVE_CALIBRATE_BATCH:-16}
-runs=${EPSERVE_CALIBRATE_RUNS:-3}
-warmup=${EPSERVE_CALIBRATE_WARMUP:-45}
+runs=${EPSERVE_CALIBRATE_RUNS:-5}
+warmup=${EPSERVE_CALIBRATE_WARMUP:-60}
 cores=$(nproc)
-tokens=${EPSERVE_CALIBRATE_TOKENS:-16}
+tokens=${EPSERVE_CALIBRATE_TOKENS:-32}
 # --transport grpc: the model's message cost is gRPC's, and namespace "hosts" share this kernel and
 # /dev/shm, so the default (auto) would hand their steps over shared memory, past the shaped network
 shape=(--no-validate --runs "$runs" --prompt-tokens 32 --gen-tokens "$tokens" --batch "$batch" --warmup-seconds "$warmup" --transport grpc)
@@ -160,7 +185,14 @@ if [ "$measure" = 1 ]; then
   measure_loopback
   measure_namespaces
 fi
+sim=(--cpu "machine:$cores" --frontend-threads "$cores" --worker-threads 1 --steps 20)
+if [ ${#pool[@]} -gt 0 ]; then
+  for out in "${pool[@]}"; do
+    layout > "$out/points.tsv"
+  done
+  "$epserve" simulate --calibrate-runs "$(IFS=,; echo "${pool[*]}")" "${sim[@]}"
+  exit 0
+fi
 layout > "$points"
 
-"$epserve" simulate --calibrate "$points" --cost "$out/cost.json" --cpu "machine:$cores" --frontend-threads "$cores" --worker-threads 1 \
-  --steps 20 | tee "$out/table.md"
+"$epserve" simulate --calibrate "$points" --cost "$out/cost.json" "${sim[@]}" | tee "$out/table.md"

@@ -159,6 +159,12 @@ final class SimulateCommand implements Callable<Integer> {
             description = "Measured points, one per line (tab-separated, # comments): name, use (fit-frontend: two single-process points at two batch sizes; fit-message: one point through workers, or two at two batch sizes to fit the hand-off too; predict), model (a path, or demo), workers (0 = single process), layout, policy, overlap (on/off), batch, latency_us, bandwidth, measured tokens/s; one frontend per point, --cpu and the thread counts as given (tools/calibrate.sh: machine:2, 2 and 1). Prints predicted against measured.")
     Path calibrate;
 
+    @Option(names = "--calibrate-runs", paramLabel = "DIR", split = ",",
+            description = "Several calibration runs of the same points, each a directory as tools/calibrate.sh writes it (points.tsv, "
+                    + "and cost.json: that run's kernel probe): prints each run's table, then the pooled one (per configuration the mean "
+                    + "of the runs' measurements against the mean of their predictions, each run fitted on its own points).")
+    List<Path> calibrateRuns;
+
     @Option(names = "--save-cost", paramLabel = "FILE",
             description = "With --calibrate: write the fitted cost model (frontend overheads included) to FILE, for --cost.")
     Path saveCost;
@@ -171,8 +177,19 @@ final class SimulateCommand implements Callable<Integer> {
             return 0;
         }
         CostModel costModel = cost == null ? CostModel.thisMachine() : CostModel.read(cost);
+        if (calibrate != null && calibrateRuns != null) {
+            throw new Main.UsageError("--calibrate and --calibrate-runs exclude each other");
+        }
         if (calibrate != null) {
-            return runCalibration(costModel);
+            Calibration.Result r = calibration(calibrate, costModel);
+            if (saveCost != null) {
+                r.cost().write(saveCost);
+            }
+            printRun(r);
+            return 0;
+        }
+        if (calibrateRuns != null) {
+            return runPooled();
         }
         PrintStream out = System.out;
         Network net = network(latencyMicros, bandwidth, messageMicros, byteNanos, handoffMicros);
@@ -353,12 +370,38 @@ final class SimulateCommand implements Callable<Integer> {
         throw new Main.UsageError(option + " " + v + ": expected a whole number >= 1" + (option.equals("--hosts") ? " or auto" : " or per-worker"));
     }
 
-    private int runCalibration(CostModel costModel) {
+    /** Each run's table, then the pooled one. */
+    private int runPooled() {
+        List<Calibration.Result> runs = new ArrayList<>();
+        for (Path dir : calibrateRuns) {
+            Path probe = dir.resolve("cost.json");
+            if (!Files.isRegularFile(probe)) {
+                throw new Main.UsageError("--calibrate-runs " + dir + ": no cost.json (the run's kernel probe) in it");
+            }
+            Calibration.Result r = calibration(dir.resolve("points.tsv"), CostModel.read(probe));
+            System.out.println("run " + (runs.size() + 1) + ": " + dir);
+            printRun(r);
+            System.out.println();
+            runs.add(r);
+        }
+        Calibration.Pooled pooled;
+        try {
+            pooled = Calibration.pool(runs);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UsageError("--calibrate-runs: " + e.getMessage());
+        }
+        System.out.printf(Locale.ROOT, "pooled, %d runs: the mean of the runs' measurements against the mean of their predictions%n",
+                pooled.runs());
+        printTable(pooled.rows(), pooled.accepted());
+        return 0;
+    }
+
+    private Calibration.Result calibration(Path file, CostModel costModel) {
         List<String> lines;
         try {
-            lines = Files.readAllLines(calibrate);
+            lines = Files.readAllLines(file);
         } catch (IOException e) {
-            throw new UncheckedIOException("--calibrate " + calibrate + ": " + e.getMessage(), e);
+            throw new Main.UsageError("calibration points " + file + ": " + e.getMessage());
         }
         List<Calibration.Point> points = new ArrayList<>();
         int n = 0;
@@ -367,20 +410,25 @@ final class SimulateCommand implements Callable<Integer> {
             if (line.isBlank() || line.startsWith("#")) {
                 continue;
             }
-            points.add(point(line, n, costModel));
+            points.add(point(file, line, n, costModel));
         }
-        Calibration.Result r = Calibration.run(points, costModel);
-        if (saveCost != null) {
-            r.cost().write(saveCost);
-        }
+        return Calibration.run(points, costModel);
+    }
+
+    private static void printRun(Calibration.Result r) {
         PrintStream out = System.out;
         out.printf(Locale.ROOT, "fitted: frontend %.0f µs per layer + %.1f µs per token per layer besides its products; a message's software "
                 + "%.0f µs + %.2f ns per byte of a core at each end%n", r.cost().frontendLayerSeconds() * 1e6, r.cost().frontendTokenSeconds() * 1e6,
                 r.messageSeconds() * 1e6, r.byteSeconds() * 1e9);
         out.println("cost model: " + r.cost().source());
+        printTable(r.rows(), r.accepted());
+    }
+
+    private static void printTable(List<Calibration.Row> rows, boolean accepted) {
+        PrintStream out = System.out;
         out.println("| configuration | used for | measured tokens/s | predicted tokens/s | predicted step ms | error |");
         out.println("| --- | --- | ---: | ---: | ---: | ---: |");
-        for (Calibration.Row row : r.rows()) {
+        for (Calibration.Row row : rows) {
             Calibration.Point p = row.point();
             String use = switch (p.use()) {
                 case FIT_FRONTEND -> "fit (frontend)";
@@ -391,16 +439,15 @@ final class SimulateCommand implements Callable<Integer> {
                     row.predictedTokensPerSecond(), row.predictedStepSeconds() * 1e3, 100 * row.error(),
                     p.use() == Calibration.Use.PREDICT && !row.accepted() ? " ✗" : "");
         }
-        long predicted = r.rows().stream().filter(x -> x.point().use() == Calibration.Use.PREDICT).count();
-        long within = r.rows().stream().filter(x -> x.point().use() == Calibration.Use.PREDICT && x.accepted()).count();
+        long predicted = rows.stream().filter(x -> x.point().use() == Calibration.Use.PREDICT).count();
+        long within = rows.stream().filter(x -> x.point().use() == Calibration.Use.PREDICT && x.accepted()).count();
         out.printf(Locale.ROOT, "%d of %d predictions within %.0f%%: model %s%n", within, predicted, 100 * Calibration.TOLERANCE,
-                r.accepted() ? "accepted" : "NOT accepted");
-        return 0;
+                accepted ? "accepted" : "NOT accepted");
     }
 
-    private Calibration.Point point(String line, int n, CostModel costModel) {
+    private Calibration.Point point(Path file, String line, int n, CostModel costModel) {
         String[] f = line.split("\t");
-        String where = calibrate + " line " + n;
+        String where = file + " line " + n;
         if (f.length != 11) {
             throw new Main.UsageError(where + ": expected 11 tab-separated fields (name, use, model, workers, layout, policy, overlap, batch, "
                     + "latency_us, bandwidth, tokens/s), got " + f.length);

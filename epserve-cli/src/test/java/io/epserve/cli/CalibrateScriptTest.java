@@ -36,11 +36,15 @@ class CalibrateScriptTest {
 
     private static Path standInEpserve(Path dir) throws IOException {
         Path p = dir.resolve("epserve");
-        // simulate --calibrate FILE ...: print FILE, so the test reads the points the script laid out
+        // simulate --calibrate FILE ...: print FILE, so the test reads the points the script laid out;
+        // simulate --calibrate-runs DIRS ...: print DIRS
         Files.writeString(p, """
                 #!/usr/bin/env bash
-                [ "$1 $2" = "simulate --calibrate" ] || { echo "unexpected: $*" >&2; exit 3; }
-                cat "$3"
+                case "$1 $2" in
+                  "simulate --calibrate") cat "$3" ;;
+                  "simulate --calibrate-runs") echo "runs: $3" ;;
+                  *) echo "unexpected: $*" >&2; exit 3 ;;
+                esac
                 """, StandardCharsets.UTF_8);
         Files.setPosixFilePermissions(p, PosixFilePermissions.fromString("rwxr-xr-x"));
         return p;
@@ -95,6 +99,40 @@ class CalibrateScriptTest {
                 Map.entry("2 workers, namespace hosts, 50 µs (0 applied) / 10000 Mbit, batch 1", "predict 2 23.0"),
                 Map.entry("2 workers, namespace hosts, 50 µs (0 applied) / 10000 Mbit, batch 16, overlap off", "predict 2 84.0"),
                 Map.entry("2 workers, namespace hosts, 50 µs (0 applied) / 10000 Mbit, batch 16, overlap on", "predict 2 79.0")));
+    }
+
+    @Test
+    void poolLaysOutEveryRunAndHandsThemAllToTheSimulator(@TempDir Path dir) throws Exception {
+        List<Path> runs = List.of(Files.createDirectories(dir.resolve("a")), Files.createDirectories(dir.resolve("b")));
+        int k = 0;
+        for (Path run : runs) {
+            Files.writeString(run.resolve("measured.txt"), "# run " + run.getFileName() + "\n");
+            Files.writeString(run.resolve("cost.json"), "{}");
+            double d = k++;
+            Files.writeString(run.resolve("w1.txt"), benchEp("1 workers, loopback", new double[] {40, 90, 41, 80}, new double[] {20 + d, 50, 24, 56}));
+            Files.writeString(run.resolve("w2.txt"), benchEp("2 workers, loopback", new double[] {42, 96, 43, 82}, new double[] {26, 88, 27, 70}));
+            Files.writeString(run.resolve("w4.txt"), benchEp("4 workers, loopback", new double[] {44, 94, 45, 84}, new double[] {19, 74, 22, 64}));
+            Files.writeString(run.resolve("w2r.txt"), benchEp("2 workers, loopback", new double[] {46, 98, 47, 86}, new double[] {27, 77, 28, 62}));
+        }
+        ProcessBuilder pb = new ProcessBuilder("bash", SCRIPT.toString(), "--pool", runs.get(0).toString(), runs.get(1).toString())
+                .directory(dir.toFile());
+        pb.environment().put("EPSERVE", standInEpserve(dir).toString());
+        pb.redirectErrorStream(true);
+        Process p = pb.start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.waitFor(60, TimeUnit.SECONDS)).as("calibrate.sh finished").isTrue();
+        assertThat(p.exitValue()).as(out).isZero();
+        assertThat(out).contains("runs: " + runs.get(0).toRealPath() + "," + runs.get(1).toRealPath());
+        // each run laid out from its own measurements
+        assertThat(Files.readString(runs.get(0).resolve("points.tsv"))).contains("1 worker, loopback, batch 1\tpredict\tdemo\t1\t")
+                .contains("\t22.0\n").startsWith("# run a");
+        assertThat(Files.readString(runs.get(1).resolve("points.tsv"))).contains("\t22.5\n").startsWith("# run b");
+
+        Process one = new ProcessBuilder("bash", SCRIPT.toString(), "--pool", runs.get(0).toString()).redirectErrorStream(true).start();
+        String refused = new String(one.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(one.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        assertThat(one.exitValue()).isEqualTo(2);
+        assertThat(refused).contains("--pool needs two or more directories");
     }
 
     @Test

@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
@@ -69,6 +71,43 @@ class SimulateCommandTest {
         assertThat(o.out()).contains("| 2 workers, batch 8, overlap | fit (message) | 500.0 |");
         assertThat(o.out()).containsPattern("\\| 4 workers, batch 8 \\| prediction \\| 600.0 \\| [0-9.]+ \\|");
         assertThat(o.out()).contains("of 1 predictions within 15%");
+    }
+
+    @Test
+    void calibrationRunsArePrintedOneByOneThenPooled() throws Exception {
+        String model = CliRunner.fixtures().resolve("mixtral/model").toString();
+        Path cost = tmp.resolve("probe.json");
+        assertThat(CliRunner.inProcess("simulate", "--calibrate", writePoints(tmp.resolve("seed.tsv"), model, 600), "--cpu", "machine:2",
+                "--worker-threads", "1", "--steps", "3", "--save-cost", cost.toString()).exitCode()).isZero();
+        List<String> dirs = new ArrayList<>();
+        for (int measured : new int[] {500, 700}) {
+            Path run = Files.createDirectories(tmp.resolve("run" + measured));
+            writePoints(run.resolve("points.tsv"), model, measured);
+            Files.copy(cost, run.resolve("cost.json"));
+            dirs.add(run.toString());
+        }
+        CliRunner.Outcome o = CliRunner.inProcess("simulate", "--calibrate-runs", String.join(",", dirs), "--cpu", "machine:2",
+                "--worker-threads", "1", "--steps", "3");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.out()).contains("run 1: " + dirs.get(0)).contains("run 2: " + dirs.get(1));
+        assertThat(o.out()).containsPattern("\\| 4 workers, batch 8 \\| prediction \\| 500.0 \\|");
+        assertThat(o.out()).containsPattern("\\| 4 workers, batch 8 \\| prediction \\| 700.0 \\|");
+        String pooled = o.out().substring(o.out().indexOf("pooled, 2 runs"));
+        assertThat(pooled).containsPattern("\\| 4 workers, batch 8 \\| prediction \\| 600.0 \\|");
+
+        CliRunner.Outcome missing = CliRunner.inProcess("simulate", "--calibrate-runs", dirs.get(0) + "," + tmp.resolve("nowhere"));
+        assertThat(missing.exitCode()).isEqualTo(2);
+        assertThat(missing.err()).contains("no cost.json");
+    }
+
+    private static String writePoints(Path f, String model, int measured) throws Exception {
+        Files.writeString(f, String.join("\n",
+                "single, batch 1\tfit-frontend\t" + model + "\t0\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t400",
+                "single, batch 8\tfit-frontend\t" + model + "\t0\tcolocated\tcontiguous\toff\t8\t0\tunlimited\t1500",
+                "2 workers, batch 1\tfit-message\t" + model + "\t2\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t150",
+                "2 workers, batch 8, overlap\tfit-message\t" + model + "\t2\tcolocated\tcontiguous\ton\t8\t0\tunlimited\t500",
+                "4 workers, batch 8\tpredict\t" + model + "\t4\tcolocated\tcontiguous\toff\t8\t0\tunlimited\t" + measured, ""));
+        return f.toString();
     }
 
     @Test

@@ -67,7 +67,55 @@ public final class Calibration {
         }
     }
 
+    /**
+     * Several calibration runs of the same configurations taken together: per configuration the
+     * mean of the runs' measurements and the mean of their predictions (each run fitted on its own
+     * fit points and kernel probe, so a run measured while the machine was slower predicts slower
+     * too). On a machine whose repeats of one configuration spread by about the tolerance itself,
+     * one run cannot settle a 15% test; the mean of independent runs can.
+     *
+     * @param runs the runs pooled
+     * @param rows one per configuration, in the first run's order: measured and predicted are the means
+     */
+    public record Pooled(int runs, List<Row> rows) {
+        public boolean accepted() {
+            return rows.stream().allMatch(Row::accepted);
+        }
+    }
+
     private Calibration() {}
+
+    /** Pools runs of the same points (same names, same uses, same order). */
+    public static Pooled pool(List<Result> runs) {
+        if (runs.isEmpty()) {
+            throw new IllegalArgumentException("pooling needs at least one calibration run");
+        }
+        List<Row> first = runs.getFirst().rows();
+        List<Row> pooled = new ArrayList<>();
+        for (int i = 0; i < first.size(); i++) {
+            Point p = first.get(i).point();
+            double measured = 0;
+            double predicted = 0;
+            double step = 0;
+            for (int r = 0; r < runs.size(); r++) {
+                List<Row> rows = runs.get(r).rows();
+                if (rows.size() != first.size()) {
+                    throw new IllegalArgumentException("run " + (r + 1) + " has " + rows.size() + " points, run 1 has " + first.size());
+                }
+                Row row = rows.get(i);
+                if (!row.point().name().equals(p.name()) || row.point().use() != p.use()) {
+                    throw new IllegalArgumentException("run " + (r + 1) + " point " + (i + 1) + " is '" + row.point().name()
+                            + "', run 1 has '" + p.name() + "' there: runs pool only the same points in the same order");
+                }
+                measured += row.point().measuredTokensPerSecond();
+                predicted += row.predictedTokensPerSecond();
+                step += row.predictedStepSeconds();
+            }
+            int n = runs.size();
+            pooled.add(new Row(new Point(p.name(), p.use(), p.scenario(), measured / n), predicted / n, step / n));
+        }
+        return new Pooled(runs.size(), pooled);
+    }
 
     /** Fits on the fit points, predicts the others. */
     public static Result run(List<Point> points, CostModel cost) {

@@ -118,6 +118,51 @@ class CalibrationTest {
     }
 
     @Test
+    void pooledRunsAreTheMeansOfMeasuredAndPredicted() {
+        CostModel c = SimulatorTest.cost(0.4e-3, 0.05e-3);
+        double single1 = Simulator.run(scenario(c, 0, 0, 1, false, 0)).tokensPerSecond();
+        double single16 = Simulator.run(scenario(c, 0, 0, 16, false, 0)).tokensPerSecond();
+        double one = Simulator.run(scenario(c, 0, 1, 16, false, 0)).tokensPerSecond();
+        double two = Simulator.run(scenario(c, 0, 2, 16, false, 0)).tokensPerSecond();
+        // two runs whose measurements of the predicted point sit 20% above and 5% below the truth:
+        // the first alone fails the 15% test, the two together pass it
+        Calibration.Result high = Calibration.run(points(c, single1, single16, one, two * 1.2), c);
+        Calibration.Result low = Calibration.run(points(c, single1, single16, one, two * 0.95), c);
+        assertThat(high.accepted()).isFalse();
+        Calibration.Pooled pooled = Calibration.pool(List.of(high, low));
+        assertThat(pooled.runs()).isEqualTo(2);
+        Calibration.Row w2 = pooled.rows().get(3);
+        assertThat(w2.point().measuredTokensPerSecond()).isCloseTo(two * 1.075, within(1e-9));
+        assertThat(w2.predictedTokensPerSecond()).isCloseTo(
+                (high.rows().get(3).predictedTokensPerSecond() + low.rows().get(3).predictedTokensPerSecond()) / 2, within(1e-9));
+        assertThat(w2.error()).isCloseTo(1 / 1.075 - 1, within(1e-6));
+        assertThat(pooled.accepted()).isTrue();
+    }
+
+    @Test
+    void poolingRefusesRunsOfOtherPoints() {
+        CostModel c = SimulatorTest.cost(0.4e-3, 0.05e-3);
+        double single1 = Simulator.run(scenario(c, 0, 0, 1, false, 0)).tokensPerSecond();
+        double single16 = Simulator.run(scenario(c, 0, 0, 16, false, 0)).tokensPerSecond();
+        double one = Simulator.run(scenario(c, 0, 1, 16, false, 0)).tokensPerSecond();
+        Calibration.Result a = Calibration.run(points(c, single1, single16, one, one), c);
+        List<Calibration.Point> renamed = new ArrayList<>(points(c, single1, single16, one, one));
+        Calibration.Point last = renamed.removeLast();
+        renamed.add(new Calibration.Point("w3", last.use(), last.scenario(), last.measuredTokensPerSecond()));
+        Calibration.Result b = Calibration.run(renamed, c);
+        assertThatThrownBy(() -> Calibration.pool(List.of(a, b))).hasMessageContaining("run 2 point 4 is 'w3', run 1 has 'w2'");
+        assertThatThrownBy(() -> Calibration.pool(List.of())).hasMessageContaining("at least one");
+    }
+
+    private static List<Calibration.Point> points(CostModel c, double single1, double single16, double one, double two) {
+        return List.of(
+                new Calibration.Point("s1", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 1, false, 0), single1),
+                new Calibration.Point("s16", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 16, false, 0), single16),
+                new Calibration.Point("w1", Calibration.Use.FIT_MESSAGE, scenario(c, 0, 1, 16, false, 0), one),
+                new Calibration.Point("w2", Calibration.Use.PREDICT, scenario(c, 0, 2, 16, false, 0), two));
+    }
+
+    @Test
     void needsItsFitPoints() {
         CostModel c = SimulatorTest.cost(0, 0);
         assertThatThrownBy(() -> Calibration.run(List.of(new Calibration.Point("w", Calibration.Use.PREDICT, scenario(c, 0, 1, 4, false, 0), 10)), c))
