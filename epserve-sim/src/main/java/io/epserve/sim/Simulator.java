@@ -23,10 +23,10 @@ import java.util.SplittableRandom;
  * <p>Resources: every process runs one task at a time, first come first served; cores are shared
  * by the runnable threads as a fair scheduler shares them ({@link Cpu}), by the processes' kernels
  * and by the messages' software at both ends; each host's link, per direction, first come first
- * served ({@link Network}). Replicas of an expert
- * are chosen per dispatch as the dispatcher does when the combine is exact: all of an expert's
- * tokens to one replica, experts in decreasing token count each to the replica whose worker has
- * the fewest tokens so far.
+ * served ({@link Network}). Drawn routing is split over the workers by the dispatcher's own
+ * {@link DispatchPlan}, so replicas are chosen exactly as a real run chooses them; expected
+ * (fractional) routing puts each expert whole on one replica, experts in decreasing token count
+ * each to the replica whose worker has the fewest tokens so far.
  *
  * <p>With 0 workers each frontend runs its experts itself, after its products, with no message:
  * the single process, and a data-parallel replica.
