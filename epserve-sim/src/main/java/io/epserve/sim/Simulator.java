@@ -355,30 +355,14 @@ public final class Simulator {
                 load[best] += counts[i];
                 work[best] += s.cost().expertSeconds(m, counts[i]);
             }
-            return tokensPerWorker(routed, owner, t, load.length);
+            return expectedTokensPerWorker(routed, owner, t, load.length);
         }
 
-        /** Distinct tokens each worker receives: exact with sampled routing, expected otherwise. */
-        double[] tokensPerWorker(Routed routed, int[] owner, int t, int w) {
+        /** Distinct tokens each worker receives, expected: a token misses a worker only when all k of its experts are elsewhere. */
+        double[] expectedTokensPerWorker(Routed routed, int[] owner, int t, int w) {
             double[] to = new double[w];
             double[] counts = routed.counts();
-            int[] lastChoices = routed.choices();
             int k = m.topK();
-            if (lastChoices != null) {
-                boolean[] hit = new boolean[w];
-                for (int tok = 0; tok < t; tok++) {
-                    Arrays.fill(hit, false);
-                    for (int j = 0; j < k; j++) {
-                        int wi = owner[lastChoices[tok * k + j]];
-                        if (!hit[wi]) {
-                            hit[wi] = true;
-                            to[wi]++;
-                        }
-                    }
-                }
-                return to;
-            }
-            // expected: a token reaches worker w unless all k of its experts are elsewhere
             double[] share = new double[w];
             for (int i = 0; i < counts.length; i++) {
                 share[owner[i]] += counts[i] / ((double) t * k);
