@@ -103,16 +103,8 @@ class CalibrationTest {
     @Test
     void aPredictionOffByMoreThanFifteenPercentIsNotAccepted() {
         CostModel c = SimulatorTest.cost(0.4e-3, 0.05e-3);
-        double single1 = Simulator.run(scenario(c, 0, 0, 1, false, 0)).tokensPerSecond();
-        double single16 = Simulator.run(scenario(c, 0, 0, 16, false, 0)).tokensPerSecond();
-        double one = Simulator.run(scenario(c, 0, 1, 16, false, 0)).tokensPerSecond();
-        double two = Simulator.run(scenario(c, 0, 2, 16, false, 0)).tokensPerSecond();
-        List<Calibration.Point> points = List.of(
-                new Calibration.Point("s1", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 1, false, 0), single1),
-                new Calibration.Point("s16", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 16, false, 0), single16),
-                new Calibration.Point("w1", Calibration.Use.FIT_MESSAGE, scenario(c, 0, 1, 16, false, 0), one),
-                new Calibration.Point("w2", Calibration.Use.PREDICT, scenario(c, 0, 2, 16, false, 0), two * 1.3));
-        Calibration.Result r = Calibration.run(points, c);
+        double[] truth = truth(c);
+        Calibration.Result r = Calibration.run(points(c, truth, truth[3] * 1.3), c);
         assertThat(r.rows().get(3).error()).isCloseTo(1 / 1.3 - 1, within(1e-6));
         assertThat(r.accepted()).isFalse();
     }
@@ -120,14 +112,12 @@ class CalibrationTest {
     @Test
     void pooledRunsAreTheMeansOfMeasuredAndPredicted() {
         CostModel c = SimulatorTest.cost(0.4e-3, 0.05e-3);
-        double single1 = Simulator.run(scenario(c, 0, 0, 1, false, 0)).tokensPerSecond();
-        double single16 = Simulator.run(scenario(c, 0, 0, 16, false, 0)).tokensPerSecond();
-        double one = Simulator.run(scenario(c, 0, 1, 16, false, 0)).tokensPerSecond();
-        double two = Simulator.run(scenario(c, 0, 2, 16, false, 0)).tokensPerSecond();
+        double[] truth = truth(c);
+        double two = truth[3];
         // two runs whose measurements of the predicted point sit 20% above and 5% below the truth:
         // the first alone fails the 15% test, the two together pass it
-        Calibration.Result high = Calibration.run(points(c, single1, single16, one, two * 1.2), c);
-        Calibration.Result low = Calibration.run(points(c, single1, single16, one, two * 0.95), c);
+        Calibration.Result high = Calibration.run(points(c, truth, two * 1.2), c);
+        Calibration.Result low = Calibration.run(points(c, truth, two * 0.95), c);
         assertThat(high.accepted()).isFalse();
         Calibration.Pooled pooled = Calibration.pool(List.of(high, low));
         assertThat(pooled.runs()).isEqualTo(2);
@@ -142,11 +132,9 @@ class CalibrationTest {
     @Test
     void poolingRefusesRunsOfOtherPoints() {
         CostModel c = SimulatorTest.cost(0.4e-3, 0.05e-3);
-        double single1 = Simulator.run(scenario(c, 0, 0, 1, false, 0)).tokensPerSecond();
-        double single16 = Simulator.run(scenario(c, 0, 0, 16, false, 0)).tokensPerSecond();
-        double one = Simulator.run(scenario(c, 0, 1, 16, false, 0)).tokensPerSecond();
-        Calibration.Result a = Calibration.run(points(c, single1, single16, one, one), c);
-        List<Calibration.Point> renamed = new ArrayList<>(points(c, single1, single16, one, one));
+        double[] truth = truth(c);
+        Calibration.Result a = Calibration.run(points(c, truth, truth[3]), c);
+        List<Calibration.Point> renamed = new ArrayList<>(points(c, truth, truth[3]));
         Calibration.Point last = renamed.removeLast();
         renamed.add(new Calibration.Point("w3", last.use(), last.scenario(), last.measuredTokensPerSecond()));
         Calibration.Result b = Calibration.run(renamed, c);
@@ -154,11 +142,20 @@ class CalibrationTest {
         assertThatThrownBy(() -> Calibration.pool(List.of())).hasMessageContaining("at least one");
     }
 
-    private static List<Calibration.Point> points(CostModel c, double single1, double single16, double one, double two) {
+    /** What the cost model itself gives for single batch 1, single batch 16, 1 worker and 2 workers (batch 16), free messages. */
+    private static double[] truth(CostModel c) {
+        return new double[] {Simulator.run(scenario(c, 0, 0, 1, false, 0)).tokensPerSecond(),
+                Simulator.run(scenario(c, 0, 0, 16, false, 0)).tokensPerSecond(),
+                Simulator.run(scenario(c, 0, 1, 16, false, 0)).tokensPerSecond(),
+                Simulator.run(scenario(c, 0, 2, 16, false, 0)).tokensPerSecond()};
+    }
+
+    /** The three fit points at their true figures, and the 2-worker prediction point measured as {@code two}. */
+    private static List<Calibration.Point> points(CostModel c, double[] truth, double two) {
         return List.of(
-                new Calibration.Point("s1", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 1, false, 0), single1),
-                new Calibration.Point("s16", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 16, false, 0), single16),
-                new Calibration.Point("w1", Calibration.Use.FIT_MESSAGE, scenario(c, 0, 1, 16, false, 0), one),
+                new Calibration.Point("s1", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 1, false, 0), truth[0]),
+                new Calibration.Point("s16", Calibration.Use.FIT_FRONTEND, scenario(c, 0, 0, 16, false, 0), truth[1]),
+                new Calibration.Point("w1", Calibration.Use.FIT_MESSAGE, scenario(c, 0, 1, 16, false, 0), truth[2]),
                 new Calibration.Point("w2", Calibration.Use.PREDICT, scenario(c, 0, 2, 16, false, 0), two));
     }
 
