@@ -49,12 +49,14 @@ fi
 out=$(mkdir -p "${1:-$root/target/calibration}" && cd "${1:-$root/target/calibration}" && pwd)
 epserve="${EPSERVE:-$root/bin/epserve}"   # EPSERVE: another launcher (tests)
 repeats=${EPSERVE_CALIBRATE_REPEATS:-2}
-if [ "$measure" = 1 ] && [ ${#pool[@]} -eq 0 ] && [ "$repeats" -gt 1 ]; then
+if [ "$measure" = 1 ] && [ "$repeats" -gt 1 ]; then
+  run_dirs=()
   for i in $(seq 1 "$repeats"); do
     echo "calibration run $i of $repeats" >&2
+    run_dirs+=("$out/run-$i")
     EPSERVE_CALIBRATE_REPEATS=1 bash "$0" "$out/run-$i" >/dev/null
   done
-  bash "$0" --pool $(seq -f "$out/run-%g" 1 "$repeats") | tee "$out/table.md"
+  bash "$0" --pool "${run_dirs[@]}" | tee "$out/table.md"
   exit "${PIPESTATUS[0]}"
 fi
 batch=${EPSERVE_CALIBRATE_BATCH:-16}
