@@ -18,7 +18,8 @@
 #     and 2 workers (replicated) on loopback at batch 1 and at batch B with overlap off and on;
 #     2 workers (contiguous) at batch B with overlap off; 2 workers on namespace hosts at 50 µs /
 #     10 Gbit and 500 µs / 1 Gbit (the delay only where the kernel has sch_netem), batch 1 and
-#     batch B with overlap off and on                             -> within 15%?
+#     batch B with overlap off and on; skewed against balanced placement (`bench balance`: a Zipf load through one
+#     OLMoE-shaped expert layer on 2 workers, contiguous and balanced, the load it routed replayed) -> within 15%?
 # The expert kernel's cost is measured first (`epserve simulate --fit-cost`). Everything runs on
 # this machine's cores at once, as the simulator is told (--cpu machine:N). Each configuration is
 # the median of its runs; `bench ep` also prints every run's batched figure (the spread) and the
@@ -112,6 +113,14 @@ measure_loopback() {
   bench "2 workers, contiguous" "$out/w2.txt" --ep-workers 2
   bench "4 workers, contiguous" "$out/w4.txt" --ep-workers 4
   bench "2 workers, replicated" "$out/w2r.txt" --ep-workers 2 --policy replicated
+
+  # skewed against balanced placement: `bench balance` replays a Zipf load through one OLMoE-shaped
+  # expert layer on 2 worker processes, contiguous then balanced; it writes the load its measured
+  # contiguous steps routed, which the simulator replays. --cost pairs: the balanced placement
+  # packs pairs, as the simulator's (and serve's) balanced policy does.
+  echo "bench balance: skewed load, contiguous then balanced placement" >&2
+  "$epserve" bench balance --cost pairs --load-out "$out/balance-load.json" > "$out/balance.txt"
+  cat "$out/balance.txt" >&2
 }
 
 measure_namespaces() {
@@ -150,7 +159,7 @@ measure_namespaces() {
 # The points file from the measurements in $out (each line: name, use, model, workers, layout,
 # policy, overlap, batch, latency_us, bandwidth, tokens/s).
 layout() {
-  local cfg label w policy file row ov us mbit latency
+  local cfg label w policy file row ov us mbit latency extra
   cat "$out/measured.txt"
   point() { printf '%s\tdemo\t%s\tcolocated\t%s\t%s\t%s\t0\tunlimited\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6"; }
   point 'single process, batch 1'$'\t''fit-frontend' 0 contiguous off 1 "$(single any 2)"
@@ -166,6 +175,22 @@ layout() {
       point "$label, batch $batch, overlap $ov"$'\t''predict' "$w" "$policy" "$ov" "$batch" "$(field "$row, loopback" $ov "$out/$file.txt" 1)"
     done
   done
+  if [ -f "$out/balance.txt" ]; then
+    local model step skew tps
+    model=$(sed -n 's/^model directory: //p' "$out/balance.txt")
+    step=$(grep -o '[0-9]* tokens a step' "$out/balance.txt" | cut -d' ' -f1)
+    skew=$(grep -o 'Zipf s = [0-9.]*' "$out/balance.txt" | sed 's/ s = / /')
+    for policy in contiguous balanced; do
+      tps=$(awk -v p="$policy" '$1 == p {print $4}' "$out/balance.txt")
+      label="2 workers, loopback, one expert layer, $step tokens a step, ${skew:-replayed} load, $policy"
+      extra="load=balance-load.json"$'\t''workload=expert-layers'
+      if [ "$policy" = balanced ]; then
+        label+=" (1 redundant slot)"
+        extra+=$'\t''redundant=1'
+      fi
+      printf '%s\tpredict\t%s\t2\tcolocated\t%s\toff\t%s\t0\tunlimited\t%s\t%s\n' "$label" "$model" "$policy" "$step" "$tps" "$extra"
+    done
+  fi
   for file in "$out"/ns-50us-10000mbit.txt "$out"/ns-500us-1000mbit.txt; do
     [ -f "$file" ] || continue
     us=${file##*/ns-}

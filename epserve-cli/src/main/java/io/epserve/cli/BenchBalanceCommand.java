@@ -20,6 +20,7 @@ import io.epserve.server.ExpertLoadJson;
 import io.epserve.format.Checkpoint;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -110,12 +111,19 @@ final class BenchBalanceCommand implements Callable<Integer> {
     @Option(names = "--dir", paramLabel = "DIR", description = "Where the layer's model directory is written (default: under the demo cache).")
     Path dir;
 
+    @Option(names = "--load-out", paramLabel = "LOAD.json", description = "Write the load the contiguous phase's measured steps routed "
+            + "(the JSON of GET /v1/epserve/load, what the balanced placement is computed from): epserve simulate --load replays it.")
+    Path loadOut;
+
     @Override
     public Integer call() throws Exception {
         if (experts < 2 || topK < 1 || topK > experts || hidden < 1 || ffn < 1 || workers < 1 || tokens < 1 || steps < 2
                 || warmupSteps < 0 || workerThreads < 1 || redundant < 0 || !(skew >= 0)) {
             throw new Main.UsageError("need --experts >= 2, 1 <= --top-k <= --experts, positive --hidden, --ffn, --workers, --tokens, "
                     + "--worker-threads, --steps >= 2, and --warmup-steps, --redundant-experts, --skew >= 0");
+        }
+        if (loadOut != null && (loadOut.toAbsolutePath().getParent() == null || !Files.isDirectory(loadOut.toAbsolutePath().getParent()))) {
+            throw new Main.UsageError("--load-out " + loadOut + ": its directory does not exist");
         }
         ExpertCost givenCost = givenCost();
         PrintStream out = System.out;
@@ -152,6 +160,7 @@ final class BenchBalanceCommand implements Callable<Integer> {
                     experts, topK, hidden, ffn, tokens, load != null ? "load " + load : "Zipf s = " + skew + " (hot experts shuffled, seed " + seed + ")");
             out.printf(Locale.ROOT, "%d %s, %d kernel thread(s) each; %d warm-up + %d measured steps per placement%n", workers,
                     inProcess ? "in-process workers" : "worker processes", inProcess ? 1 : workerThreads, warmupSteps, steps);
+            out.println("model directory: " + model);
 
             s.run(d, warmupSteps);
             ExpertCost costModel = givenCost != null ? givenCost : fitCost(d, control.placement(), s, rnd.split(), out);
@@ -161,6 +170,10 @@ final class BenchBalanceCommand implements Callable<Integer> {
             long[] c1 = computeNanos(d);
             // the load of the measured contiguous steps (not of the warm-up or probe steps)
             ExpertLoad observed = s.counted(cfg.layers(), experts);
+            if (loadOut != null) {
+                ObjectMapper json = new ObjectMapper();
+                Files.writeString(loadOut, json.writerWithDefaultPrettyPrinter().writeValueAsString(ExpertLoadJson.toJson(json, observed)) + "\n");
+            }
             double bContiguous = control.placement().balancedness(observed)[0];
             double cContiguous = control.placement().costBalancedness(observed, costModel)[0];
 

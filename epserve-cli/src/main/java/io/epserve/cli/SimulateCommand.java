@@ -156,7 +156,7 @@ final class SimulateCommand implements Callable<Integer> {
     String memoryPerWorker;
 
     @Option(names = "--calibrate", paramLabel = "FILE",
-            description = "Measured points, one per line (tab-separated, # comments): name, use (fit-frontend: two single-process points at two batch sizes; fit-message: one point through workers, or two at two batch sizes to fit the hand-off too; predict), model (a path, or demo), workers (0 = single process), layout, policy, overlap (on/off), batch, latency_us, bandwidth, measured tokens/s; one frontend per point, --cpu and the thread counts as given (tools/calibrate.sh: machine:2, 2 and 1). Prints predicted against measured.")
+            description = "Measured points, one per line (tab-separated, # comments): name, use (fit-frontend: two single-process points at two batch sizes; fit-message: one point through workers, or two at two batch sizes to fit the hand-off too; predict), model (a path, or demo), workers (0 = single process), layout, policy, overlap (on/off), batch, latency_us, bandwidth, measured tokens/s; then optional key=value fields: load=FILE (the routing load, a GET /v1/epserve/load file, relative to FILE's directory; default uniform), redundant=N (the balanced policy's redundant slots per worker), workload=decode|expert-layers (expert-layers: the sparse layers' dispatches alone, no frontend work or output head, as bench balance runs them; default decode); one frontend per point, --cpu and the thread counts as given (tools/calibrate.sh: machine:2, 2 and 1). Prints predicted against measured.")
     Path calibrate;
 
     @Option(names = "--calibrate-runs", paramLabel = "DIR", split = ",",
@@ -267,7 +267,7 @@ final class SimulateCommand implements Callable<Integer> {
         int h = hosts.equalsIgnoreCase("auto") ? (hl == HostLayout.FRONTEND_HOST ? w + 1 : Math.max(1, w)) : positive(hosts, "--hosts");
         Cluster c = new Cluster(w, h, f, b, ov, frontendThreads, workerThreads, parseCpu(cpu), hl);
         ExpertPopularity pop = popularity(m);
-        return new Scenario(m, costModel, net, c, pop, w == 0 ? null : placement.place(m, w, pop), parseRouting(routing), steps, seed);
+        return new Scenario(m, costModel, net, c, pop, w == 0 ? null : placement.place(m, w, pop), parseRouting(routing), steps, seed, Scenario.Workload.DECODE);
     }
 
     private ExpertPopularity popularity(ModelShape m) {
@@ -275,13 +275,18 @@ final class SimulateCommand implements Callable<Integer> {
             throw new Main.UsageError("--load and --zipf are alternatives: give one");
         }
         if (load != null) {
-            try {
-                return ExpertPopularity.fromLoad(new ObjectMapper().readTree(load.toFile()), m.sparse(), m.experts(), load.toString());
-            } catch (IOException e) {
-                throw new UncheckedIOException("--load " + load + ": " + e.getMessage(), e);
-            }
+            return readLoad(load, m);
         }
         return zipf != null ? ExpertPopularity.zipf(m.layers(), m.experts(), zipf, seed) : ExpertPopularity.uniform(m.layers(), m.experts());
+    }
+
+    /** A routing load file ({@code GET /v1/epserve/load}'s JSON) as the model's expert popularity. */
+    private static ExpertPopularity readLoad(Path file, ModelShape m) {
+        try {
+            return ExpertPopularity.fromLoad(new ObjectMapper().readTree(file.toFile()), m.sparse(), m.experts(), file.toString());
+        } catch (IOException e) {
+            throw new UncheckedIOException("load " + file + ": " + e.getMessage(), e);
+        }
     }
 
     private Network network(double latencyUs, String rate, double messageUs, double byteNs, double handoffUs) {
@@ -448,9 +453,9 @@ final class SimulateCommand implements Callable<Integer> {
     private Calibration.Point point(Path file, String line, int n, CostModel costModel) {
         String[] f = line.split("\t");
         String where = file + " line " + n;
-        if (f.length != 11) {
+        if (f.length < 11) {
             throw new Main.UsageError(where + ": expected 11 tab-separated fields (name, use, model, workers, layout, policy, overlap, batch, "
-                    + "latency_us, bandwidth, tokens/s), got " + f.length);
+                    + "latency_us, bandwidth, tokens/s), then optional key=value fields, got " + f.length);
         }
         Calibration.Use use = switch (f[1].trim()) {
             case "fit-frontend" -> Calibration.Use.FIT_FRONTEND;
@@ -458,20 +463,40 @@ final class SimulateCommand implements Callable<Integer> {
             case "predict" -> Calibration.Use.PREDICT;
             default -> throw new Main.UsageError(where + ": use '" + f[1] + "' is not fit-frontend, fit-message or predict");
         };
+        Path loadFile = null;
+        int redundant = 0;
+        Scenario.Workload workload = Scenario.Workload.DECODE;
         try {
+            for (int i = 11; i < f.length; i++) {
+                String field = f[i].trim();
+                int eq = field.indexOf('=');
+                String value = eq < 0 ? "" : field.substring(eq + 1).trim();
+                switch (eq < 0 ? field : field.substring(0, eq).trim()) {
+                    // relative to the points file, so that a run's directory can move
+                    case "load" -> loadFile = file.toAbsolutePath().getParent().resolve(value);
+                    case "redundant" -> redundant = Integer.parseInt(value);
+                    case "workload" -> workload = switch (value) {
+                        case "decode" -> Scenario.Workload.DECODE;
+                        case "expert-layers" -> Scenario.Workload.EXPERT_LAYERS;
+                        default -> throw new IllegalArgumentException("workload '" + value + "' is not decode or expert-layers");
+                    };
+                    default -> throw new IllegalArgumentException("'" + field + "' is not load=FILE, redundant=N or workload=decode|expert-layers");
+                }
+            }
             ModelShape m = shape(f[2].trim(), WeightFormat.parse(expertDtype));
             int w = Integer.parseInt(f[3].trim());
             HostLayout hl = parseLayout(f[4]);
-            PlacementChoice pc = PlacementChoice.parse(f[5].trim(), 0);
+            PlacementChoice pc = PlacementChoice.parse(f[5].trim(), redundant);
             boolean ov = f[6].trim().equals("on");
             int b = Integer.parseInt(f[7].trim());
             Network net = new Network(Double.parseDouble(f[8]) * 1e-6, parseRate(f[9]), 0, 0, 0, parseWire(wireDtype));
             int h = w == 0 ? 1 : hl == HostLayout.FRONTEND_HOST ? w + 1 : 1;
             Cluster cl = new Cluster(w, h, 1, b, ov, frontendThreads, workerThreads, parseCpu(cpu), hl);
-            ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());
-            Scenario s = new Scenario(m, costModel, net, cl, pop, w == 0 ? null : pc.place(m, w, pop), Scenario.Routing.SAMPLED, steps, seed);
+            ExpertPopularity pop = loadFile == null ? ExpertPopularity.uniform(m.layers(), m.experts()) : readLoad(loadFile, m);
+            Scenario s = new Scenario(m, costModel, net, cl, pop, w == 0 ? null : pc.place(m, w, pop), Scenario.Routing.SAMPLED, steps, seed,
+                    workload);
             return new Calibration.Point(f[0], use, s, Double.parseDouble(f[10]));
-        } catch (NumberFormatException e) {
+        } catch (IllegalArgumentException | UncheckedIOException e) {
             throw new Main.UsageError(where + ": " + e.getMessage());
         }
     }

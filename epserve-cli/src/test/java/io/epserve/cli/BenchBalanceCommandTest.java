@@ -2,6 +2,8 @@ package io.epserve.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -46,6 +48,29 @@ class BenchBalanceCommandTest {
         assertThat(o.out()).contains("balancing pairs alone");
         double[] balanced = row(o.out(), "balanced");
         assertThat(balanced[1]).as("under pairs alone the two figures are one").isEqualTo(balanced[0]);
+    }
+
+    @Test
+    void theLoadOfTheMeasuredContiguousStepsIsWrittenForTheSimulator() throws Exception {
+        Path load = dir.resolve("load.json");
+        CliRunner.Outcome o = bench("--cost", "pairs", "--load-out", load.toString());
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        assertThat(o.out()).containsPattern("(?m)^model directory: .*bench-balance-8x32x16-top2");
+        JsonNode json = new ObjectMapper().readTree(load.toFile());
+        // the 3 measured contiguous steps of 48 tokens, 2 experts each, on the one sparse layer
+        assertThat(json.get("steps").asLong()).isEqualTo(3);
+        assertThat(json.get("layers")).hasSize(1);
+        JsonNode tokens = json.get("layers").get(0).get("tokens");
+        assertThat(tokens).hasSize(8);
+        long sum = 0;
+        for (JsonNode n : tokens) {
+            sum += n.asLong();
+        }
+        assertThat(sum).isEqualTo(3 * 48 * 2);
+
+        CliRunner.Outcome nowhere = bench("--load-out", dir.resolve("missing/load.json").toString());
+        assertThat(nowhere.exitCode()).isEqualTo(2);
+        assertThat(nowhere.err()).contains("--load-out").contains("its directory does not exist");
     }
 
     @Test

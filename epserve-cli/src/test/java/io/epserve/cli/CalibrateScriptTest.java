@@ -63,6 +63,16 @@ class CalibrateScriptTest {
         Files.writeString(out.resolve("ns-50us-10000mbit.txt"),
                 benchEp("2 workers, remote", new double[] {48, 100, 49, 88}, new double[] {21, 84, 25, 79}));
         Files.writeString(out.resolve("ns-50us-10000mbit.applied"), "0\n");
+        Files.writeString(out.resolve("balance.txt"), """
+                layer: 64 experts top-8, hidden 2048, expert FFN 1024, BF16 random weights; 512 tokens a step; Zipf s = 1.2 (hot experts shuffled, seed 1)
+                2 worker processes, 1 kernel thread(s) each; 20 warm-up + 60 measured steps per placement
+                model directory: /cache/bench-balance-64x2048x1024-top8-v1
+                cost: balancing pairs alone
+                placement      balancedness  cost balanced       tokens/s  p50 step ms  p99 step ms
+                contiguous            0.706          0.706          487.2      1050.00      1182.00
+                balanced              1.000          1.000          679.7       750.00       790.00
+                worker compute per step, ms (contiguous -> balanced): 127.0.0.1:1 1012.1 -> 700.6 127.0.0.1:2 492.9 -> 702.9
+                """);
 
         ProcessBuilder pb = new ProcessBuilder("bash", SCRIPT.toString(), "--relayout", out.toString()).directory(dir.toFile());
         pb.environment().put("EPSERVE", standInEpserve(dir).toString());
@@ -98,7 +108,14 @@ class CalibrateScriptTest {
                 Map.entry("2 workers, loopback, replicated, batch 16, overlap on", "predict 2 62.0"),
                 Map.entry("2 workers, namespace hosts, 50 µs (0 applied) / 10000 Mbit, batch 1", "predict 2 23.0"),
                 Map.entry("2 workers, namespace hosts, 50 µs (0 applied) / 10000 Mbit, batch 16, overlap off", "predict 2 84.0"),
-                Map.entry("2 workers, namespace hosts, 50 µs (0 applied) / 10000 Mbit, batch 16, overlap on", "predict 2 79.0")));
+                Map.entry("2 workers, namespace hosts, 50 µs (0 applied) / 10000 Mbit, batch 16, overlap on", "predict 2 79.0"),
+                // skewed against balanced: bench balance's two rows, the load it wrote replayed on its layer's model
+                Map.entry("2 workers, loopback, one expert layer, 512 tokens a step, Zipf 1.2 load, contiguous", "predict 2 487.2"),
+                Map.entry("2 workers, loopback, one expert layer, 512 tokens a step, Zipf 1.2 load, balanced (1 redundant slot)",
+                        "predict 2 679.7")));
+        assertThat(lines).contains(String.join("\t", "2 workers, loopback, one expert layer, 512 tokens a step, Zipf 1.2 load, balanced "
+                + "(1 redundant slot)", "predict", "/cache/bench-balance-64x2048x1024-top8-v1", "2", "colocated", "balanced", "off", "512", "0",
+                "unlimited", "679.7", "load=balance-load.json", "workload=expert-layers", "redundant=1"));
     }
 
     @Test

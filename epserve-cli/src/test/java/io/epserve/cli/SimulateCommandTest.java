@@ -111,6 +111,55 @@ class SimulateCommandTest {
     }
 
     @Test
+    void calibrationPointsCarryALoadRedundantSlotsAndTheExpertLayersWorkload() throws Exception {
+        String model = CliRunner.fixtures().resolve("mixtral/model").toString();
+        Path run = Files.createDirectories(tmp.resolve("skew"));
+        // a skewed load on the fixture (3 Mixtral layers, 8 experts top-2): one expert takes most of the pairs; the
+        // layers the file lacks take its layer's shares
+        int experts = 8;
+        StringBuilder tokens = new StringBuilder("[");
+        for (int e = 0; e < experts; e++) {
+            tokens.append(e == 0 ? "" : ",").append(e == 1 ? 4000 : 100);
+        }
+        Files.writeString(run.resolve("load.json"), "{\"layers\":[{\"layer\":1,\"tokens\":" + tokens + "]}]}");
+        String fits = String.join("\n",
+                "single, batch 1\tfit-frontend\t" + model + "\t0\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t400",
+                "single, batch 8\tfit-frontend\t" + model + "\t0\tcolocated\tcontiguous\toff\t8\t0\tunlimited\t1500",
+                "2 workers, batch 1\tfit-message\t" + model + "\t2\tcolocated\tcontiguous\toff\t1\t0\tunlimited\t150", "");
+        String layer = "\t" + model + "\t2\tcolocated\t%s\toff\t64\t0\tunlimited\t1000\tload=load.json\tworkload=%s%s";
+        Files.writeString(run.resolve("points.tsv"), fits + String.join("\n",
+                "layer, contiguous\tpredict" + layer.formatted("contiguous", "expert-layers", ""),
+                "layer, balanced\tpredict" + layer.formatted("balanced", "expert-layers", "\tredundant=1"),
+                "decode, contiguous\tpredict" + layer.formatted("contiguous", "decode", ""), ""));
+        CliRunner.Outcome o = CliRunner.inProcess("simulate", "--calibrate", run.resolve("points.tsv").toString(), "--cpu", "machine:2",
+                "--worker-threads", "1", "--steps", "4");
+        assertThat(o.exitCode()).as(o.err()).isZero();
+        double contiguous = predicted(o.out(), "layer, contiguous");
+        double balanced = predicted(o.out(), "layer, balanced");
+        double decode = predicted(o.out(), "decode, contiguous");
+        // the skew's hot expert sits whole on one worker contiguously; balanced with a redundant slot spreads it
+        assertThat(balanced).as(o.out()).isGreaterThan(contiguous);
+        // the whole model's step has the frontend's products and the output head besides the same expert layers
+        assertThat(decode).as(o.out()).isLessThan(contiguous);
+
+        for (String[] bad : new String[][] {{"redundant=1", "redundant slots apply to the balanced policy only"},
+                {"colour=blue", "'colour=blue' is not load=FILE, redundant=N or workload=decode|expert-layers"},
+                {"workload=prefill", "workload 'prefill' is not decode or expert-layers"},
+                {"load=nowhere.json", "nowhere.json"}}) {
+            Files.writeString(run.resolve("bad.tsv"), fits + "p\tpredict" + layer.formatted("contiguous", "decode", "\t" + bad[0]) + "\n");
+            CliRunner.Outcome e = CliRunner.inProcess("simulate", "--calibrate", run.resolve("bad.tsv").toString());
+            assertThat(e.exitCode()).as(bad[0]).isEqualTo(2);
+            assertThat(e.err()).contains("bad.tsv line 4: ").contains(bad[1]);
+        }
+    }
+
+    /** The predicted tokens/s of a calibration table's row. */
+    private static double predicted(String out, String name) {
+        String line = out.lines().filter(l -> l.startsWith("| " + name + " |")).findFirst().orElseThrow(() -> new AssertionError(out));
+        return Double.parseDouble(line.split("\\|")[4].trim());
+    }
+
+    @Test
     void calibrationFileErrorsNameTheLine() throws Exception {
         Path f = tmp.resolve("points.tsv");
         Files.writeString(f, "# comment\nsingle\tfit-frontend\tdemo\t0\n");

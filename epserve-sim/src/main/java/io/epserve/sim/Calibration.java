@@ -139,7 +139,7 @@ public final class Calibration {
     private static Scenario apply(Scenario s, CostModel cost, double messageSeconds, double byteSeconds) {
         Network n = s.network();
         return new Scenario(s.model(), cost, n.withMessageCosts(messageSeconds, byteSeconds, n.handoffSeconds()), s.cluster(), s.popularity(),
-                s.placement(), s.routing(), s.steps(), s.seed());
+                s.placement(), s.routing(), s.steps(), s.seed(), s.workload());
     }
 
     /**

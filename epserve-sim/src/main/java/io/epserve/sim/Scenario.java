@@ -14,9 +14,10 @@ import io.epserve.moe.ExpertPlacement;
  * @param routing    tokens drawn per step, or every step the expected counts
  * @param steps      decode steps per frontend
  * @param seed       seed of the routing draws
+ * @param workload   what a step runs: the whole model, or the routed experts alone
  */
 public record Scenario(ModelShape model, CostModel cost, Network network, Cluster cluster, ExpertPopularity popularity,
-                       ExpertPlacement placement, Routing routing, int steps, long seed) {
+                       ExpertPlacement placement, Routing routing, int steps, long seed, Workload workload) {
 
     /** How the routed experts of each token are chosen. */
     public enum Routing {
@@ -26,7 +27,21 @@ public record Scenario(ModelShape model, CostModel cost, Network network, Cluste
         EXPECTED
     }
 
+    /** What one step of a frontend runs. */
+    public enum Workload {
+        /** A decode step of the whole model: per layer the frontend's products and other work, the experts, then the output head. */
+        DECODE,
+        /**
+         * The routed experts of each sparse layer alone, dispatched by a frontend that does nothing
+         * else: no products of its own, no other work, no output head ({@code epserve bench balance}).
+         */
+        EXPERT_LAYERS
+    }
+
     public Scenario {
+        if (workload == null) {
+            throw new IllegalArgumentException("a scenario needs a workload");
+        }
         if (steps < 1) {
             throw new IllegalArgumentException("steps must be >= 1, got " + steps);
         }
@@ -46,6 +61,6 @@ public record Scenario(ModelShape model, CostModel cost, Network network, Cluste
     }
 
     public Scenario with(Cluster c, ExpertPlacement p) {
-        return new Scenario(model, cost, network, c, popularity, p, routing, steps, seed);
+        return new Scenario(model, cost, network, c, popularity, p, routing, steps, seed, workload);
     }
 }

@@ -29,7 +29,9 @@ import java.util.SplittableRandom;
  * each to the replica whose worker has the fewest tokens so far.
  *
  * <p>With 0 workers each frontend runs its experts itself, after its products, with no message:
- * the single process, and a data-parallel replica.
+ * the single process, and a data-parallel replica. With the {@link Scenario.Workload#EXPERT_LAYERS}
+ * workload a frontend has no products, other work or output head: a step is the sparse layers'
+ * dispatches alone.
  */
 public final class Simulator {
     private static final int HEADER_BYTES = 64;
@@ -191,8 +193,9 @@ public final class Simulator {
         void layer(int mb, int l) {
             int t = microBatches[mb];
             CostModel cost = s.cost();
-            double work = cost.frontendProductSeconds(m, l, t);
-            double wall = cost.frontendLayerSeconds() + cost.frontendTokenSeconds() * t;
+            boolean model = s.workload() == Scenario.Workload.DECODE;
+            double work = model ? cost.frontendProductSeconds(m, l, t) : 0;
+            double wall = model ? cost.frontendLayerSeconds() + cost.frontendTokenSeconds() * t : 0;
             boolean local = c.workers() == 0 && m.isSparse(l);
             Routed routed = m.isSparse(l) ? route(l, t) : null;
             if (local) {
@@ -215,7 +218,8 @@ public final class Simulator {
                 return;
             }
             int t = microBatches[mb];
-            frontends[f].submit(s.cost().headSeconds(m, t), 0, () -> {
+            double head = s.workload() == Scenario.Workload.DECODE ? s.cost().headSeconds(m, t) : 0;
+            frontends[f].submit(head, 0, () -> {
                 tokens += t;
                 if (--microBatchesLeft == 0) {
                     stepTimes.add(now - stepStart);

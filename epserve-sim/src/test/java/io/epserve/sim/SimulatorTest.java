@@ -41,7 +41,7 @@ class SimulatorTest {
 
     static Scenario scenario(ModelShape m, CostModel cost, Network net, Cluster c, PlacementChoice p, Scenario.Routing routing) {
         ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());
-        return new Scenario(m, cost, net, c, pop, c.workers() == 0 ? null : p.place(m, c.workers(), pop), routing, 5, 1);
+        return new Scenario(m, cost, net, c, pop, c.workers() == 0 ? null : p.place(m, c.workers(), pop), routing, 5, 1, Scenario.Workload.DECODE);
     }
 
     static final PlacementChoice CONTIGUOUS = new PlacementChoice(PlacementChoice.Policy.CONTIGUOUS, 0);
@@ -70,6 +70,25 @@ class SimulatorTest {
         assertThat(r.stepP99()).isCloseTo(step, within(1e-12));
         assertThat(r.tokensPerSecond()).isCloseTo(batch / step, within(1e-6));
         assertThat(r.imbalance()).isCloseTo(1.0, within(1e-12));
+    }
+
+    @Test
+    void expertLayersAloneAreTheDispatchesAndNothingElse() {
+        ModelShape m = model(8, 2);
+        CostModel cost = cost(0.3e-3, 0.01e-3);
+        double msg = 0.2e-3;
+        Network net = new Network(0, Double.POSITIVE_INFINITY, msg, 0, 0, 4);
+        int batch = 16;
+        Cluster c = new Cluster(1, 1, 1, batch, false, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
+        Scenario decode = scenario(m, cost, net, c, CONTIGUOUS, Scenario.Routing.EXPECTED);
+        Scenario layers = new Scenario(m, cost, net, c, decode.popularity(), decode.placement(), decode.routing(), decode.steps(),
+                decode.seed(), Scenario.Workload.EXPERT_LAYERS);
+        SimResult r = Simulator.run(layers);
+        // no frontend products, no per-layer or per-token work, no output head, the dense layer free
+        double step = m.sparseLayerCount() * (8 * cost.expertSeconds(m, batch * 2 / 8.0) + 4 * msg);
+        assertThat(r.stepMean()).isCloseTo(step, within(1e-12));
+        assertThat(r.tokensPerSecond()).isCloseTo(batch / step, within(1e-6));
+        assertThat(Simulator.run(decode).stepMean()).isGreaterThan(step + cost.headSeconds(m, batch) / 2);
     }
 
     @Test
@@ -232,16 +251,16 @@ class SimulatorTest {
         Cluster c = new Cluster(4, 4, 4, 32, false, 1, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
         PlacementChoice replicated = new PlacementChoice(PlacementChoice.Policy.REPLICATED, 0);
         SimResult contiguous = Simulator.run(new Scenario(m, cost, Network.ideal(), c, zipf, CONTIGUOUS.place(m, 4, zipf),
-                Scenario.Routing.SAMPLED, 20, 5));
+                Scenario.Routing.SAMPLED, 20, 5, Scenario.Workload.DECODE));
         // replicas split a hot expert's pairs by the placement's cost model, as the dispatcher does:
         // with the kernel's fixed part known, an expert runs on a second replica only when that pays
         double one = cost.expertSeconds(m, 1);
         double two = cost.expertSeconds(m, 2);
         ExpertPlacement costed = replicated.place(m, 4, zipf).withCost(ExpertCost.of(2 * one - two, two - one));
-        SimResult spread = Simulator.run(new Scenario(m, cost, Network.ideal(), c, zipf, costed, Scenario.Routing.SAMPLED, 20, 5));
+        SimResult spread = Simulator.run(new Scenario(m, cost, Network.ideal(), c, zipf, costed, Scenario.Routing.SAMPLED, 20, 5, Scenario.Workload.DECODE));
         // without it every replica takes a share of every expert and reads its weights: slower than no replicas here
         SimResult pairsOnly = Simulator.run(new Scenario(m, cost, Network.ideal(), c, zipf, replicated.place(m, 4, zipf),
-                Scenario.Routing.SAMPLED, 20, 5));
+                Scenario.Routing.SAMPLED, 20, 5, Scenario.Workload.DECODE));
         assertThat(contiguous.imbalance()).isGreaterThan(1.3);
         assertThat(spread.imbalance()).isLessThan(contiguous.imbalance());
         assertThat(spread.tokensPerSecond()).isGreaterThan(contiguous.tokensPerSecond());
