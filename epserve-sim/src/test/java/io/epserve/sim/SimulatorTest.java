@@ -46,19 +46,28 @@ class SimulatorTest {
 
     static final PlacementChoice CONTIGUOUS = new PlacementChoice(PlacementChoice.Policy.CONTIGUOUS, 0);
 
+    /** Per-message software cost of {@link #oneWorker}. */
+    static final double ONE_WORKER_MESSAGE = 0.2e-3;
+
+    /** One worker with a frontend of 2 threads on cores of their own, batch 16, expected routing over 8 experts top-2. */
+    static Scenario oneWorker() {
+        Network net = new Network(0, Double.POSITIVE_INFINITY, ONE_WORKER_MESSAGE, 0, 0, 4);
+        Cluster c = new Cluster(1, 1, 1, 16, false, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
+        return scenario(model(8, 2), cost(0.3e-3, 0.01e-3), net, c, CONTIGUOUS, Scenario.Routing.EXPECTED);
+    }
+
     @Test
     void oneWorkerStepIsTheSumOfItsParts() {
-        ModelShape m = model(8, 2);
-        CostModel cost = cost(0.3e-3, 0.01e-3);
-        double msg = 0.2e-3;
-        Network net = new Network(0, Double.POSITIVE_INFINITY, msg, 0, 0, 4);
-        int batch = 16;
-        Cluster c = new Cluster(1, 1, 1, batch, false, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
-        SimResult r = Simulator.run(scenario(m, cost, net, c, CONTIGUOUS, Scenario.Routing.EXPECTED));
+        Scenario s = oneWorker();
+        ModelShape m = s.model();
+        CostModel cost = s.cost();
+        double msg = ONE_WORKER_MESSAGE;
+        int batch = s.cluster().batch();
+        SimResult r = Simulator.run(s);
 
         double step = 0;
         for (int l = 0; l < m.layers(); l++) {
-            step += cost.frontendProductSeconds(m, l, batch) / 2 + 0.3e-3 + 0.01e-3 * batch;
+            step += cost.frontendProductSeconds(m, l, batch) / 2 + cost.frontendLayerSeconds() + cost.frontendTokenSeconds() * batch;
             if (m.isSparse(l)) {
                 // every expert gets batch·k/E tokens, all on the one worker (1 thread); two messages, each paying its
                 // software cost at both ends
@@ -74,18 +83,15 @@ class SimulatorTest {
 
     @Test
     void expertLayersAloneAreTheDispatchesAndNothingElse() {
-        ModelShape m = model(8, 2);
-        CostModel cost = cost(0.3e-3, 0.01e-3);
-        double msg = 0.2e-3;
-        Network net = new Network(0, Double.POSITIVE_INFINITY, msg, 0, 0, 4);
-        int batch = 16;
-        Cluster c = new Cluster(1, 1, 1, batch, false, 2, 1, new Cpu.Dedicated(), HostLayout.COLOCATED);
-        Scenario decode = scenario(m, cost, net, c, CONTIGUOUS, Scenario.Routing.EXPECTED);
-        Scenario layers = new Scenario(m, cost, net, c, decode.popularity(), decode.placement(), decode.routing(), decode.steps(),
-                decode.seed(), Scenario.Workload.EXPERT_LAYERS);
+        Scenario decode = oneWorker();
+        ModelShape m = decode.model();
+        CostModel cost = decode.cost();
+        int batch = decode.cluster().batch();
+        Scenario layers = new Scenario(m, cost, decode.network(), decode.cluster(), decode.popularity(), decode.placement(),
+                decode.routing(), decode.steps(), decode.seed(), Scenario.Workload.EXPERT_LAYERS);
         SimResult r = Simulator.run(layers);
         // no frontend products, no per-layer or per-token work, no output head, the dense layer free
-        double step = m.sparseLayerCount() * (8 * cost.expertSeconds(m, batch * 2 / 8.0) + 4 * msg);
+        double step = m.sparseLayerCount() * (8 * cost.expertSeconds(m, batch * 2 / 8.0) + 4 * ONE_WORKER_MESSAGE);
         assertThat(r.stepMean()).isCloseTo(step, within(1e-12));
         assertThat(r.tokensPerSecond()).isCloseTo(batch / step, within(1e-6));
         assertThat(Simulator.run(decode).stepMean()).isGreaterThan(step + cost.headSeconds(m, batch) / 2);
