@@ -17,6 +17,7 @@ import java.util.concurrent.TimeUnit;
  * prefill and a few decode steps, so that the JIT has compiled the kernels the first client's
  * request needs. Without it the first request of a fresh {@code serve} waited for C2 (measured
  * under load: time to first token 12.8 s, then 1.7 s for the next ones; BENCHMARKS.md, "Cold start").
+ * The engine's counters then start from zero, so that the metrics count the clients' work alone.
  */
 final class KernelWarmup {
     private KernelWarmup() {}
@@ -69,9 +70,18 @@ final class KernelWarmup {
             Thread.currentThread().interrupt();
             return "kernel warm-up interrupted";
         }
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        // the warm-up is not the service's work: /metrics and the live view count from the first client
+        try {
+            engine.resetCounters();
+        } catch (IllegalStateException e) {
+            // the engine is not idle yet (a failed warm-up may still be settling): its counts stay, said so
+            return String.format(Locale.ROOT, "kernels warmed up in %.1f s; the engine's counters include the warm-up (%s)", seconds,
+                    e.getMessage());
+        }
         if (failure[0] != null) {
             return "kernel warm-up failed: " + failure[0];
         }
-        return String.format(Locale.ROOT, "kernels warmed up in %.1f s", (System.nanoTime() - t0) / 1e9);
+        return String.format(Locale.ROOT, "kernels warmed up in %.1f s", seconds);
     }
 }

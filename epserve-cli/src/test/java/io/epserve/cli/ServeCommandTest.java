@@ -70,7 +70,12 @@ class ServeCommandTest {
             String printed = out.toString(StandardCharsets.UTF_8);
             // the kernels are warmed by a throw-away request before the server serves
             assertThat(printed).contains("kernels warmed up in");
-            assertThat(r.engine().stats().steps()).as("engine steps of the warm-up").isGreaterThan(0);
+            // and its work is not counted as the service's
+            assertThat(r.engine().stats().steps()).as("engine steps after the warm-up").isZero();
+            assertThat(r.engine().stats().prefixQueriedTokens()).as("prompt tokens queried after the warm-up").isZero();
+            String atStart = get(base.resolve("/metrics")).body();
+            assertThat(atStart).contains("\nepserve_steps_total ");
+            assertThat(metric(atStart, "epserve_steps_total")).isZero();
             assertThat(printed).contains("serving epserve-demo", "2 in-process expert workers")
                     .contains("API:     " + base.resolve("/v1"))
                     .contains("view:    " + base.resolve("/"))
@@ -89,6 +94,8 @@ class ServeCommandTest {
             assertThat(JSON.readTree(chat.body()).get("usage").get("completion_tokens").asInt()).isEqualTo(5);
 
             String metrics = get(base.resolve("/metrics")).body();
+            // the chat's prefill and its 4 decode steps, at least
+            assertThat(metric(metrics, "epserve_steps_total")).isGreaterThanOrEqualTo(5);
             assertThat(metrics).contains("epserve_worker_routed_tokens_total{worker=\"inproc-0\"}",
                     "epserve_worker_routed_tokens_total{worker=\"inproc-1\"}").doesNotContain("worker=\"inproc-2\"");
             assertThat(get(base.resolve("/")).body()).contains("<title>epserve");

@@ -156,6 +156,28 @@ public final class Engine implements AutoCloseable {
     }
 
     /**
+     * Starts the counters of {@link #stats()} (steps, preemptions, prefix-cache queried and hit
+     * tokens) from zero, for work that is not the service's own: {@code serve}'s kernel warm-up
+     * before the first client. The prefix cache keeps its blocks. Refused while any request is
+     * queued or running, so that no served request's counts are lost.
+     *
+     * @throws IllegalStateException if a request is queued or running
+     */
+    public void resetCounters() {
+        lock.lock();
+        try {
+            if (scheduler.running() > 0 || scheduler.waiting() > 0 || !controls.isEmpty()) {
+                throw new IllegalStateException("the engine's counters start from zero only while it is idle; " + scheduler.running()
+                        + " running, " + scheduler.waiting() + " waiting");
+            }
+            steps = 0;
+            scheduler.resetCounters();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
      * Submits a request; its output goes to {@code listener} on the engine thread. Expected
      * refusals are values: {@link Submission.QueueFull} (with a Retry-After estimate from recent
      * request times), {@link Submission.TooLong} (prompt + max tokens exceed the model's context

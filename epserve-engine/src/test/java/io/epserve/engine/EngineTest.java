@@ -250,6 +250,41 @@ class EngineTest {
         }
     }
 
+    /** serve's warm-up request is not the service's work: its counts are dropped, while idle only. */
+    @Test
+    void countersStartFromZeroAfterAResetAndOnlyWhileIdle() throws Exception {
+        int[] prompt = new SplittableRandom(5).ints(40, 0, cfg.vocabSize()).toArray();
+        GenerationRequest q = new GenerationRequest("warm-up", prompt, SamplingParams.GREEDY, 4, true, Set.of());
+        try (Engine engine = Engine.start(model.transformer(), config(4, 256, 32, 4))) {
+            Result first = alone(engine, q);
+            EngineStats before = engine.stats();
+            assertThat(before.steps()).isPositive();
+            assertThat(before.prefixQueriedTokens()).isEqualTo(prompt.length);
+            engine.resetCounters();
+            EngineStats after = engine.stats();
+            assertThat(after.steps()).isZero();
+            assertThat(after.preemptions()).isZero();
+            assertThat(after.prefixQueriedTokens()).isZero();
+            assertThat(after.prefixHitTokens()).isZero();
+            assertThat(after.prefixCachedBlocks()).as("the cache keeps its blocks").isEqualTo(before.prefixCachedBlocks()).isPositive();
+            // the same request again is counted afresh, and the kept blocks serve it
+            assertThat(alone(engine, q)).isEqualTo(first);
+            EngineStats again = engine.stats();
+            assertThat(again.prefixQueriedTokens()).isEqualTo(prompt.length);
+            assertThat(again.prefixHitTokens()).isPositive();
+            assertThat(again.steps()).isPositive().isLessThanOrEqualTo(before.steps());
+
+            Gate gate = new Gate();
+            accepted(engine.submit(Gate.request(), gate));
+            gate.awaitEntered();
+            assertThatThrownBy(engine::resetCounters).isInstanceOf(IllegalStateException.class).hasMessageContaining("idle")
+                    .hasMessageContaining("1 running");
+            gate.release();
+            gate.await();
+            assertThat(engine.stats().steps()).as("the refused reset dropped nothing").isGreaterThan(again.steps());
+        }
+    }
+
     @Test
     void aWaitingRequestCanBeCancelledAndAStopStringFinishesARunningOne() throws Exception {
         try (Engine engine = Engine.start(model.transformer(), config(4, 256, 64, 1))) {

@@ -478,6 +478,13 @@ public final class Scheduler {
         return prefixHitTokens;
     }
 
+    /** Starts the preemption and prefix-cache counters from zero (the cache's blocks stay). */
+    public void resetCounters() {
+        preemptions = 0;
+        prefixQueriedTokens = 0;
+        prefixHitTokens = 0;
+    }
+
     /** KV blocks currently holding a cached prompt block (in use or evictable). */
     public int prefixCachedBlocks() {
         return allocator.cached();
