@@ -179,7 +179,7 @@ layout() {
     local model step skew tps
     model=$(sed -n 's/^model directory: //p' "$out/balance.txt")
     step=$(grep -o '[0-9]* tokens a step' "$out/balance.txt" | cut -d' ' -f1)
-    skew=$(grep -o 'Zipf s = [0-9.]*' "$out/balance.txt" | sed 's/ s = / /')
+    skew=$(grep -o 'Zipf s = [0-9.]*' "$out/balance.txt" | sed 's/ s = / /' || true)   # none when a load file was replayed
     for policy in contiguous balanced; do
       tps=$(awk -v p="$policy" '$1 == p {print $4}' "$out/balance.txt")
       label="2 workers, loopback, one expert layer, $step tokens a step, ${skew:-replayed} load, $policy"
