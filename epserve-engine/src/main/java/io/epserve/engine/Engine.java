@@ -159,7 +159,8 @@ public final class Engine implements AutoCloseable {
      * Starts the counters of {@link #stats()} (steps, preemptions, prefix-cache queried and hit
      * tokens) from zero, for work that is not the service's own: {@code serve}'s kernel warm-up
      * before the first client. The prefix cache keeps its blocks. Refused while any request is
-     * queued or running, so that no served request's counts are lost.
+     * queued or running, so that no served request's counts are lost. Meant for before anything
+     * reads them: a scraper that already saw them would read the drop as a counter reset.
      *
      * @throws IllegalStateException if a request is queued or running
      */
