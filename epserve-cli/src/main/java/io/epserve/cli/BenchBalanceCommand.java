@@ -172,7 +172,8 @@ final class BenchBalanceCommand implements Callable<Integer> {
             ExpertLoad observed = s.counted(cfg.layers(), experts);
             if (loadOut != null) {
                 ObjectMapper json = new ObjectMapper();
-                Files.writeString(loadOut, json.writerWithDefaultPrettyPrinter().writeValueAsString(ExpertLoadJson.toJson(json, observed)) + "\n");
+                String written = json.writerWithDefaultPrettyPrinter().writeValueAsString(ExpertLoadJson.toJson(json, observed));
+                Files.writeString(loadOut, written + "\n");
             }
             double bContiguous = control.placement().balancedness(observed)[0];
             double cContiguous = control.placement().costBalancedness(observed, costModel)[0];

@@ -267,7 +267,8 @@ final class SimulateCommand implements Callable<Integer> {
         int h = hosts.equalsIgnoreCase("auto") ? (hl == HostLayout.FRONTEND_HOST ? w + 1 : Math.max(1, w)) : positive(hosts, "--hosts");
         Cluster c = new Cluster(w, h, f, b, ov, frontendThreads, workerThreads, parseCpu(cpu), hl);
         ExpertPopularity pop = popularity(m);
-        return new Scenario(m, costModel, net, c, pop, w == 0 ? null : placement.place(m, w, pop), parseRouting(routing), steps, seed, Scenario.Workload.DECODE);
+        return new Scenario(m, costModel, net, c, pop, w == 0 ? null : placement.place(m, w, pop), parseRouting(routing), steps, seed,
+                Scenario.Workload.DECODE);
     }
 
     private ExpertPopularity popularity(ModelShape m) {
@@ -480,7 +481,8 @@ final class SimulateCommand implements Callable<Integer> {
                         case "expert-layers" -> Scenario.Workload.EXPERT_LAYERS;
                         default -> throw new IllegalArgumentException("workload '" + value + "' is not decode or expert-layers");
                     };
-                    default -> throw new IllegalArgumentException("'" + field + "' is not load=FILE, redundant=N or workload=decode|expert-layers");
+                    default -> throw new IllegalArgumentException("'" + field
+                            + "' is not load=FILE, redundant=N or workload=decode|expert-layers");
                 }
             }
             ModelShape m = shape(f[2].trim(), WeightFormat.parse(expertDtype));

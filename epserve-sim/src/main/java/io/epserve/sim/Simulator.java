@@ -39,6 +39,8 @@ public final class Simulator {
     private final Scenario s;
     private final ModelShape m;
     private final Cluster c;
+    /** The frontend runs its own products, other work and output head (else a step is the expert layers' dispatches alone). */
+    private final boolean wholeModel;
     private final PriorityQueue<Event> events = new PriorityQueue<>();
     private long sequence;
     private double now;
@@ -62,6 +64,7 @@ public final class Simulator {
         this.s = s;
         this.m = s.model();
         this.c = s.cluster();
+        this.wholeModel = s.workload() == Scenario.Workload.DECODE;
         int hosts = c.hosts();
         pools = new CorePool[hosts];
         switch (c.cpu()) {
@@ -193,9 +196,8 @@ public final class Simulator {
         void layer(int mb, int l) {
             int t = microBatches[mb];
             CostModel cost = s.cost();
-            boolean model = s.workload() == Scenario.Workload.DECODE;
-            double work = model ? cost.frontendProductSeconds(m, l, t) : 0;
-            double wall = model ? cost.frontendLayerSeconds() + cost.frontendTokenSeconds() * t : 0;
+            double work = wholeModel ? cost.frontendProductSeconds(m, l, t) : 0;
+            double wall = wholeModel ? cost.frontendLayerSeconds() + cost.frontendTokenSeconds() * t : 0;
             boolean local = c.workers() == 0 && m.isSparse(l);
             Routed routed = m.isSparse(l) ? route(l, t) : null;
             if (local) {
@@ -218,7 +220,7 @@ public final class Simulator {
                 return;
             }
             int t = microBatches[mb];
-            double head = s.workload() == Scenario.Workload.DECODE ? s.cost().headSeconds(m, t) : 0;
+            double head = wholeModel ? s.cost().headSeconds(m, t) : 0;
             frontends[f].submit(head, 0, () -> {
                 tokens += t;
                 if (--microBatchesLeft == 0) {

@@ -21,7 +21,8 @@ class CalibrationTest {
                 workers == 0 ? HostLayout.COLOCATED : HostLayout.FRONTEND_HOST);
         ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());
         return new Scenario(m, cost, new Network(latency, 1e9, message, perByte, 0, 4), c, pop,
-                workers == 0 ? null : SimulatorTest.CONTIGUOUS.place(m, workers, pop), Scenario.Routing.SAMPLED, 6, 2, Scenario.Workload.DECODE);
+                workers == 0 ? null : SimulatorTest.CONTIGUOUS.place(m, workers, pop), Scenario.Routing.SAMPLED, 6, 2,
+                Scenario.Workload.DECODE);
     }
 
     @Test

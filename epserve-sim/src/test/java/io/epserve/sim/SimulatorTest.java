@@ -41,7 +41,8 @@ class SimulatorTest {
 
     static Scenario scenario(ModelShape m, CostModel cost, Network net, Cluster c, PlacementChoice p, Scenario.Routing routing) {
         ExpertPopularity pop = ExpertPopularity.uniform(m.layers(), m.experts());
-        return new Scenario(m, cost, net, c, pop, c.workers() == 0 ? null : p.place(m, c.workers(), pop), routing, 5, 1, Scenario.Workload.DECODE);
+        return new Scenario(m, cost, net, c, pop, c.workers() == 0 ? null : p.place(m, c.workers(), pop), routing, 5, 1,
+                Scenario.Workload.DECODE);
     }
 
     static final PlacementChoice CONTIGUOUS = new PlacementChoice(PlacementChoice.Policy.CONTIGUOUS, 0);
@@ -263,7 +264,8 @@ class SimulatorTest {
         double one = cost.expertSeconds(m, 1);
         double two = cost.expertSeconds(m, 2);
         ExpertPlacement costed = replicated.place(m, 4, zipf).withCost(ExpertCost.of(2 * one - two, two - one));
-        SimResult spread = Simulator.run(new Scenario(m, cost, Network.ideal(), c, zipf, costed, Scenario.Routing.SAMPLED, 20, 5, Scenario.Workload.DECODE));
+        SimResult spread = Simulator.run(new Scenario(m, cost, Network.ideal(), c, zipf, costed, Scenario.Routing.SAMPLED, 20, 5,
+                Scenario.Workload.DECODE));
         // without it every replica takes a share of every expert and reads its weights: slower than no replicas here
         SimResult pairsOnly = Simulator.run(new Scenario(m, cost, Network.ideal(), c, zipf, replicated.place(m, 4, zipf),
                 Scenario.Routing.SAMPLED, 20, 5, Scenario.Workload.DECODE));
